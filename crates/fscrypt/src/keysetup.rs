@@ -200,17 +200,22 @@ impl MasterSecret {
         if let Some(k) = self.ino_hash_key.get() {
             return Ok(*k);
         }
-        let mut raw = self.hkdf()?.derive(HkdfContext::InodeHashKey, &[], 16)?;
-        let bytes = raw.as_mut();
-        let k0 = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
-        let k1 = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default());
-        Ok(*self.ino_hash_key.get_or_init(|| (k0, k1)))
+        let raw = self.hkdf()?.derive(HkdfContext::InodeHashKey, &[], 16)?;
+        let key = split_siphash_key(raw.as_ref());
+        Ok(*self.ino_hash_key.get_or_init(|| key))
     }
 
     /// `fscrypt_hash_inode_number`: the low 32 bits of SipHash-2-4(k, le64(ino)).
     pub fn hash_inode_number(&self, ino: u64) -> Result<u32> {
         let (k0, k1) = self.ino_hash_key()?;
         Ok(siphash_u64(k0, k1, ino) as u32)
+    }
+
+    /// The SipHash-2-4 key of a casefolded directory (`fscrypt_derive_dirhash_key`): HKDF context 5
+    /// with the directory's nonce, as two little-endian words.
+    pub fn derive_dirhash_key(&self, dir_nonce: &Nonce) -> Result<(u64, u64)> {
+        let raw = self.hkdf()?.derive(HkdfContext::DirhashKey, dir_nonce, 16)?;
+        Ok(split_siphash_key(raw.as_ref()))
     }
 
     /// A per-extent contents key: HKDF(context 9, extent nonce) for `mode` (btrfs v6 model).
@@ -232,6 +237,27 @@ impl Drop for MasterSecret {
             zeroize::Zeroize::zeroize(&mut k.1);
         }
     }
+}
+
+/// Splits 16 derived bytes into a SipHash key: k0 = le64(bytes 0..8), k1 = le64(bytes 8..16), as the
+/// kernel does so the hash is the same on every CPU. Shorter input gives zero words (never happens:
+/// callers derive exactly 16 bytes).
+pub fn split_siphash_key(bytes: &[u8]) -> (u64, u64) {
+    let word = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0)
+    };
+    (word(0..8), word(8..16))
+}
+
+/// `fscrypt_fname_siphash`: the dirhash of a (casefolded) plaintext name.
+pub fn fname_siphash(key: (u64, u64), name: &[u8]) -> u64 {
+    let mut h = SipHasher24::new_with_keys(key.0, key.1);
+    h.write(name);
+    h.finish()
 }
 
 /// SipHash-2-4 of one little-endian u64 (`siphash_1u64`).

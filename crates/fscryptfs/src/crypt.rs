@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 
 use clap::Args;
 use fscrypt::hkdf::{HkdfContext, HkdfKey};
-use fscrypt::keysetup::{self, siphash_u64, IvLayout};
+use fscrypt::keysetup::{self, siphash_u64, split_siphash_key, IvLayout};
 use fscrypt::keysetup_v1;
 use fscrypt::secret::SecretBytes;
 use fscrypt::{cipher::PreparedKey, EncryptionMode};
@@ -225,14 +225,6 @@ pub fn run(args: CryptArgs) -> Result<(), CliError> {
 
     let key = PreparedKey::new(mode, key_bytes.as_ref()).map_err(CliError::usage_from)?;
     crypt_stream(&key, &layout, &args, du)
-}
-
-fn split_siphash_key(k: &[u8]) -> (u64, u64) {
-    let mut a = [0u8; 8];
-    let mut b = [0u8; 8];
-    a.copy_from_slice(&k[..8]);
-    b.copy_from_slice(&k[8..16]);
-    (u64::from_le_bytes(a), u64::from_le_bytes(b))
 }
 
 /// The cipher names fscrypt-crypt-util takes (plus SM4's).
