@@ -36,7 +36,9 @@ fn bench(c: &mut Criterion) {
     c.bench_function("master key add (HKDF-Extract + identifier)", |b| {
         b.iter(|| MasterSecret::new_v2(black_box(&raw)).unwrap())
     });
-    c.bench_function("key identifier", |b| b.iter(|| key_identifier(black_box(&raw)).unwrap()));
+    c.bench_function("key identifier", |b| {
+        b.iter(|| key_identifier(black_box(&raw)).unwrap())
+    });
     c.bench_function("inode key setup: per-file AES-256-XTS", |b| {
         b.iter(|| InodeKey::setup(&master, black_box(&ctx), &file, &fs).unwrap())
     });

@@ -34,7 +34,8 @@ pub struct ExtentContext {
 pub fn extent_policy(policy: &Policy) -> Result<&PolicyV2> {
     match policy {
         Policy::V2(p)
-            if p.flags & (flags::DIRECT_KEY | flags::IV_INO_LBLK_64 | flags::IV_INO_LBLK_32) == 0 =>
+            if p.flags & (flags::DIRECT_KEY | flags::IV_INO_LBLK_64 | flags::IV_INO_LBLK_32)
+                == 0 =>
         {
             Ok(p)
         }
@@ -163,7 +164,7 @@ impl ExtentKey {
         buf: &mut [u8],
         op: impl Fn(&PreparedKey, &Iv, &mut [u8]) -> Result<()>,
     ) -> Result<()> {
-        if du_size == 0 || buf.len() % du_size != 0 {
+        if du_size == 0 || !buf.len().is_multiple_of(du_size) {
             return Err(Error::invalid(format!(
                 "{} bytes is not a whole number of {du_size}-byte data units",
                 buf.len()

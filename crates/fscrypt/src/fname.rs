@@ -26,7 +26,13 @@ pub fn encrypted_len(len: usize, padding: usize, max_len: usize) -> Option<usize
 
 /// Encrypts `name` (`fscrypt_fname_encrypt`). ENAMETOOLONG when it is longer than `max_len`,
 /// EINVAL when it is empty.
-pub fn encrypt(key: &PreparedKey, iv: &Iv, name: &[u8], padding: usize, max_len: usize) -> Result<Vec<u8>> {
+pub fn encrypt(
+    key: &PreparedKey,
+    iv: &Iv,
+    name: &[u8],
+    padding: usize,
+    max_len: usize,
+) -> Result<Vec<u8>> {
     if name.is_empty() {
         return Err(Error::invalid("empty name"));
     }
@@ -49,7 +55,12 @@ pub fn decrypt(key: &PreparedKey, iv: &Iv, ciphertext: &[u8]) -> Result<Vec<u8>>
 }
 
 /// As [`decrypt`], with another maximum ciphertext length (symlink targets).
-pub fn decrypt_bounded(key: &PreparedKey, iv: &Iv, ciphertext: &[u8], max_len: usize) -> Result<Vec<u8>> {
+pub fn decrypt_bounded(
+    key: &PreparedKey,
+    iv: &Iv,
+    ciphertext: &[u8],
+    max_len: usize,
+) -> Result<Vec<u8>> {
     if ciphertext.len() < FNAME_MIN_MSG_LEN {
         return Err(Error::corrupt(format!(
             "encrypted name of {} bytes is shorter than {FNAME_MIN_MSG_LEN}",

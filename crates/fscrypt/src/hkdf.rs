@@ -145,9 +145,11 @@ mod tests {
     fn multi_block_output_chains() {
         let k = HkdfKey::extract(&[1u8; 32]);
         let mut long = [0u8; 100];
-        k.expand(HkdfContext::PerFileEncKey, &[2; 16], &mut long).unwrap();
+        k.expand(HkdfContext::PerFileEncKey, &[2; 16], &mut long)
+            .unwrap();
         let mut short = [0u8; 64];
-        k.expand(HkdfContext::PerFileEncKey, &[2; 16], &mut short).unwrap();
+        k.expand(HkdfContext::PerFileEncKey, &[2; 16], &mut short)
+            .unwrap();
         assert_eq!(&long[..64], &short[..]);
         assert_ne!(&long[64..], &[0u8; 36][..]);
     }

@@ -57,22 +57,35 @@ enum ModeKeyKind {
     IvInoLblk32,
 }
 
+/// Which per-mode key a cache entry holds: (purpose, mode, filesystem UUID or zeros).
+type ModeKeySlot = (ModeKeyKind, EncryptionMode, [u8; 16]);
+
 enum SecretKind {
-    V1 { raw: SecretBytes },
-    V2 { hkdf: HkdfKey, identifier: [u8; KEY_IDENTIFIER_SIZE] },
+    V1 {
+        raw: SecretBytes,
+    },
+    V2 {
+        hkdf: HkdfKey,
+        identifier: [u8; KEY_IDENTIFIER_SIZE],
+    },
 }
 
 /// The secret of one master key, and the keys it shares among inodes.
 pub struct MasterSecret {
     kind: SecretKind,
     raw_size: usize,
-    mode_keys: Mutex<Vec<((ModeKeyKind, EncryptionMode, [u8; 16]), Arc<PreparedKey>)>>,
+    mode_keys: Mutex<Vec<(ModeKeySlot, Arc<PreparedKey>)>>,
     ino_hash_key: OnceLock<(u64, u64)>,
 }
 
 impl std::fmt::Debug for MasterSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MasterSecret({}, [REDACTED; {}])", self.spec(), self.raw_size)
+        write!(
+            f,
+            "MasterSecret({}, [REDACTED; {}])",
+            self.spec(),
+            self.raw_size
+        )
     }
 }
 
@@ -85,7 +98,10 @@ impl MasterSecret {
         let mut identifier = [0u8; KEY_IDENTIFIER_SIZE];
         hkdf.expand(HkdfContext::KeyIdentifierForRawKey, &[], &mut identifier)?;
         burn_stack();
-        Ok(Self::from_kind(SecretKind::V2 { hkdf, identifier }, raw.len()))
+        Ok(Self::from_kind(
+            SecretKind::V2 { hkdf, identifier },
+            raw.len(),
+        ))
     }
 
     /// A v1 master key from its raw bytes (16..=64, else EINVAL).
@@ -214,15 +230,21 @@ impl MasterSecret {
     /// The SipHash-2-4 key of a casefolded directory (`fscrypt_derive_dirhash_key`): HKDF context 5
     /// with the directory's nonce, as two little-endian words.
     pub fn derive_dirhash_key(&self, dir_nonce: &Nonce) -> Result<(u64, u64)> {
-        let raw = self.hkdf()?.derive(HkdfContext::DirhashKey, dir_nonce, 16)?;
+        let raw = self
+            .hkdf()?
+            .derive(HkdfContext::DirhashKey, dir_nonce, 16)?;
         Ok(split_siphash_key(raw.as_ref()))
     }
 
     /// A per-extent contents key: HKDF(context 9, extent nonce) for `mode` (btrfs v6 model).
-    pub fn derive_extent_key(&self, mode: EncryptionMode, extent_nonce: &Nonce) -> Result<PreparedKey> {
-        let raw = self
-            .hkdf()?
-            .derive(HkdfContext::PerExtentEncKey, extent_nonce, mode.key_size())?;
+    pub fn derive_extent_key(
+        &self,
+        mode: EncryptionMode,
+        extent_nonce: &Nonce,
+    ) -> Result<PreparedKey> {
+        let raw =
+            self.hkdf()?
+                .derive(HkdfContext::PerExtentEncKey, extent_nonce, mode.key_size())?;
         let key = PreparedKey::new(mode, raw.as_ref());
         burn_stack();
         key
@@ -383,7 +405,9 @@ impl InodeKey {
         let key = match &master.kind {
             SecretKind::V1 { raw } => {
                 let derived = if f & flags::DIRECT_KEY != 0 {
-                    iv_layout = IvLayout::DirectKey { nonce: *ctx.nonce() };
+                    iv_layout = IvLayout::DirectKey {
+                        nonce: *ctx.nonce(),
+                    };
                     keysetup_v1::v1_direct_key(raw.as_ref(), mode.key_size())?
                 } else {
                     keysetup_v1::derive_v1_file_key(raw.as_ref(), ctx.nonce(), mode.key_size())?
@@ -392,7 +416,9 @@ impl InodeKey {
             }
             SecretKind::V2 { hkdf, .. } => {
                 if f & flags::DIRECT_KEY != 0 {
-                    iv_layout = IvLayout::DirectKey { nonce: *ctx.nonce() };
+                    iv_layout = IvLayout::DirectKey {
+                        nonce: *ctx.nonce(),
+                    };
                     master.mode_key(ModeKeyKind::DirectKey, mode, &inode.fs_uuid)?
                 } else if f & flags::IV_INO_LBLK_64 != 0 {
                     let ino = u32::try_from(inode.ino).map_err(|_| {
@@ -409,7 +435,8 @@ impl InodeKey {
                     };
                     master.mode_key(ModeKeyKind::IvInoLblk32, mode, &inode.fs_uuid)?
                 } else {
-                    let raw = hkdf.derive(HkdfContext::PerFileEncKey, ctx.nonce(), mode.key_size())?;
+                    let raw =
+                        hkdf.derive(HkdfContext::PerFileEncKey, ctx.nonce(), mode.key_size())?;
                     Arc::new(PreparedKey::new(mode, raw.as_ref())?)
                 }
             }
@@ -499,7 +526,7 @@ impl InodeKey {
         op: impl Fn(&PreparedKey, &Iv, &mut [u8]) -> Result<()>,
     ) -> Result<()> {
         let du = self.data_unit_size();
-        if buf.len() % du != 0 {
+        if !buf.len().is_multiple_of(du) {
             return Err(Error::invalid(format!(
                 "{} bytes is not a whole number of {du}-byte data units",
                 buf.len()
@@ -525,7 +552,13 @@ impl InodeKey {
     /// Encrypts a symlink target into `fscrypt_symlink_data` (le16 length ‖ ciphertext, without the
     /// trailing NUL the kernel counts in i_size). ENAMETOOLONG when it exceeds the filesystem limit.
     pub fn encrypt_symlink(&self, target: &[u8]) -> Result<Vec<u8>> {
-        crate::symlink::encrypt(&self.key, &self.iv(0)?, target, self.padding, self.symlink_max_len)
+        crate::symlink::encrypt(
+            &self.key,
+            &self.iv(0)?,
+            target,
+            self.padding,
+            self.symlink_max_len,
+        )
     }
 
     /// Decrypts stored `fscrypt_symlink_data` (`fscrypt_get_symlink`); EUCLEAN when malformed.

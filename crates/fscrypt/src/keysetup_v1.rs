@@ -14,8 +14,12 @@ use crate::secret::SecretBytes;
 
 /// The v1 KDF: AES-128-ECB-Encrypt(key = nonce, plaintext = master_key[..key_size]).
 /// The master key must hold at least `key_size` bytes (a multiple of 16).
-pub fn derive_v1_file_key(master_key: &[u8], nonce: &Nonce, key_size: usize) -> Result<SecretBytes> {
-    if master_key.len() < key_size || key_size % 16 != 0 {
+pub fn derive_v1_file_key(
+    master_key: &[u8],
+    nonce: &Nonce,
+    key_size: usize,
+) -> Result<SecretBytes> {
+    if master_key.len() < key_size || !key_size.is_multiple_of(16) {
         return Err(Error::no_key(format!(
             "v1 master key of {} bytes is too short for a {key_size}-byte key",
             master_key.len()

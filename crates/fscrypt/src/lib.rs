@@ -15,6 +15,7 @@
 //!   `adiantum`);
 //! - [`fname`], [`nokey`], [`symlink`]: names, no-key names, symlink targets (`fname.c`, `hooks.c`);
 //! - [`extent`]: per-extent contexts and keys (the btrfs series);
+//! - [`keyring`]: master keys, per-user claims, active references, soft removal (`keyring.c`);
 //! - [`secret`]: locked, zeroized memory for every secret.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -25,6 +26,7 @@ pub mod error;
 pub mod extent;
 pub mod fname;
 pub mod hkdf;
+pub mod keyring;
 pub mod keysetup;
 pub mod keysetup_v1;
 pub mod mode;

@@ -124,7 +124,13 @@ impl EncryptionMode {
     pub fn parse(name: &str) -> Result<Self> {
         let norm: String = name
             .chars()
-            .map(|c| if c == '_' { '-' } else { c.to_ascii_uppercase() })
+            .map(|c| {
+                if c == '_' {
+                    '-'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            })
             .collect();
         if let Ok(n) = norm.parse::<u8>() {
             return Self::from_number(n)

@@ -95,7 +95,9 @@ impl NokeyName {
             return Err(not_found());
         }
         let raw = base64url_decode(name.as_bytes()).ok_or_else(not_found)?;
-        if raw.len() < DIRHASH_SIZE + 1 || (raw.len() > NOKEY_SHA256_OFFSET && raw.len() != NOKEY_NAME_MAX) {
+        if raw.len() < DIRHASH_SIZE + 1
+            || (raw.len() > NOKEY_SHA256_OFFSET && raw.len() != NOKEY_NAME_MAX)
+        {
             return Err(not_found());
         }
         let mut dirhash = [0u8; DIRHASH_SIZE];

@@ -337,7 +337,8 @@ impl Policy {
                         p.flags
                     )));
                 }
-                let iv_flags = p.flags & (flags::DIRECT_KEY | flags::IV_INO_LBLK_64 | flags::IV_INO_LBLK_32);
+                let iv_flags =
+                    p.flags & (flags::DIRECT_KEY | flags::IV_INO_LBLK_64 | flags::IV_INO_LBLK_32);
                 if iv_flags.count_ones() > 1 {
                     return Err(Error::invalid("mutually exclusive encryption flags"));
                 }

@@ -53,7 +53,8 @@ impl LockedPages {
     fn wipe(&mut self) {
         // SAFETY: the allocation is `layout.size()` bytes, owned by self and initialised (zeroed at
         // allocation, written only with plain bytes or a T that has been dropped before this call).
-        let bytes = unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) };
         bytes.zeroize();
     }
 }
@@ -122,12 +123,6 @@ impl SecretBytes {
         self.pages.locked
     }
 
-    /// The secret bytes, for mutation in place.
-    pub fn as_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the allocation holds at least `len` initialised bytes, exclusively borrowed.
-        unsafe { std::slice::from_raw_parts_mut(self.pages.ptr.as_ptr(), self.len) }
-    }
-
     /// Constant-time equality of two secrets (length is not secret).
     pub fn ct_eq(&self, other: &SecretBytes) -> bool {
         self.len == other.len
@@ -144,6 +139,14 @@ impl AsRef<[u8]> for SecretBytes {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: the allocation holds at least `len` initialised bytes.
         unsafe { std::slice::from_raw_parts(self.pages.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl AsMut<[u8]> for SecretBytes {
+    /// The secret bytes, for filling in place.
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the allocation holds at least `len` initialised bytes, exclusively borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.pages.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -171,7 +174,9 @@ pub struct LockedBox<T> {
 
 impl<T> LockedBox<T> {
     /// Builds the value in place with `init`, which must fully initialise the slot or fail.
-    pub fn try_new_with<E>(init: impl FnOnce(&mut MaybeUninit<T>) -> Result<(), E>) -> Result<Self, E> {
+    pub fn try_new_with<E>(
+        init: impl FnOnce(&mut MaybeUninit<T>) -> Result<(), E>,
+    ) -> Result<Self, E> {
         let mut pages = LockedPages::new(mem::size_of::<T>(), mem::align_of::<T>());
         // SAFETY: the allocation is at least size_of::<T>() bytes and aligned for T.
         let slot = unsafe { &mut *pages.ptr.as_ptr().cast::<MaybeUninit<T>>() };

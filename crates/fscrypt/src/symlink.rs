@@ -19,7 +19,13 @@ pub fn max_target_len(max_len: usize) -> usize {
 }
 
 /// Encrypts `target` to `le16 len ‖ ciphertext`. ENAMETOOLONG past the limit; EINVAL when empty.
-pub fn encrypt(key: &PreparedKey, iv: &Iv, target: &[u8], padding: usize, max_len: usize) -> Result<Vec<u8>> {
+pub fn encrypt(
+    key: &PreparedKey,
+    iv: &Iv,
+    target: &[u8],
+    padding: usize,
+    max_len: usize,
+) -> Result<Vec<u8>> {
     let ct = fname::encrypt(key, iv, target, padding, max_target_len(max_len))?;
     let len = u16::try_from(ct.len())
         .map_err(|_| Error::new(crate::Errno::NAMETOOLONG, "symlink target too long"))?;
@@ -56,7 +62,9 @@ pub fn decrypt(key: &PreparedKey, iv: &Iv, disk: &[u8]) -> Result<Vec<u8>> {
     let ct = ciphertext(disk)?;
     let target = fname::decrypt_bounded(key, iv, ct, u16::MAX as usize)?;
     if target.is_empty() {
-        return Err(Error::corrupt("encrypted symlink target decrypts to an empty string"));
+        return Err(Error::corrupt(
+            "encrypted symlink target decrypts to an empty string",
+        ));
     }
     Ok(target)
 }

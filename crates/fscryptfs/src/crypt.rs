@@ -119,7 +119,9 @@ pub fn run(args: CryptArgs) -> Result<(), CliError> {
             ));
         };
         if kdf == Kdf::Aes128Ecb {
-            return Err(CliError::usage("--dump-key-identifier needs --kdf=HKDF-SHA512"));
+            return Err(CliError::usage(
+                "--dump-key-identifier needs --kdf=HKDF-SHA512",
+            ));
         }
         let raw = SecretBytes::copy_from(&parse_hex("MASTER_KEY_HEX", key_hex)?);
         let id = keysetup::key_identifier(raw.as_ref()).map_err(CliError::usage_from)?;
@@ -140,7 +142,12 @@ pub fn run(args: CryptArgs) -> Result<(), CliError> {
             return Err(CliError::usage(format!("invalid --padding {p}")));
         }
     }
-    let flags = [args.direct_key, args.iv_ino_lblk_64, args.iv_ino_lblk_32, args.extent_nonce.is_some()];
+    let flags = [
+        args.direct_key,
+        args.iv_ino_lblk_64,
+        args.iv_ino_lblk_32,
+        args.extent_nonce.is_some(),
+    ];
     if flags.iter().filter(|f| **f).count() > 1 {
         return Err(CliError::usage(
             "--direct-key, --iv-ino-lblk-64, --iv-ino-lblk-32 and --extent-nonce are mutually exclusive",
@@ -151,8 +158,7 @@ pub fn run(args: CryptArgs) -> Result<(), CliError> {
     let extent_nonce = parse_hex16("--extent-nonce", args.extent_nonce.as_deref())?;
     let mode_num = args.mode_num.unwrap_or(mode.number());
 
-    let hkdf = (kdf == Kdf::HkdfSha512)
-        .then(|| HkdfKey::extract(master.as_ref()));
+    let hkdf = (kdf == Kdf::HkdfSha512).then(|| HkdfKey::extract(master.as_ref()));
     let key_bytes: SecretBytes = match kdf {
         Kdf::None => {
             if master.len() < mode.key_size() {
@@ -165,7 +171,11 @@ pub fn run(args: CryptArgs) -> Result<(), CliError> {
             SecretBytes::copy_from(&master.as_ref()[..mode.key_size()])
         }
         Kdf::Aes128Ecb => {
-            if args.direct_key || args.iv_ino_lblk_64 || args.iv_ino_lblk_32 || extent_nonce.is_some() {
+            if args.direct_key
+                || args.iv_ino_lblk_64
+                || args.iv_ino_lblk_32
+                || extent_nonce.is_some()
+            {
                 return Err(CliError::usage(
                     "--kdf=AES-128-ECB is v1's per-file KDF; use --kdf=none with --direct-key",
                 ));
@@ -190,7 +200,10 @@ pub fn run(args: CryptArgs) -> Result<(), CliError> {
             } else if let Some(n) = extent_nonce {
                 (HkdfContext::PerExtentEncKey, n.to_vec())
             } else {
-                (HkdfContext::PerFileEncKey, require(file_nonce, "--file-nonce")?.to_vec())
+                (
+                    HkdfContext::PerFileEncKey,
+                    require(file_nonce, "--file-nonce")?.to_vec(),
+                )
             };
             hkdf.derive(context, &info, mode.key_size())
                 .map_err(CliError::usage_from)?
@@ -204,8 +217,9 @@ pub fn run(args: CryptArgs) -> Result<(), CliError> {
     } else if args.iv_ino_lblk_64 {
         let ino = require(args.inode_number, "--inode-number")?;
         IvLayout::InoLblk64 {
-            ino: u32::try_from(ino)
-                .map_err(|_| CliError::usage("--inode-number must fit in 32 bits with --iv-ino-lblk-64"))?,
+            ino: u32::try_from(ino).map_err(|_| {
+                CliError::usage("--inode-number must fit in 32 bits with --iv-ino-lblk-64")
+            })?,
         }
     } else if args.iv_ino_lblk_32 {
         let ino = require(args.inode_number, "--inode-number")?;
@@ -251,7 +265,12 @@ fn parse_cipher(name: &str) -> Result<EncryptionMode, CliError> {
 /// Reads stdin one data unit at a time and writes each unit's encryption (or decryption). A short
 /// final unit is zero-padded to the whole unit, or with --padding to
 /// min(round_up(max(len, 16), padding), unit), as fscrypt-crypt-util does.
-fn crypt_stream(key: &PreparedKey, layout: &IvLayout, args: &CryptArgs, du: usize) -> Result<(), CliError> {
+fn crypt_stream(
+    key: &PreparedKey,
+    layout: &IvLayout,
+    args: &CryptArgs,
+    du: usize,
+) -> Result<(), CliError> {
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut buf = vec![0u8; du];
@@ -281,7 +300,9 @@ fn crypt_stream(key: &PreparedKey, layout: &IvLayout, args: &CryptArgs, du: usiz
             break;
         }
     }
-    stdout.flush().map_err(|e| CliError::io("writing stdout", e))
+    stdout
+        .flush()
+        .map_err(|e| CliError::io("writing stdout", e))
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -9,7 +9,11 @@ use cli_error::{CliError, EXIT_USAGE};
 
 /// fscrypt, rebuilt in userspace.
 #[derive(Parser, Debug)]
-#[command(name = "fscryptfs", version, about = "fscrypt's encryption model in userspace")]
+#[command(
+    name = "fscryptfs",
+    version,
+    about = "fscrypt's encryption model in userspace"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,9 +30,20 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
-                std::process::exit(if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { EXIT_USAGE } else { 0 });
+                std::process::exit(
+                    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        EXIT_USAGE
+                    } else {
+                        0
+                    },
+                );
             }
             // One line, as every other error: clap's first line, without its "error: " prefix.
             let rendered = e.render().to_string();

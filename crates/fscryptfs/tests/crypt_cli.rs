@@ -64,7 +64,13 @@ fn v2_policy(flags: u8, du_bits: u8) -> Policy {
     })
 }
 
-fn layer_key(policy: Policy, nonce: [u8; 16], kind: InodeKind, ino: u64, uuid: [u8; 16]) -> InodeKey {
+fn layer_key(
+    policy: Policy,
+    nonce: [u8; 16],
+    kind: InodeKind,
+    ino: u64,
+    uuid: [u8; 16],
+) -> InodeKey {
     let master = MasterSecret::new_v2(&master_raw()).unwrap();
     let ctx = Context::new(policy, nonce);
     let params = InodeParams {
@@ -86,7 +92,10 @@ fn layer_contents(key: &InodeKey, plain: &[u8]) -> Vec<u8> {
 
 #[test]
 fn dump_key_identifier_matches_known_values() {
-    let out = crypt_ok(&["--dump-key-identifier", "--kdf=HKDF-SHA512", MASTER_HEX], b"");
+    let out = crypt_ok(
+        &["--dump-key-identifier", "--kdf=HKDF-SHA512", MASTER_HEX],
+        b"",
+    );
     assert_eq!(out, b"8699c2c53707405da5aba5ae4d8583c0\n");
     let fstests_key: String = (1u8..=64).map(|b| format!("{b:02x}")).collect();
     let out = crypt_ok(&["--dump-key-identifier", &fstests_key], b"");
@@ -97,7 +106,13 @@ fn dump_key_identifier_matches_known_values() {
 fn per_file_contents_match_the_layer_and_round_trip() {
     let nonce = [0x5a; 16];
     for du_bits in [0u8, 9, 10, 11] {
-        let key = layer_key(v2_policy(3, du_bits), nonce, InodeKind::Regular, 12, [0; 16]);
+        let key = layer_key(
+            v2_policy(3, du_bits),
+            nonce,
+            InodeKind::Regular,
+            12,
+            [0; 16],
+        );
         let du = key.data_unit_size().to_string();
         let plain = pseudo_random(3 * 4096 + 100, du_bits);
         let args = [
@@ -124,7 +139,13 @@ fn iv_ino_lblk_modes_match_the_layer() {
     let nonce = [0x22; 16];
     let plain = pseudo_random(5 * 4096, 7);
     for (flag, arg) in [(0x08u8, "--iv-ino-lblk-64"), (0x10, "--iv-ino-lblk-32")] {
-        let key = layer_key(v2_policy(flag | 3, 0), nonce, InodeKind::Regular, 4321, uuid);
+        let key = layer_key(
+            v2_policy(flag | 3, 0),
+            nonce,
+            InodeKind::Regular,
+            4321,
+            uuid,
+        );
         let ct = crypt_ok(
             &[
                 "--kdf=HKDF-SHA512",
@@ -145,7 +166,13 @@ fn iv_ino_lblk_modes_match_the_layer() {
 fn filenames_match_the_layer_for_every_padding() {
     let nonce = [0x33; 16];
     for pad_flag in 0u8..4 {
-        let key = layer_key(v2_policy(pad_flag, 0), nonce, InodeKind::Directory, 2, [0; 16]);
+        let key = layer_key(
+            v2_policy(pad_flag, 0),
+            nonce,
+            InodeKind::Directory,
+            2,
+            [0; 16],
+        );
         let padding = (4usize << pad_flag).to_string();
         for len in [1usize, 15, 16, 17, 31, 32, 100, 149, 150, 254, 255] {
             let name: Vec<u8> = pseudo_random(len, len as u8)
@@ -164,7 +191,11 @@ fn filenames_match_the_layer_for_every_padding() {
                 ],
                 &name,
             );
-            assert_eq!(ct, key.encrypt_filename(&name).unwrap(), "pad {padding} len {len}");
+            assert_eq!(
+                ct,
+                key.encrypt_filename(&name).unwrap(),
+                "pad {padding} len {len}"
+            );
         }
     }
 }
@@ -239,8 +270,18 @@ fn bad_arguments_exit_2_with_one_line() {
         &["AES-256-XTS", "zz"],
         &["--kdf=HKDF-SHA512", "AES-256-XTS", MASTER_HEX],
         &["--kdf=bogus", "AES-256-XTS", MASTER_HEX],
-        &["--direct-key", "--iv-ino-lblk-64", "AES-256-XTS", MASTER_HEX],
-        &["--file-nonce=00", "--kdf=HKDF-SHA512", "AES-256-XTS", MASTER_HEX],
+        &[
+            "--direct-key",
+            "--iv-ino-lblk-64",
+            "AES-256-XTS",
+            MASTER_HEX,
+        ],
+        &[
+            "--file-nonce=00",
+            "--kdf=HKDF-SHA512",
+            "AES-256-XTS",
+            MASTER_HEX,
+        ],
         &["--data-unit-size=5", "AES-256-XTS", MASTER_HEX],
         &["--no-such-option", "AES-256-XTS", MASTER_HEX],
         &["AES-256-XTS", "00112233"],
@@ -249,7 +290,12 @@ fn bad_arguments_exit_2_with_one_line() {
     ];
     for args in cases {
         let out = crypt(args, b"data");
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {:?}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("fscryptfs: "), "{args:?}: {err}");
