@@ -8,6 +8,7 @@
 //! directories and symlinks stay per-inode.
 
 use crate::cipher::PreparedKey;
+use crate::contents::{crypt_units, Direction};
 use crate::context::{random_nonce, Nonce, FILE_NONCE_SIZE};
 use crate::error::{Error, Result};
 use crate::keysetup::MasterSecret;
@@ -149,31 +150,26 @@ impl ExtentKey {
 
     /// Encrypts whole data units of `du_size` bytes, the first being unit `first_index` of the extent.
     pub fn encrypt_units(&self, first_index: u64, du_size: usize, buf: &mut [u8]) -> Result<()> {
-        self.for_each_unit(first_index, du_size, buf, |k, iv, u| k.encrypt(iv, u))
+        crypt_units(
+            &self.key,
+            Direction::Encrypt,
+            du_size,
+            first_index,
+            buf,
+            |i| Ok(Self::iv(i)),
+        )
     }
 
     /// Decrypts whole data units, as [`encrypt_units`](Self::encrypt_units).
     pub fn decrypt_units(&self, first_index: u64, du_size: usize, buf: &mut [u8]) -> Result<()> {
-        self.for_each_unit(first_index, du_size, buf, |k, iv, u| k.decrypt(iv, u))
-    }
-
-    fn for_each_unit(
-        &self,
-        first_index: u64,
-        du_size: usize,
-        buf: &mut [u8],
-        op: impl Fn(&PreparedKey, &Iv, &mut [u8]) -> Result<()>,
-    ) -> Result<()> {
-        if du_size == 0 || !buf.len().is_multiple_of(du_size) {
-            return Err(Error::invalid(format!(
-                "{} bytes is not a whole number of {du_size}-byte data units",
-                buf.len()
-            )));
-        }
-        for (i, unit) in buf.chunks_exact_mut(du_size).enumerate() {
-            op(&self.key, &Self::iv(first_index + i as u64), unit)?;
-        }
-        Ok(())
+        crypt_units(
+            &self.key,
+            Direction::Decrypt,
+            du_size,
+            first_index,
+            buf,
+            |i| Ok(Self::iv(i)),
+        )
     }
 }
 

@@ -16,6 +16,7 @@ use siphasher::sip::SipHasher24;
 use std::hash::Hasher;
 
 use crate::cipher::PreparedKey;
+use crate::contents::{crypt_units, Direction};
 use crate::context::{Context, Nonce};
 use crate::error::{Error, Result};
 use crate::fname;
@@ -500,42 +501,28 @@ impl InodeKey {
     /// Encrypts one whole data unit in place (a final partial unit is zero-padded by the caller).
     pub fn encrypt_data_unit(&self, index: u64, buf: &mut [u8]) -> Result<()> {
         self.check_unit(buf)?;
-        self.key.encrypt(&self.iv(index)?, buf)
+        self.crypt_units(Direction::Encrypt, index, buf)
     }
 
     /// Decrypts one whole data unit in place.
     pub fn decrypt_data_unit(&self, index: u64, buf: &mut [u8]) -> Result<()> {
         self.check_unit(buf)?;
-        self.key.decrypt(&self.iv(index)?, buf)
+        self.crypt_units(Direction::Decrypt, index, buf)
     }
 
     /// Encrypts consecutive whole data units starting at unit `first_index`.
     pub fn encrypt_data_units(&self, first_index: u64, buf: &mut [u8]) -> Result<()> {
-        self.for_each_unit(first_index, buf, |k, iv, unit| k.encrypt(iv, unit))
+        self.crypt_units(Direction::Encrypt, first_index, buf)
     }
 
     /// Decrypts consecutive whole data units starting at unit `first_index`.
     pub fn decrypt_data_units(&self, first_index: u64, buf: &mut [u8]) -> Result<()> {
-        self.for_each_unit(first_index, buf, |k, iv, unit| k.decrypt(iv, unit))
+        self.crypt_units(Direction::Decrypt, first_index, buf)
     }
 
-    fn for_each_unit(
-        &self,
-        first_index: u64,
-        buf: &mut [u8],
-        op: impl Fn(&PreparedKey, &Iv, &mut [u8]) -> Result<()>,
-    ) -> Result<()> {
+    fn crypt_units(&self, direction: Direction, first_index: u64, buf: &mut [u8]) -> Result<()> {
         let du = self.data_unit_size();
-        if !buf.len().is_multiple_of(du) {
-            return Err(Error::invalid(format!(
-                "{} bytes is not a whole number of {du}-byte data units",
-                buf.len()
-            )));
-        }
-        for (i, unit) in buf.chunks_exact_mut(du).enumerate() {
-            op(&self.key, &self.iv(first_index + i as u64)?, unit)?;
-        }
-        Ok(())
+        crypt_units(&self.key, direction, du, first_index, buf, |i| self.iv(i))
     }
 
     /// Encrypts a directory entry name (`fscrypt_fname_encrypt`): padded per policy, capped at

@@ -13,6 +13,7 @@
 //! - [`keysetup`], [`keysetup_v1`]: master secrets to inode keys and IVs (`keysetup*.c`);
 //! - [`cipher`]: the block-cipher modes (the kernel crypto API's `xts`, `cts`, `essiv`, `hctr2`,
 //!   `adiantum`);
+//! - [`contents`]: data units and their encryption loop (`crypto.c`);
 //! - [`fname`], [`nokey`], [`symlink`]: names, no-key names, symlink targets (`fname.c`, `hooks.c`);
 //! - [`extent`]: per-extent contexts and keys (the btrfs series);
 //! - [`keyring`]: master keys, per-user claims, active references, soft removal (`keyring.c`);
@@ -21,6 +22,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod cipher;
+pub mod contents;
 pub mod context;
 pub mod error;
 pub mod extent;

@@ -56,6 +56,10 @@ impl PreparedKey {
     ///
     /// Return: EINVAL if `key.len() != mode.key_size()`, or for the XTS modes when the two key halves
     /// are equal (as the kernel's `xts_verify_key` and OpenSSL refuse them).
+    ///
+    /// The schedule is built in its locked page, but the expansion may leave copies of key material in
+    /// dead stack slots of this call: callers wipe them with [`crate::secret::burn_stack`] once key
+    /// setup is done (as `keysetup` does).
     pub fn new(mode: EncryptionMode, key: &[u8]) -> Result<PreparedKey> {
         Self::new_with_xts_backend(mode, key, XtsBackend::Auto)
     }
