@@ -3,6 +3,7 @@
 
 mod cli_error;
 mod crypt;
+mod keycmd;
 
 use clap::{Parser, Subcommand};
 use cli_error::{CliError, EXIT_USAGE};
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Encrypt or decrypt raw fscrypt data (fstests' fscrypt-crypt-util interface).
     Crypt(crypt::CryptArgs),
+    #[command(flatten)]
+    Key(keycmd::KeyCommand),
 }
 
 fn main() {
@@ -54,6 +57,7 @@ fn main() {
     };
     let result: Result<(), CliError> = match cli.command {
         Command::Crypt(args) => crypt::run(args),
+        Command::Key(cmd) => keycmd::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("fscryptfs: {e}");
