@@ -2,3 +2,5 @@
 //! `fscrypt` crate; this crate adapts it to a backing directory and to FUSE.
 
 pub mod abi;
+pub mod fs;
+pub mod store;

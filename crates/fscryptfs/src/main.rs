@@ -4,6 +4,7 @@
 mod cli_error;
 mod crypt;
 mod keycmd;
+mod volume_cmd;
 
 use clap::{Parser, Subcommand};
 use cli_error::{CliError, EXIT_USAGE};
@@ -24,6 +25,10 @@ struct Cli {
 enum Command {
     /// Encrypt or decrypt raw fscrypt data (fstests' fscrypt-crypt-util interface).
     Crypt(crypt::CryptArgs),
+    /// Create an fscryptfs volume in an empty or new backing directory.
+    Init(volume_cmd::InitArgs),
+    /// Mount an fscryptfs volume (FUSE).
+    Mount(volume_cmd::MountArgs),
     #[command(flatten)]
     Key(keycmd::KeyCommand),
 }
@@ -57,6 +62,8 @@ fn main() {
     };
     let result: Result<(), CliError> = match cli.command {
         Command::Crypt(args) => crypt::run(args),
+        Command::Init(args) => volume_cmd::run_init(args),
+        Command::Mount(args) => volume_cmd::run_mount(args),
         Command::Key(cmd) => keycmd::run(cmd),
     };
     if let Err(e) = result {

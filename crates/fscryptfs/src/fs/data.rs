@@ -1,0 +1,351 @@
+//! Contents of regular files in the per-file-key layout: the kernel's ciphertext, in place.
+//!
+//! Data unit `i` of a file lives at backing offset `4096 + i * du` and is exactly what the kernel
+//! would store for it (`InodeKey::encrypt_data_unit(i, ..)` with the file's own key and IVs); the
+//! final partial unit is zero-padded and encrypted whole. A backing unit that is all zeros is a hole
+//! and reads as zeros. Unencrypted files keep their plaintext at the same offsets.
+//!
+//! Orderings (docs/FORMAT.md repeats them): an extending write puts its data first and records the
+//! new size in memory; the header is rewritten at FLUSH, RELEASE, fsync, setattr and unmount, after
+//! an `fdatasync` of the data, so the size on disk never gets ahead of the data on disk. A truncation
+//! down writes the smaller size first and then cuts the data; an extension first drops any stale tail
+//! beyond the old size, then grows, then records the size. Units beyond the recorded size are never
+//! trusted: they read as zeros and are overwritten whole.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use fscrypt::keysetup::InodeKey;
+use fscrypt::{Errno, Error, Result};
+
+use super::{errno, read_full_at, rlock, wlock, Fs, Kind, Node, State};
+use crate::store::meta::FileHeader;
+use crate::store::{io_err, FILE_HEADER_SIZE};
+
+/// The plaintext data-unit size of a file (4096 for unencrypted files).
+fn unit_size(key: Option<&InodeKey>) -> u64 {
+    key.map_or(4096, |k| k.data_unit_size() as u64)
+}
+
+fn round_up(x: u64, du: u64) -> u64 {
+    x.div_ceil(du) * du
+}
+
+impl Fs {
+    /// Reads `len` bytes at `off` through a handle's key.
+    pub(super) fn read_data(
+        &self,
+        node: &Node,
+        file: &File,
+        key: Option<&InodeKey>,
+        off: u64,
+        len: u32,
+    ) -> Result<Vec<u8>> {
+        let st = rlock(&node.state);
+        let size = st.size;
+        if off >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = size.min(off.saturating_add(u64::from(len)));
+        let what = || self.describe(node);
+        let Some(k) = key else {
+            let mut buf = vec![0u8; (end - off) as usize];
+            read_full_at(file, &mut buf, FILE_HEADER_SIZE + off).map_err(|e| io_err(what(), e))?;
+            return Ok(buf);
+        };
+        let du = k.data_unit_size() as u64;
+        let first = off / du;
+        let last = (end - 1) / du;
+        let mut buf = vec![0u8; ((last - first + 1) * du) as usize];
+        read_full_at(file, &mut buf, FILE_HEADER_SIZE + first * du)
+            .map_err(|e| io_err(what(), e))?;
+        for (i, unit) in buf.chunks_mut(du as usize).enumerate() {
+            decrypt_unit(k, first + i as u64, unit)?;
+        }
+        let start = (off - first * du) as usize;
+        buf.drain(..start);
+        buf.truncate((end - off) as usize);
+        Ok(buf)
+    }
+
+    /// Writes `data` at `off` (the caller checked permission and `prepare_write`).
+    pub(super) fn write_data(
+        &self,
+        node: &Node,
+        file: &File,
+        key: Option<&InodeKey>,
+        off: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= self.fsp.max_file_size)
+            .ok_or_else(|| errno(Errno::FBIG, "write beyond the maximum file size"))?;
+        let mut st = wlock(&node.state);
+        self.trim_stale_tail(node, file, key, &mut st)?;
+        let what = || self.describe(node);
+        match key {
+            None => file
+                .write_all_at(data, FILE_HEADER_SIZE + off)
+                .map_err(|e| io_err(what(), e))?,
+            Some(k) => {
+                let du = k.data_unit_size() as u64;
+                let first = off / du;
+                let last = (end - 1) / du;
+                let mut buf = vec![0u8; ((last - first + 1) * du) as usize];
+                if !off.is_multiple_of(du) {
+                    self.load_unit(node, file, k, st.size, first, &mut buf[..du as usize])?;
+                }
+                if end % du != 0 && (last != first || off.is_multiple_of(du)) {
+                    let at = ((last - first) * du) as usize;
+                    self.load_unit(node, file, k, st.size, last, &mut buf[at..at + du as usize])?;
+                }
+                let start = (off - first * du) as usize;
+                buf[start..start + data.len()].copy_from_slice(data);
+                k.encrypt_data_units(first, &mut buf)?;
+                file.write_all_at(&buf, FILE_HEADER_SIZE + first * du)
+                    .map_err(|e| io_err(what(), e))?;
+            }
+        }
+        if end > st.size {
+            st.size = end;
+            st.size_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Plaintext of unit `idx` into `dst` (zeros beyond `size` and for holes).
+    fn load_unit(
+        &self,
+        node: &Node,
+        file: &File,
+        k: &InodeKey,
+        size: u64,
+        idx: u64,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        let du = dst.len() as u64;
+        dst.fill(0);
+        if idx * du >= size {
+            return Ok(());
+        }
+        read_full_at(file, dst, FILE_HEADER_SIZE + idx * du)
+            .map_err(|e| io_err(self.describe(node), e))?;
+        decrypt_unit(k, idx, dst)?;
+        if size < (idx + 1) * du {
+            dst[(size - idx * du) as usize..].fill(0);
+        }
+        Ok(())
+    }
+
+    /// Once per mount and file, before the first change: cuts backing data beyond the last unit of
+    /// the recorded size (left by a crash between a data write and its size update).
+    fn trim_stale_tail(
+        &self,
+        node: &Node,
+        file: &File,
+        key: Option<&InodeKey>,
+        st: &mut State,
+    ) -> Result<()> {
+        if st.trimmed {
+            return Ok(());
+        }
+        let want = FILE_HEADER_SIZE + round_up(st.size, unit_size(key));
+        let have = file
+            .metadata()
+            .map_err(|e| io_err(self.describe(node), e))?
+            .len();
+        if have > want {
+            tracing::warn!(
+                "{}: dropping {} bytes beyond the recorded size",
+                self.describe(node),
+                have - want
+            );
+            file.set_len(want)
+                .map_err(|e| io_err(self.describe(node), e))?;
+        }
+        st.trimmed = true;
+        Ok(())
+    }
+
+    /// Changes the size (truncate / ftruncate / O_TRUNC / fallocate growth).
+    pub(super) fn set_size(
+        &self,
+        node: &Node,
+        file: &File,
+        key: Option<&InodeKey>,
+        new: u64,
+    ) -> Result<()> {
+        if new > self.fsp.max_file_size {
+            return Err(errno(Errno::FBIG, "size beyond the maximum file size"));
+        }
+        let mut st = wlock(&node.state);
+        self.trim_stale_tail(node, file, key, &mut st)?;
+        let what = || self.describe(node);
+        let du = unit_size(key);
+        let old = st.size;
+        if new < old {
+            // Size first, then cut: a crash in between leaves a tail that is trimmed later.
+            st.size = new;
+            self.write_header(node, file, &mut st)?;
+            if let Some(k) = key {
+                if !new.is_multiple_of(du) {
+                    let idx = new / du;
+                    let mut unit = vec![0u8; du as usize];
+                    self.load_unit(node, file, k, new, idx, &mut unit)?;
+                    k.encrypt_data_unit(idx, &mut unit)?;
+                    file.write_all_at(&unit, FILE_HEADER_SIZE + idx * du)
+                        .map_err(|e| io_err(what(), e))?;
+                }
+            } else if !new.is_multiple_of(du) {
+                // Zero the rest of the last block, so a later extension reads zeros.
+                let zeros = vec![0u8; (du - new % du) as usize];
+                file.write_all_at(&zeros, FILE_HEADER_SIZE + new)
+                    .map_err(|e| io_err(what(), e))?;
+            }
+            file.set_len(FILE_HEADER_SIZE + round_up(new, du))
+                .map_err(|e| io_err(what(), e))?;
+        } else if new > old {
+            // Data (holes) first, then the size.
+            file.set_len(FILE_HEADER_SIZE + round_up(new, du))
+                .map_err(|e| io_err(what(), e))?;
+            st.size = new;
+            st.size_dirty = true;
+            self.flush_size_locked(node, file, &mut st, false)?;
+        }
+        Ok(())
+    }
+
+    /// fallocate mode 0 and FALLOC_FL_KEEP_SIZE.
+    pub(super) fn allocate(
+        &self,
+        node: &Node,
+        file: &File,
+        key: Option<&InodeKey>,
+        off: u64,
+        len: u64,
+        mode: i32,
+    ) -> Result<()> {
+        const KEEP_SIZE: i32 = 0x01;
+        if mode & !KEEP_SIZE != 0 {
+            return Err(errno(
+                Errno::OPNOTSUPP,
+                "only fallocate modes 0 and KEEP_SIZE are supported",
+            ));
+        }
+        let end = off
+            .checked_add(len)
+            .filter(|e| *e <= self.fsp.max_file_size)
+            .ok_or_else(|| errno(Errno::FBIG, "fallocate beyond the maximum file size"))?;
+        let du = unit_size(key);
+        {
+            let mut st = wlock(&node.state);
+            self.trim_stale_tail(node, file, key, &mut st)?;
+            // Allocation past the last unit must not let the next extension trust stale bytes:
+            // fallocated ranges read as zeros, which decrypt to zeros (holes).
+            let start = FILE_HEADER_SIZE + (off / du) * du;
+            let blen = FILE_HEADER_SIZE + round_up(end, du) - start;
+            let flags = if mode & KEEP_SIZE != 0 || end <= st.size {
+                rustix::fs::FallocateFlags::KEEP_SIZE
+            } else {
+                rustix::fs::FallocateFlags::empty()
+            };
+            rustix::fs::fallocate(file, flags, start, blen)
+                .map_err(|e| super::sys_err(self.describe(node), e))?;
+        }
+        if mode & KEEP_SIZE == 0 && end > rlock(&node.state).size {
+            self.set_size(node, file, key, end)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the header with the current size.
+    fn write_header(&self, node: &Node, file: &File, st: &mut State) -> Result<()> {
+        let h = FileHeader {
+            ino: node.ino,
+            size: st.size,
+            ctx: st.ctx,
+        };
+        file.write_all_at(&h.to_bytes(), 0)
+            .map_err(|e| io_err(self.describe(node), e))?;
+        st.size_dirty = false;
+        Ok(())
+    }
+
+    fn flush_size_locked(
+        &self,
+        node: &Node,
+        file: &File,
+        st: &mut State,
+        sync: bool,
+    ) -> Result<()> {
+        if st.size_dirty {
+            // The data reaches the disk before the size that covers it.
+            file.sync_data()
+                .map_err(|e| io_err(self.describe(node), e))?;
+            self.write_header(node, file, st)?;
+        }
+        if sync {
+            file.sync_all()
+                .map_err(|e| io_err(self.describe(node), e))?;
+        }
+        Ok(())
+    }
+
+    /// Records a changed size in the header (FLUSH, RELEASE, fsync, unmount). With `file` None a
+    /// descriptor is opened for it.
+    pub(super) fn flush_size(&self, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
+        if node.kind != Kind::File {
+            return Ok(());
+        }
+        let mut st = wlock(&node.state);
+        if !st.size_dirty && !sync {
+            return Ok(());
+        }
+        match file {
+            Some(f) => self.flush_size_locked(node, f, &mut st, sync),
+            None => {
+                let f = self.open_backing(node, true)?;
+                self.flush_size_locked(node, &f, &mut st, sync)
+            }
+        }
+    }
+
+    /// Opens the backing file of a regular node (read-write when `write`, else read-write if
+    /// possible and read-only otherwise: the kernel may read-modify-write partial units).
+    pub(super) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
+        use rustix::fs::{Mode, OFlags};
+        let path = node.proc_path();
+        match rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => Ok(File::from(fd)),
+            Err(e) if !write && (e == Errno::ACCESS || e == Errno::ROFS || e == Errno::PERM) => {
+                rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                    .map(File::from)
+                    .map_err(|e| super::sys_err(self.describe(node), e))
+            }
+            Err(e) => Err(super::sys_err(self.describe(node), e)),
+        }
+    }
+
+    /// The key of a regular file for a size change by path (no handle): ENOKEY without it.
+    pub(super) fn file_key_for_change(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
+        let k = self.ensure_key(node)?;
+        if let Some(a) = rlock(&node.state).active.as_ref() {
+            a.prepare_write()?;
+        }
+        Ok(k)
+    }
+}
+
+/// Decrypts one unit in place; an all-zero unit is a hole and stays zeros.
+fn decrypt_unit(k: &InodeKey, idx: u64, unit: &mut [u8]) -> Result<()> {
+    if unit.iter().all(|&b| b == 0) {
+        return Ok(());
+    }
+    k.decrypt_data_unit(idx, unit)
+        .map_err(|e| Error::new(Errno::IO, format!("decrypting data unit {idx}: {e}")))
+}

@@ -1,0 +1,1047 @@
+//! The filesystem: an encrypted view of a backing directory, served over FUSE, with fscrypt's
+//! semantics as the kernel has them on ext4 (docs/SEMANTICS.md is the contract for keys).
+//!
+//! This module owns the daemon's in-memory state: the table of inodes the kernel knows (each with an
+//! `O_PATH` descriptor of its backing object, its context, and — while unlocked — its `InodeKey` and
+//! `ActiveRef`), open handles, and the key lifecycle around them (unlock on demand, the
+//! [`InodeLocker`](fscrypt::keyring::InodeLocker) that locks idle inodes at key removal and tells the
+//! kernel to forget their plaintext). Submodules: [`ops`] adapts FUSE requests, [`data`] is the
+//! per-file-key contents path, [`ioctl`] answers the key and policy ioctls, [`daemon`] mounts.
+//!
+//! Why descriptors instead of paths: an `O_PATH` descriptor follows its inode through renames and
+//! hard links, so no path bookkeeping can go stale, and per-directory operations are `*at` calls on
+//! the parent's descriptor.
+//!
+//! Locks, in the order they may nest: a directory's `dir_lock` (entry changes), then a node's `state`
+//! (key, size), then the keyring's own locks (inside `unlock` / `ActiveRef::drop`). The node table
+//! and a node's `meta` are leaves. Kernel notifications are sent only with no lock held.
+
+pub mod daemon;
+mod data;
+mod ioctl;
+mod ops;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use fscrypt::context::Context;
+use fscrypt::keyring::{ActiveRef, BusyInode, Caller, KeyStatus, Keyring};
+use fscrypt::keysetup::{InodeKey, InodeKind, InodeParams};
+use fscrypt::nokey::NokeyName;
+use fscrypt::policy::{FsParams, KeySpec};
+use fscrypt::{Errno, Error, Result};
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use crate::store::config::{InoAllocator, ROOT_INO};
+use crate::store::meta::{DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
+use crate::store::names;
+use crate::store::{sys_err, FILE_HEADER_SIZE};
+
+/// Entry and attribute lifetime outside encrypted directories.
+const PLAIN_TTL: Duration = Duration::from_secs(1);
+/// Inside encrypted directories (and for encrypted inodes): zero, so a key change is seen at once.
+const ENC_TTL: Duration = Duration::ZERO;
+/// How long key removal waits for RELEASEs of handles already FLUSHed (closed by the application).
+const RELEASE_WAIT: Duration = Duration::from_millis(500);
+
+/// Takes a mutex, ignoring poisoning (no critical section leaves state half-done at a panic point).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+fn rlock<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+fn wlock<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What kind of inode a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Regular file (with a 4096-byte header).
+    File,
+    /// Directory (with `.fscryptfs.dir`).
+    Dir,
+    /// Symlink (target in our backing form).
+    Symlink,
+    /// FIFO, socket or device: never encrypted.
+    Special(fuser::FileType),
+}
+
+impl Kind {
+    fn file_type(self) -> fuser::FileType {
+        match self {
+            Kind::File => fuser::FileType::RegularFile,
+            Kind::Dir => fuser::FileType::Directory,
+            Kind::Symlink => fuser::FileType::Symlink,
+            Kind::Special(t) => t,
+        }
+    }
+    fn inode_kind(self) -> InodeKind {
+        match self {
+            Kind::Dir => InodeKind::Directory,
+            Kind::Symlink => InodeKind::Symlink,
+            _ => InodeKind::Regular,
+        }
+    }
+}
+
+/// Key-related and size state of one inode, under the node's `state` lock.
+#[derive(Default)]
+struct State {
+    /// The fscrypt context, for encrypted inodes.
+    ctx: Option<Context>,
+    /// The inode's key while unlocked.
+    key: Option<Arc<InodeKey>>,
+    /// Its hold on the master key while unlocked.
+    active: Option<ActiveRef>,
+    /// Regular files: the logical size (authoritative while the node is cached).
+    size: u64,
+    /// The size changed and the header does not say so yet.
+    size_dirty: bool,
+    /// The backing file was trimmed of any stale tail beyond the last data unit (once per mount).
+    trimmed: bool,
+    /// Symlinks: the backing target, parsed.
+    link: Option<SymlinkTarget>,
+}
+
+/// Bookkeeping of one inode, under the node's `meta` lock.
+#[derive(Default)]
+struct Meta {
+    /// The kernel's lookup count.
+    lookups: u64,
+    /// Open handles (files and directories).
+    opens: u32,
+    /// Handles FLUSHed but not yet RELEASEd (the application probably closed them).
+    flushed: u32,
+    /// Last known parent and name (for paths in busy reports and cache invalidation).
+    parent: u64,
+    name: OsString,
+    /// Processes that opened handles.
+    pids: Vec<u32>,
+}
+
+/// One inode the daemon knows.
+pub struct Node {
+    ino: u64,
+    kind: Kind,
+    /// `O_PATH | O_NOFOLLOW` descriptor of the backing object.
+    fd: OwnedFd,
+    state: RwLock<State>,
+    meta: Mutex<Meta>,
+    /// Serializes entry changes in a directory.
+    dir_lock: Mutex<()>,
+}
+
+impl Node {
+    fn proc_path(&self) -> String {
+        format!("/proc/self/fd/{}", self.fd.as_raw_fd())
+    }
+
+    fn is_encrypted(&self) -> bool {
+        rlock(&self.state).ctx.is_some()
+    }
+
+    fn ctx(&self) -> Option<Context> {
+        rlock(&self.state).ctx
+    }
+}
+
+/// An open file or directory.
+pub struct Handle {
+    node: Arc<Node>,
+    /// Regular files: the backing file, opened read-write where possible.
+    file: Option<File>,
+    /// Regular files: the key, fixed at open (None for unencrypted files).
+    key: Option<Arc<InodeKey>>,
+    /// The opening process.
+    pid: u32,
+    /// FLUSH seen since the last read or write.
+    flushed: AtomicBool,
+    /// Directories: the listing taken at offset 0.
+    entries: Mutex<Vec<DirEnt>>,
+}
+
+/// One directory entry as listed.
+#[derive(Clone)]
+struct DirEnt {
+    ino: u64,
+    kind: fuser::FileType,
+    name: OsString,
+}
+
+/// A directory's key state for a name operation.
+enum DirKey {
+    Plain,
+    Key(Arc<InodeKey>),
+    NoKey,
+}
+
+/// Options that change the daemon's behaviour.
+#[derive(Clone, Debug, Default)]
+pub struct FsOptions {
+    /// Refuse every change.
+    pub read_only: bool,
+}
+
+/// The filesystem.
+pub struct Fs {
+    backing: PathBuf,
+    fsp: FsParams,
+    uuid: [u8; 16],
+    keyring: Keyring,
+    inos: InoAllocator,
+    opts: FsOptions,
+    nodes: RwLock<HashMap<u64, Arc<Node>>>,
+    /// Special files have no stored inode number: one is assigned per mount, by backing identity.
+    special: Mutex<HashMap<(u64, u64), u64>>,
+    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    notifier: Arc<OnceLock<fuser::Notifier>>,
+    /// The daemon runs as root: new inodes are chowned to their creator.
+    is_root: bool,
+}
+
+/// Converts a layer error to a FUSE errno.
+fn fuse_err(e: &Error) -> fuser::Errno {
+    fuser::Errno::from_i32(e.raw_os_error())
+}
+
+fn errno(e: Errno, msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::new(e, msg)
+}
+
+impl Fs {
+    /// A filesystem over the volume in `backing` (whose config was loaded), with `keyring`.
+    pub fn new(
+        backing: PathBuf,
+        uuid: [u8; 16],
+        inos: InoAllocator,
+        keyring: Keyring,
+        opts: FsOptions,
+    ) -> Result<Self> {
+        let fsp = crate::store::fs_params();
+        let root_fd = rustix::fs::open(
+            &backing,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| sys_err(backing.display(), e))?;
+        let meta = read_dir_meta(&root_fd, &fsp, &backing.display().to_string())?;
+        if meta.ino != ROOT_INO {
+            return Err(Error::corrupt(format!(
+                "{}/{DIR_META_NAME}: the root directory has inode number {}, expected {ROOT_INO}",
+                backing.display(),
+                meta.ino
+            )));
+        }
+        let root = Node {
+            ino: ROOT_INO,
+            kind: Kind::Dir,
+            fd: root_fd,
+            state: RwLock::new(State {
+                ctx: meta.ctx,
+                ..State::default()
+            }),
+            meta: Mutex::new(Meta {
+                lookups: u64::MAX / 2,
+                parent: ROOT_INO,
+                ..Meta::default()
+            }),
+            dir_lock: Mutex::new(()),
+        };
+        let mut nodes = HashMap::new();
+        nodes.insert(ROOT_INO, Arc::new(root));
+        Ok(Fs {
+            backing,
+            fsp,
+            uuid,
+            keyring,
+            inos,
+            opts,
+            nodes: RwLock::new(nodes),
+            special: Mutex::new(HashMap::new()),
+            handles: RwLock::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            notifier: Arc::new(OnceLock::new()),
+            is_root: rustix::process::geteuid().is_root(),
+        })
+    }
+
+    /// Where the session's notifier goes once the session exists.
+    pub fn notifier_cell(&self) -> Arc<OnceLock<fuser::Notifier>> {
+        Arc::clone(&self.notifier)
+    }
+
+    fn node(&self, ino: u64) -> Result<Arc<Node>> {
+        rlock(&self.nodes)
+            .get(&ino)
+            .cloned()
+            .ok_or_else(|| errno(Errno::STALE, format!("inode {ino} is not known")))
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        rlock(&self.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| errno(Errno::BADF, format!("no open handle {fh}")))
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.opts.read_only {
+            return Err(errno(Errno::ROFS, "read-only mount"));
+        }
+        Ok(())
+    }
+
+    /// A human description of a backing object, for error messages.
+    fn describe(&self, node: &Node) -> String {
+        rustix::fs::readlink(node.proc_path(), Vec::new())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("{} (inode {})", self.backing.display(), node.ino))
+    }
+
+    fn describe_child(&self, dir: &Node, bname: &OsStr) -> String {
+        format!("{}/{}", self.describe(dir), bname.to_string_lossy())
+    }
+
+    // ---- keys ----
+
+    /// The inode's key, setting it up if the master key is present. Ok(None) for unencrypted
+    /// inodes; ENOKEY when it cannot be unlocked.
+    fn ensure_key(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
+        {
+            let st = rlock(&node.state);
+            match (&st.ctx, &st.key) {
+                (None, _) => return Ok(None),
+                (Some(_), Some(k)) => return Ok(Some(Arc::clone(k))),
+                _ => {}
+            }
+        }
+        let mut st = wlock(&node.state);
+        if let Some(k) = &st.key {
+            return Ok(Some(Arc::clone(k)));
+        }
+        let Some(ctx) = st.ctx else {
+            return Ok(None);
+        };
+        let (active, key) = self.unlock_new(&ctx, node.ino, node.kind)?;
+        let key = Arc::new(key);
+        st.key = Some(Arc::clone(&key));
+        st.active = Some(active);
+        Ok(Some(key))
+    }
+
+    fn unlock_new(&self, ctx: &Context, ino: u64, kind: Kind) -> Result<(ActiveRef, InodeKey)> {
+        let spec = ctx.policy().key_spec();
+        let params = InodeParams {
+            kind: kind.inode_kind(),
+            ino,
+            fs_uuid: self.uuid,
+        };
+        self.keyring
+            .unlock(&spec, ino, |m| InodeKey::setup(m, ctx, &params, &self.fsp))
+    }
+
+    fn dir_key(&self, dir: &Node) -> Result<DirKey> {
+        match self.ensure_key(dir) {
+            Ok(None) => Ok(DirKey::Plain),
+            Ok(Some(k)) => Ok(DirKey::Key(k)),
+            Err(e) if e.errno() == Errno::NOKEY => Ok(DirKey::NoKey),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The directory's key, or ENOKEY (`fscrypt_require_key`). Ok(None) when unencrypted.
+    fn require_dir_key(&self, dir: &Node) -> Result<Option<Arc<InodeKey>>> {
+        match self.dir_key(dir)? {
+            DirKey::Plain => Ok(None),
+            DirKey::Key(k) => Ok(Some(k)),
+            DirKey::NoKey => Err(Error::no_key(
+                "the directory's encryption key is not available",
+            )),
+        }
+    }
+
+    // ---- names ----
+
+    /// The backing name of `name` in `dir`, and the ciphertext name when encrypted (the caller
+    /// needs it for a side file). ENOENT for a name that cannot exist without the key.
+    fn backing_name(&self, dir: &Node, name: &OsStr) -> Result<(OsString, Option<Vec<u8>>)> {
+        if name.len() > names::NAME_MAX {
+            return Err(errno(Errno::NAMETOOLONG, "name longer than 255 bytes"));
+        }
+        match self.dir_key(dir)? {
+            DirKey::Plain => Ok((names::plain_to_backing(name)?, None)),
+            DirKey::Key(k) => {
+                let ct = k.encrypt_filename(name.as_bytes())?;
+                Ok((names::ct_to_backing(&ct), Some(ct)))
+            }
+            DirKey::NoKey => {
+                let s = name
+                    .to_str()
+                    .ok_or_else(|| errno(Errno::NOENT, "not a no-key name"))?;
+                let n = NokeyName::decode(s)?;
+                if n.dirhash() != names::DIRHASH || !names::is_encrypted_entry(name.as_bytes()) {
+                    return Err(errno(Errno::NOENT, "not a no-key name of this volume"));
+                }
+                Ok((name.to_os_string(), None))
+            }
+        }
+    }
+
+    /// The backing name for creating `name` in `dir`: needs the directory's key.
+    fn new_backing_name(&self, dir: &Node, name: &OsStr) -> Result<(OsString, Option<Vec<u8>>)> {
+        if name.len() > names::NAME_MAX {
+            return Err(errno(Errno::NAMETOOLONG, "name longer than 255 bytes"));
+        }
+        match self.require_dir_key(dir)? {
+            None => Ok((names::plain_to_backing(name)?, None)),
+            Some(k) => {
+                let ct = k.encrypt_filename(name.as_bytes())?;
+                Ok((names::ct_to_backing(&ct), Some(ct)))
+            }
+        }
+    }
+
+    /// Writes the long-name side file of an entry (before the entry exists).
+    fn write_side_file(&self, dir: &Node, bname: &OsStr, ct: &[u8]) -> Result<()> {
+        if !names::needs_side_file(ct) {
+            return Ok(());
+        }
+        let side = names::side_name(bname);
+        let what = self.describe_child(dir, &side);
+        let fd = rustix::fs::openat(
+            dir.fd_dir()?,
+            &side,
+            OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| sys_err(&what, e))?;
+        File::from(fd)
+            .write_all_at(ct, 0)
+            .map_err(|e| crate::store::io_err(&what, e))
+    }
+
+    fn remove_side_file(&self, dirfd: &OwnedFd, bname: &OsStr) {
+        if names::is_encrypted_entry(bname.as_bytes()) {
+            let _ = rustix::fs::unlinkat(dirfd, names::side_name(bname), AtFlags::empty());
+        }
+    }
+
+    /// The user-visible name of backing entry `bname` in `dir` given the key state.
+    fn display_name(&self, dirfd: &OwnedFd, dk: &DirKey, bname: &OsStr) -> Option<OsString> {
+        use std::os::unix::ffi::OsStringExt;
+        match dk {
+            DirKey::Plain => names::backing_to_plain(bname),
+            DirKey::NoKey => {
+                names::is_encrypted_entry(bname.as_bytes()).then(|| bname.to_os_string())
+            }
+            DirKey::Key(k) => {
+                if !names::is_encrypted_entry(bname.as_bytes()) {
+                    return None;
+                }
+                let n = NokeyName::decode(bname.to_str()?).ok()?;
+                let ct = match n.full_ciphertext() {
+                    Some(ct) => ct.to_vec(),
+                    None => {
+                        let side = names::side_name(bname);
+                        let fd = rustix::fs::openat(
+                            dirfd,
+                            &side,
+                            OFlags::RDONLY | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .ok()?;
+                        let mut buf = vec![0u8; 256];
+                        let n2 = File::from(fd).read_at(&mut buf, 0).ok()?;
+                        buf.truncate(n2);
+                        if !n.matches(&buf) {
+                            tracing::warn!(
+                                "side file of {} does not match its name; showing the no-key name",
+                                bname.to_string_lossy()
+                            );
+                            return Some(bname.to_os_string());
+                        }
+                        buf
+                    }
+                };
+                match k.decrypt_filename(&ct) {
+                    Ok(p) if !p.is_empty() && !p.contains(&b'/') && !p.contains(&0) => {
+                        Some(OsString::from_vec(p))
+                    }
+                    _ => {
+                        tracing::warn!(
+                            "cannot decrypt the name {}; showing the no-key name",
+                            bname.to_string_lossy()
+                        );
+                        Some(bname.to_os_string())
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- nodes ----
+
+    /// Looks up `name` in `dir`: the child node (lookup count incremented).
+    fn lookup_child(&self, dir: &Arc<Node>, name: &OsStr) -> Result<Arc<Node>> {
+        if dir.kind != Kind::Dir {
+            return Err(errno(Errno::NOTDIR, "not a directory"));
+        }
+        let (bname, _) = self.backing_name(dir, name)?;
+        let fd = rustix::fs::openat(
+            &dir.fd,
+            &bname,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| sys_err(self.describe_child(dir, &bname), e))?;
+        let what = self.describe_child(dir, &bname);
+        self.node_from_fd(fd, dir.ino, name, &what)
+    }
+
+    /// Reads what identifies the backing object `fd` (its stable inode number and metadata) and
+    /// returns its node, creating or reusing it; lookup count +1.
+    fn node_from_fd(
+        &self,
+        fd: OwnedFd,
+        parent: u64,
+        name: &OsStr,
+        what: &str,
+    ) -> Result<Arc<Node>> {
+        let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
+        let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        let (ino, kind, state) = match ft {
+            rustix::fs::FileType::RegularFile => {
+                let f = File::from(
+                    rustix::fs::open(
+                        format!("/proc/self/fd/{}", fd.as_raw_fd()),
+                        OFlags::RDONLY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| sys_err(what, e))?,
+                );
+                let mut buf = [0u8; FILE_HEADER_USED];
+                let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
+                let h = FileHeader::parse(&buf[..n], &self.fsp, what).inspect_err(|e| {
+                    tracing::error!("{e}");
+                })?;
+                (
+                    h.ino,
+                    Kind::File,
+                    State {
+                        ctx: h.ctx,
+                        size: h.size,
+                        ..State::default()
+                    },
+                )
+            }
+            rustix::fs::FileType::Directory => {
+                let m = read_dir_meta(&fd, &self.fsp, what).inspect_err(|e| {
+                    tracing::error!("{e}");
+                })?;
+                (
+                    m.ino,
+                    Kind::Dir,
+                    State {
+                        ctx: m.ctx,
+                        ..State::default()
+                    },
+                )
+            }
+            rustix::fs::FileType::Symlink => {
+                let t =
+                    rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
+                let l = SymlinkTarget::parse(t.as_bytes(), &self.fsp, what).inspect_err(|e| {
+                    tracing::error!("{e}");
+                })?;
+                let ctx = match &l {
+                    SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
+                    SymlinkTarget::Plain { .. } => None,
+                };
+                (
+                    l.ino(),
+                    Kind::Symlink,
+                    State {
+                        ctx,
+                        link: Some(l),
+                        ..State::default()
+                    },
+                )
+            }
+            other => {
+                let t = match other {
+                    rustix::fs::FileType::Fifo => fuser::FileType::NamedPipe,
+                    rustix::fs::FileType::Socket => fuser::FileType::Socket,
+                    rustix::fs::FileType::CharacterDevice => fuser::FileType::CharDevice,
+                    rustix::fs::FileType::BlockDevice => fuser::FileType::BlockDevice,
+                    _ => return Err(Error::corrupt(format!("{what}: unknown file type"))),
+                };
+                let key = (st.st_dev, st.st_ino);
+                let ino = {
+                    let mut sp = lock(&self.special);
+                    match sp.get(&key) {
+                        Some(i) => *i,
+                        None => {
+                            let i = self.inos.alloc()?;
+                            sp.insert(key, i);
+                            i
+                        }
+                    }
+                };
+                (ino, Kind::Special(t), State::default())
+            }
+        };
+        let mut nodes = wlock(&self.nodes);
+        let node = nodes.entry(ino).or_insert_with(|| {
+            Arc::new(Node {
+                ino,
+                kind,
+                fd,
+                state: RwLock::new(state),
+                meta: Mutex::new(Meta::default()),
+                dir_lock: Mutex::new(()),
+            })
+        });
+        let node = Arc::clone(node);
+        drop(nodes);
+        if node.kind != kind {
+            return Err(Error::corrupt(format!(
+                "{what}: inode number {ino} is used by two objects of different types"
+            )));
+        }
+        {
+            let mut m = lock(&node.meta);
+            m.lookups += 1;
+            if ino != ROOT_INO {
+                m.parent = parent;
+                m.name = name.to_os_string();
+            }
+        }
+        Ok(node)
+    }
+
+    /// Inserts a node just created (lookup count 1).
+    fn insert_new(
+        &self,
+        fd: OwnedFd,
+        ino: u64,
+        kind: Kind,
+        state: State,
+        parent: u64,
+        name: &OsStr,
+    ) -> Arc<Node> {
+        let node = Arc::new(Node {
+            ino,
+            kind,
+            fd,
+            state: RwLock::new(state),
+            meta: Mutex::new(Meta {
+                lookups: 1,
+                parent,
+                name: name.to_os_string(),
+                ..Meta::default()
+            }),
+            dir_lock: Mutex::new(()),
+        });
+        wlock(&self.nodes).insert(ino, Arc::clone(&node));
+        node
+    }
+
+    fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut nodes = wlock(&self.nodes);
+        let Some(node) = nodes.get(&ino).cloned() else {
+            return;
+        };
+        let drop_it = {
+            let mut m = lock(&node.meta);
+            m.lookups = m.lookups.saturating_sub(n);
+            m.lookups == 0 && m.opens == 0
+        };
+        if drop_it {
+            nodes.remove(&ino);
+        }
+        drop(nodes);
+        // The node (descriptor, key, ActiveRef) goes when the last Arc does; flush a dirty size first.
+        if drop_it {
+            if let Err(e) = self.flush_size(&node, None, false) {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    /// The path of a node from the mount root, as far as known.
+    fn path_of(&self, node: &Node) -> String {
+        let mut parts = Vec::new();
+        let mut cur = node.ino;
+        let nodes = rlock(&self.nodes);
+        for _ in 0..4096 {
+            if cur == ROOT_INO {
+                break;
+            }
+            let Some(n) = nodes.get(&cur) else {
+                parts.push("?".to_string());
+                break;
+            };
+            let m = lock(&n.meta);
+            parts.push(m.name.to_string_lossy().into_owned());
+            cur = m.parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    // ---- attributes ----
+
+    fn attr(&self, node: &Node) -> Result<fuser::FileAttr> {
+        let st = rustix::fs::fstat(&node.fd).map_err(|e| sys_err(self.describe(node), e))?;
+        let (size, encrypted) = {
+            let s = rlock(&node.state);
+            let size = match node.kind {
+                Kind::File => s.size,
+                Kind::Symlink => self
+                    .link_text_locked(node, &s)
+                    .map(|t| t.len() as u64)
+                    .unwrap_or(0),
+                _ => st.st_size as u64,
+            };
+            (size, s.ctx.is_some())
+        };
+        let _ = encrypted;
+        let ts = |s: i64, ns: i64| -> std::time::SystemTime {
+            if s >= 0 {
+                std::time::UNIX_EPOCH + Duration::new(s as u64, ns as u32)
+            } else {
+                std::time::UNIX_EPOCH - Duration::from_secs(s.unsigned_abs())
+            }
+        };
+        Ok(fuser::FileAttr {
+            ino: fuser::INodeNo(node.ino),
+            size,
+            blocks: st.st_blocks as u64,
+            atime: ts(st.st_atime as i64, st.st_atime_nsec as i64),
+            mtime: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            crtime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            kind: node.kind.file_type(),
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: 4096,
+            flags: 0,
+        })
+    }
+
+    fn attr_ttl(&self, node: &Node) -> Duration {
+        if node.is_encrypted() {
+            ENC_TTL
+        } else {
+            PLAIN_TTL
+        }
+    }
+
+    fn entry_ttl(&self, dir: &Node) -> Duration {
+        if dir.is_encrypted() {
+            ENC_TTL
+        } else {
+            PLAIN_TTL
+        }
+    }
+
+    /// A symlink's target as the caller sees it: plaintext with the key, the no-key form without.
+    fn link_text_locked(&self, node: &Node, st: &State) -> Result<Vec<u8>> {
+        match &st.link {
+            Some(SymlinkTarget::Plain { target, .. }) => Ok(target.clone()),
+            Some(SymlinkTarget::Encrypted { data, .. }) => match &st.key {
+                Some(k) => k.decrypt_symlink(data),
+                None => {
+                    let ct = fscrypt::symlink::ciphertext(data)
+                        .map_err(|e| Error::corrupt(format!("{}: {e}", self.describe(node))))?;
+                    Ok(names::ct_to_backing(ct).as_bytes().to_vec())
+                }
+            },
+            None => Err(errno(Errno::INVAL, "not a symlink")),
+        }
+    }
+
+    fn readlink(&self, node: &Node) -> Result<Vec<u8>> {
+        if node.kind != Kind::Symlink {
+            return Err(errno(Errno::INVAL, "not a symlink"));
+        }
+        match self.ensure_key(node) {
+            Ok(_) => {}
+            Err(e) if e.errno() == Errno::NOKEY => {}
+            Err(e) => return Err(e),
+        }
+        let st = rlock(&node.state);
+        self.link_text_locked(node, &st)
+    }
+
+    // ---- ownership of new inodes ----
+
+    fn owner_for(&self, dir: &Node, req: &fuser::Request) -> (u32, u32) {
+        let mut gid = req.gid();
+        if let Ok(st) = rustix::fs::fstat(&dir.fd) {
+            if st.st_mode & 0o2000 != 0 {
+                gid = st.st_gid;
+            }
+        }
+        (req.uid(), gid)
+    }
+
+    fn chown_new(&self, dirfd: &OwnedFd, bname: &OsStr, owner: (u32, u32)) -> Result<()> {
+        if !self.is_root {
+            return Ok(());
+        }
+        // SAFETY-free: rustix ids from raw are plain integers.
+        let (u, g) = (
+            rustix::fs::Uid::from_raw(owner.0),
+            rustix::fs::Gid::from_raw(owner.1),
+        );
+        rustix::fs::chownat(dirfd, bname, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| sys_err(bname.to_string_lossy(), e))
+    }
+
+    // ---- key removal ----
+
+    /// Inodes that count as busy: open ones and every directory above one.
+    fn busy_set(&self) -> HashSet<u64> {
+        let nodes = rlock(&self.nodes);
+        let mut busy = HashSet::new();
+        for n in nodes.values() {
+            let open = lock(&n.meta).opens > 0;
+            if !open {
+                continue;
+            }
+            let mut cur = n.ino;
+            for _ in 0..4096 {
+                if !busy.insert(cur) || cur == ROOT_INO {
+                    break;
+                }
+                let Some(p) = nodes.get(&cur) else { break };
+                cur = lock(&p.meta).parent;
+            }
+        }
+        busy
+    }
+
+    /// The [`InodeLocker`](fscrypt::keyring::InodeLocker): locks every listed inode that is not
+    /// busy, invalidates the kernel's caches of them (after releasing every lock), and reports the
+    /// busy ones.
+    fn lock_inodes(&self, _spec: &KeySpec, inos: &[u64]) -> Vec<BusyInode> {
+        // RELEASE follows close() asynchronously: give handles already FLUSHed a moment to go.
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        loop {
+            let pending = inos.iter().any(|i| {
+                rlock(&self.nodes).get(i).is_some_and(|n| {
+                    let m = lock(&n.meta);
+                    m.opens > 0 && m.flushed >= m.opens
+                })
+            });
+            if !pending || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let busy = self.busy_set();
+        let mut reported = Vec::new();
+        let mut dropped: Vec<(Option<Arc<InodeKey>>, Option<ActiveRef>)> = Vec::new();
+        let mut locked_dirs = HashSet::new();
+        let mut inval_inodes = Vec::new();
+        for &ino in inos {
+            let Some(node) = rlock(&self.nodes).get(&ino).cloned() else {
+                continue;
+            };
+            if busy.contains(&ino) {
+                let pids = lock(&node.meta).pids.clone();
+                reported.push(BusyInode {
+                    ino,
+                    path: Some(self.path_of(&node)),
+                    pids,
+                });
+                continue;
+            }
+            let mut st = wlock(&node.state);
+            dropped.push((st.key.take(), st.active.take()));
+            drop(st);
+            if node.kind == Kind::Dir {
+                locked_dirs.insert(ino);
+            }
+            inval_inodes.push(ino);
+        }
+        // Entries the kernel holds by plaintext name in directories now locked.
+        let mut inval_entries = Vec::new();
+        for n in rlock(&self.nodes).values() {
+            let m = lock(&n.meta);
+            if n.ino != ROOT_INO && locked_dirs.contains(&m.parent) {
+                inval_entries.push((m.parent, m.name.clone()));
+            }
+        }
+        drop(dropped);
+        if let Some(notifier) = self.notifier.get() {
+            for (parent, name) in inval_entries {
+                if let Err(e) = notifier.inval_entry(fuser::INodeNo(parent), &name) {
+                    tracing::debug!("inval_entry({parent}): {e}");
+                }
+            }
+            for ino in inval_inodes {
+                if let Err(e) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+                    tracing::debug!("inval_inode({ino}): {e}");
+                }
+            }
+        }
+        reported
+    }
+
+    /// The caller of a request.
+    fn caller(req: &fuser::Request) -> Caller {
+        Caller {
+            uid: req.uid(),
+            privileged: req.uid() == 0,
+        }
+    }
+
+    /// At the last close of a handle: if the inode's key is being removed, the inode locks itself
+    /// (drops its key and active reference; the keyring wipes the secret once nothing else holds it).
+    fn maybe_lock_after_close(&self, node: &Node) {
+        if lock(&node.meta).opens > 0 || self.busy_set().contains(&node.ino) {
+            return;
+        }
+        let dropped = {
+            let mut st = wlock(&node.state);
+            if !st.active.as_ref().is_some_and(|a| a.removal_started()) {
+                return;
+            }
+            (st.key.take(), st.active.take())
+        };
+        drop(dropped);
+        if let Some(n) = self.notifier.get() {
+            let _ = n.inval_inode(fuser::INodeNo(node.ino), 0, 0);
+        }
+    }
+
+    /// Key status for `spec` as `caller` sees it.
+    fn key_status(&self, caller: Caller, spec: KeySpec) -> KeyStatus {
+        self.keyring.status(caller, spec)
+    }
+
+    /// Flushes every dirty size (unmount).
+    pub fn flush_all(&self) {
+        let nodes: Vec<Arc<Node>> = rlock(&self.nodes).values().cloned().collect();
+        for n in nodes {
+            if n.kind == Kind::File {
+                if let Err(e) = self.flush_size(&n, None, false) {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+        if let Err(e) = self.inos.release_unused() {
+            tracing::error!("{e}");
+        }
+    }
+}
+
+impl Node {
+    /// The directory descriptor for `*at` calls (an `O_PATH` descriptor works for them).
+    fn fd_dir(&self) -> Result<&OwnedFd> {
+        if self.kind != Kind::Dir {
+            return Err(errno(Errno::NOTDIR, "not a directory"));
+        }
+        Ok(&self.fd)
+    }
+}
+
+/// Reads as much of `buf` as the file has at `off`.
+fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Reads and parses a directory's `.fscryptfs.dir`.
+fn read_dir_meta(dirfd: &impl AsFd, fsp: &FsParams, what: &str) -> Result<DirMeta> {
+    let what = format!("{what}/{DIR_META_NAME}");
+    let fd = rustix::fs::openat(
+        dirfd,
+        DIR_META_NAME,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if e == Errno::NOENT {
+            Error::corrupt(format!("{what}: directory metadata is missing"))
+        } else {
+            sys_err(&what, e)
+        }
+    })?;
+    let mut buf = [0u8; 128];
+    let n =
+        read_full_at(&File::from(fd), &mut buf, 0).map_err(|e| crate::store::io_err(&what, e))?;
+    DirMeta::parse(&buf[..n], fsp, &what)
+}
+
+/// Writes a new directory's metadata file.
+fn write_dir_meta(dirfd: &impl AsFd, meta: &DirMeta, what: &str) -> Result<()> {
+    let what = format!("{what}/{DIR_META_NAME}");
+    let fd = rustix::fs::openat(
+        dirfd,
+        DIR_META_NAME,
+        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| sys_err(&what, e))?;
+    File::from(fd)
+        .write_all_at(&meta.to_bytes(), 0)
+        .map_err(|e| crate::store::io_err(&what, e))
+}
+
+/// The header block of a new regular file.
+fn new_file_header(ino: u64, ctx: Option<&Context>) -> Vec<u8> {
+    let h = FileHeader {
+        ino,
+        size: 0,
+        ctx: ctx.cloned(),
+    };
+    let mut b = vec![0u8; FILE_HEADER_SIZE as usize];
+    b[..FILE_HEADER_USED].copy_from_slice(&h.to_bytes());
+    b
+}
+
+/// Writes the root directory's metadata into a fresh backing directory (`fscryptfs init`).
+pub fn init_root(backing: &std::path::Path) -> Result<()> {
+    let fd = rustix::fs::open(
+        backing,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| sys_err(backing.display(), e))?;
+    write_dir_meta(
+        &fd,
+        &DirMeta {
+            ino: ROOT_INO,
+            ctx: None,
+        },
+        &backing.display().to_string(),
+    )
+}

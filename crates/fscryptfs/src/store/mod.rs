@@ -1,0 +1,69 @@
+//! The backing store: how an fscryptfs volume is laid out as ordinary files, directories and
+//! symlinks in a backing directory (docs/FORMAT.md, "Backing store", is the byte-level contract).
+//!
+//! This module owns every byte fscryptfs itself puts on the backing filesystem and nothing else: the
+//! volume config with its inode-number counter ([`config`]), the per-directory metadata file, the
+//! 4096-byte header of regular files and the backing form of symlink targets ([`meta`]), and the
+//! mapping between user-visible names and backing names, reserved names and long-name side files
+//! ([`names`]). It knows no FUSE and holds no keys: it stores contexts and ciphertext that the
+//! `fscrypt` layer produced, so a backing store can be copied with `cp -a`/`rsync -a`, backed up while
+//! locked, and read offline.
+
+pub mod config;
+pub mod meta;
+pub mod names;
+
+use fscrypt::policy::FsParams;
+use fscrypt::{Errno, Error};
+
+/// The block size of the volume (`FsParams::block_bits`), also the size of a regular file's header.
+pub const BLOCK_BITS: u8 = 12;
+
+/// Size of the header at the start of every regular backing file; data starts here.
+pub const FILE_HEADER_SIZE: u64 = 4096;
+
+/// The longest backing symlink target we write (Linux's PATH_MAX - 1).
+pub const BACKING_SYMLINK_MAX: usize = 4095;
+
+/// The largest `fscrypt_symlink_data` ciphertext that fits a backing symlink target once wrapped as
+/// `fscryptfs:1:` + base64url(ino ‖ context ‖ data): see docs/FORMAT.md.
+pub const SYMLINK_CIPHERTEXT_MAX: usize = 3011;
+
+/// The volume's filesystem parameters, as ext4 with 4 KiB blocks and `stable_inodes`: inode numbers
+/// are stable and below 2^32, sub-block data units are supported, and the symlink limit is what a
+/// backing symlink target can carry.
+pub fn fs_params() -> FsParams {
+    FsParams {
+        block_bits: BLOCK_BITS,
+        has_stable_inodes: true,
+        has_32bit_inodes: true,
+        supports_subblock_data_units: true,
+        max_file_size: ((1u64 << 32) - 1) << BLOCK_BITS,
+        per_extent_encryption: false,
+        // fscrypt's limit counts the 2-byte header and a trailing NUL.
+        symlink_max_len: SYMLINK_CIPHERTEXT_MAX + 3,
+    }
+}
+
+/// An I/O error on `what` (a backing path or a description naming one), with its errno.
+pub fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    let errno = e
+        .raw_os_error()
+        .map(Errno::from_raw_os_error)
+        .unwrap_or(Errno::IO);
+    Error::new(errno, format!("{what}: {e}"))
+}
+
+/// A rustix error on `what`.
+pub fn sys_err(what: impl std::fmt::Display, e: Errno) -> Error {
+    Error::new(e, format!("{what}: {}", std::io::Error::from(e)))
+}
+
+/// A 64-bit checksum: the first 8 bytes of SHA-256 over `bytes`, little-endian.
+pub fn checksum(bytes: &[u8]) -> [u8; 8] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(bytes);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&d[..8]);
+    out
+}

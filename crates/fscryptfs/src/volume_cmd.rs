@@ -1,0 +1,146 @@
+//! `fscryptfs init` and `fscryptfs mount`: create a volume in a backing directory, and mount one.
+//!
+//! `mount` daemonizes unless `-f`: it starts itself again in the foreground (in its own process
+//! group, with stdout a pipe) and waits until that child says the mount is live, so `mount` returning
+//! 0 means the mount is usable; if the child fails first, its one-line error is on stderr and `mount`
+//! exits 1.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use clap::Args;
+use fscryptfs::fs::daemon::{self, MountOptions};
+use fscryptfs::store::config::{parse_removal, VolumeConfig, CONFIG_NAME};
+
+use crate::cli_error::CliError;
+
+/// `fscryptfs init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// What key removal does to open files: `soft` (the kernel's behaviour) or `deny-writes`.
+    #[arg(long, default_value = "soft", value_name = "MODE")]
+    removal: String,
+    /// The backing directory (created if missing; must be empty).
+    backing: PathBuf,
+}
+
+/// `fscryptfs mount`.
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Stay in the foreground.
+    #[arg(short = 'f')]
+    foreground: bool,
+    /// Mount options: allow_other, default_permissions, ro, removal=soft|deny-writes, debug.
+    #[arg(short = 'o', value_name = "OPTS")]
+    options: Vec<String>,
+    /// Internal: tell the parent on stdout when the mount is live.
+    #[arg(long, hide = true)]
+    ready_stdout: bool,
+    /// The backing directory of the volume.
+    backing: PathBuf,
+    /// Where to mount it.
+    mountpoint: PathBuf,
+}
+
+/// Runs `init`.
+pub fn run_init(args: InitArgs) -> Result<(), CliError> {
+    let removal = parse_removal(&args.removal).ok_or_else(|| {
+        CliError::usage(format!(
+            "unknown removal mode {:?} (soft or deny-writes)",
+            args.removal
+        ))
+    })?;
+    let b = &args.backing;
+    match std::fs::read_dir(b) {
+        Ok(mut it) => {
+            if b.join(CONFIG_NAME).exists() {
+                return Err(CliError::failure(format!(
+                    "{} is already an fscryptfs volume",
+                    b.display()
+                )));
+            }
+            if it.next().is_some() {
+                return Err(CliError::failure(format!(
+                    "{} is not empty; a volume is created in an empty or new directory",
+                    b.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(b).map_err(|e| CliError::io(&b.display().to_string(), e))?;
+        }
+        Err(e) => return Err(CliError::io(&b.display().to_string(), e)),
+    }
+    let cfg = VolumeConfig::new(removal).map_err(CliError::failure)?;
+    // The root's metadata first; the config last, as the commit point of a volume.
+    fscryptfs::fs::init_root(b).map_err(CliError::failure)?;
+    cfg.store(b).map_err(CliError::failure)?;
+    Ok(())
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FSCRYPTFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs `mount`.
+pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
+    let opts = MountOptions::parse(&args.options).map_err(CliError::usage)?;
+    // Refuse a bad backing directory here, with one line, before daemonizing.
+    daemon::open_volume(&args.backing).map_err(|e| CliError::failure(e.message()))?;
+    if !args.foreground {
+        return spawn_daemon(&args);
+    }
+    init_logging(opts.debug);
+    let ready_stdout = args.ready_stdout;
+    daemon::serve(&args.backing, &args.mountpoint, &opts, || {
+        if ready_stdout {
+            let mut out = std::io::stdout();
+            let _ = out.write_all(b"ready\n");
+            let _ = out.flush();
+        }
+    })
+    .map_err(|e| CliError::failure(e.message()))
+}
+
+fn spawn_daemon(args: &MountArgs) -> Result<(), CliError> {
+    use std::os::unix::process::CommandExt;
+    let exe =
+        std::env::current_exe().map_err(|e| CliError::io("finding the fscryptfs binary", e))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount").arg("-f").arg("--ready-stdout");
+    for o in &args.options {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.arg(&args.backing)
+        .arg(&args.mountpoint)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::io("starting the fscryptfs daemon", e))?;
+    let Some(out) = child.stdout.take() else {
+        return Err(CliError::failure("the daemon has no status pipe"));
+    };
+    let mut line = String::new();
+    let _ = BufReader::new(out).read_line(&mut line);
+    if line.trim() == "ready" {
+        return Ok(());
+    }
+    let status = child
+        .wait()
+        .map_err(|e| CliError::io("waiting for the fscryptfs daemon", e))?;
+    Err(CliError::failure(format!(
+        "the daemon exited before the mount was ready ({status})"
+    )))
+}

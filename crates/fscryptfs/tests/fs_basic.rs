@@ -1,0 +1,200 @@
+//! POSIX basics on a real mount, inside an encrypted directory: create, read, write, truncate, sparse
+//! files, rename (plain, NOREPLACE, EXCHANGE), hard links, symlinks, user xattrs, long names, mkdir,
+//! rmdir, unlink — and that it all survives a remount with the key added again.
+
+mod support;
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+use support::*;
+
+fn renameat2(a: &Path, b: &Path, flags: u32) -> std::io::Result<()> {
+    let a = CString::new(a.as_os_str().as_bytes()).expect("path");
+    let b = CString::new(b.as_os_str().as_bytes()).expect("path");
+    // SAFETY: both paths are NUL-terminated C strings that live across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn posix_basics_in_an_encrypted_directory() {
+    let Some((mut m, id)) = encrypted_volume() else {
+        return;
+    };
+    let e = m.path("enc");
+
+    // Create, write, read back; sizes not multiples of the data unit.
+    let data = pattern(10_000, 1);
+    fs::write(e.join("file"), &data).unwrap();
+    assert_eq!(fs::read(e.join("file")).unwrap(), data);
+    assert_eq!(fs::metadata(e.join("file")).unwrap().len(), 10_000);
+
+    // Overwrite in the middle across a unit boundary, append.
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(e.join("file"))
+        .unwrap();
+    f.write_all_at(b"XYZ", 4095).unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b"tail").unwrap();
+    let mut want = data.clone();
+    want[4095..4098].copy_from_slice(b"XYZ");
+    want.extend_from_slice(b"tail");
+    let mut got = Vec::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_end(&mut got).unwrap();
+    assert_eq!(got, want);
+
+    // Truncate down into a unit, then up: the gap reads as zeros.
+    f.set_len(5000).unwrap();
+    f.set_len(9000).unwrap();
+    let mut got = vec![0u8; 9000];
+    f.read_exact_at(&mut got, 0).unwrap();
+    assert_eq!(&got[..5000], &want[..5000]);
+    assert!(got[5000..].iter().all(|&b| b == 0));
+    drop(f);
+
+    // Sparse: a write far out leaves holes that read as zeros and are holes in the backing file.
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .read(true)
+        .open(e.join("sparse"))
+        .unwrap();
+    f.write_all_at(b"end", (5u64 << 32) + 7).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), (5u64 << 32) + 10);
+    let mut b = vec![1u8; 8192];
+    f.read_exact_at(&mut b, 1 << 32).unwrap();
+    assert!(b.iter().all(|&x| x == 0));
+    let mut b = [0u8; 3];
+    f.read_exact_at(&mut b, (5u64 << 32) + 7).unwrap();
+    assert_eq!(&b, b"end");
+    assert!(
+        f.metadata().unwrap().blocks() < 64,
+        "sparse file is not sparse"
+    );
+    drop(f);
+
+    // Names: 255 bytes, and one of 1 byte.
+    let long = "n".repeat(255);
+    fs::write(e.join(&long), b"long").unwrap();
+    fs::write(e.join("x"), b"short").unwrap();
+    assert_eq!(fs::read(e.join(&long)).unwrap(), b"long");
+
+    // Rename, NOREPLACE, EXCHANGE.
+    fs::rename(e.join("x"), e.join("y")).unwrap();
+    assert!(!e.join("x").exists());
+    assert_eq!(fs::read(e.join("y")).unwrap(), b"short");
+    assert_errno(
+        renameat2(&e.join("y"), &e.join(&long), libc::RENAME_NOREPLACE),
+        libc::EEXIST,
+    );
+    renameat2(&e.join("y"), &e.join(&long), libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(fs::read(e.join("y")).unwrap(), b"long");
+    assert_eq!(fs::read(e.join(&long)).unwrap(), b"short");
+
+    // Hard link shares contents.
+    fs::hard_link(e.join("y"), e.join("y2")).unwrap();
+    assert_eq!(fs::metadata(e.join("y")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::metadata(e.join("y")).unwrap().ino(),
+        fs::metadata(e.join("y2")).unwrap().ino()
+    );
+    fs::write(e.join("y2"), b"changed").unwrap();
+    assert_eq!(fs::read(e.join("y")).unwrap(), b"changed");
+
+    // Symlinks.
+    std::os::unix::fs::symlink("y", e.join("link")).unwrap();
+    assert_eq!(fs::read_link(e.join("link")).unwrap(), Path::new("y"));
+    assert_eq!(fs::read(e.join("link")).unwrap(), b"changed");
+    assert_eq!(fs::symlink_metadata(e.join("link")).unwrap().len(), 1);
+
+    // Directories.
+    fs::create_dir(e.join("sub")).unwrap();
+    fs::write(e.join("sub/inner"), b"in").unwrap();
+    assert_errno(fs::remove_dir(e.join("sub")), libc::ENOTEMPTY);
+    fs::rename(e.join("sub/inner"), e.join("inner")).unwrap();
+    fs::remove_dir(e.join("sub")).unwrap();
+
+    // user.* xattrs.
+    let c = CString::new(e.join("y").as_os_str().as_bytes()).unwrap();
+    let name = CString::new("user.test").unwrap();
+    // SAFETY: valid C strings and a valid value buffer.
+    let r = unsafe { libc::setxattr(c.as_ptr(), name.as_ptr(), b"v1".as_ptr().cast(), 2, 0) };
+    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+    let mut v = [0u8; 16];
+    // SAFETY: as above, `v` is writable for its length.
+    let n = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+    assert_eq!(&v[..n as usize], b"v1");
+
+    // Unlink; listing.
+    fs::remove_file(e.join("y2")).unwrap();
+    let mut names: Vec<String> = fs::read_dir(&e)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expect = vec!["file", "inner", "link", "sparse", "y", long.as_str()];
+    expect.sort();
+    assert_eq!(names, expect);
+
+    // Everything is still there after a remount and re-adding the key.
+    m.remount("");
+    add_key(&m.mnt, &KEY).unwrap();
+    let _ = id;
+    assert_eq!(fs::read(e.join("y")).unwrap(), b"changed");
+    assert_eq!(fs::read(e.join(&long)).unwrap(), b"short");
+    assert_eq!(fs::read(e.join("file")).unwrap().len(), 9000);
+    assert_eq!(fs::read_link(e.join("link")).unwrap(), Path::new("y"));
+}
+
+#[test]
+fn unencrypted_names_that_look_like_ours_are_escaped() {
+    let Some(m) = mount_volume(&[], "") else {
+        return;
+    };
+    fs::write(m.path(".fscryptfs.dir"), b"mine").unwrap();
+    fs::write(m.path(".fscryptfs.conf"), b"also mine").unwrap();
+    assert_eq!(fs::read(m.path(".fscryptfs.dir")).unwrap(), b"mine");
+    let mut names: Vec<String> = fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".fscryptfs.conf", ".fscryptfs.dir"]);
+    // The volume's own files are intact.
+    assert!(fs::read_to_string(m.backing.join(".fscryptfs.conf"))
+        .unwrap()
+        .contains("format 1"));
+}

@@ -1,0 +1,209 @@
+//! Key removal and the no-key view (generic/580, 429, 419 semantics on a real mount): names become
+//! no-key names, plaintext lookups fail with ENOENT, opening and creating fail with ENOKEY, deleting
+//! works; adding the key back shows plaintext again without a remount; an open file keeps working
+//! through removal (FILES_BUSY, "incompletely removed") and a later removal completes once it is closed.
+
+mod support;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+
+use fscrypt::nokey::NokeyName;
+use support::*;
+
+const FILES_BUSY: u32 = 1;
+const ABSENT: u32 = 1;
+const PRESENT: u32 = 2;
+const INCOMPLETELY_REMOVED: u32 = 3;
+
+fn listing(p: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(p)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn nokey_view_and_readding_the_key() {
+    let Some((m, id)) = encrypted_volume() else {
+        return;
+    };
+    let e = m.path("enc");
+    fs::write(e.join("a"), b"secret a").unwrap();
+    fs::create_dir(e.join("d")).unwrap();
+    fs::write(e.join("d/inner"), b"secret inner").unwrap();
+    std::os::unix::fs::symlink("a", e.join("s")).unwrap();
+    fs::write(e.join("gone"), b"to delete").unwrap();
+    assert_eq!(listing(&e), ["a", "d", "gone", "s"]);
+    assert_eq!(key_status(&m.mnt, &id).unwrap(), (PRESENT, 1, 1));
+
+    assert_eq!(remove_key(&m.mnt, &id, false).unwrap(), 0);
+    assert_eq!(key_status(&m.mnt, &id).unwrap().0, ABSENT);
+
+    // The listing is the backing listing: no-key names (what the kernel would show).
+    let locked = listing(&e);
+    assert_eq!(locked.len(), 4);
+    let mut backing: Vec<String> = fs::read_dir(m.backing.join("enc"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    backing.sort();
+    assert_eq!(locked, backing);
+    for n in &locked {
+        let d = NokeyName::decode(n).expect("a valid no-key name");
+        assert_eq!(d.dirhash(), [0; 8]);
+    }
+    // Plaintext names are gone; contents and creation need the key; deletion does not.
+    assert_errno(fs::metadata(e.join("a")), libc::ENOENT);
+    let mut saw_link = false;
+    for n in &locked {
+        let p = e.join(n);
+        let md = fs::symlink_metadata(&p).unwrap();
+        if md.is_file() {
+            assert_errno(fs::read(&p), libc::ENOKEY);
+            assert_errno(
+                fs::OpenOptions::new().write(true).truncate(true).open(&p),
+                libc::ENOKEY,
+            );
+        } else if md.file_type().is_symlink() {
+            let t = fs::read_link(&p).unwrap();
+            assert!(
+                NokeyName::decode(&t.to_string_lossy()).is_ok(),
+                "encoded target {t:?}"
+            );
+            saw_link = true;
+        } else {
+            assert_eq!(listing(&p).len(), 1);
+        }
+    }
+    assert!(saw_link);
+    assert_errno(fs::write(e.join("new"), b"x"), libc::ENOKEY);
+    assert_errno(fs::create_dir(e.join("newdir")), libc::ENOKEY);
+    assert_errno(
+        std::os::unix::fs::symlink("x", e.join("newlink")),
+        libc::ENOKEY,
+    );
+    fs::write(m.path("plain"), b"x").unwrap();
+    assert_errno(fs::hard_link(m.path("plain"), e.join("hl")), libc::ENOKEY);
+    assert_errno(
+        fs::rename(e.join(&locked[0]), e.join(&locked[0]).with_extension("x")),
+        libc::ENOKEY,
+    );
+
+    // Unlink by no-key name works. Find "gone" by its contents after re-adding: first delete the
+    // one regular file whose name we learn from the kernel's view with the key.
+    add_key(&m.mnt, &KEY).unwrap();
+    // Names are back at once, no remount, no stale no-key entries.
+    assert_eq!(listing(&e), ["a", "d", "gone", "s"]);
+    assert_eq!(fs::read(e.join("a")).unwrap(), b"secret a");
+    assert_eq!(fs::read(e.join("d/inner")).unwrap(), b"secret inner");
+    assert_errno(fs::metadata(e.join(&locked[0])), libc::ENOENT);
+    assert_eq!(
+        fs::read_link(e.join("s")).unwrap().as_os_str().as_bytes(),
+        b"a"
+    );
+    let before = listing(&e);
+
+    // Lock again and delete everything without the key (rm -r works).
+    assert_eq!(remove_key(&m.mnt, &id, false).unwrap(), 0);
+    for n in listing(&e) {
+        let p = e.join(&n);
+        if fs::symlink_metadata(&p).unwrap().is_dir() {
+            fs::remove_dir_all(&p).unwrap();
+        } else {
+            fs::remove_file(&p).unwrap();
+        }
+    }
+    assert!(listing(&e).is_empty());
+    add_key(&m.mnt, &KEY).unwrap();
+    assert!(listing(&e).is_empty(), "was {before:?}");
+    // Side files of long names go with them.
+    let long = "L".repeat(200);
+    fs::write(e.join(&long), b"l").unwrap();
+    assert_eq!(remove_key(&m.mnt, &id, false).unwrap(), 0);
+    let n = listing(&e);
+    assert_eq!(n.len(), 1);
+    fs::remove_file(e.join(&n[0])).unwrap();
+    let left: Vec<_> = fs::read_dir(m.backing.join("enc"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "left behind: {left:?}");
+}
+
+#[test]
+fn open_file_keeps_working_through_removal() {
+    let Some((m, id)) = encrypted_volume() else {
+        return;
+    };
+    let e = m.path("enc");
+    fs::write(e.join("file"), b"contents").unwrap();
+    fs::write(e.join("file2"), b"other").unwrap();
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(e.join("file"))
+        .unwrap();
+
+    let flags = remove_key(&m.mnt, &id, false).unwrap();
+    assert_eq!(flags & FILES_BUSY, FILES_BUSY);
+    assert_eq!(key_status(&m.mnt, &id).unwrap().0, INCOMPLETELY_REMOVED);
+    // The parent stays unlocked (it is above an open file); its other children are locked.
+    assert_errno(fs::read(e.join("file2")), libc::ENOKEY);
+    assert_eq!(fs::read(e.join("file")).unwrap(), b"contents");
+    assert_errno(fs::write(e.join("new"), b"x"), libc::ENOKEY);
+    // Reads and writes through the open handle go on, and reach the backing store.
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b" and more").unwrap();
+    f.sync_all().unwrap();
+    let mut s = String::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "contents and more");
+    drop(f);
+
+    // Closed: removing again completes it.
+    assert_eq!(remove_key(&m.mnt, &id, false).unwrap(), 0);
+    assert_eq!(key_status(&m.mnt, &id).unwrap().0, ABSENT);
+    assert_errno(fs::metadata(e.join("file")), libc::ENOENT);
+    assert_errno(remove_key(&m.mnt, &id, false), libc::ENOKEY);
+    add_key(&m.mnt, &KEY).unwrap();
+    assert_eq!(fs::read(e.join("file")).unwrap(), b"contents and more");
+}
+
+#[test]
+fn deny_writes_refuses_new_writes_after_removal() {
+    let Some(m) = mount_volume(&["--removal=deny-writes"], "") else {
+        return;
+    };
+    let id = add_key(&m.mnt, &KEY).unwrap();
+    let e = m.path("enc");
+    fs::create_dir(&e).unwrap();
+    set_policy(&e, &policy_v2(&id)).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(e.join("f"))
+        .unwrap();
+    f.write_all(b"accepted").unwrap();
+    assert_eq!(
+        remove_key(&m.mnt, &id, false).unwrap() & FILES_BUSY,
+        FILES_BUSY
+    );
+    assert_errno(f.write_all(b"refused"), libc::ENOKEY);
+    let mut s = String::new();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "accepted");
+    // Added back: writes are accepted again.
+    add_key(&m.mnt, &KEY).unwrap();
+    f.write_all(b"!").unwrap();
+    drop(f);
+    assert_eq!(fs::read(e.join("f")).unwrap(), b"accepted!");
+}

@@ -1,0 +1,336 @@
+//! Test plumbing for real mounts: a fresh volume in a temporary directory, mounted with the real
+//! binary (`fscryptfs mount -f` in a child process), unmounted and reaped on drop whatever happens,
+//! with the daemon's log printed when the test failed. Raw ioctl helpers speak `fscryptfs::abi`
+//! directly, so these tests do not depend on the command's key subcommands.
+//!
+//! Prerequisites (/dev/fuse, root): when `FSCRYPTFS_REQUIRE_PRIVILEGED=1` a missing one fails the
+//! test; otherwise the test prints a loud `SKIPPED (...)` line and returns.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fscryptfs::abi;
+
+/// A mounted volume; unmounts and reaps the daemon on drop.
+pub struct Mounted {
+    /// Keeps the temporary directory alive.
+    pub tmp: tempfile::TempDir,
+    /// The backing directory.
+    pub backing: PathBuf,
+    /// The mountpoint.
+    pub mnt: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+fn require_or_skip(what: &str) -> bool {
+    if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("prerequisite missing: {what} (FSCRYPTFS_REQUIRE_PRIVILEGED=1)");
+    }
+    eprintln!("\n******** SKIPPED ({what}) ********\n");
+    false
+}
+
+/// Whether this environment can mount (root and /dev/fuse); prints SKIPPED or panics otherwise.
+pub fn can_mount() -> bool {
+    if !Path::new("/dev/fuse").exists() {
+        return require_or_skip("/dev/fuse is missing");
+    }
+    if !rustix_is_root() {
+        return require_or_skip("these tests need root");
+    }
+    true
+}
+
+fn rustix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The `fscryptfs` binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fscryptfs")
+}
+
+/// Creates a volume (`init` with `init_args`) and mounts it (`-o opts` when non-empty). None when
+/// the environment cannot mount (after printing SKIPPED).
+pub fn mount_volume(init_args: &[&str], opts: &str) -> Option<Mounted> {
+    if !can_mount() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let backing = tmp.path().join("backing");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir mnt");
+    let out = Command::new(bin())
+        .arg("init")
+        .args(init_args)
+        .arg(&backing)
+        .output()
+        .expect("run init");
+    assert!(
+        out.status.success(),
+        "init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut m = Mounted {
+        log: tmp.path().join("daemon.log"),
+        tmp,
+        backing,
+        mnt,
+        child: None,
+    };
+    m.start(opts);
+    Some(m)
+}
+
+fn is_mounted(mnt: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = mnt.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|p| p == want))
+}
+
+impl Mounted {
+    fn start(&mut self, opts: &str) {
+        let log = File::create(&self.log).expect("log file");
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount").arg("-f");
+        if !opts.is_empty() {
+            cmd.arg("-o").arg(opts);
+        }
+        cmd.arg(&self.backing)
+            .arg(&self.mnt)
+            .env("FSCRYPTFS_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        let mut child = cmd.spawn().expect("spawn daemon");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if is_mounted(&self.mnt) {
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("daemon exited ({st}) before mounting:\n{}", self.log_text());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mount did not appear within 15 s:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Unmounts (lazily if busy) and reaps the daemon.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let ok = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mnt)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Unmounts and mounts again (the daemon's keyring starts empty).
+    pub fn remount(&mut self, opts: &str) {
+        self.stop();
+        self.start(opts);
+    }
+
+    /// A path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- daemon log ----\n{}\n---- end of daemon log ----",
+                self.log_text()
+            );
+        }
+    }
+}
+
+// ---- raw ioctls ----
+
+/// `ioctl(fd, cmd, buf)`; the kernel copies `_IOC_SIZE(cmd)` bytes of `buf` in and/or out.
+pub fn ioctl(f: &File, cmd: u32, buf: &mut [u8]) -> io::Result<i32> {
+    assert!(buf.len() >= abi::ioc_size(cmd));
+    // SAFETY: `buf` is valid for reads and writes of at least the size encoded in `cmd`, which is
+    // all the kernel (restricted FUSE ioctls) touches.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), cmd as _, buf.as_mut_ptr()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Opens a file or directory for an ioctl.
+pub fn open_any(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+}
+
+fn spec_bytes(id: &[u8; 16]) -> [u8; 40] {
+    let mut s = [0u8; 40];
+    s[..4].copy_from_slice(&abi::KEY_SPEC_TYPE_IDENTIFIER.to_le_bytes());
+    s[8..24].copy_from_slice(id);
+    s
+}
+
+/// Adds a v2 key through FSCRYPTFS_IOC_ADD_KEY; returns the identifier.
+pub fn add_key(mnt: &Path, raw: &[u8]) -> io::Result<[u8; 16]> {
+    let f = open_any(mnt)?;
+    let mut buf = vec![0u8; abi::ADD_KEY_HEADER_SIZE + 64];
+    buf[..4].copy_from_slice(&abi::KEY_SPEC_TYPE_IDENTIFIER.to_le_bytes());
+    buf[40..44].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    buf[80..80 + raw.len()].copy_from_slice(raw);
+    ioctl(&f, abi::FSCRYPTFS_IOC_ADD_KEY, &mut buf)?;
+    assert!(buf[80..].iter().all(|&b| b == 0), "raw key came back");
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&buf[8..24]);
+    Ok(id)
+}
+
+/// FS_IOC_REMOVE_ENCRYPTION_KEY(_ALL_USERS); returns the removal status flags.
+pub fn remove_key(mnt: &Path, id: &[u8; 16], all_users: bool) -> io::Result<u32> {
+    let f = open_any(mnt)?;
+    let mut buf = [0u8; 64];
+    buf[..40].copy_from_slice(&spec_bytes(id));
+    let cmd = if all_users {
+        abi::FS_IOC_REMOVE_ENCRYPTION_KEY_ALL_USERS
+    } else {
+        abi::FS_IOC_REMOVE_ENCRYPTION_KEY
+    };
+    ioctl(&f, cmd, &mut buf)?;
+    Ok(u32::from_le_bytes([buf[40], buf[41], buf[42], buf[43]]))
+}
+
+/// FS_IOC_GET_ENCRYPTION_KEY_STATUS: (status, flags, user_count).
+pub fn key_status(mnt: &Path, id: &[u8; 16]) -> io::Result<(u32, u32, u32)> {
+    let f = open_any(mnt)?;
+    let mut buf = [0u8; 128];
+    buf[..40].copy_from_slice(&spec_bytes(id));
+    ioctl(&f, abi::FS_IOC_GET_ENCRYPTION_KEY_STATUS, &mut buf)?;
+    let u = |o: usize| u32::from_le_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
+    Ok((u(64), u(68), u(72)))
+}
+
+/// A v2 policy: AES-256-XTS / AES-256-CTS, padding 16 (flags 0x02), default data units.
+pub fn policy_v2(id: &[u8; 16]) -> [u8; 24] {
+    let mut p = [0u8; 24];
+    p[0] = 2;
+    p[1] = 1;
+    p[2] = 4;
+    p[3] = 0x02;
+    p[8..24].copy_from_slice(id);
+    p
+}
+
+/// FSCRYPTFS_IOC_SET_POLICY with a 12- or 24-byte policy.
+pub fn set_policy(dir: &Path, policy: &[u8]) -> io::Result<()> {
+    let f = open_any(dir)?;
+    let mut buf = [0u8; 24];
+    buf[..policy.len()].copy_from_slice(policy);
+    ioctl(&f, abi::FSCRYPTFS_IOC_SET_POLICY, &mut buf).map(|_| ())
+}
+
+/// FSCRYPTFS_IOC_GET_POLICY: the policy bytes.
+pub fn get_policy(p: &Path) -> io::Result<Vec<u8>> {
+    let f = open_any(p)?;
+    let mut buf = [0u8; abi::GET_POLICY_EX_ARG_SIZE];
+    buf[..8].copy_from_slice(&24u64.to_le_bytes());
+    ioctl(&f, abi::FSCRYPTFS_IOC_GET_POLICY, &mut buf)?;
+    let n = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes")) as usize;
+    Ok(buf[8..8 + n].to_vec())
+}
+
+/// FS_IOC_GET_ENCRYPTION_NONCE.
+pub fn get_nonce(p: &Path) -> io::Result<[u8; 16]> {
+    let f = open_any(p)?;
+    let mut buf = [0u8; 16];
+    ioctl(&f, abi::FS_IOC_GET_ENCRYPTION_NONCE, &mut buf)?;
+    Ok(buf)
+}
+
+/// The errno of an io::Error.
+pub fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// Asserts `r` failed with `errno`.
+#[track_caller]
+pub fn assert_errno<T: std::fmt::Debug>(r: io::Result<T>, errno: i32) {
+    match r {
+        Ok(v) => panic!("expected errno {errno}, got Ok({v:?})"),
+        Err(e) => assert_eq!(errno_of(&e), errno, "expected errno {errno}, got {e}"),
+    }
+}
+
+/// A fixed 64-byte test key.
+pub const KEY: [u8; 64] = {
+    let mut k = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        k[i] = (i as u8).wrapping_mul(7).wrapping_add(3);
+        i += 1;
+    }
+    k
+};
+
+/// Mounts a volume, adds [`KEY`], and makes `enc/` an encrypted directory. Returns (mount, id).
+pub fn encrypted_volume() -> Option<(Mounted, [u8; 16])> {
+    let m = mount_volume(&[], "")?;
+    let id = add_key(&m.mnt, &KEY).expect("add key");
+    std::fs::create_dir(m.path("enc")).expect("mkdir enc");
+    set_policy(&m.path("enc"), &policy_v2(&id)).expect("set policy");
+    Some((m, id))
+}
