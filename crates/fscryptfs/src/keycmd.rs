@@ -288,6 +288,21 @@ unsafe fn ioctl_raw(fd: BorrowedFd<'_>, cmd: u32, arg: *mut u8) -> io::Result<()
     }
 }
 
+/// The native-endian u32 at `off` of an ioctl argument (0 past its end: the buffers are ours and
+/// always long enough).
+fn ne_u32(buf: &[u8], off: usize) -> u32 {
+    buf.get(off..off + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_ne_bytes)
+}
+
+/// The native-endian u64 at `off` of an ioctl argument.
+fn ne_u64(buf: &[u8], off: usize) -> u64 {
+    buf.get(off..off + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_ne_bytes)
+}
+
 /// `struct fscrypt_add_key_arg` followed by room for a 64-byte raw key (plus one byte to detect a
 /// longer one on stdin).
 const ADD_KEY_BUF: usize = abi::ADD_KEY_HEADER_SIZE + 64 + 1;
@@ -296,7 +311,7 @@ const ADD_KEY_BUF: usize = abi::ADD_KEY_HEADER_SIZE + 64 + 1;
 /// `raw_size` already set and the raw key at offset 80.
 fn ioctl_add_key(fd: BorrowedFd<'_>, arg: &mut [u8]) -> io::Result<()> {
     assert_eq!(arg.len(), ADD_KEY_BUF);
-    let raw_size = u32::from_ne_bytes(arg[40..44].try_into().unwrap()) as usize;
+    let raw_size = ne_u32(arg, 40) as usize;
     assert!(raw_size <= 64);
     // SAFETY: FSCRYPTFS_IOC_ADD_KEY encodes 144 bytes (header + 64), within the 145-byte buffer.
     match unsafe { ioctl_raw(fd, abi::FSCRYPTFS_IOC_ADD_KEY, arg.as_mut_ptr()) } {
@@ -339,7 +354,7 @@ fn ioctl_get_policy(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
         }
         r => r?,
     }
-    let size = (u64::from_ne_bytes(arg[..8].try_into().unwrap()) as usize).min(room as usize);
+    let size = (ne_u64(&arg, 0) as usize).min(room as usize);
     Ok(arg[8..8 + size].to_vec())
 }
 
@@ -354,7 +369,7 @@ fn ioctl_remove_key(fd: BorrowedFd<'_>, spec: KeySpec, all_users: bool) -> io::R
     };
     // SAFETY: the buffer is the 64-byte `fscrypt_remove_key_arg`, the size `cmd` encodes.
     unsafe { ioctl_raw(fd, cmd, arg.as_mut_ptr())? };
-    Ok(u32::from_ne_bytes(arg[40..44].try_into().unwrap()))
+    Ok(ne_u32(&arg, 40))
 }
 
 /// GET_KEY_STATUS (kernel number): (status, status_flags, user_count).
@@ -363,7 +378,7 @@ fn ioctl_key_status(fd: BorrowedFd<'_>, spec: KeySpec) -> io::Result<(u32, u32, 
     arg[..abi::KEY_SPECIFIER_SIZE].copy_from_slice(&spec.to_bytes());
     // SAFETY: the buffer is the 128-byte `fscrypt_get_key_status_arg`, the size encoded.
     unsafe { ioctl_raw(fd, abi::FS_IOC_GET_ENCRYPTION_KEY_STATUS, arg.as_mut_ptr())? };
-    let word = |off: usize| u32::from_ne_bytes(arg[off..off + 4].try_into().unwrap());
+    let word = |off: usize| ne_u32(&arg, off);
     Ok((word(64), word(68), word(72)))
 }
 
