@@ -5,21 +5,25 @@
 //! is gone but some unlocked inodes are still busy) or *absent* (gone, every secret wiped): the
 //! kernel's `mk_present` plus `mk_active_refs`. Each unlocked inode holds an [`ActiveRef`].
 //!
-//! Removal is soft: the secret stays, in locked memory, until the last active reference goes. Per-extent
-//! keys are derived at writeout, long after open, so wiping at removal (mainline ext4) loses writes
-//! that already returned success (fstests generic/595). This is what Eric Biggers recommended and
-//! Josef Bacik's v6 series does. Only holders of an [`ActiveRef`] can reach the retained secret;
-//! unlocking needs a present key. [`RemovalMode::DenyWrites`] adds the proposed `fscrypt_prep_write`
-//! hook: once removal starts, new writes are refused, while data already accepted is still flushed.
+//! Removal is soft: the secret stays, in locked memory, while an active reference that may still
+//! need it lives ([`SecretNeed::Later`]: per-extent files derive extent keys at writeout, long after
+//! open, so wiping at removal loses writes that already returned success, fstests generic/595 — what
+//! Eric Biggers recommended and Josef Bacik's v6 series does). References taken with
+//! [`SecretNeed::SetupOnly`] (per-file-layout inodes and directories, whose `InodeKey` is derived at
+//! unlock) do not keep it: once removal has started and no `Later` reference is left, the secret
+//! and its per-mode key cache are wiped at once, even though the key stays *incompletely removed*
+//! until the remaining references go or a retry locks them (mainline ext4's timing). Only holders
+//! of a `Later` [`ActiveRef`] can reach the retained secret; unlocking needs a present key.
+//! [`RemovalMode::DenyWrites`] adds the proposed `fscrypt_prep_write` hook: once removal starts,
+//! new writes are refused, while data already accepted is still flushed.
 //!
 //! The keyring never calls the filesystem while holding a lock. Removal collects the unlocked inodes,
 //! releases its locks, then calls the [`InodeLocker`], which may drop active references synchronously.
 //! Lock order: the table, then one key's state; a key's state is never held while taking the table.
 //!
 //! Deviations from the kernel, and why (docs/SEMANTICS.md has the full table):
-//! - The secret is kept until the last active reference on every layout. Mainline wipes it at once when
-//!   no extents exist; here one keyring serves both layouts, and in mainline the per-mode keys outlive
-//!   the secret anyway.
+//! - The secret is kept until the last [`SecretNeed::Later`] reference; with only `SetupOnly`
+//!   references (the per-file layout) it is wiped at removal, as in mainline.
 //! - Quotas count per volume, not system-wide, and are released at once (the kernel's key garbage
 //!   collector releases them asynchronously).
 //! - No hardware-wrapped keys and no keys by keyring id (`key_id`).
@@ -59,6 +63,19 @@ pub mod uapi {
     pub const KEY_REMOVAL_STATUS_FLAG_FILES_BUSY: u32 = 0x1;
     /// `FSCRYPT_KEY_REMOVAL_STATUS_FLAG_OTHER_USERS`.
     pub const KEY_REMOVAL_STATUS_FLAG_OTHER_USERS: u32 = 0x2;
+}
+
+/// Whether an unlocked inode may need the master secret after its unlock (`Keyring::unlock_with`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SecretNeed {
+    /// The inode may derive keys later ([`ActiveRef::derive_extent_key`]: per-extent regular files).
+    /// Its reference keeps the secret alive through removal, until it drops.
+    #[default]
+    Later,
+    /// The inode's key is fully derived inside the unlock closure (per-file-layout inodes,
+    /// directories, symlinks). Its reference keeps the key *incompletely removed* but not the
+    /// secret, and [`ActiveRef::derive_extent_key`] through it is refused.
+    SetupOnly,
 }
 
 /// What removal does to inodes that stay busy (a per-volume setting).
@@ -305,9 +322,9 @@ struct MasterKey {
 enum Lifecycle {
     /// `mk_present`: new users may unlock inodes.
     Present(Arc<MasterSecret>),
-    /// Removal started; inodes still hold active references, and only they may use the secret
-    /// (soft removal keeps it for their writeout).
-    IncompletelyRemoved(Arc<MasterSecret>),
+    /// Removal started; inodes still hold active references. The secret is kept (for their
+    /// writeout) only while a [`SecretNeed::Later`] reference remains; None once it was wiped.
+    IncompletelyRemoved(Option<Arc<MasterSecret>>),
     /// The last active reference went: the secret was wiped, the key is absent.
     Dead,
 }
@@ -320,6 +337,8 @@ struct KeyState {
     inodes: HashMap<InodeId, usize>,
     /// The sum of `inodes`' counts: `mk_active_refs` without the one "present" holds.
     inode_refs: usize,
+    /// How many of `inode_refs` were taken with [`SecretNeed::Later`].
+    secret_refs: usize,
 }
 
 impl KeyState {
@@ -344,33 +363,61 @@ impl KeyState {
         }
     }
 
-    fn register(&mut self, ino: InodeId) {
+    fn register(&mut self, ino: InodeId, need: SecretNeed) {
         *self.inodes.entry(ino).or_insert(0) += 1;
         self.inode_refs += 1;
+        if need == SecretNeed::Later {
+            self.secret_refs += 1;
+        }
     }
 
-    /// Drops one reference of `ino`. Returns the secret to wipe when this was the last reference of
-    /// a key being removed (the key is then dead).
-    fn unregister(&mut self, ino: InodeId) -> Option<Arc<MasterSecret>> {
+    /// Drops one reference of `ino`. Returns the secret to wipe when this was the last reference
+    /// that could need it on a key being removed, and whether the key is now dead (its last
+    /// reference went).
+    fn unregister(&mut self, ino: InodeId, need: SecretNeed) -> (Option<Arc<MasterSecret>>, bool) {
         if let Some(n) = self.inodes.get_mut(&ino) {
             *n -= 1;
             if *n == 0 {
                 self.inodes.remove(&ino);
             }
             self.inode_refs -= 1;
+            if need == SecretNeed::Later {
+                self.secret_refs -= 1;
+            }
         } else {
             debug_assert!(false, "active reference of an inode the key does not list");
         }
-        if self.inode_refs == 0 && matches!(self.lifecycle, Lifecycle::IncompletelyRemoved(_)) {
-            return self.kill();
+        if !matches!(self.lifecycle, Lifecycle::IncompletelyRemoved(_)) {
+            return (None, false);
         }
-        None
+        if self.inode_refs == 0 {
+            return (self.kill(), true);
+        }
+        (self.drop_secret_if_unneeded(), false)
+    }
+
+    /// While removal is under way: takes the secret out (to be wiped) once no reference that may
+    /// need it is left. The key stays incompletely removed.
+    fn drop_secret_if_unneeded(&mut self) -> Option<Arc<MasterSecret>> {
+        match &mut self.lifecycle {
+            Lifecycle::IncompletelyRemoved(s) if self.secret_refs == 0 => s.take(),
+            _ => None,
+        }
+    }
+
+    /// Whether the secret is still in memory (present, or kept for a [`SecretNeed::Later`] user).
+    fn secret_retained(&self) -> bool {
+        matches!(
+            self.lifecycle,
+            Lifecycle::Present(_) | Lifecycle::IncompletelyRemoved(Some(_))
+        )
     }
 
     /// Makes the key dead and hands back its secret, to be dropped (wiped) outside the locks.
     fn kill(&mut self) -> Option<Arc<MasterSecret>> {
         match mem::replace(&mut self.lifecycle, Lifecycle::Dead) {
-            Lifecycle::Present(s) | Lifecycle::IncompletelyRemoved(s) => Some(s),
+            Lifecycle::Present(s) => Some(s),
+            Lifecycle::IncompletelyRemoved(s) => s,
             Lifecycle::Dead => None,
         }
     }
@@ -537,7 +584,7 @@ impl Keyring {
                     let old =
                         mem::replace(&mut st.lifecycle, Lifecycle::Present(Arc::clone(secret)));
                     if let Lifecycle::IncompletelyRemoved(s) = old {
-                        *leftover = Some(s);
+                        *leftover = s;
                     }
                 }
                 return Ok(());
@@ -558,6 +605,7 @@ impl Keyring {
                 claims,
                 inodes: HashMap::new(),
                 inode_refs: 0,
+                secret_refs: 0,
             }),
         });
         table.keys.insert(spec, mk);
@@ -652,9 +700,11 @@ impl Keyring {
                 return Ok(RemoveStep::Done(RemovalResult::default()));
             }
             st.lifecycle = match mem::replace(&mut st.lifecycle, Lifecycle::Dead) {
-                Lifecycle::Present(s) => Lifecycle::IncompletelyRemoved(s),
+                Lifecycle::Present(s) => Lifecycle::IncompletelyRemoved(Some(s)),
                 other => other,
             };
+            // Nothing unlocked may need the secret later: wipe it now, not at the last close.
+            *wiped = st.drop_secret_if_unneeded();
         }
         if st.inode_refs == 0 {
             // Not present and nothing unlocked: already dead, which is_live() excluded above.
@@ -706,9 +756,24 @@ impl Keyring {
         }
     }
 
+    /// Unlocks `inode` under `spec` with [`SecretNeed::Later`]: [`Keyring::unlock_with`].
+    ///
+    /// # Errors
+    /// As [`Keyring::unlock_with`].
+    pub fn unlock<T>(
+        &self,
+        spec: &KeySpec,
+        inode: InodeId,
+        f: impl FnOnce(&MasterSecret) -> Result<T>,
+    ) -> Result<(ActiveRef, T)> {
+        self.unlock_with(spec, inode, SecretNeed::Later, f)
+    }
+
     /// Unlocks `inode` under `spec` (`fscrypt_setup_encryption_info`): runs `f` with the master
     /// secret (typically `InodeKey::setup`) and registers the inode as unlocked. The returned
     /// [`ActiveRef`] is the inode's hold on the key; drop it when the inode is locked or evicted.
+    /// `need` says whether the reference keeps the secret alive through a removal (per-extent
+    /// files) or only the key's *incompletely removed* state (everything whose key `f` derives).
     ///
     /// `f` runs without any keyring lock held. The reference is taken before `f` runs, so a removal
     /// racing with `f` sees the inode as in use, and an error or panic in `f` gives it back.
@@ -716,10 +781,11 @@ impl Keyring {
     /// # Errors
     /// ENOKEY unless the key is present; whatever `f` returns.
     #[doc(alias = "fscrypt_setup_encryption_info")]
-    pub fn unlock<T>(
+    pub fn unlock_with<T>(
         &self,
         spec: &KeySpec,
         inode: InodeId,
+        need: SecretNeed,
         f: impl FnOnce(&MasterSecret) -> Result<T>,
     ) -> Result<(ActiveRef, T)> {
         let (mk, secret) = {
@@ -730,7 +796,7 @@ impl Keyring {
                 return Err(no_key(spec));
             };
             let secret = Arc::clone(secret);
-            st.register(inode);
+            st.register(inode, need);
             drop(st);
             (mk, secret)
         };
@@ -738,6 +804,7 @@ impl Keyring {
             shared: Arc::clone(&self.shared),
             key: mk,
             ino: inode,
+            need,
         };
         let out = f(&secret);
         drop(secret);
@@ -754,6 +821,15 @@ impl Keyring {
         };
         v.sort_unstable();
         v
+    }
+
+    /// Whether the master secret of `spec` is still in memory: present, or incompletely removed
+    /// with a [`SecretNeed::Later`] reference left. False once it was wiped (or never added).
+    pub fn secret_retained(&self, spec: &KeySpec) -> bool {
+        let table = lock(&self.shared.table);
+        table
+            .find(spec)
+            .is_some_and(|mk| lock(&mk.state).secret_retained())
     }
 
     /// What `uid` is charged against the quota.
@@ -816,7 +892,10 @@ impl fmt::Debug for Keyring {
                     let st = lock(&mk.state);
                     let state = match st.lifecycle {
                         Lifecycle::Present(_) => "present",
-                        Lifecycle::IncompletelyRemoved(_) => "incompletely removed",
+                        Lifecycle::IncompletelyRemoved(Some(_)) => "incompletely removed",
+                        Lifecycle::IncompletelyRemoved(None) => {
+                            "incompletely removed (secret wiped)"
+                        }
                         Lifecycle::Dead => "absent",
                     };
                     format!(
@@ -838,13 +917,15 @@ impl fmt::Debug for Keyring {
 /// One unlocked inode's hold on its master key (an active reference: the kernel's `ci_master_key`
 /// link plus its count in `mk_active_refs`).
 ///
-/// While it lives the key cannot become absent, and the inode may derive per-extent keys even after
-/// removal started. Dropping the last one of a key being removed makes the key absent and wipes its
-/// secret, per-mode keys included. Not `Clone`: one reference per unlock; share it with `Arc`.
+/// While it lives the key cannot become absent; a [`SecretNeed::Later`] reference may also derive
+/// per-extent keys after removal started. Dropping the last `Later` one of a key being removed wipes
+/// its secret, per-mode keys included; dropping the last one of any kind makes the key absent. Not
+/// `Clone`: one reference per unlock; share it with `Arc`.
 pub struct ActiveRef {
     shared: Arc<Shared>,
     key: Arc<MasterKey>,
     ino: InodeId,
+    need: SecretNeed,
 }
 
 impl ActiveRef {
@@ -858,6 +939,11 @@ impl ActiveRef {
         self.ino
     }
 
+    /// Whether it keeps the secret for later derivations.
+    pub fn secret_need(&self) -> SecretNeed {
+        self.need
+    }
+
     /// True once removal of the key has started (it is no longer present); false again if the key
     /// is added back.
     pub fn removal_started(&self) -> bool {
@@ -866,17 +952,26 @@ impl ActiveRef {
 
     /// Derives the key of an extent of this inode (a new extent at writeout, or an existing one on
     /// read), while the master key is present or incompletely removed: soft removal keeps the secret
-    /// for exactly this.
+    /// for exactly this. Only through a [`SecretNeed::Later`] reference.
     ///
     /// # Errors
-    /// ENOKEY when `ctx` names another master key (a v1 key never matches: extents are v2 only).
+    /// EINVAL through a [`SecretNeed::SetupOnly`] reference (it does not keep the secret); ENOKEY
+    /// when `ctx` names another master key (a v1 key never matches: extents are v2 only).
     pub fn derive_extent_key(&self, ctx: &ExtentContext) -> Result<ExtentKey> {
+        if self.need != SecretNeed::Later {
+            return Err(Error::invalid(format!(
+                "inode {} unlocked key {} for setup only; it cannot derive extent keys",
+                self.ino, self.key.spec
+            )));
+        }
         let secret = {
             let st = lock(&self.key.state);
             match &st.lifecycle {
-                Lifecycle::Present(s) | Lifecycle::IncompletelyRemoved(s) => Arc::clone(s),
+                Lifecycle::Present(s) | Lifecycle::IncompletelyRemoved(Some(s)) => Arc::clone(s),
                 // Unreachable while this reference lives; refuse rather than panic.
-                Lifecycle::Dead => return Err(no_key(&self.key.spec)),
+                Lifecycle::IncompletelyRemoved(None) | Lifecycle::Dead => {
+                    return Err(no_key(&self.key.spec))
+                }
             }
         };
         ExtentKey::derive(&secret, ctx)
@@ -906,13 +1001,13 @@ impl ActiveRef {
 
 impl Drop for ActiveRef {
     /// `fscrypt_put_master_key_activeref`: the last reference of a key being removed makes it absent
-    /// and wipes its secret.
+    /// and wipes its secret; the last one that could need the secret wipes it earlier.
     fn drop(&mut self) {
-        let wiped = lock(&self.key.state).unregister(self.ino);
-        if let Some(secret) = wiped {
+        let (wiped, dead) = lock(&self.key.state).unregister(self.ino, self.need);
+        if dead {
             lock(&self.shared.table).unhash(&self.key);
-            drop(secret);
         }
+        drop(wiped);
     }
 }
 
@@ -921,6 +1016,7 @@ impl fmt::Debug for ActiveRef {
         f.debug_struct("ActiveRef")
             .field("key", &format_args!("{}", self.key.spec))
             .field("ino", &self.ino)
+            .field("need", &self.need)
             .finish()
     }
 }

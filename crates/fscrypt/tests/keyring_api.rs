@@ -9,7 +9,7 @@ use fscrypt::context::Context;
 use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::keyring::{
     uapi, ActiveRef, BusyInode, Caller, InodeId, InodeLocker, KeyStatus, Keyring, KeyringConfig,
-    QuotaUsage, RemovalMode, RemovalResult, UserQuota, CLAIM_QUOTA_BYTES,
+    QuotaUsage, RemovalMode, RemovalResult, SecretNeed, UserQuota, CLAIM_QUOTA_BYTES,
 };
 use fscrypt::keysetup::{key_identifier, InodeKey, InodeKind, InodeParams, MasterSecret};
 use fscrypt::policy::{FsParams, KeySpec, Policy, PolicyV2};
@@ -764,4 +764,87 @@ fn active_refs_are_shareable_across_threads() {
     for h in handles {
         h.join().unwrap().unwrap();
     }
+}
+
+#[test]
+fn setup_only_references_do_not_keep_the_secret() {
+    let kr = keyring(RemovalMode::Soft);
+    let id = kr.add_v2(Caller::user(ALICE), raw(1)).unwrap();
+    let spec = KeySpec::Identifier(id);
+    // A directory and a per-file-layout file in it, both busy (the file open, the directory above
+    // it): their keys are derived at unlock.
+    let (dir, ()) = kr
+        .unlock_with(&spec, 1, SecretNeed::SetupOnly, |_| Ok(()))
+        .unwrap();
+    let (file, ()) = kr
+        .unlock_with(&spec, 2, SecretNeed::SetupOnly, |_| Ok(()))
+        .unwrap();
+    assert_eq!(file.secret_need(), SecretNeed::SetupOnly);
+    let err = file.derive_extent_key(&extent_ctx(id, 1)).unwrap_err();
+    assert_eq!(err.errno(), Errno::INVAL, "setup-only refs never derive");
+    assert!(kr.secret_retained(&spec));
+
+    let r = kr
+        .remove(Caller::user(ALICE), spec, false, &nothing_to_lock)
+        .unwrap();
+    assert!(r.files_busy);
+    // Wiped at removal, as mainline ext4 does; the key stays incompletely removed.
+    assert!(!kr.secret_retained(&spec));
+    assert_eq!(
+        kr.status(Caller::root(), spec),
+        KeyStatus::IncompletelyRemoved
+    );
+    assert!(format!("{kr:?}").contains("secret wiped"));
+    // The file closes; its directory still holds a reference: status is unchanged (generic/580)…
+    drop(file);
+    assert_eq!(
+        kr.status(Caller::root(), spec),
+        KeyStatus::IncompletelyRemoved
+    );
+    // …until a retry locks the directory: "Removed".
+    let dir_cell = Mutex::new(Some(dir));
+    let lock_dir = |_: &KeySpec, _: &[InodeId]| {
+        dir_cell.lock().unwrap().take();
+        Vec::new()
+    };
+    let r = kr
+        .remove(Caller::user(ALICE), spec, false, &lock_dir)
+        .unwrap();
+    assert_eq!(r, RemovalResult::default());
+    assert_eq!(kr.status(Caller::root(), spec), KeyStatus::Absent);
+}
+
+#[test]
+fn the_last_later_reference_wipes_the_secret_before_the_key_is_absent() {
+    let kr = keyring(RemovalMode::Soft);
+    let id = kr.add_v2(Caller::user(ALICE), raw(1)).unwrap();
+    let spec = KeySpec::Identifier(id);
+    let (dir, ()) = kr
+        .unlock_with(&spec, 1, SecretNeed::SetupOnly, |_| Ok(()))
+        .unwrap();
+    let (extent_file, ()) = kr.unlock(&spec, 2, |_| Ok(())).unwrap();
+    assert_eq!(extent_file.secret_need(), SecretNeed::Later);
+    kr.remove(Caller::user(ALICE), spec, false, &nothing_to_lock)
+        .unwrap();
+    // The per-extent file still needs it for writeout.
+    assert!(kr.secret_retained(&spec));
+    extent_file.derive_extent_key(&extent_ctx(id, 3)).unwrap();
+    drop(extent_file);
+    assert!(!kr.secret_retained(&spec));
+    assert_eq!(
+        kr.status(Caller::root(), spec),
+        KeyStatus::IncompletelyRemoved
+    );
+    // Re-adding makes it present again with a fresh secret; the busy directory carries on.
+    kr.add_v2(Caller::user(ALICE), raw(1)).unwrap();
+    assert!(kr.secret_retained(&spec));
+    assert_eq!(kr.status(Caller::root(), spec), present(1, false));
+    let (again, ()) = kr.unlock(&spec, 3, |_| Ok(())).unwrap();
+    again.derive_extent_key(&extent_ctx(id, 4)).unwrap();
+    drop(again);
+    drop(dir);
+    kr.remove(Caller::user(ALICE), spec, false, &nothing_to_lock)
+        .unwrap();
+    assert_eq!(kr.status(Caller::root(), spec), KeyStatus::Absent);
+    assert!(!kr.secret_retained(&spec));
 }

@@ -12,6 +12,11 @@
 //! everything is alive doubles as the control: it must find the PRK (so the needles are right and
 //! locked, no-dump pages are readable), and must not find the raw key, which the keyring wipes right
 //! after HKDF-Extract. This is its own test binary so no other test's memory is scanned.
+//!
+//! `per_file_secret_dies_at_removal` measures the per-file layout's timing: with a per-file inode and
+//! its directory still busy (`SecretNeed::SetupOnly`), the PRK and every per-mode key are gone right
+//! after removal while the busy file's own key is still found; after it closes and a retry locks the
+//! directory, that key is gone too.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -23,7 +28,7 @@ use zeroize::Zeroize;
 use fscrypt::context::{fill_random, Context};
 use fscrypt::extent::ExtentContext;
 use fscrypt::hkdf::{HkdfContext, HkdfKey};
-use fscrypt::keyring::{Caller, InodeId, KeyStatus, Keyring, KeyringConfig};
+use fscrypt::keyring::{Caller, InodeId, KeyStatus, Keyring, KeyringConfig, SecretNeed};
 use fscrypt::keysetup::{InodeKey, InodeKind, InodeParams};
 use fscrypt::policy::{flags, FsParams, KeySpec, Policy, PolicyV2};
 use fscrypt::secret::{burn_stack, SecretBytes};
@@ -352,5 +357,132 @@ fn no_secret_survives_full_removal() {
     );
     canary.zeroize();
     std::hint::black_box(&mut stack_canary).zeroize();
+    drop(kr);
+}
+
+#[test]
+fn per_file_secret_dies_at_removal() {
+    let mut raw = SecretBytes::zeroed(64);
+    fill_random(raw.as_mut()).unwrap();
+    let mut needles = Needles::new();
+    expected(&mut needles, &raw);
+    let mut locked_canary = SecretBytes::zeroed(PIECE);
+    fill_random(locked_canary.as_mut()).unwrap();
+    needles.add("locked canary", locked_canary.clone());
+
+    let fs = FsParams::ext4(12, true);
+    let kr = Keyring::new(KeyringConfig::default());
+    let id = kr.add_v2(Caller::user(1000), raw).unwrap();
+    let spec = KeySpec::Identifier(id);
+    let xts = EncryptionMode::Aes256Xts;
+    let cts = EncryptionMode::Aes256Cts;
+    // The file (nonce 1) in its directory (nonce 2), plus an idle IV_INO_LBLK_64 file whose
+    // per-mode key sits in the master key's cache.
+    let unlock = |ino: InodeId, p: Policy, n: u8, kind: InodeKind| {
+        let ctx = Context::new(p, nonce(n));
+        let params = InodeParams {
+            kind,
+            ino,
+            fs_uuid: FS_UUID,
+        };
+        kr.unlock_with(&spec, ino, SecretNeed::SetupOnly, |s| {
+            InodeKey::setup(s, &ctx, &params, &fs)
+        })
+        .unwrap()
+    };
+    let file = unlock(1, policy(id, xts, cts, 0), 1, InodeKind::Regular);
+    let dir = unlock(2, policy(id, xts, cts, 0), 2, InodeKind::Directory);
+    let idle = unlock(
+        4,
+        policy(id, xts, cts, flags::IV_INO_LBLK_64),
+        4,
+        InodeKind::Regular,
+    );
+    let mut unit = vec![0x55u8; file.1.data_unit_size()];
+    file.1.encrypt_data_unit(0, &mut unit).unwrap();
+    dir.1.encrypt_filename(b"a secret name").unwrap();
+    burn_stack();
+
+    let found = |hits: &[Hit], what: &str| hits.iter().any(|h| h.piece.starts_with(what));
+    let alive = scan(&needles);
+    for name in ["locked canary", "PRK", "file key", "IV_INO_LBLK_64 key"] {
+        assert!(found(&alive, name), "control: {name} not found while alive");
+    }
+
+    // Remove with the file and its directory busy; the idle inode is locked.
+    let idle_cell = std::sync::Mutex::new(Some(idle));
+    let locker = |_: &KeySpec, inodes: &[InodeId]| {
+        idle_cell.lock().unwrap().take();
+        inodes
+            .iter()
+            .filter(|i| **i != 4)
+            .map(|i| fscrypt::keyring::BusyInode {
+                ino: *i,
+                ..Default::default()
+            })
+            .collect()
+    };
+    let r = kr.remove(Caller::user(1000), spec, false, &locker).unwrap();
+    assert!(r.files_busy);
+    assert_eq!(
+        kr.status(Caller::root(), spec),
+        KeyStatus::IncompletelyRemoved
+    );
+    assert!(!kr.secret_retained(&spec));
+    burn_stack();
+    let busy = scan(&needles);
+    let leaked: Vec<String> = busy
+        .iter()
+        .filter(|h| {
+            [
+                "PRK",
+                "raw key",
+                "IV_INO_LBLK",
+                "DIRECT_KEY",
+                "inode-hash",
+                "extent",
+            ]
+            .iter()
+            .any(|n| h.piece.starts_with(n))
+        })
+        .map(|h| format!("{} at {:#x} in {:?}", h.piece, h.addr, h.mapping))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "master secret left while only per-file inodes are busy: {leaked:#?}"
+    );
+    assert!(
+        found(&busy, "file key"),
+        "the busy file's own key must live on"
+    );
+
+    // The file closes (status stays incompletely removed); a retry locks the directory.
+    drop(file);
+    assert_eq!(
+        kr.status(Caller::root(), spec),
+        KeyStatus::IncompletelyRemoved
+    );
+    let dir_cell = std::sync::Mutex::new(Some(dir));
+    let lock_dir = |_: &KeySpec, _: &[InodeId]| {
+        dir_cell.lock().unwrap().take();
+        Vec::new()
+    };
+    let r = kr
+        .remove(Caller::user(1000), spec, false, &lock_dir)
+        .unwrap();
+    assert!(!r.files_busy);
+    assert_eq!(kr.status(Caller::root(), spec), KeyStatus::Absent);
+    burn_stack();
+    let hits = scan(&needles);
+    assert!(found(&hits, "locked canary"), "control: canary not found");
+    let leaked: Vec<String> = hits
+        .iter()
+        .filter(|h| !h.piece.contains("canary"))
+        .map(|h| format!("{} at {:#x} in {:?}", h.piece, h.addr, h.mapping))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "secrets left after close and retry: {leaked:#?}"
+    );
     drop(kr);
 }

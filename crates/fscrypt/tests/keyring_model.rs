@@ -9,6 +9,11 @@
 //!   active reference can always derive extent keys — must hold exactly); the final state must be
 //!   self-consistent, and after everything is closed and removed the keyring must be empty.
 //!
+//! Half the inodes unlock with `SecretNeed::Later` (per-extent files), half with `SetupOnly`
+//! (per-file layout, directories): the model knows that the secret lives while the key is present or,
+//! once removal started, while a `Later` reference remains, and that `SetupOnly` references cannot
+//! derive extent keys (EINVAL); `Keyring::secret_retained` is checked against it after every step.
+//!
 //! Seeds are printed; set KEYRING_MODEL_SEED to rerun one.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -17,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use fscrypt::extent::ExtentContext;
 use fscrypt::keyring::{
     ActiveRef, BusyInode, Caller, InodeId, InodeLocker, KeyStatus, Keyring, KeyringConfig,
-    RemovalMode, RemovalResult, UserQuota,
+    RemovalMode, RemovalResult, SecretNeed, UserQuota,
 };
 use fscrypt::keysetup::key_identifier;
 use fscrypt::policy::KeySpec;
@@ -41,6 +46,16 @@ fn raw_bytes(key: usize) -> Vec<u8> {
 
 fn key_of(ino: InodeId) -> usize {
     (ino % KEYS as u64) as usize
+}
+
+/// Inodes 0..4 and 8..12 are per-extent files (they keep the secret); 4..8 are not. Every key has
+/// both kinds.
+fn need_of(ino: InodeId) -> SecretNeed {
+    if (ino / KEYS as u64).is_multiple_of(2) {
+        SecretNeed::Later
+    } else {
+        SecretNeed::SetupOnly
+    }
 }
 
 struct Keys {
@@ -266,7 +281,9 @@ impl World {
             } => out(kr.verify_key_added(Caller { uid, privileged }, &self.keys.ids[key])),
             Op::Open { ino } => {
                 let k = key_of(ino);
-                match kr.unlock(&self.keys.specs[k], ino, |s| Ok(s.identifier())) {
+                match kr.unlock_with(&self.keys.specs[k], ino, need_of(ino), |s| {
+                    Ok(s.identifier())
+                }) {
                     Ok((r, id)) => {
                         assert_eq!(id, self.keys.ids.get(k).copied(), "secret handed to f");
                         let mut t = self.fs.inodes.lock().unwrap();
@@ -373,6 +390,12 @@ impl Model {
 
     /// Tallies the interesting cases, so the test can show it reached them.
     fn count(&mut self, op: Op, got: &Out, before: &[MState]) {
+        let wiped_key = match op {
+            Op::Remove { key, .. } => Some(key),
+            Op::Close { ino } => Some(key_of(ino)),
+            _ => None,
+        }
+        .filter(|k| before[*k] != MState::Absent);
         let case = match (op, got) {
             (Op::Remove { .. }, Out::Removed(r)) if r.files_busy => "remove: files busy",
             (Op::Remove { .. }, Out::Removed(r)) if r.other_users => "remove: other users",
@@ -403,6 +426,14 @@ impl Model {
                 "close: last reference made the key absent"
             }
             (Op::PrepareWrite { .. }, Out::Err(_)) => "prepare_write: ENOKEY",
+            (Op::Derive { .. }, Out::Err(Errno::INVAL)) => "derive: EINVAL through setup-only",
+            (Op::Remove { .. } | Op::Close { .. }, _)
+                if wiped_key.is_some_and(|k| {
+                    self.keys[k].state == MState::IncompletelyRemoved && !self.secret_alive(k)
+                }) =>
+            {
+                "secret wiped while incompletely removed"
+            }
             _ => return,
         };
         *self.cases.entry(case).or_default() += 1;
@@ -414,6 +445,19 @@ impl Model {
             .filter(|(ino, _)| key_of(**ino) == k)
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// The new rule: the secret lives while the key is present, and after removal started only
+    /// while some inode holds a `Later` reference.
+    fn secret_alive(&self, k: usize) -> bool {
+        match self.keys[k].state {
+            MState::Present => true,
+            MState::Absent => false,
+            MState::IncompletelyRemoved => self
+                .refs
+                .iter()
+                .any(|(ino, n)| key_of(*ino) == k && *n > 0 && need_of(*ino) == SecretNeed::Later),
+        }
     }
 
     fn status(&self, uid: u32, k: usize) -> KeyStatus {
@@ -556,6 +600,8 @@ impl Model {
             Op::Derive { ino, .. } => {
                 if self.refs.get(&ino).copied().unwrap_or(0) == 0 {
                     Out::NoRef
+                } else if need_of(ino) == SecretNeed::SetupOnly {
+                    Out::Err(Errno::INVAL)
                 } else if key_of(ino) < V2_KEYS {
                     Out::Ok
                 } else {
@@ -611,6 +657,13 @@ fn serialised(mode: RemovalMode) {
                     let before = m.keys.iter().map(|k| k.state).collect::<Vec<_>>();
                     let want = m.apply(op);
                     assert_eq!(got, want, "seed {seed} thread {t} op {i}: {op:?}");
+                    for k in 0..KEYS {
+                        assert_eq!(
+                            world.kr.secret_retained(&world.keys.specs[k]),
+                            m.secret_alive(k),
+                            "seed {seed} thread {t} op {i}: {op:?}: secret of key {k}"
+                        );
+                    }
                     m.count(op, &got, &before);
                 }
             })
@@ -623,7 +676,7 @@ fn serialised(mode: RemovalMode) {
     let mut cases: Vec<_> = m.cases.iter().collect();
     cases.sort();
     eprintln!("{mode:?}: {cases:?}");
-    let expected = 9 + usize::from(mode == RemovalMode::DenyWrites);
+    let expected = 11 + usize::from(mode == RemovalMode::DenyWrites);
     assert_eq!(
         cases.len(),
         expected,
@@ -691,9 +744,14 @@ fn check_allowed(mode: RemovalMode, op: Op, got: &Out) {
         (Op::Verify { .. }, Out::Ok) => true,
         (Op::Open { .. }, Out::Ok | Out::Err(Errno::NOKEY)) => true,
         (Op::Close { .. } | Op::SetBusy { .. }, Out::Ok | Out::NoRef) => true,
-        // Soft removal's promise: whoever holds an active reference can always derive.
-        (Op::Derive { ino, .. }, Out::Ok) => key_of(ino) < V2_KEYS,
-        (Op::Derive { ino, .. }, Out::Err(Errno::NOKEY)) => key_of(ino) >= V2_KEYS,
+        // Soft removal's promise: whoever holds a `Later` active reference can always derive.
+        (Op::Derive { ino, .. }, Out::Ok) => {
+            key_of(ino) < V2_KEYS && need_of(ino) == SecretNeed::Later
+        }
+        (Op::Derive { ino, .. }, Out::Err(Errno::NOKEY)) => {
+            key_of(ino) >= V2_KEYS && need_of(ino) == SecretNeed::Later
+        }
+        (Op::Derive { ino, .. }, Out::Err(Errno::INVAL)) => need_of(ino) == SecretNeed::SetupOnly,
         (Op::Derive { .. } | Op::PrepareWrite { .. }, Out::NoRef) => true,
         (Op::PrepareWrite { .. }, Out::Ok) => true,
         (Op::PrepareWrite { .. }, Out::Err(Errno::NOKEY)) => mode == RemovalMode::DenyWrites,
@@ -731,7 +789,15 @@ fn concurrent(mode: RemovalMode) {
         let st = world.kr.status(Caller::user(4242), spec);
         match st {
             KeyStatus::Absent => assert!(held.is_empty(), "seed {seed} key {k}: absent but held"),
-            KeyStatus::IncompletelyRemoved => assert!(!held.is_empty(), "seed {seed} key {k}"),
+            KeyStatus::IncompletelyRemoved => {
+                assert!(!held.is_empty(), "seed {seed} key {k}");
+                let later = held.iter().any(|i| need_of(*i) == SecretNeed::Later);
+                assert_eq!(
+                    world.kr.secret_retained(&spec),
+                    later,
+                    "seed {seed} key {k}: the secret lives exactly while a Later reference does"
+                );
+            }
             KeyStatus::Present { user_count, .. } => {
                 let mut n = 0;
                 for uid in UIDS {

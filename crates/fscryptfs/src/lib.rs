@@ -3,4 +3,6 @@
 
 pub mod abi;
 pub mod fs;
+pub mod fsck;
+pub mod inspect;
 pub mod store;

@@ -29,6 +29,8 @@ enum Command {
     Init(volume_cmd::InitArgs),
     /// Mount an fscryptfs volume (FUSE).
     Mount(volume_cmd::MountArgs),
+    Inspect(fscryptfs::inspect::InspectArgs),
+    Fsck(fscryptfs::fsck::FsckArgs),
     #[command(flatten)]
     Key(keycmd::KeyCommand),
 }
@@ -65,6 +67,14 @@ fn main() {
         Command::Init(args) => volume_cmd::run_init(args),
         Command::Mount(args) => volume_cmd::run_mount(args),
         Command::Key(cmd) => keycmd::run(cmd),
+        Command::Inspect(args) => fscryptfs::inspect::run(args).map_err(|f| CliError {
+            exit_code: f.exit_code,
+            message: f.message,
+        }),
+        Command::Fsck(args) => fscryptfs::fsck::run(args).map_err(|f| CliError {
+            exit_code: f.exit_code,
+            message: f.message,
+        }),
     };
     if let Err(e) = result {
         eprintln!("fscryptfs: {e}");

@@ -3,7 +3,10 @@
 //! `mount` daemonizes unless `-f`: it starts itself again in the foreground (in its own process
 //! group, with stdout a pipe) and waits until that child says the mount is live, so `mount` returning
 //! 0 means the mount is usable; if the child fails first, its one-line error is on stderr and `mount`
-//! exits 1.
+//! exits 1. The child runs in its own session (`setsid`), with absolute paths and `/` as its working
+//! directory (so it pins no directory); it logs to `-o log=PATH` or nowhere, and once the mount is live
+//! it points stdin, stdout and stderr at /dev/null, so it holds none of the caller's terminal or pipes.
+//! With `-f` the daemon stays attached and logs to stderr.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -31,12 +34,18 @@ pub struct MountArgs {
     /// Stay in the foreground.
     #[arg(short = 'f')]
     foreground: bool,
-    /// Mount options: allow_other, default_permissions, ro, removal=soft|deny-writes, debug.
+    /// Mount options: allow_other, default_permissions, ro, removal=soft|deny-writes, debug,
+    /// log=PATH (where the detached daemon logs; without it, nowhere; -f logs to stderr),
+    /// test_dummy_encryption[=v2] (testing only: new inodes in unencrypted directories are
+    /// encrypted with fstests' public test key).
     #[arg(short = 'o', value_name = "OPTS")]
     options: Vec<String>,
     /// Internal: tell the parent on stdout when the mount is live.
     #[arg(long, hide = true)]
     ready_stdout: bool,
+    /// Internal: log to `-o log=` (or nowhere) and detach stdio once the mount is live.
+    #[arg(long, hide = true)]
+    detach: bool,
     /// The backing directory of the volume.
     backing: PathBuf,
     /// Where to mount it.
@@ -79,16 +88,48 @@ pub fn run_init(args: InitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn init_logging(debug: bool) {
+fn init_logging(debug: bool, file: Option<std::fs::File>) {
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FSCRYPTFS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_target(false);
+    let _ = match file {
+        Some(f) => b
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .try_init(),
+        None => b
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+/// The detached daemon's log: `-o log=PATH` (appended to), else /dev/null.
+fn open_log(path: Option<&std::path::Path>) -> Result<std::fs::File, CliError> {
+    let p = path.unwrap_or(std::path::Path::new("/dev/null"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| CliError::io(&p.display().to_string(), e))
+}
+
+/// Points stdin, stdout and stderr at /dev/null (the detached daemon, once the mount is live).
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            // SAFETY: dup2 onto the standard descriptors, which this process owns; nothing else
+            // holds Rust-level ownership of them.
+            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+        }
+    }
 }
 
 /// Runs `mount`.
@@ -99,13 +140,22 @@ pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
     if !args.foreground {
         return spawn_daemon(&args);
     }
-    init_logging(opts.debug);
+    let detach = args.detach;
+    if detach {
+        init_logging(opts.debug, Some(open_log(opts.log.as_deref())?));
+        let _ = std::env::set_current_dir("/");
+    } else {
+        init_logging(opts.debug, None);
+    }
     let ready_stdout = args.ready_stdout;
     daemon::serve(&args.backing, &args.mountpoint, &opts, || {
         if ready_stdout {
             let mut out = std::io::stdout();
             let _ = out.write_all(b"ready\n");
             let _ = out.flush();
+        }
+        if detach {
+            detach_stdio();
         }
     })
     .map_err(|e| CliError::failure(e.message()))
@@ -115,17 +165,43 @@ fn spawn_daemon(args: &MountArgs) -> Result<(), CliError> {
     use std::os::unix::process::CommandExt;
     let exe =
         std::env::current_exe().map_err(|e| CliError::io("finding the fscryptfs binary", e))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("mount").arg("-f").arg("--ready-stdout");
-    for o in &args.options {
-        cmd.arg("-o").arg(o);
+    let abs = |p: &std::path::Path| {
+        p.canonicalize()
+            .map_err(|e| CliError::io(&p.display().to_string(), e))
+    };
+    let (backing, mountpoint) = (abs(&args.backing)?, abs(&args.mountpoint)?);
+    // The log path too is made absolute here: the daemon works from /.
+    let opts = MountOptions::parse(&args.options).map_err(CliError::usage)?;
+    if let Some(log) = &opts.log {
+        open_log(Some(log))?;
     }
-    cmd.arg(&args.backing)
-        .arg(&args.mountpoint)
+    let mut cmd = Command::new(exe);
+    cmd.arg("mount")
+        .arg("-f")
+        .arg("--ready-stdout")
+        .arg("--detach");
+    for o in &args.options {
+        let mut items = Vec::new();
+        for item in o.split(',') {
+            match item.strip_prefix("log=") {
+                Some(p) => items.push(format!("log={}", abs_path(p).display())),
+                None => items.push(item.to_string()),
+            }
+        }
+        cmd.arg("-o").arg(items.join(","));
+    }
+    cmd.arg(&backing)
+        .arg(&mountpoint)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0);
+        .stderr(Stdio::inherit());
+    // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| CliError::io("starting the fscryptfs daemon", e))?;
@@ -143,4 +219,14 @@ fn spawn_daemon(args: &MountArgs) -> Result<(), CliError> {
     Err(CliError::failure(format!(
         "the daemon exited before the mount was ready ({status})"
     )))
+}
+
+/// `p` made absolute against the current directory (it need not exist).
+fn abs_path(p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
 }

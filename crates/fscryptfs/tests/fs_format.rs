@@ -143,13 +143,71 @@ fn corrupted_header_is_reported_and_contained() {
         [libc::EUCLEAN, libc::EIO].contains(&errno_of(&e)),
         "expected EUCLEAN or EIO, got {e}"
     );
-    assert_errno(fs::metadata(m.path("plainbad")), libc::EUCLEAN);
+    // Lookup needs no valid header: the entry can be stat'ed (a regular file) and deleted; open
+    // and truncate give EUCLEAN, with a log line naming the backing path.
+    let md = fs::metadata(m.path("plainbad")).unwrap();
+    assert!(md.is_file());
+    assert_errno(fs::read(m.path("plainbad")), libc::EUCLEAN);
+    assert_errno(
+        fs::OpenOptions::new().write(true).open(m.path("plainbad")),
+        libc::EUCLEAN,
+    );
+    assert_errno(
+        fs::OpenOptions::new().write(true).open(m.path("enc/bad")),
+        libc::EUCLEAN,
+    );
     assert_eq!(fs::read(m.path("enc/good")).unwrap(), vec![7u8; 5000]);
     let log = m.log_text();
     assert!(
         log.contains("checksum mismatch"),
         "no log line naming the damage:\n{log}"
     );
+    let backing_path = m.backing.join("plainbad").display().to_string();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains(&backing_path)),
+        "no error line naming {backing_path}:\n{log}"
+    );
+    // The same inode number on every stat in this mount.
+    assert_eq!(
+        fs::metadata(m.path("plainbad")).unwrap().ino(),
+        md.ino(),
+        "unstable inode number"
+    );
+    let listed: Vec<_> = fs::read_dir(m.path("enc"))
+        .unwrap()
+        .map(|d| d.unwrap().file_name())
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    fs::remove_file(m.path("plainbad")).unwrap();
+    fs::remove_file(m.path("enc/bad")).unwrap();
+    assert_errno(fs::metadata(m.path("plainbad")), libc::ENOENT);
+    assert!(!m.backing.join("plainbad").exists());
+    // Without the key too: a corrupt file is deleted by its no-key name.
+    fs::write(m.path("enc/bad2"), b"x").unwrap();
+    m.stop();
+    let mut found = 0;
+    for ent in fs::read_dir(m.backing.join("enc")).unwrap() {
+        let p = ent.unwrap().path();
+        if p.is_file() && fs::metadata(&p).unwrap().len() == 8192 {
+            let mut b = fs::read(&p).unwrap();
+            if b[..8] == *b"FSCRYPTF" && u64::from_le_bytes(b[24..32].try_into().unwrap()) == 1 {
+                b[40] ^= 0x55;
+                fs::write(&p, b).unwrap();
+                found += 1;
+            }
+        }
+    }
+    assert_eq!(found, 1);
+    m.remount("");
+    let names: Vec<_> = fs::read_dir(m.path("enc"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
+    for p in names {
+        fs::remove_file(&p).unwrap();
+    }
+    assert_eq!(fs::read_dir(m.path("enc")).unwrap().count(), 0);
 }
 
 fn mount_fails(backing: &Path, mnt: &Path) -> String {

@@ -207,3 +207,121 @@ fn deny_writes_refuses_new_writes_after_removal() {
     drop(f);
     assert_eq!(fs::read(e.join("f")).unwrap(), b"accepted!");
 }
+
+/// PRK = HMAC-SHA512(64 zero bytes, raw): computed here from the raw key, for the memory scan.
+fn prk_of(raw: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha512};
+    let inner = Sha512::new()
+        .chain_update([0x36u8; 128])
+        .chain_update(raw)
+        .finalize();
+    Sha512::new()
+        .chain_update([0x5cu8; 128])
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+/// Promise 3/7 on a real mount: in the per-file layout the master secret is wiped when removal
+/// starts, even while a file is open; the open file's own key lives until it is closed and a retry
+/// completes the removal (generic/580's sequence: status stays "incompletely removed" after the
+/// close, and the second removal reports plain success). The daemon's memory is searched.
+#[test]
+fn master_secret_dies_at_removal_while_a_file_is_busy() {
+    let Some((m, id)) = encrypted_volume() else {
+        return;
+    };
+    let pid = m.daemon_pid().expect("daemon pid");
+    let e = m.path("enc");
+    fs::write(e.join("file"), b"contents").unwrap();
+    let f = fs::File::open(e.join("file")).unwrap();
+    let nonce = get_nonce(&e.join("file")).unwrap();
+    let prk = prk_of(&KEY);
+    let file_key = fscrypt::hkdf::HkdfKey::extract(&KEY)
+        .derive(fscrypt::hkdf::HkdfContext::PerFileEncKey, &nonce, 64)
+        .unwrap();
+    // Not the raw key: it stays in fuser's request buffer until a later request overwrites it (a
+    // known gap, SEMANTICS.md §5); the keyring's own copies are checked by keyring_memscan.
+    let needles: [(&str, &[u8]); 2] = [("PRK", &prk), ("file key", file_key.as_ref())];
+    let alive = scan_process(pid, &needles);
+    assert!(alive.contains(&"PRK".to_string()), "control: {alive:?}");
+    assert!(
+        alive.contains(&"file key".to_string()),
+        "control: {alive:?}"
+    );
+
+    assert_eq!(remove_key(&m.mnt, &id, false).unwrap(), FILES_BUSY);
+    assert_eq!(key_status(&m.mnt, &id).unwrap().0, INCOMPLETELY_REMOVED);
+    let busy = scan_process(pid, &needles);
+    assert_eq!(
+        busy,
+        ["file key"],
+        "while busy only the open file's key may remain"
+    );
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut &f, &mut s).unwrap();
+    assert_eq!(s, "contents", "the open file still reads");
+
+    drop(f);
+    std::thread::sleep(std::time::Duration::from_millis(100)); // RELEASE is asynchronous
+    assert_eq!(key_status(&m.mnt, &id).unwrap().0, INCOMPLETELY_REMOVED);
+    assert_eq!(remove_key(&m.mnt, &id, false).unwrap(), 0);
+    assert_eq!(key_status(&m.mnt, &id).unwrap().0, ABSENT);
+    let after = scan_process(pid, &needles);
+    assert!(after.is_empty(), "left after close and retry: {after:?}");
+}
+
+/// Deny-writes refuses new write(2)s after removal but never the kernel's writeback of pages
+/// already stored through a shared mapping (`FUSE_WRITE_CACHE`): that data was accepted.
+#[test]
+fn deny_writes_still_writes_back_mmap_stores() {
+    use std::os::fd::AsRawFd;
+    let Some(mut m) = mount_volume(&["--removal=deny-writes"], "") else {
+        return;
+    };
+    let id = add_key(&m.mnt, &KEY).unwrap();
+    let e = m.path("enc");
+    fs::create_dir(&e).unwrap();
+    set_policy(&e, &policy_v2(&id)).unwrap();
+    fs::write(e.join("f"), vec![b'a'; 8192]).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(e.join("f"))
+        .unwrap();
+    // SAFETY: a fresh shared mapping of 8192 bytes of an open file; unmapped below before `f` goes.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    assert_eq!(
+        remove_key(&m.mnt, &id, false).unwrap() & FILES_BUSY,
+        FILES_BUSY
+    );
+    assert_errno((&f).write_all(b"refused"), libc::ENOKEY);
+    // SAFETY: `p` maps 8192 writable bytes; msync/munmap get exactly that range.
+    unsafe {
+        std::ptr::write_bytes(p.cast::<u8>().add(100), b'Z', 4000);
+        assert_eq!(
+            libc::msync(p, 8192, libc::MS_SYNC),
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::munmap(p, 8192), 0);
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    m.remount("");
+    add_key(&m.mnt, &KEY).unwrap();
+    let mut want = vec![b'a'; 8192];
+    want[100..4100].fill(b'Z');
+    assert!(fs::read(e.join("f")).unwrap() == want, "mmap stores lost");
+}

@@ -2,6 +2,11 @@
 //! as root, through `fusermount3` otherwise) and serves requests on a multi-threaded session until
 //! the filesystem is unmounted. The caller learns that the mount is live (the FUSE INIT handshake is
 //! done) through a callback, so `fscryptfs mount` can return only once the mount is usable.
+//!
+//! SIGTERM, SIGINT and SIGHUP unmount: they are blocked in every thread and taken by one thread with
+//! `sigwait`, which unmounts (lazily if the mount is busy, so the daemon goes on serving open files
+//! until they are closed); the session then ends, `destroy` writes every dirty size and the inode
+//! counter back, and `serve` returns Ok.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +32,40 @@ pub struct MountOptions {
     pub removal: Option<RemovalMode>,
     /// `debug`: verbose logs.
     pub debug: bool,
+    /// `log=PATH`: where a detached daemon (no `-f`) logs; /dev/null when absent.
+    pub log: Option<PathBuf>,
+    /// `test_dummy_encryption` (or `=v2`): the kernel's testing option. Every new inode in an
+    /// unencrypted directory gets [`dummy_policy`], whose key the daemon adds at mount. Not for
+    /// real data: the key is public.
+    pub test_dummy_encryption: bool,
+}
+
+/// fstests' `TEST_RAW_KEY`: bytes 0x01..=0x40.
+pub const TEST_RAW_KEY: [u8; 64] = {
+    let mut k = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        k[i] = i as u8 + 1;
+        i += 1;
+    }
+    k
+};
+
+/// fstests' `TEST_KEY_IDENTIFIER`, the identifier of [`TEST_RAW_KEY`].
+pub const TEST_KEY_IDENTIFIER: [u8; 16] = [
+    0x69, 0xb2, 0xf6, 0xed, 0xee, 0xe7, 0x20, 0xcc, 0xe0, 0x57, 0x79, 0x37, 0xeb, 0x8a, 0x67, 0x51,
+];
+
+/// The kernel's default dummy policy (`test_dummy_encryption=v2`): v2, AES-256-XTS contents,
+/// AES-256-CTS names, 32-byte name padding, the test key.
+pub fn dummy_policy() -> fscrypt::policy::Policy {
+    fscrypt::policy::Policy::V2(fscrypt::policy::PolicyV2 {
+        contents_mode: fscrypt::EncryptionMode::Aes256Xts,
+        filenames_mode: fscrypt::EncryptionMode::Aes256Cts,
+        flags: fscrypt::policy::flags::PAD_32,
+        log2_data_unit_size: 0,
+        master_key_identifier: TEST_KEY_IDENTIFIER,
+    })
 }
 
 impl MountOptions {
@@ -44,8 +83,19 @@ impl MountOptions {
                 "ro" => o.read_only = true,
                 "rw" => o.read_only = false,
                 "debug" => o.debug = true,
+                "test_dummy_encryption" | "test_dummy_encryption=v2" => {
+                    o.test_dummy_encryption = true;
+                }
+                "test_dummy_encryption=v1" => {
+                    return Err("test_dummy_encryption=v1 is not supported (use v2)".into());
+                }
                 _ => {
-                    if let Some(m) = item.strip_prefix("removal=") {
+                    if let Some(p) = item.strip_prefix("log=") {
+                        if p.is_empty() {
+                            return Err("log= needs a path".into());
+                        }
+                        o.log = Some(PathBuf::from(p));
+                    } else if let Some(m) = item.strip_prefix("removal=") {
                         o.removal =
                             Some(crate::store::config::parse_removal(m).ok_or_else(|| {
                                 format!("unknown removal mode {m:?} (soft or deny-writes)")
@@ -84,12 +134,35 @@ pub fn serve(
         .canonicalize()
         .map_err(|e| io_err(backing.display(), e))?;
     let config = open_volume(&backing)?;
+    // The kernel has already applied the caller's umask to every mode it sends (no FUSE_DONT_MASK);
+    // the daemon's own umask must not mask it a second time when it creates backing files.
+    rustix::process::umask(rustix::fs::Mode::empty());
     let removal = opts.removal.unwrap_or(config.removal);
     let keyring = fscrypt::keyring::Keyring::new(KeyringConfig {
         removal_mode: removal,
         quota: UserQuota::default(),
     });
     let uuid = config.uuid;
+    let dummy = if opts.test_dummy_encryption {
+        // Root-like and claimless for users: added as uid 0, so any user's new inodes unlock.
+        let id = keyring.add_v2(
+            fscrypt::keyring::Caller::root(),
+            fscrypt::secret::SecretBytes::copy_from(&TEST_RAW_KEY),
+        )?;
+        if id != TEST_KEY_IDENTIFIER {
+            return Err(Error::new(
+                Errno::INVAL,
+                "the test key's identifier is not fstests' TEST_KEY_IDENTIFIER",
+            ));
+        }
+        tracing::warn!(
+            "test_dummy_encryption: new inodes in unencrypted directories are encrypted with a \
+             public test key; not for real data"
+        );
+        Some(dummy_policy())
+    } else {
+        None
+    };
     let inos = InoAllocator::new(&backing, config, opts.read_only);
     let fs = Fs::new(
         backing.clone(),
@@ -98,6 +171,7 @@ pub fn serve(
         keyring,
         FsOptions {
             read_only: opts.read_only,
+            dummy_policy: dummy,
         },
     )?;
     let notifier = fs.notifier_cell();
@@ -121,9 +195,39 @@ pub fn serve(
     };
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
-    let session = fuser::Session::new(fs, mountpoint, &cfg)
-        .map_err(|e| io_err(format!("mounting on {}", mountpoint.display()), e))?;
+    let signals = block_termination_signals();
+    let (session, unmounter) = if rustix::process::geteuid().is_root() {
+        let mut session = fuser::Session::new(fs, mountpoint, &cfg)
+            .map_err(|e| io_err(format!("mounting on {}", mountpoint.display()), e))?;
+        let u = Unmounter::Fuser(session.unmount_callable());
+        (session, u)
+    } else {
+        // fuser opens /dev/fuse itself first and gives up when it may not (mode 0600, as in
+        // some containers); fusermount3 is the way for users, so go to it directly.
+        let mut o = vec![
+            "default_permissions".to_string(),
+            format!("fsname={}", backing.display().to_string().replace(',', "_")),
+            "subtype=fscryptfs".to_string(),
+        ];
+        if opts.read_only {
+            o.push("ro".into());
+        }
+        if opts.allow_other {
+            o.push("allow_other".into());
+        }
+        let fd = fusermount_mount(mountpoint, &o.join(","))
+            .map_err(|e| io_err(format!("mounting on {}", mountpoint.display()), e))?;
+        let acl = cfg.acl;
+        let session = fuser::Session::from_fd(fs, fd, acl, cfg)
+            .map_err(|e| io_err(format!("mounting on {}", mountpoint.display()), e))?;
+        (session, Unmounter::Fusermount)
+    };
     let _ = notifier.set(session.notifier());
+    let mnt = mountpoint.to_path_buf();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || unmount_on_signal(signals, unmounter, &mnt))
+        .map_err(|e| io_err("starting the signal thread", e))?;
     tracing::info!(
         "mounted {} on {} (removal {})",
         backing.display(),
@@ -136,4 +240,148 @@ pub fn serve(
         .map_err(|e| io_err(format!("serving {}", mountpoint.display()), e))?;
     tracing::info!("unmounted {}", mountpoint.display());
     Ok(())
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread it starts afterwards (the FUSE
+/// threads), so only [`unmount_on_signal`] receives them.
+fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it; pthread_sigmask only
+    // changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for a termination signal, then unmounts. A busy mount is detached lazily (`fusermount3
+/// -uz`): new opens fail, open files go on working, and the session ends when they are closed.
+fn unmount_on_signal(set: libc::sigset_t, unmounter: Unmounter, mnt: &Path) {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` was initialised by block_termination_signals; `sig` is a valid out pointer.
+    let rc = unsafe { libc::sigwait(&set, &mut sig) };
+    if rc != 0 {
+        tracing::error!("sigwait failed ({rc}); signals will not unmount");
+        return;
+    }
+    tracing::info!("signal {sig}: unmounting {}", mnt.display());
+    let res = match unmounter {
+        Unmounter::Fuser(mut u) => u.unmount(),
+        Unmounter::Fusermount => std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(mnt)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .and_then(|s| {
+                if s.success() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other(format!("fusermount3 -u: {s}")))
+                }
+            }),
+    };
+    if let Err(e) = res {
+        tracing::warn!(
+            "unmounting {}: {e}; detaching it lazily (open files keep working until closed)",
+            mnt.display()
+        );
+        match std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(mnt)
+            .status()
+        {
+            Ok(s) if s.success() => {}
+            Ok(s) => tracing::error!("fusermount3 -uz {}: {s}", mnt.display()),
+            Err(e) => tracing::error!("fusermount3 -uz {}: {e}", mnt.display()),
+        }
+    }
+}
+
+/// How the signal thread unmounts: through fuser (root mounted directly) or fusermount3.
+enum Unmounter {
+    Fuser(fuser::SessionUnmounter),
+    Fusermount,
+}
+
+/// Mounts through setuid `fusermount3` (libfuse's protocol: it mounts, then passes the /dev/fuse
+/// descriptor back over the socket named by `_FUSE_COMMFD`).
+fn fusermount_mount(mountpoint: &Path, options: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let child_fd = theirs.as_raw_fd();
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg("-o")
+        .arg(options)
+        .arg("--")
+        .arg(mountpoint)
+        .env("_FUSE_COMMFD", child_fd.to_string())
+        .stdin(std::process::Stdio::null());
+    // SAFETY: fcntl is async-signal-safe; it only clears close-on-exec of the inherited socket.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(child_fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    drop(theirs);
+    let received = recv_fd(&ours);
+    drop(ours);
+    let status = child.wait()?;
+    let fd = received?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!("fusermount3: {status}")));
+    }
+    // SAFETY: recv_fd returned a descriptor the kernel just installed for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Receives one descriptor (SCM_RIGHTS) from `sock`.
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the recvmsg call, and the
+    // control message is read only after the kernel filled it, within its declared length.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        loop {
+            let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "fusermount3 sent no descriptor (see its message above)",
+                ));
+            }
+            break;
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(std::io::Error::other("fusermount3 sent no descriptor"));
+        }
+        Ok(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()))
+    }
 }

@@ -319,6 +319,9 @@ impl Fs {
     /// possible and read-only otherwise: the kernel may read-modify-write partial units).
     pub(super) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
         use rustix::fs::{Mode, OFlags};
+        if let Some(why) = &rlock(&node.state).corrupt {
+            return Err(Error::corrupt(why.clone()));
+        }
         let path = node.proc_path();
         match rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
             Ok(fd) => Ok(File::from(fd)),

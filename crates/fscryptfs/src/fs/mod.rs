@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 use std::time::Duration;
 
 use fscrypt::context::Context;
-use fscrypt::keyring::{ActiveRef, BusyInode, Caller, KeyStatus, Keyring};
+use fscrypt::keyring::{ActiveRef, BusyInode, Caller, KeyStatus, Keyring, SecretNeed};
 use fscrypt::keysetup::{InodeKey, InodeKind, InodeParams};
 use fscrypt::nokey::NokeyName;
 use fscrypt::policy::{FsParams, KeySpec};
@@ -43,6 +43,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use crate::store::config::{InoAllocator, ROOT_INO};
 use crate::store::meta::{DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
 use crate::store::names;
+use crate::store::special::{SpecialRecords, SPECIAL_NAME, SPECIAL_NEW_NAME};
 use crate::store::{sys_err, FILE_HEADER_SIZE};
 
 /// Entry and attribute lifetime outside encrypted directories.
@@ -111,6 +112,9 @@ struct State {
     trimmed: bool,
     /// Symlinks: the backing target, parsed.
     link: Option<SymlinkTarget>,
+    /// Regular files whose header cannot be parsed: why (naming the backing path). Such a node
+    /// exists so the entry can be looked up, stat'ed, renamed and deleted; open gives EUCLEAN.
+    corrupt: Option<String>,
 }
 
 /// Bookkeeping of one inode, under the node's `meta` lock.
@@ -190,6 +194,9 @@ enum DirKey {
 pub struct FsOptions {
     /// Refuse every change.
     pub read_only: bool,
+    /// `test_dummy_encryption`: the policy new inodes in unencrypted directories inherit
+    /// (`fscrypt_policy_to_inherit`); its key is in the keyring.
+    pub dummy_policy: Option<fscrypt::policy::Policy>,
 }
 
 /// The filesystem.
@@ -201,9 +208,14 @@ pub struct Fs {
     inos: InoAllocator,
     opts: FsOptions,
     nodes: RwLock<HashMap<u64, Arc<Node>>>,
-    /// Special files have no stored inode number: one is assigned per mount, by backing identity.
-    special: Mutex<HashMap<(u64, u64), u64>>,
+    /// Stable inode numbers by backing identity (st_dev, st_ino), for every object seen this mount:
+    /// readdir reports them without opening entries. For special files and regular files with a
+    /// corrupt header (no stored number) it is where their per-mount number is assigned.
+    known: Mutex<HashMap<(u64, u64), u64>>,
     handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    /// Nodes taken out of `nodes` whose key is not dropped yet (`finish_eviction`). A leaf lock,
+    /// taken under the table lock.
+    evicting: Mutex<HashSet<u64>>,
     next_fh: AtomicU64,
     notifier: Arc<OnceLock<fuser::Notifier>>,
     /// The daemon runs as root: new inodes are chowned to their creator.
@@ -268,8 +280,9 @@ impl Fs {
             inos,
             opts,
             nodes: RwLock::new(nodes),
-            special: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             handles: RwLock::new(HashMap::new()),
+            evicting: Mutex::new(HashSet::new()),
             next_fh: AtomicU64::new(1),
             notifier: Arc::new(OnceLock::new()),
             is_root: rustix::process::geteuid().is_root(),
@@ -348,7 +361,9 @@ impl Fs {
             fs_uuid: self.uuid,
         };
         self.keyring
-            .unlock(&spec, ino, |m| InodeKey::setup(m, ctx, &params, &self.fsp))
+            .unlock_with(&spec, ino, SecretNeed::SetupOnly, |m| {
+                InodeKey::setup(m, ctx, &params, &self.fsp)
+            })
     }
 
     fn dir_key(&self, dir: &Node) -> Result<DirKey> {
@@ -506,7 +521,69 @@ impl Fs {
         )
         .map_err(|e| sys_err(self.describe_child(dir, &bname), e))?;
         let what = self.describe_child(dir, &bname);
-        self.node_from_fd(fd, dir.ino, name, &what)
+        self.node_from_fd(fd, dir.ino, name, &bname, &what)
+    }
+
+    /// The special-file record of `dir` (empty when it has none). A damaged one is logged and
+    /// treated as empty: its files get per-mount numbers until they are recorded again.
+    fn read_specials(&self, dir: &Node) -> SpecialRecords {
+        let what = self.describe_child(dir, OsStr::new(SPECIAL_NAME));
+        let fd = match rustix::fs::openat(
+            &dir.fd,
+            SPECIAL_NAME,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if e == Errno::NOENT => return SpecialRecords::default(),
+            Err(e) => {
+                tracing::error!("{}", sys_err(&what, e));
+                return SpecialRecords::default();
+            }
+        };
+        let mut b = Vec::new();
+        if let Err(e) = std::io::Read::read_to_end(&mut File::from(fd), &mut b) {
+            tracing::error!("{}", crate::store::io_err(&what, e));
+            return SpecialRecords::default();
+        }
+        SpecialRecords::parse(&b, &what).unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            SpecialRecords::default()
+        })
+    }
+
+    /// Changes `dir`'s special-file record under its `dir_lock` (`f` says whether it changed
+    /// anything); replaced atomically, deleted when empty.
+    fn update_specials(
+        &self,
+        dir: &Node,
+        f: impl FnOnce(&mut SpecialRecords) -> bool,
+    ) -> Result<()> {
+        let mut r = self.read_specials(dir);
+        if !f(&mut r) {
+            return Ok(());
+        }
+        let what = self.describe_child(dir, OsStr::new(SPECIAL_NAME));
+        if r.is_empty() {
+            return match rustix::fs::unlinkat(&dir.fd, SPECIAL_NAME, AtFlags::empty()) {
+                Ok(()) => Ok(()),
+                Err(e) if e == Errno::NOENT => Ok(()),
+                Err(e) => Err(sys_err(&what, e)),
+            };
+        }
+        let fd = rustix::fs::openat(
+            &dir.fd,
+            SPECIAL_NEW_NAME,
+            OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| sys_err(&what, e))?;
+        let f = File::from(fd);
+        f.write_all_at(&r.to_bytes(), 0)
+            .and_then(|_| f.sync_data())
+            .map_err(|e| crate::store::io_err(&what, e))?;
+        rustix::fs::renameat(&dir.fd, SPECIAL_NEW_NAME, &dir.fd, SPECIAL_NAME)
+            .map_err(|e| sys_err(&what, e))
     }
 
     /// Reads what identifies the backing object `fd` (its stable inode number and metadata) and
@@ -516,39 +593,48 @@ impl Fs {
         fd: OwnedFd,
         parent: u64,
         name: &OsStr,
+        bname: &OsStr,
         what: &str,
     ) -> Result<Arc<Node>> {
         let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
         let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
         let (ino, kind, state) = match ft {
             rustix::fs::FileType::RegularFile => {
-                let f = File::from(
-                    rustix::fs::open(
-                        format!("/proc/self/fd/{}", fd.as_raw_fd()),
-                        OFlags::RDONLY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| sys_err(what, e))?,
-                );
+                let f = File::from(open_header_reader(&fd).map_err(|e| sys_err(what, e))?);
                 let mut buf = [0u8; FILE_HEADER_USED];
                 let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
-                let h = FileHeader::parse(&buf[..n], &self.fsp, what).inspect_err(|e| {
-                    tracing::error!("{e}");
-                })?;
-                (
-                    h.ino,
-                    Kind::File,
-                    State {
-                        ctx: h.ctx,
-                        size: h.size,
-                        ..State::default()
-                    },
-                )
+                match FileHeader::parse(&buf[..n], &self.fsp, what) {
+                    Ok(h) => {
+                        self.remember_ino(&st, h.ino);
+                        (
+                            h.ino,
+                            Kind::File,
+                            State {
+                                ctx: h.ctx,
+                                size: h.size,
+                                ..State::default()
+                            },
+                        )
+                    }
+                    Err(e) => {
+                        // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
+                        tracing::error!("{e}");
+                        (
+                            self.per_mount_ino(&st)?,
+                            Kind::File,
+                            State {
+                                corrupt: Some(e.message().to_string()),
+                                ..State::default()
+                            },
+                        )
+                    }
+                }
             }
             rustix::fs::FileType::Directory => {
                 let m = read_dir_meta(&fd, &self.fsp, what).inspect_err(|e| {
                     tracing::error!("{e}");
                 })?;
+                self.remember_ino(&st, m.ino);
                 (
                     m.ino,
                     Kind::Dir,
@@ -568,6 +654,7 @@ impl Fs {
                     SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
                     SymlinkTarget::Plain { .. } => None,
                 };
+                self.remember_ino(&st, l.ino());
                 (
                     l.ino(),
                     Kind::Symlink,
@@ -586,17 +673,16 @@ impl Fs {
                     rustix::fs::FileType::BlockDevice => fuser::FileType::BlockDevice,
                     _ => return Err(Error::corrupt(format!("{what}: unknown file type"))),
                 };
-                let key = (st.st_dev, st.st_ino);
-                let ino = {
-                    let mut sp = lock(&self.special);
-                    match sp.get(&key) {
-                        Some(i) => *i,
-                        None => {
-                            let i = self.inos.alloc()?;
-                            sp.insert(key, i);
-                            i
-                        }
+                let recorded = self
+                    .node(parent)
+                    .ok()
+                    .and_then(|d| self.read_specials(&d).get(bname));
+                let ino = match recorded {
+                    Some(i) => {
+                        self.remember_ino(&st, i);
+                        i
                     }
+                    None => self.per_mount_ino(&st)?,
                 };
                 (ino, Kind::Special(t), State::default())
             }
@@ -630,6 +716,35 @@ impl Fs {
         Ok(node)
     }
 
+    /// Records the stable number of a backing object (for readdir).
+    fn remember_ino(&self, st: &rustix::fs::Stat, ino: u64) {
+        lock(&self.known).insert((st.st_dev, st.st_ino), ino);
+    }
+
+    /// The number of a backing object without a stored one, assigned once per mount.
+    fn per_mount_ino(&self, st: &rustix::fs::Stat) -> Result<u64> {
+        let key = (st.st_dev, st.st_ino);
+        let mut known = lock(&self.known);
+        if let Some(i) = known.get(&key) {
+            return Ok(*i);
+        }
+        let i = self.inos.alloc()?;
+        known.insert(key, i);
+        Ok(i)
+    }
+
+    /// The stable number readdir reports for backing entry (dev, d_ino), if seen this mount.
+    fn known_ino(&self, dev: u64, backing_ino: u64) -> Option<u64> {
+        lock(&self.known).get(&(dev, backing_ino)).copied()
+    }
+
+    /// Forgets a backing object that is being deleted (its backing number may be reused).
+    fn forget_backing(&self, st: &rustix::fs::Stat) {
+        if st.st_nlink <= 1 || rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() {
+            lock(&self.known).remove(&(st.st_dev, st.st_ino));
+        }
+    }
+
     /// Inserts a node just created (lookup count 1).
     fn insert_new(
         &self,
@@ -640,6 +755,9 @@ impl Fs {
         parent: u64,
         name: &OsStr,
     ) -> Arc<Node> {
+        if let Ok(st) = rustix::fs::fstat(&fd) {
+            self.remember_ino(&st, ino);
+        }
         let node = Arc::new(Node {
             ino,
             kind,
@@ -672,14 +790,32 @@ impl Fs {
         };
         if drop_it {
             nodes.remove(&ino);
+            lock(&self.evicting).insert(ino);
         }
         drop(nodes);
-        // The node (descriptor, key, ActiveRef) goes when the last Arc does; flush a dirty size first.
         if drop_it {
-            if let Err(e) = self.flush_size(&node, None, false) {
+            self.finish_eviction(&node);
+        }
+    }
+
+    /// The second half of evicting a node already taken out of the table (and listed in
+    /// `evicting`): writes a dirty size, drops its key and `ActiveRef` now (not whenever the last
+    /// `Arc` goes), then unlists it. A key removal that cannot find the node in the table waits for
+    /// this, so it never counts a reference that is on its way out as busy.
+    fn finish_eviction(&self, node: &Node) {
+        if node.kind == Kind::File {
+            if let Err(e) = self.flush_size(node, None, false) {
                 tracing::error!("{e}");
             }
         }
+        {
+            let mut st = wlock(&node.state);
+            let key = st.key.take();
+            let active = st.active.take();
+            drop(active);
+            drop(key);
+        }
+        lock(&self.evicting).remove(&node.ino);
     }
 
     /// The path of a node from the mount root, as far as known.
@@ -844,14 +980,18 @@ impl Fs {
     /// busy ones.
     fn lock_inodes(&self, _spec: &KeySpec, inos: &[u64]) -> Vec<BusyInode> {
         // RELEASE follows close() asynchronously: give handles already FLUSHed a moment to go.
+        // Nodes being evicted right now drop their references within moments: wait for them too.
         let deadline = std::time::Instant::now() + RELEASE_WAIT;
         loop {
-            let pending = inos.iter().any(|i| {
-                rlock(&self.nodes).get(i).is_some_and(|n| {
-                    let m = lock(&n.meta);
-                    m.opens > 0 && m.flushed >= m.opens
-                })
-            });
+            // One lock at a time: `evicting` is taken under the table lock elsewhere.
+            let evicting = inos.iter().any(|i| lock(&self.evicting).contains(i));
+            let pending = evicting
+                || inos.iter().any(|i| {
+                    rlock(&self.nodes).get(i).is_some_and(|n| {
+                        let m = lock(&n.meta);
+                        m.opens > 0 && m.flushed >= m.opens
+                    })
+                });
             if !pending || std::time::Instant::now() >= deadline {
                 break;
             }
@@ -921,14 +1061,21 @@ impl Fs {
         if lock(&node.meta).opens > 0 || self.busy_set().contains(&node.ino) {
             return;
         }
-        let dropped = {
+        {
             let mut st = wlock(&node.state);
             if !st.active.as_ref().is_some_and(|a| a.removal_started()) {
                 return;
             }
-            (st.key.take(), st.active.take())
-        };
-        drop(dropped);
+            // Dropped under the state lock (node state, then keyring locks: the documented
+            // order): a removal racing with this RELEASE either finds the reference here and takes
+            // it itself, or waits for the lock and finds it gone. Dropping it after the lock left a
+            // window in which the reference was detached but still counted, and the racing
+            // removal reported a file that was already closed as busy (generic/580's loop).
+            let key = st.key.take();
+            let active = st.active.take();
+            drop(active);
+            drop(key);
+        }
         if let Some(n) = self.notifier.get() {
             let _ = n.inval_inode(fuser::INodeNo(node.ino), 0, 0);
         }
@@ -977,6 +1124,23 @@ fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
         }
     }
     Ok(done)
+}
+
+/// Opens a regular backing file (given as an `O_PATH` fd) to read its header. `O_NOATIME`: the
+/// daemon's own header reads (every lookup) must not change the atime users see; it falls back to a
+/// plain open where the kernel refuses it (a daemon that neither owns the file nor has CAP_FOWNER).
+fn open_header_reader(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match rustix::fs::open(
+        &path,
+        OFlags::RDONLY | OFlags::NOATIME | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Err(Errno::PERM) => {
+            rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        }
+        r => r,
+    }
 }
 
 /// Reads and parses a directory's `.fscryptfs.dir`.

@@ -63,10 +63,11 @@ impl Fs {
     /// Allocates an inode number and, in an encrypted directory, a context and an unlocked key for
     /// a new inode of `kind` (ENOKEY when the key cannot be used for new inodes).
     fn new_inode(&self, dir: &Node, kind: Kind) -> Result<NewInode> {
-        let ctx = match (dir.ctx(), kind) {
-            (Some(c), Kind::File | Kind::Dir | Kind::Symlink) => {
-                Some(Context::new_random(*c.policy())?)
-            }
+        // fscrypt_policy_to_inherit: the directory's policy, else the dummy policy if mounted with
+        // test_dummy_encryption.
+        let inherit = dir.ctx().map(|c| *c.policy()).or(self.opts.dummy_policy);
+        let ctx = match (inherit, kind) {
+            (Some(p), Kind::File | Kind::Dir | Kind::Symlink) => Some(Context::new_random(p)?),
             _ => None,
         };
         let ino = self.inos.alloc()?;
@@ -241,12 +242,19 @@ impl Fs {
         self.maybe_lock_after_close(&node);
         if gone {
             let mut nodes = wlock(&self.nodes);
+            let mut evict = false;
             if nodes.get(&node.ino).is_some_and(|n| Arc::ptr_eq(n, &node)) {
                 let m = lock(&node.meta);
                 if m.opens == 0 && m.lookups == 0 {
                     drop(m);
                     nodes.remove(&node.ino);
+                    lock(&self.evicting).insert(node.ino);
+                    evict = true;
                 }
+            }
+            drop(nodes);
+            if evict {
+                self.finish_eviction(&node);
             }
         }
         res
@@ -259,7 +267,10 @@ impl Fs {
         }
     }
 
-    fn do_write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
+    /// `writeback`: the kernel is writing back pages of its cache (`FUSE_WRITE_CACHE`: shared
+    /// `mmap` stores), data the application already wrote. That is writeout (SEMANTICS.md §3.2),
+    /// never refused by deny-writes.
+    fn do_write(&self, fh: u64, off: u64, data: &[u8], writeback: bool) -> Result<u32> {
         self.check_writable()?;
         let h = self.handle(fh)?;
         self.touch_handle(&h);
@@ -267,8 +278,10 @@ impl Fs {
             .file
             .as_ref()
             .ok_or_else(|| errno(Errno::BADF, "not a file handle"))?;
-        if let Some(a) = rlock(&h.node.state).active.as_ref() {
-            a.prepare_write()?;
+        if !writeback {
+            if let Some(a) = rlock(&h.node.state).active.as_ref() {
+                a.prepare_write()?;
+            }
         }
         self.write_data(&h.node, file, h.key.as_deref(), off, data)?;
         Ok(data.len() as u32)
@@ -348,7 +361,7 @@ impl Fs {
                     .map_err(|e| sys_err(what(), e))?;
             }
         }
-        if (atime.is_some() || mtime.is_some()) && node.kind != Kind::Symlink {
+        if atime.is_some() || mtime.is_some() {
             let conv = |t: Option<TimeOrNow>| -> rustix::fs::Timespec {
                 match t {
                     None => rustix::fs::Timespec {
@@ -384,8 +397,18 @@ impl Fs {
                 last_access: conv(atime),
                 last_modification: conv(mtime),
             };
-            rustix::fs::utimensat(rustix::fs::CWD, node.proc_path(), &ts, AtFlags::empty())
-                .map_err(|e| sys_err(what(), e))?;
+            let r = if node.kind == Kind::Symlink {
+                // The node's O_PATH fd is the symlink itself; AT_EMPTY_PATH sets its own times.
+                rustix::fs::utimensat(
+                    &node.fd,
+                    "",
+                    &ts,
+                    AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+                )
+            } else {
+                rustix::fs::utimensat(rustix::fs::CWD, node.proc_path(), &ts, AtFlags::empty())
+            };
+            r.map_err(|e| sys_err(what(), e))?;
         }
         self.attr(&node)
     }
@@ -508,17 +531,25 @@ impl Fs {
             self.write_side_file(&dir, &bname, ct)?;
         }
         let what = self.describe_child(&dir, &bname);
-        rustix::fs::mknodat(
+        // The number is recorded before the entry exists (FORMAT.md, "Special files").
+        let ino = self.inos.alloc()?;
+        self.update_specials(&dir, |r| {
+            r.set(&bname, ino);
+            true
+        })?;
+        if let Err(e) = rustix::fs::mknodat(
             &dir.fd,
             &bname,
             kind,
             Mode::from_raw_mode(mode & 0o7777),
             u64::from(rdev),
-        )
-        .map_err(|e| sys_err(&what, e))?;
+        ) {
+            let _ = self.update_specials(&dir, |r| r.remove(&bname));
+            return Err(sys_err(&what, e));
+        }
         self.chown_new(&dir.fd, &bname, self.owner_for(&dir, req))?;
         let fd = self.open_path(&dir, &bname)?;
-        self.node_from_fd(fd, dir.ino, name, &what)
+        self.node_from_fd(fd, dir.ino, name, &bname, &what)
     }
 
     /// `fscrypt_has_permitted_context(parent, child)`.
@@ -549,6 +580,13 @@ impl Fs {
             self.write_side_file(&dir, &bname, ct)?;
         }
         let what = self.describe_child(&dir, &bname);
+        if matches!(node.kind, Kind::Special(_)) {
+            let ino = node.ino;
+            self.update_specials(&dir, |r| {
+                r.set(&bname, ino);
+                true
+            })?;
+        }
         rustix::fs::linkat(&node.fd, "", &dir.fd, &bname, AtFlags::EMPTY_PATH)
             .or_else(|_| {
                 rustix::fs::linkat(
@@ -583,8 +621,18 @@ impl Fs {
             }
             rustix::fs::unlinkat(&dir.fd, &bname, AtFlags::empty())
                 .map_err(|e| sys_err(&what, e))?;
+            self.forget_backing(&st);
+            if !matches!(
+                rustix::fs::FileType::from_raw_mode(st.st_mode),
+                rustix::fs::FileType::RegularFile | rustix::fs::FileType::Symlink
+            ) {
+                self.update_specials(&dir, |r| r.remove(&bname))?;
+            }
         } else {
+            let st = rustix::fs::statat(&dir.fd, &bname, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| sys_err(&what, e))?;
             self.remove_dir_entry(&dir, &bname)?;
+            self.forget_backing(&st);
         }
         self.remove_side_file(&dir.fd, &bname);
         Ok(())
@@ -700,7 +748,7 @@ impl Fs {
         let (nbname, nct) = self.new_backing_name(&ndir, newname)?;
         let owhat = self.describe_child(&odir, &obname);
         let ofd = self.open_path(&odir, &obname)?;
-        let src = self.node_from_fd(ofd, odir.ino, name, &owhat)?;
+        let src = self.node_from_fd(ofd, odir.ino, name, &obname, &owhat)?;
         let res = (|| {
             let dst = match rustix::fs::openat(
                 &ndir.fd,
@@ -712,6 +760,7 @@ impl Fs {
                     fd,
                     ndir.ino,
                     newname,
+                    &nbname,
                     &self.describe_child(&ndir, &nbname),
                 )?),
                 Err(e) if e == Errno::NOENT => None,
@@ -738,14 +787,32 @@ impl Fs {
                         return Err(errno(Errno::NOENT, "exchange target does not exist"));
                     }
                     // Names stay where they are: side files stay valid.
-                    return rustix::fs::renameat_with(
+                    rustix::fs::renameat_with(
                         &odir.fd,
                         &obname,
                         &ndir.fd,
                         &nbname,
                         rustix::fs::RenameFlags::EXCHANGE,
                     )
-                    .map_err(|e| sys_err(&owhat, e));
+                    .map_err(|e| sys_err(&owhat, e))?;
+                    // Special-file numbers follow their objects.
+                    let at = |n: &Node| matches!(n.kind, Kind::Special(_)).then_some(n.ino);
+                    let (s_ino, d_ino) = (at(&src), dst.as_deref().and_then(at));
+                    self.update_specials(&odir, |r| match d_ino {
+                        Some(i) => {
+                            r.set(&obname, i);
+                            true
+                        }
+                        None => r.remove(&obname),
+                    })?;
+                    self.update_specials(&ndir, |r| match s_ino {
+                        Some(i) => {
+                            r.set(&nbname, i);
+                            true
+                        }
+                        None => r.remove(&nbname),
+                    })?;
+                    return Ok(());
                 }
                 if let Some(d) = &dst {
                     if noreplace {
@@ -766,6 +833,15 @@ impl Fs {
                 if let Some(ct) = &nct {
                     self.write_side_file(&ndir, &nbname, ct)?;
                 }
+                let replaced = dst.as_ref().and_then(|d| rustix::fs::fstat(&d.fd).ok());
+                let src_special = matches!(src.kind, Kind::Special(_));
+                if src_special {
+                    let ino = src.ino;
+                    self.update_specials(&ndir, |r| {
+                        r.set(&nbname, ino);
+                        true
+                    })?;
+                }
                 let fl = if noreplace {
                     rustix::fs::RenameFlags::NOREPLACE
                 } else {
@@ -773,6 +849,17 @@ impl Fs {
                 };
                 rustix::fs::renameat_with(&odir.fd, &obname, &ndir.fd, &nbname, fl)
                     .map_err(|e| sys_err(&owhat, e))?;
+                if let Some(st) = &replaced {
+                    self.forget_backing(st);
+                }
+                if src_special {
+                    self.update_specials(&odir, |r| r.remove(&obname))?;
+                } else if dst
+                    .as_ref()
+                    .is_some_and(|d| matches!(d.kind, Kind::Special(_)))
+                {
+                    self.update_specials(&ndir, |r| r.remove(&nbname))?;
+                }
                 if odir.ino != ndir.ino || obname != nbname {
                     self.remove_side_file(&odir.fd, &obname);
                 }
@@ -817,6 +904,9 @@ impl Fs {
                 name: OsString::from(".."),
             },
         ];
+        let dev = rustix::fs::fstat(&dfd)
+            .map_err(|e| sys_err(&what, e))?
+            .st_dev;
         let d = rustix::fs::Dir::read_from(&dfd).map_err(|e| sys_err(&what, e))?;
         for ent in d {
             let ent = ent.map_err(|e| sys_err(&what, e))?;
@@ -837,7 +927,11 @@ impl Fs {
                 rustix::fs::FileType::BlockDevice => fuser::FileType::BlockDevice,
                 _ => fuser::FileType::RegularFile,
             };
-            let ino = self.probe_ino(node, bname).unwrap_or(u64::from(u32::MAX));
+            // No I/O per entry: the stable number if this mount has seen the object, else
+            // FUSE_UNKNOWN_INO, as libfuse reports without `use_ino` (stat always has the real one).
+            let ino = self
+                .known_ino(dev, ent.ino())
+                .unwrap_or(u64::from(u32::MAX));
             out.push(DirEnt {
                 ino,
                 kind,
@@ -845,40 +939,6 @@ impl Fs {
             });
         }
         Ok(out)
-    }
-
-    /// The stable inode number of a directory entry, without making it a node.
-    fn probe_ino(&self, dir: &Node, bname: &OsStr) -> Option<u64> {
-        let what = self.describe_child(dir, bname);
-        let fd = self.open_path(dir, bname).ok()?;
-        let st = rustix::fs::fstat(&fd).ok()?;
-        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-            rustix::fs::FileType::RegularFile => {
-                let f = File::from(
-                    rustix::fs::open(
-                        format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)),
-                        OFlags::RDONLY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .ok()?,
-                );
-                let mut buf = [0u8; crate::store::meta::FILE_HEADER_USED];
-                let n = super::read_full_at(&f, &mut buf, 0).ok()?;
-                crate::store::meta::FileHeader::parse(&buf[..n], &self.fsp, &what)
-                    .ok()
-                    .map(|h| h.ino)
-            }
-            rustix::fs::FileType::Directory => super::read_dir_meta(&fd, &self.fsp, &what)
-                .ok()
-                .map(|m| m.ino),
-            rustix::fs::FileType::Symlink => {
-                let t = rustix::fs::readlinkat(&fd, "", Vec::new()).ok()?;
-                SymlinkTarget::parse(t.as_bytes(), &self.fsp, &what)
-                    .ok()
-                    .map(|l| l.ino())
-            }
-            _ => lock(&self.special).get(&(st.st_dev, st.st_ino)).copied(),
-        }
     }
 
     fn do_readdir(&self, fh: u64, offset: u64, reply: &mut ReplyDirectory) -> Result<()> {
@@ -1111,12 +1171,13 @@ impl Filesystem for Fs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: fuser::WriteFlags,
+        write_flags: fuser::WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        let n = tryr!(reply, self.do_write(fh.0, offset, data));
+        let writeback = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
+        let n = tryr!(reply, self.do_write(fh.0, offset, data, writeback));
         reply.written(n);
     }
 
@@ -1407,7 +1468,7 @@ impl Filesystem for Fs {
                 if d.is_empty() {
                     break;
                 }
-                self.do_write(fh_out.0, offset_out + done, &d)?;
+                self.do_write(fh_out.0, offset_out + done, &d, false)?;
                 done += d.len() as u64;
             }
             Ok(done as u32)

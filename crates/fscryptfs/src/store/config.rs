@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -225,7 +226,13 @@ impl VolumeConfig {
         let tmp = backing.join(CONFIG_TMP_NAME);
         let path = backing.join(CONFIG_NAME);
         let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            // An explicit mode: the daemon runs with umask 0 (the kernel already masked users' modes).
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&tmp)?;
             f.write_all(self.to_text().as_bytes())?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;

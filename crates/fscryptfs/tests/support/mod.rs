@@ -90,7 +90,8 @@ pub fn mount_volume(init_args: &[&str], opts: &str) -> Option<Mounted> {
     Some(m)
 }
 
-fn is_mounted(mnt: &Path) -> bool {
+/// Whether `mnt` is a mountpoint now (/proc/self/mountinfo).
+pub fn is_mounted(mnt: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
@@ -181,6 +182,108 @@ impl Mounted {
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
     }
+
+    /// The daemon's process id, while it runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.daemon_pid().expect("daemon running") as i32;
+        // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+    }
+
+    /// Waits up to `timeout` for the daemon to exit; its status, and the daemon is reaped. None
+    /// if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Mounts again after the daemon exited by itself (no unmount first).
+    pub fn start_again(&mut self, opts: &str) {
+        assert!(self.child.is_none(), "daemon still running");
+        self.start(opts);
+    }
+
+    /// Whether the mountpoint is mounted.
+    pub fn is_mounted(&self) -> bool {
+        is_mounted(&self.mnt)
+    }
+}
+
+/// Which of `needles` (name, bytes; each at least 16 bytes) occur in the memory of process `pid`,
+/// searched as 16-byte pieces through `/proc/PID/mem` (needs root). Returns the names found.
+pub fn scan_process(pid: u32, needles: &[(&str, &[u8])]) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const PIECE: usize = 16;
+    const CHUNK: usize = 1 << 20;
+    let pieces: Vec<(&str, &[u8])> = needles
+        .iter()
+        .flat_map(|(n, b)| b.chunks_exact(PIECE).map(move |c| (*n, c)))
+        .collect();
+    let mut prefix = vec![false; 1 << 16];
+    for (_, p) in &pieces {
+        prefix[usize::from(u16::from_le_bytes([p[0], p[1]]))] = true;
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mut mem = File::open(format!("/proc/{pid}/mem")).expect("open mem");
+    let mut found = std::collections::BTreeSet::new();
+    let mut buf = vec![0u8; PIECE - 1 + CHUNK];
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let name = f.nth(3).unwrap_or("");
+        if !perms.starts_with('r') || name.starts_with("[vvar") || name == "[vsyscall]" {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let (mut addr, mut carry) = (start, 0usize);
+        while addr < end {
+            let len = (CHUNK as u64).min(end - addr) as usize;
+            if mem.seek(SeekFrom::Start(addr)).is_err()
+                || mem.read_exact(&mut buf[carry..carry + len]).is_err()
+            {
+                break;
+            }
+            let data = &buf[..carry + len];
+            for w in data.windows(PIECE) {
+                if !prefix[usize::from(u16::from_le_bytes([w[0], w[1]]))] {
+                    continue;
+                }
+                for (n, p) in &pieces {
+                    if w == *p {
+                        found.insert(n.to_string());
+                    }
+                }
+            }
+            let total = data.len();
+            let keep = (PIECE - 1).min(total);
+            buf.copy_within(total - keep..total, 0);
+            carry = keep;
+            addr += len as u64;
+        }
+    }
+    found.into_iter().collect()
 }
 
 impl Drop for Mounted {

@@ -1,0 +1,362 @@
+//! Byte layouts of the per-extent data area (docs/FORMAT.md, "Per-extent layout"): the base header
+//! with layout byte 2, the two commit slots in the header's reserved area, record headers and
+//! checkpoint entries. Pure encoding and decoding, no I/O.
+
+use fscrypt::context::{Context, CONTEXT_V2_SIZE};
+use fscrypt::extent::EXTENT_CONTEXT_SIZE;
+use fscrypt::{Error, Result};
+
+use crate::store::checksum;
+use crate::store::meta::{FileHeader, FILE_HEADER_USED, FILE_MAGIC, LAYOUT_PER_FILE, META_VERSION};
+
+/// Layout byte (header offset 9) of a per-extent file.
+pub const LAYOUT_EXTENT: u8 = 2;
+/// Alignment of records and of ciphertext in the backing file (reflink and direct I/O need it).
+pub const ALIGN: u64 = 4096;
+/// Size of a record's header block; its payload starts right after it.
+pub const RECORD_HEADER_BLOCK: u64 = 4096;
+/// Bytes of the record header that are used (the rest of its block is zero).
+pub const RECORD_HEADER_USED: usize = 120;
+/// Magic of a record header.
+pub const RECORD_MAGIC: &[u8; 8] = b"FSCXREC1";
+/// Magic of a commit slot.
+pub const COMMIT_MAGIC: &[u8; 8] = b"FSCXCMT1";
+/// Offsets of the two commit slots inside the 4096-byte file header.
+pub const COMMIT_SLOTS: [u64; 2] = [128, 192];
+/// Size of one commit slot.
+pub const COMMIT_SLOT_SIZE: usize = 64;
+/// Size of one checkpoint entry.
+pub const CHECKPOINT_ENTRY_SIZE: usize = 80;
+
+/// `x` rounded up to a multiple of `m` (a power of two); None on overflow.
+pub fn round_up(x: u64, m: u64) -> Option<u64> {
+    x.checked_add(m - 1).map(|v| v & !(m - 1))
+}
+
+/// What a record does to the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// New ciphertext: maps logical `[a, a + b)`, replacing whole units `[a, round_up(a + b))`.
+    Extent = 1,
+    /// Sets the logical size to `a` (drops everything beyond it).
+    Truncate = 2,
+    /// Unmaps whole units `[a, round_up(a + b))` (a hole; the size is unchanged).
+    Punch = 3,
+    /// Replaces the whole map by the payload's table; the size becomes `a`, `b` entries.
+    Checkpoint = 4,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Extent),
+            2 => Some(Kind::Truncate),
+            3 => Some(Kind::Punch),
+            4 => Some(Kind::Checkpoint),
+            _ => None,
+        }
+    }
+}
+
+/// A record header (the first [`RECORD_HEADER_USED`] bytes of a 4096-byte block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// What the record does.
+    pub kind: Kind,
+    /// log2 of the data-unit size the payload is encrypted in.
+    pub du_bits: u8,
+    /// Sequence number: 0 for the first record of the file, then +1 per record.
+    pub seq: u64,
+    /// Extent: logical offset; Truncate: new size; Punch: offset; Checkpoint: logical size.
+    pub a: u64,
+    /// Extent: logical length; Punch: length; Checkpoint: number of entries; Truncate: 0.
+    pub b: u64,
+    /// Extent: index of the payload's first unit in the extent as written (the IV counts from it).
+    pub first_unit: u64,
+    /// Payload bytes after the header block (the record occupies 4096 + round_up(this, 4096)).
+    pub payload_len: u64,
+    /// Payload bytes the payload checksum covers (Extent: all; Checkpoint: the table).
+    pub checked_len: u64,
+    /// Extent: the extent context; others: zeros.
+    pub ctx: [u8; EXTENT_CONTEXT_SIZE],
+    /// SHA-256(payload[..checked_len])[0..8].
+    pub payload_sum: [u8; 8],
+}
+
+impl RecordHeader {
+    /// The used bytes of the header block.
+    pub fn to_bytes(self) -> [u8; RECORD_HEADER_USED] {
+        let mut b = [0u8; RECORD_HEADER_USED];
+        b[..8].copy_from_slice(RECORD_MAGIC);
+        b[8] = self.kind as u8;
+        b[9] = self.du_bits;
+        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        b[24..32].copy_from_slice(&self.a.to_le_bytes());
+        b[32..40].copy_from_slice(&self.b.to_le_bytes());
+        b[40..48].copy_from_slice(&self.first_unit.to_le_bytes());
+        b[48..56].copy_from_slice(&self.payload_len.to_le_bytes());
+        b[56..64].copy_from_slice(&self.checked_len.to_le_bytes());
+        b[64..98].copy_from_slice(&self.ctx);
+        b[104..112].copy_from_slice(&self.payload_sum);
+        let sum = checksum(&b[..112]);
+        b[112..120].copy_from_slice(&sum);
+        b
+    }
+
+    /// Parses a header block. `Err(reason)` when it is not a valid record header (the caller
+    /// decides whether that is a torn tail or corruption).
+    pub fn parse(b: &[u8]) -> std::result::Result<Self, &'static str> {
+        if b.len() < RECORD_HEADER_USED {
+            return Err("record header truncated");
+        }
+        if &b[..8] != RECORD_MAGIC {
+            return Err("bad record magic");
+        }
+        if checksum(&b[..112]) != b[112..120] {
+            return Err("record header checksum mismatch");
+        }
+        let kind = Kind::from_u8(b[8]).ok_or("unknown record kind")?;
+        if b[10..16].iter().chain(&b[98..104]).any(|&x| x != 0) {
+            return Err("nonzero reserved bytes in record header");
+        }
+        let mut ctx = [0u8; EXTENT_CONTEXT_SIZE];
+        ctx.copy_from_slice(&b[64..98]);
+        let mut payload_sum = [0u8; 8];
+        payload_sum.copy_from_slice(&b[104..112]);
+        Ok(RecordHeader {
+            kind,
+            du_bits: b[9],
+            seq: le64(&b[16..24]),
+            a: le64(&b[24..32]),
+            b: le64(&b[32..40]),
+            first_unit: le64(&b[40..48]),
+            payload_len: le64(&b[48..56]),
+            checked_len: le64(&b[56..64]),
+            ctx,
+            payload_sum,
+        })
+    }
+
+    /// Bytes the record occupies in the backing file; None on overflow.
+    pub fn record_len(&self) -> Option<u64> {
+        round_up(self.payload_len, ALIGN)?.checked_add(RECORD_HEADER_BLOCK)
+    }
+}
+
+/// One entry of a checkpoint's table: a run of stored ciphertext units and where it is mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointEntry {
+    /// Logical offset (unit-aligned).
+    pub logical: u64,
+    /// Logical length in bytes (> 0).
+    pub len: u64,
+    /// Extent-relative index of the run's first unit.
+    pub first_unit: u64,
+    /// Offset of the run's ciphertext from the start of the checkpoint record: a multiple of the
+    /// data-unit size, and of 4096 when the run is a whole number of 4096-byte blocks (so it can
+    /// be reflinked).
+    pub data_rel: u64,
+    /// SHA-256 of the run's ciphertext, first 8 bytes.
+    pub sum: [u8; 8],
+    /// The extent's context.
+    pub ctx: [u8; EXTENT_CONTEXT_SIZE],
+}
+
+impl CheckpointEntry {
+    /// The 80-byte form.
+    pub fn to_bytes(self) -> [u8; CHECKPOINT_ENTRY_SIZE] {
+        let mut b = [0u8; CHECKPOINT_ENTRY_SIZE];
+        b[..8].copy_from_slice(&self.logical.to_le_bytes());
+        b[8..16].copy_from_slice(&self.len.to_le_bytes());
+        b[16..24].copy_from_slice(&self.first_unit.to_le_bytes());
+        b[24..32].copy_from_slice(&self.data_rel.to_le_bytes());
+        b[32..40].copy_from_slice(&self.sum);
+        b[40..74].copy_from_slice(&self.ctx);
+        b
+    }
+
+    /// Parses 80 bytes (the table's checksum was verified by the caller).
+    pub fn parse(b: &[u8]) -> std::result::Result<Self, &'static str> {
+        if b.len() != CHECKPOINT_ENTRY_SIZE {
+            return Err("checkpoint entry truncated");
+        }
+        if b[74..80].iter().any(|&x| x != 0) {
+            return Err("nonzero reserved bytes in checkpoint entry");
+        }
+        let mut sum = [0u8; 8];
+        sum.copy_from_slice(&b[32..40]);
+        let mut ctx = [0u8; EXTENT_CONTEXT_SIZE];
+        ctx.copy_from_slice(&b[40..74]);
+        Ok(CheckpointEntry {
+            logical: le64(&b[..8]),
+            len: le64(&b[8..16]),
+            first_unit: le64(&b[16..24]),
+            data_rel: le64(&b[24..32]),
+            sum,
+            ctx,
+        })
+    }
+}
+
+/// A commit slot: "records up to `durable_end` were made durable" (written after an fdatasync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Commit {
+    /// Generation; the valid slot with the larger one wins. Slot index = `gen % 2`.
+    pub gen: u64,
+    /// End of the last durable record (a record boundary, ≥ 4096).
+    pub durable_end: u64,
+    /// Sequence number the next record will get.
+    pub next_seq: u64,
+}
+
+impl Commit {
+    /// The 64-byte form.
+    pub fn to_bytes(self) -> [u8; COMMIT_SLOT_SIZE] {
+        let mut b = [0u8; COMMIT_SLOT_SIZE];
+        b[..8].copy_from_slice(COMMIT_MAGIC);
+        b[8..16].copy_from_slice(&self.gen.to_le_bytes());
+        b[16..24].copy_from_slice(&self.durable_end.to_le_bytes());
+        b[24..32].copy_from_slice(&self.next_seq.to_le_bytes());
+        let sum = checksum(&b[..56]);
+        b[56..64].copy_from_slice(&sum);
+        b
+    }
+
+    /// A valid slot, or None (zeros, torn, or damaged: the other slot then decides).
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        if b.len() != COMMIT_SLOT_SIZE
+            || &b[..8] != COMMIT_MAGIC
+            || checksum(&b[..56]) != b[56..64]
+            || b[32..56].iter().any(|&x| x != 0)
+        {
+            return None;
+        }
+        Some(Commit {
+            gen: le64(&b[8..16]),
+            durable_end: le64(&b[16..24]),
+            next_seq: le64(&b[24..32]),
+        })
+    }
+}
+
+/// The base header (bytes 0..80) of a per-extent file: the regular-file header of
+/// `store::meta` with layout byte 2. `size` is informational for this layout (the map is
+/// authoritative); this module writes 0.
+pub fn encode_base_header(ino: u64, size: u64, ctx: &Context) -> [u8; FILE_HEADER_USED] {
+    let mut b = FileHeader {
+        ino,
+        size,
+        ctx: Some(*ctx),
+    }
+    .to_bytes();
+    b[9] = LAYOUT_EXTENT;
+    let sum = checksum(&b[..72]);
+    b[72..80].copy_from_slice(&sum);
+    b
+}
+
+/// Parses a per-extent file's base header: checks magic, version, checksum and layout 2 here, then
+/// lets `FileHeader::parse` check the rest (inode number, size, context) on a copy relabelled as
+/// layout 1. EUCLEAN naming `what`; an unencrypted header is EUCLEAN too (extents are encrypted).
+pub fn parse_base_header(b: &[u8], what: &str) -> Result<(u64, Context)> {
+    if b.len() < FILE_HEADER_USED || &b[..8] != FILE_MAGIC || b[8] != META_VERSION {
+        return Err(Error::corrupt(format!("{what}: bad file header")));
+    }
+    if checksum(&b[..72]) != b[72..80] {
+        return Err(Error::corrupt(format!(
+            "{what}: file header checksum mismatch"
+        )));
+    }
+    if b[9] != LAYOUT_EXTENT {
+        return Err(Error::corrupt(format!(
+            "{what}: contents layout {} is not the per-extent layout ({LAYOUT_EXTENT})",
+            b[9]
+        )));
+    }
+    let mut copy = [0u8; FILE_HEADER_USED];
+    copy.copy_from_slice(&b[..FILE_HEADER_USED]);
+    copy[9] = LAYOUT_PER_FILE;
+    let sum = checksum(&copy[..72]);
+    copy[72..80].copy_from_slice(&sum);
+    let h = FileHeader::parse(&copy, &crate::store::fs_params(), what)?;
+    let ctx = h.ctx.ok_or_else(|| {
+        Error::corrupt(format!(
+            "{what}: per-extent file without an encryption context"
+        ))
+    })?;
+    if ctx.to_bytes().len() != CONTEXT_V2_SIZE {
+        return Err(Error::corrupt(format!(
+            "{what}: per-extent file with a v1 context"
+        )));
+    }
+    Ok((h.ino, ctx))
+}
+
+fn le64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrips_and_rejects_damage() {
+        let h = RecordHeader {
+            kind: Kind::Extent,
+            du_bits: 12,
+            seq: 7,
+            a: 8192,
+            b: 5000,
+            first_unit: 3,
+            payload_len: 8192,
+            checked_len: 8192,
+            ctx: [5; EXTENT_CONTEXT_SIZE],
+            payload_sum: [9; 8],
+        };
+        let b = h.to_bytes();
+        assert_eq!(RecordHeader::parse(&b).unwrap(), h);
+        for i in 0..RECORD_HEADER_USED {
+            let mut d = b;
+            d[i] ^= 0x10;
+            assert!(RecordHeader::parse(&d).is_err(), "byte {i}");
+        }
+        let c = Commit {
+            gen: 3,
+            durable_end: 4096 * 9,
+            next_seq: 4,
+        };
+        assert_eq!(Commit::parse(&c.to_bytes()), Some(c));
+        assert_eq!(Commit::parse(&[0u8; COMMIT_SLOT_SIZE]), None);
+        let e = CheckpointEntry {
+            logical: 4096,
+            len: 1,
+            first_unit: 2,
+            data_rel: 8192,
+            sum: [1; 8],
+            ctx: [2; EXTENT_CONTEXT_SIZE],
+        };
+        assert_eq!(CheckpointEntry::parse(&e.to_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..20_000 {
+            let mut b = [0u8; RECORD_HEADER_USED];
+            for v in b.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *v = x as u8;
+            }
+            b[..8].copy_from_slice(RECORD_MAGIC);
+            let _ = RecordHeader::parse(&b);
+            let _ = CheckpointEntry::parse(&b[..CHECKPOINT_ENTRY_SIZE]);
+            let _ = Commit::parse(&b[..COMMIT_SLOT_SIZE]);
+            let _ = parse_base_header(&b[..FILE_HEADER_USED], "x");
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Shared helpers of the ported fstests `encrypt` group (`tests/encrypt_*.rs`): fstests' test key,
+//! running the real `fscryptfs` command (optionally as another user, optionally with stdin), and the
+//! few syscalls std does not wrap (renameat2, mknod, mkfifo, drop_caches).
+//!
+//! Every test file that uses this module also declares `mod support;` (the mount plumbing).
+
+#![allow(dead_code)]
+
+use std::ffi::{CString, OsStr};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::{bin, Mounted};
+
+/// fstests' `TEST_RAW_KEY`: the 64 bytes 0x01..=0x40.
+pub const TEST_RAW_KEY: [u8; 64] = {
+    let mut k = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        k[i] = (i + 1) as u8;
+        i += 1;
+    }
+    k
+};
+/// fstests' `TEST_KEY_IDENTIFIER`: the HKDF-SHA512 identifier of [`TEST_RAW_KEY`] (kernel-computed).
+pub const TEST_KEY_IDENTIFIER: &str = "69b2f6edeee720cce0577937eb8a6751";
+/// fstests' `TEST_KEY_DESCRIPTOR` (v1).
+pub const TEST_KEY_DESCRIPTOR: &str = "0000111122223333";
+
+/// The unprivileged user of the ported tests (fstests' `fsgqa`).
+pub const NOBODY: u32 = 65534;
+
+/// [`TEST_KEY_IDENTIFIER`] as bytes.
+pub fn test_key_id() -> [u8; 16] {
+    unhex16(TEST_KEY_IDENTIFIER)
+}
+
+/// 32 hex digits to 16 bytes.
+pub fn unhex16(s: &str) -> [u8; 16] {
+    assert_eq!(s.len(), 32, "not 32 hex digits: {s:?}");
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    out
+}
+
+/// Bytes to lowercase hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What one run of the command did.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "fscryptfs failed: stdout {:?} stderr {:?}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Asserts the operation failed (exit 1) with strerror text `what` on stderr.
+    #[track_caller]
+    pub fn fails_with(&self, what: &str) {
+        assert_eq!(
+            self.code, 1,
+            "expected failure {what:?}: stdout {:?} stderr {:?}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.trim_end().ends_with(what),
+            "expected stderr to end with {what:?}, got {:?}",
+            self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "stdout on failure: {:?}",
+            self.stdout
+        );
+    }
+}
+
+/// Runs `fscryptfs ARGS` (as `uid` if given, with `stdin` if given).
+pub fn fscryptfs_as<S: AsRef<OsStr>>(uid: Option<u32>, stdin: Option<&[u8]>, args: &[S]) -> Out {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .current_dir("/")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(u) = uid {
+        cmd.uid(u).gid(u);
+    }
+    let mut child = cmd.spawn().expect("spawn fscryptfs");
+    if let Some(data) = stdin {
+        let mut w = child.stdin.take().expect("stdin pipe");
+        w.write_all(data).expect("write stdin");
+    }
+    let o = child.wait_with_output().expect("wait fscryptfs");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Runs `fscryptfs ARGS` as root, no stdin.
+pub fn fscryptfs<S: AsRef<OsStr>>(args: &[S]) -> Out {
+    fscryptfs_as(None, None, args)
+}
+
+/// `fscryptfs add-key MNT` with `raw` on stdin (as `uid` if given); the command's result.
+pub fn cli_add_key(uid: Option<u32>, mnt: &Path, raw: &[u8]) -> Out {
+    fscryptfs_as(uid, Some(raw), &[OsStr::new("add-key"), mnt.as_os_str()])
+}
+
+/// `fscryptfs add-key --descriptor DESC MNT` with `raw` on stdin.
+pub fn cli_add_key_v1(uid: Option<u32>, mnt: &Path, desc: &str, raw: &[u8]) -> Out {
+    fscryptfs_as(
+        uid,
+        Some(raw),
+        &[
+            OsStr::new("add-key"),
+            OsStr::new("--descriptor"),
+            OsStr::new(desc),
+            mnt.as_os_str(),
+        ],
+    )
+}
+
+/// `fscryptfs remove-key [--all-users] ID MNT`.
+pub fn cli_remove_key(uid: Option<u32>, mnt: &Path, id: &str, all_users: bool) -> Out {
+    let mut args: Vec<&OsStr> = vec![OsStr::new("remove-key")];
+    if all_users {
+        args.push(OsStr::new("--all-users"));
+    }
+    args.push(OsStr::new(id));
+    args.push(mnt.as_os_str());
+    fscryptfs_as(uid, None, &args)
+}
+
+/// `fscryptfs key-status ID MNT`, stdout trimmed (asserts success).
+#[track_caller]
+pub fn cli_key_status(uid: Option<u32>, mnt: &Path, id: &str) -> String {
+    fscryptfs_as(
+        uid,
+        None,
+        &[OsStr::new("key-status"), OsStr::new(id), mnt.as_os_str()],
+    )
+    .ok()
+    .trim_end()
+    .to_string()
+}
+
+/// `fscryptfs set-policy --padding 16 [EXTRA..] ID DIR` (fstests' default flags 0x02).
+pub fn cli_set_policy(uid: Option<u32>, dir: &Path, id: &str, extra: &[&str]) -> Out {
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new("set-policy"),
+        OsStr::new("--padding"),
+        OsStr::new("16"),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    args.push(OsStr::new(id));
+    args.push(dir.as_os_str());
+    fscryptfs_as(uid, None, &args)
+}
+
+/// `fscryptfs get-policy PATH`.
+pub fn cli_get_policy(uid: Option<u32>, p: &Path) -> Out {
+    fscryptfs_as(uid, None, &[OsStr::new("get-policy"), p.as_os_str()])
+}
+
+/// What `get-policy` prints for fstests' default policy (XTS/CTS, pad 16) on `path`.
+pub fn default_policy_text(path: &Path, key: &str) -> String {
+    if key.len() == 16 {
+        format!(
+            "Encryption policy for {}:\n\tPolicy version: 1\n\tMaster key descriptor: {key}\n\
+             \tContents encryption mode: AES-256-XTS\n\tFilenames encryption mode: AES-256-CTS\n\
+             \tFlags: PAD_16\n",
+            path.display()
+        )
+    } else {
+        format!(
+            "Encryption policy for {}:\n\tPolicy version: 2\n\tMaster key identifier: {key}\n\
+             \tContents encryption mode: AES-256-XTS\n\tFilenames encryption mode: AES-256-CTS\n\
+             \tFlags: PAD_16\n\tData unit size: default\n",
+            path.display()
+        )
+    }
+}
+
+/// `echo 2 > /proc/sys/vm/drop_caches`: the kernel forgets unused dentries and inodes (FORGETs).
+pub fn drop_caches() {
+    fs::write("/proc/sys/vm/drop_caches", b"2").expect("drop_caches (needs root)");
+}
+
+/// Makes the mount reachable for other users: the temporary directories above it become 0755.
+pub fn make_reachable(m: &Mounted) {
+    let mut p = m.mnt.clone();
+    while let Some(parent) = p.parent() {
+        if parent == Path::new("/") || parent == Path::new("") {
+            break;
+        }
+        let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
+        p = parent.to_path_buf();
+    }
+}
+
+/// The sorted names in a directory.
+pub fn listing(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(p)
+        .unwrap_or_else(|e| panic!("readdir {}: {e}", p.display()))
+        .map(|d| {
+            d.expect("dirent")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `renameat2(AT_FDCWD, a, AT_FDCWD, b, flags)`.
+pub fn renameat2(a: &Path, b: &Path, flags: u32) -> io::Result<()> {
+    let (a, b) = (cpath(a), cpath(b));
+    // SAFETY: both are NUL-terminated C strings living across the call.
+    check(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    })
+}
+
+/// `mknod(p, mode, makedev(major, minor))`.
+pub fn mknod(p: &Path, mode: libc::mode_t, major: u32, minor: u32) -> io::Result<()> {
+    let c = cpath(p);
+    // SAFETY: a NUL-terminated path; makedev is a pure computation.
+    check(unsafe { libc::mknod(c.as_ptr(), mode, libc::makedev(major, minor)) })
+}
+
+/// `mkfifo(p, 0644)`.
+pub fn mkfifo(p: &Path) -> io::Result<()> {
+    let c = cpath(p);
+    // SAFETY: a NUL-terminated path.
+    check(unsafe { libc::mkfifo(c.as_ptr(), 0o644) })
+}
+
+/// The errno of a result (0 on success).
+pub fn errno_or_zero<T>(r: &io::Result<T>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+/// Every entry below `dir` (recursively, not following symlinks), as (path, depth >= 1).
+pub fn walk(dir: &Path) -> Vec<(PathBuf, usize)> {
+    fn rec(d: &Path, depth: usize, out: &mut Vec<(PathBuf, usize)>) {
+        for e in fs::read_dir(d).unwrap_or_else(|e| panic!("readdir {}: {e}", d.display())) {
+            let p = e.expect("dirent").path();
+            let is_dir = fs::symlink_metadata(&p)
+                .unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()))
+                .is_dir();
+            out.push((p.clone(), depth));
+            if is_dir {
+                rec(&p, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    rec(dir, 1, &mut out);
+    out
+}
+
+/// `xz -c` of `data`: the compressed size, or None (after a loud SKIPPED) when xz is missing.
+pub fn xz_size(data: &[u8]) -> Option<usize> {
+    let child = Command::new("xz")
+        .args(["-c", "--lzma2=dict=64MiB,mf=hc4,mode=fast,nice=16"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+                panic!("prerequisite missing: xz ({e}) (FSCRYPTFS_REQUIRE_PRIVILEGED=1)");
+            }
+            eprintln!("\n******** SKIPPED (xz is missing: {e}) ********\n");
+            return None;
+        }
+    };
+    let mut w = child.stdin.take().expect("stdin");
+    let data = data.to_vec();
+    let feeder = std::thread::spawn(move || w.write_all(&data));
+    let o = child.wait_with_output().expect("xz");
+    feeder.join().expect("feeder").expect("feed xz");
+    assert!(o.status.success(), "xz failed");
+    Some(o.stdout.len())
+}
+
+/// A pseudo-random 64-byte raw key from `seed` (distinct seeds, distinct keys). Keys made of one
+/// repeated byte are unusable with v1 policies: v1's AES-ECB derivation turns them into an XTS key
+/// with equal halves, which fscrypt (like the kernel, FORBID_WEAK_KEYS) refuses with EINVAL.
+pub fn pseudo_key(seed: u64) -> [u8; 64] {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x2545_F491_4F6C_DD1D;
+    let mut k = [0u8; 64];
+    for b in &mut k {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
+    k
+}

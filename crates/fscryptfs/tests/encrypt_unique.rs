@@ -1,0 +1,372 @@
+//! generic/399 (scaled down), 613 and 435 (scaled down) on a real mount: ciphertext is never
+//! repeated, nonces are unique and random, and long names do not collide without the key.
+//!
+//! - 399: the backing store sits on a small tmpfs (the "64 MiB device", here 12 MiB); 1 MiB files of
+//!   zeros are written into an encrypted directory until ENOSPC; the whole backing store must not
+//!   compress under xz below the bytes written. Two identical symlinks in different directories
+//!   must have different no-key names and different no-key targets.
+//! - 613: 50 v1 and 50 v2 policy directories, 50 files in one of each: 200 nonces, read with
+//!   `fscryptfs get-nonce` and again offline from the backing store (FORMAT.md: directory metadata
+//!   and file headers) after unmounting; all unique, and incompressible (xz ≥ raw + 55 bytes).
+//! - 435: names differing only in their last 16-byte block (pad-16 policy; fstests' 32-byte prefix
+//!   plus a number, and 255-byte names whose no-key form needs the SHA-256 digest), 2000 + 200 by
+//!   default (`FSCRYPTFS_435_FILES` for the short ones, fstests uses 100000): before and after
+//!   locking, every entry has its own inode, and `rm -rf` works.
+
+mod encrypt_support;
+mod support;
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use encrypt_support::*;
+use support::*;
+
+// ---------------------------------------------------------------------------------------------
+// generic/399
+
+/// A volume whose backing store lives on a size-limited tmpfs. Drop order: the daemon first, then
+/// the tmpfs.
+struct SmallVolume {
+    m: Mounted,
+    ram: PathBuf,
+}
+
+impl Drop for SmallVolume {
+    fn drop(&mut self) {
+        self.m.stop();
+        let ok = Command::new("umount")
+            .arg(&self.ram)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.ram).status();
+        }
+    }
+}
+
+/// Everything in the backing store, concatenated in a fixed order (the "device image").
+fn backing_image(root: &Path) -> Vec<u8> {
+    let mut paths: Vec<PathBuf> = walk(root).into_iter().map(|(p, _)| p).collect();
+    paths.sort();
+    let mut img = Vec::new();
+    for p in paths {
+        let md = fs::symlink_metadata(&p).unwrap();
+        img.extend_from_slice(p.strip_prefix(root).unwrap().as_os_str().as_encoded_bytes());
+        if md.file_type().is_symlink() {
+            img.extend_from_slice(fs::read_link(&p).unwrap().as_os_str().as_encoded_bytes());
+        } else if md.is_file() {
+            img.extend(fs::read(&p).unwrap());
+        }
+    }
+    img
+}
+
+#[test]
+fn generic_399_ciphertext_is_never_repeated() {
+    const FS_SIZE: u64 = 12 << 20;
+    let Some(m) = mount_volume(&[], "") else {
+        return;
+    };
+    let mut v = SmallVolume {
+        ram: m.tmp.path().join("ram"),
+        m,
+    };
+    // Move the (fresh) volume onto a small tmpfs and mount it from there.
+    v.m.stop();
+    fs::create_dir(&v.ram).unwrap();
+    let size = format!("size={FS_SIZE}");
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
+        .arg(&v.ram)
+        .status()
+        .unwrap()
+        .success());
+    let backing = v.ram.join("backing");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&v.m.backing)
+        .arg(&backing)
+        .status()
+        .unwrap()
+        .success());
+    v.m.backing = backing.clone();
+    v.m.remount("");
+    let m = &mut v.m;
+
+    let desc = "abcdef0123456789";
+    let edir = m.path("encrypted_dir");
+    fs::create_dir(&edir).unwrap();
+    cli_set_policy(None, &edir, desc, &[]).ok();
+    cli_add_key_v1(None, &m.mnt, desc, &pseudo_key(399)).ok();
+    // The "same" symlink in two directories.
+    for d in ["subdir1", "subdir2"] {
+        fs::create_dir(edir.join(d)).unwrap();
+        std::os::unix::fs::symlink("symlink_target", edir.join(d).join("symlink")).unwrap();
+    }
+    // 1 MiB files of zeros until ENOSPC.
+    let zeros = vec![0u8; 1 << 20];
+    let mut total: u64 = 0;
+    let mut files = 0;
+    for i in 1.. {
+        let file = edir.join(format!("file{i}"));
+        let r = fs::File::create(&file).and_then(|mut f| {
+            f.write_all(&zeros)?;
+            f.sync_all()
+        });
+        let len = fs::metadata(&file).map(|md| md.len()).unwrap_or(0);
+        total += len;
+        assert!(
+            total <= FS_SIZE,
+            "wrote {total} bytes but should have only had space for {FS_SIZE} bytes at most"
+        );
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("{}: {e} before the filesystem was full", file.display()),
+            Ok(()) => {
+                assert_eq!(len, 1 << 20, "size of {}", file.display());
+                files += 1;
+            }
+        }
+        assert!(i < 1000, "never ran out of space");
+    }
+    assert!(files >= 4, "only {files} files fit");
+
+    // Unmount and compress the backing store: it must not be smaller than what was written.
+    cli_remove_key(None, &m.mnt, desc, false).ok();
+    m.stop();
+    let img = backing_image(&backing);
+    let Some(compressed) = xz_size(&img) else {
+        return;
+    };
+    eprintln!(
+        "generic/399: {files} files, {total} bytes written; backing store {} bytes, xz {compressed}",
+        img.len()
+    );
+    assert!(
+        compressed as u64 >= total,
+        "FAIL: filesystem was compressible ({total} bytes => {compressed} bytes)"
+    );
+
+    // Encrypted filenames and symlink targets were not reused.
+    m.remount("");
+    let links: Vec<PathBuf> = walk(&edir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| fs::symlink_metadata(p).unwrap().file_type().is_symlink())
+        .collect();
+    assert_eq!(links.len(), 2);
+    assert_ne!(
+        links[0].file_name(),
+        links[1].file_name(),
+        "Encrypted filenames were reused!"
+    );
+    assert_ne!(
+        fs::read_link(&links[0]).unwrap(),
+        fs::read_link(&links[1]).unwrap(),
+        "Encrypted symlink targets were reused!"
+    );
+    // With the key, both read back as written.
+    cli_add_key_v1(None, &m.mnt, desc, &pseudo_key(399)).ok();
+    for d in ["subdir1", "subdir2"] {
+        assert_eq!(
+            fs::read_link(edir.join(d).join("symlink")).unwrap(),
+            Path::new("symlink_target")
+        );
+    }
+    assert_eq!(fs::read(edir.join("file1")).unwrap(), zeros);
+}
+
+// ---------------------------------------------------------------------------------------------
+// generic/613
+
+/// The nonce of every encrypted inode in the backing store (directory metadata and file headers,
+/// docs/FORMAT.md), read with the filesystem unmounted.
+fn offline_nonces(backing: &Path) -> Vec<[u8; 16]> {
+    let mut out = Vec::new();
+    let mut dirs = vec![backing.to_path_buf()];
+    dirs.extend(
+        walk(backing)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| fs::symlink_metadata(p).unwrap().is_dir()),
+    );
+    let nonce_of = |ctx: &[u8]| -> [u8; 16] { ctx[ctx.len() - 16..].try_into().unwrap() };
+    for d in dirs {
+        let meta = fs::read(d.join(".fscryptfs.dir")).unwrap();
+        assert_eq!(&meta[..8], b"FSCRYPTD", "{}", d.display());
+        let len = meta[9] as usize;
+        if len != 0 {
+            out.push(nonce_of(&meta[24..24 + len]));
+        }
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            if !md.is_file()
+                || p.file_name()
+                    .unwrap()
+                    .as_encoded_bytes()
+                    .starts_with(b".fscryptfs")
+            {
+                continue;
+            }
+            let hdr = fs::read(&p).unwrap();
+            if hdr.len() >= 72 && &hdr[..8] == b"FSCRYPTF" {
+                let len = hdr[10] as usize;
+                if len != 0 {
+                    out.push(nonce_of(&hdr[32..32 + len]));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn cli_nonce(p: &Path) -> [u8; 16] {
+    let out = fscryptfs(&[Path::new("get-nonce"), p]);
+    let s = out.ok().trim_end().to_string();
+    assert!(
+        s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()),
+        "Expected nonce to be 16 bytes (32 hex characters), but got {s:?}"
+    );
+    unhex16(&s)
+}
+
+#[test]
+fn generic_613_nonces_are_unique_and_random() {
+    let Some(mut m) = mount_volume(&[], "") else {
+        return;
+    };
+    // Adding encryption keys
+    assert_eq!(
+        cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok(),
+        format!("{TEST_KEY_IDENTIFIER}\n")
+    );
+    cli_add_key_v1(None, &m.mnt, TEST_KEY_DESCRIPTOR, &TEST_RAW_KEY).ok();
+    // Creating encrypted files and directories
+    let mut inodes: Vec<PathBuf> = Vec::new();
+    for i in 1..=50 {
+        for (kind, key) in [("v1", TEST_KEY_DESCRIPTOR), ("v2", TEST_KEY_IDENTIFIER)] {
+            let dir = m.path(&format!("{kind}_policy_dir_{i}"));
+            fs::create_dir(&dir).unwrap();
+            cli_set_policy(None, &dir, key, &[]).ok();
+            inodes.push(dir);
+        }
+    }
+    for i in 1..=50 {
+        for kind in ["v1", "v2"] {
+            let file = m.path(&format!("{kind}_policy_dir_1/{i}"));
+            fs::write(&file, b"").unwrap();
+            inodes.push(file);
+        }
+    }
+    assert_eq!(inodes.len(), 200);
+    // Getting encryption nonces from inodes (the command, then the raw ioctl agrees).
+    let online: Vec<[u8; 16]> = inodes.iter().map(|p| cli_nonce(p)).collect();
+    for (p, n) in inodes.iter().zip(&online).step_by(17) {
+        assert_eq!(&get_nonce(p).unwrap(), n);
+    }
+    // ... and offline, from the backing store with the filesystem unmounted.
+    m.stop();
+    let offline = offline_nonces(&m.backing);
+    let a: BTreeSet<[u8; 16]> = online.iter().copied().collect();
+    let b: BTreeSet<[u8; 16]> = offline.iter().copied().collect();
+    assert_eq!(offline.len(), 200, "encrypted inodes in the backing store");
+    assert_eq!(a, b, "nonces online and in the backing store differ");
+
+    // Verifying uniqueness of nonces
+    let mut seen = HashSet::new();
+    let dups: Vec<String> = online
+        .iter()
+        .filter(|n| !seen.insert(**n))
+        .map(|n| hex(n))
+        .collect();
+    assert!(dups.is_empty(), "non-unique nonces: {dups:?}");
+    // Verifying randomness of nonces
+    let bin: Vec<u8> = online.iter().flatten().copied().collect();
+    assert_eq!(bin.len(), 3200);
+    let Some(compressed) = xz_size(&bin) else {
+        return;
+    };
+    // The xz format has 60 bytes of overhead; fstests allows 55.
+    assert!(
+        compressed >= bin.len() + 55,
+        "Nonces are compressible (non-random); compressed {} => {compressed} bytes!",
+        bin.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// generic/435
+
+fn files_435() -> usize {
+    std::env::var("FSCRYPTFS_435_FILES")
+        .ok()
+        .map(|s| s.parse().expect("FSCRYPTFS_435_FILES is a number"))
+        .unwrap_or(2000)
+}
+
+#[test]
+fn generic_435_long_names_do_not_collide_without_the_key() {
+    let Some(mut m) = mount_volume(&[], "") else {
+        return;
+    };
+    let edir = m.path("edir");
+    fs::create_dir(&edir).unwrap();
+    let desc = "4350435043504350";
+    cli_add_key_v1(None, &m.mnt, desc, &pseudo_key(435)).ok();
+    // -f 0x2: zero-pad to a 16-byte boundary (the encryption block).
+    cli_set_policy(None, &edir, desc, &[]).ok();
+    let n_short = files_435();
+    let n_long = 200;
+    let mut names: Vec<String> = (1..=n_short)
+        .map(|i| format!("abcdefghijklmnopqrstuvwxyz012345{i}"))
+        .collect();
+    // 255-byte names, differing only in the last 16 bytes: beyond 149 bytes of ciphertext, so the
+    // no-key name carries a digest of the tail (and CTS swaps the last two blocks).
+    names.extend((1..=n_long).map(|i| format!("{}{:016}", "L".repeat(239), i)));
+    for n in &names {
+        fs::File::create(edir.join(n)).unwrap();
+    }
+    let inodes = |edir: &Path| -> Vec<u64> {
+        fs::read_dir(edir)
+            .unwrap()
+            .map(|e| fs::symlink_metadata(e.unwrap().path()).unwrap().ino())
+            .collect()
+    };
+    let with_key: BTreeSet<u64> = inodes(&edir).into_iter().collect();
+    assert_eq!(with_key.len(), names.len(), "distinct inodes with the key");
+
+    cli_remove_key(None, &m.mnt, desc, false).ok();
+    m.remount("");
+    // Without the key: as many distinct names and inodes (the same ones), all removable.
+    let nokey = listing(&edir);
+    assert_eq!(nokey.len(), names.len(), "entries without the key");
+    assert_eq!(
+        nokey.iter().collect::<BTreeSet<_>>().len(),
+        names.len(),
+        "distinct no-key names"
+    );
+    assert!(
+        nokey.iter().all(|n| n.len() <= 252),
+        "no-key names are at most 252 bytes"
+    );
+    let locked: Vec<u64> = inodes(&edir);
+    let locked_set: BTreeSet<u64> = locked.iter().copied().collect();
+    assert_eq!(
+        locked_set.len(),
+        names.len(),
+        "distinct inodes without the key"
+    );
+    assert_eq!(
+        locked_set, with_key,
+        "the same inodes with and without the key"
+    );
+    fs::remove_dir_all(&edir).unwrap();
+    assert_errno(fs::symlink_metadata(&edir), libc::ENOENT);
+    assert!(!m.backing.join("edir").exists());
+}

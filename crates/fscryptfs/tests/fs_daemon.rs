@@ -1,0 +1,261 @@
+//! The daemon as a process: termination signals unmount cleanly and flush; without `-f` it detaches
+//! from the caller's stdio and logs to `-o log=`; an ordinary user mounts through setuid
+//! `fusermount3`.
+
+mod support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+/// Size recorded in a regular file's backing header (offset 24).
+fn header_size(p: &Path) -> u64 {
+    let b = fs::read(p).unwrap();
+    u64::from_le_bytes(b[24..32].try_into().unwrap())
+}
+
+#[test]
+fn sigterm_and_sigint_unmount_and_flush() {
+    let Some((mut m, _id)) = encrypted_volume() else {
+        return;
+    };
+    for (round, sig) in [libc::SIGTERM, libc::SIGINT].into_iter().enumerate() {
+        let name = format!("enc/f{round}");
+        fs::write(m.path(&name), vec![round as u8 + 1; 10_000]).unwrap();
+        m.signal(sig);
+        let st = m
+            .wait_exit(Duration::from_secs(10))
+            .expect("daemon exits after the signal");
+        assert!(st.success(), "daemon exit status {st}:\n{}", m.log_text());
+        assert!(!m.is_mounted(), "still mounted after signal {sig}");
+        assert!(
+            m.log_text().contains(&format!("signal {sig}: unmounting")),
+            "{}",
+            m.log_text()
+        );
+        m.start_again("");
+        add_key(&m.mnt, &KEY).unwrap();
+        assert_eq!(
+            fs::read(m.path(&name)).unwrap(),
+            vec![round as u8 + 1; 10_000]
+        );
+    }
+    // Busy: the mount is detached at once; the open file keeps working; its size reaches the
+    // header when it is closed; then the daemon exits.
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(m.path("plain"))
+        .unwrap();
+    f.write_all(&[9u8; 5000]).unwrap();
+    m.signal(libc::SIGTERM);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while m.is_mounted() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !m.is_mounted(),
+        "busy mount not detached:\n{}",
+        m.log_text()
+    );
+    f.write_all(&[8u8; 3000]).unwrap();
+    drop(f);
+    let st = m
+        .wait_exit(Duration::from_secs(10))
+        .expect("daemon exits once the last file is closed");
+    assert!(st.success(), "{st}");
+    assert_eq!(header_size(&m.backing.join("plain")), 8000);
+    m.start_again("");
+    let mut want = vec![9u8; 5000];
+    want.extend_from_slice(&[8u8; 3000]);
+    assert_eq!(fs::read(m.path("plain")).unwrap(), want);
+}
+
+#[test]
+fn without_f_the_daemon_detaches_and_logs_to_the_log_option() {
+    if !can_mount() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (backing, mnt, log) = (
+        tmp.path().join("b"),
+        tmp.path().join("m"),
+        tmp.path().join("daemon.log"),
+    );
+    fs::create_dir(&mnt).unwrap();
+    let out = Command::new(bin())
+        .arg("init")
+        .arg(&backing)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // stdout and stderr are pipes: read_to_end only returns once every holder closed them, so
+    // this returning at all shows the daemon kept neither.
+    let mut child = Command::new(bin())
+        .arg("mount")
+        .arg("-o")
+        .arg(format!("log={}", log.display()))
+        .arg(&backing)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut o, mut e) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        o.read_to_end(&mut a).unwrap();
+        e.read_to_end(&mut b).unwrap();
+        (a, b)
+    });
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    let t0 = std::time::Instant::now();
+    while !reader.is_finished() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        reader.is_finished(),
+        "the daemon still holds the caller's stdout/stderr"
+    );
+    let (out, err) = reader.join().unwrap();
+    assert!(out.is_empty() && err.is_empty(), "{out:?} {err:?}");
+    assert!(is_mounted(&mnt));
+    fs::write(mnt.join("x"), b"y").unwrap();
+    assert_eq!(fs::read(mnt.join("x")).unwrap(), b"y");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains("mounted"), "log: {text}");
+    let ok = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let t0 = std::time::Instant::now();
+    while !fs::read_to_string(&log).unwrap().contains("unmounted") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no clean exit logged"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An ordinary user (uid 65534) mounts its own volume through setuid fusermount3, uses it, and
+/// unmounts it.
+#[test]
+fn an_ordinary_user_mounts_through_fusermount3() {
+    if !can_mount() {
+        return;
+    }
+    let fm = Path::new("/usr/bin/fusermount3");
+    let setuid = fs::metadata(fm).is_ok_and(|md| md.uid() == 0 && md.mode() & 0o4000 != 0);
+    if !setuid {
+        if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+            panic!("fusermount3 is not setuid root (FSCRYPTFS_REQUIRE_PRIVILEGED=1)");
+        }
+        eprintln!("\n******** SKIPPED (fusermount3 is not setuid root) ********\n");
+        return;
+    }
+    // fusermount3 opens /dev/fuse as the calling user: its mode decides who may use FUSE (0666
+    // on distributions; some containers keep it 0600, and then no user mount can work).
+    let dev = fs::metadata("/dev/fuse").map(|m| m.mode()).unwrap_or(0);
+    if dev & 0o006 != 0o006 {
+        eprintln!(
+            "\n******** SKIPPED (/dev/fuse has mode {:o}: users cannot open it, so fusermount3 \
+             cannot mount for them) ********\n",
+            dev & 0o777
+        );
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
+    for d in [&backing, &mnt] {
+        fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let as_user = |cmd: &mut Command| -> std::process::Output {
+        cmd.uid(NOBODY)
+            .gid(NOBODY)
+            .env("HOME", "/")
+            .output()
+            .unwrap()
+    };
+    let out = as_user(Command::new(bin()).arg("init").arg(&backing));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = tmp.path().join("user.log");
+    let mut daemon = Command::new(bin())
+        .arg("mount")
+        .arg("-f")
+        .arg(&backing)
+        .arg(&mnt)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !is_mounted(&mnt) {
+        if let Ok(Some(st)) = daemon.try_wait() {
+            panic!(
+                "daemon exited ({st}): {}",
+                fs::read_to_string(&log).unwrap()
+            );
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "no mount");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The user works in it (root cannot: no allow_other).
+    let script = format!(
+        "set -e; cd {m}; echo hello > f; mkdir d; mv f d/g; cat d/g; ls -n d",
+        m = mnt.display()
+    );
+    let out = as_user(Command::new("sh").arg("-c").arg(&script));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        fs::read_to_string(&log).unwrap()
+    );
+    assert!(text.starts_with("hello\n"), "{text}");
+    assert!(text.contains(" 65534 65534 "), "owned by the user: {text}");
+    // The backing objects belong to the user too.
+    assert!(fs::read_dir(&backing)
+        .unwrap()
+        .all(|e| e.unwrap().metadata().unwrap().uid() == NOBODY));
+    let out = as_user(Command::new("fusermount3").arg("-u").arg(&mnt));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Ok(Some(st)) = daemon.try_wait() {
+            assert!(st.success(), "{st}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "daemon did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,229 @@
+//! `fscryptfs fsck`: a volume written through a real mount is clean (exit 0); each kind of damage
+//! done to a copy of its backing directory (`cp -a`, as a backup would) is found, named by backing
+//! path, with exit 1; crash leftovers are notes (exit 0); a missing backing directory is exit 2.
+
+mod support;
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::*;
+
+fn fsck(backing: &Path) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .arg("fsck")
+        .arg(backing)
+        .output()
+        .expect("run fsck");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A copy of the clean volume to damage.
+fn copy_of(clean: &Path, tmp: &Path, name: &str) -> PathBuf {
+    let dst = tmp.join(name);
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(clean)
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dst
+}
+
+/// Backing entries of `dir` that are not ours and not side files.
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().as_bytes();
+            !n.starts_with(b".fscryptfs") && !n.contains(&b'.')
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Expects problems (exit 1) and `path` named at the start of a line of stdout.
+#[track_caller]
+fn expect_problem(backing: &Path, path: &Path, what: &str) {
+    let (code, out, err) = fsck(backing);
+    assert_eq!(code, 1, "{what}: expected exit 1\n{out}{err}");
+    let p = path.display().to_string();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("{p}: ")) && !l.contains(": note: ")),
+        "{what}: {p} not named as a problem:\n{out}"
+    );
+    assert!(err.contains("problem"), "{err}");
+}
+
+#[test]
+fn fsck_finds_each_kind_of_damage() {
+    let Some((mut m, id)) = encrypted_volume() else {
+        return;
+    };
+    fs::write(m.path("enc/file"), vec![5u8; 5000]).unwrap();
+    fs::write(m.path(&format!("enc/{}", "n".repeat(200))), b"long").unwrap();
+    std::os::unix::fs::symlink("target", m.path("enc/link")).unwrap();
+    fs::create_dir(m.path("enc/sub")).unwrap();
+    fs::write(m.path("enc/sub/inner"), b"inner").unwrap();
+    fs::hard_link(m.path("enc/sub/inner"), m.path("enc/sub/inner2")).unwrap();
+    fs::write(m.path("plain"), b"plain").unwrap();
+    fs::write(m.path(".fscryptfs-user"), b"escaped").unwrap();
+    let mut p = policy_v2(&id);
+    p[3] = 0x03 | 0x08;
+    fs::create_dir(m.path("lblk")).unwrap();
+    set_policy(&m.path("lblk"), &p).unwrap();
+    fs::write(m.path("lblk/f"), b"x").unwrap();
+    m.stop();
+    let clean = m.backing.clone();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let (code, out, err) = fsck(&clean);
+    assert_eq!(code, 0, "clean volume:\n{out}{err}");
+    assert!(out.contains("0 problems"), "{out}");
+    assert!(out.contains("4 directories, 7 files, 1 symlinks"), "{out}");
+
+    // Find the objects in enc/ by what they are.
+    let enc = clean.join("enc");
+    let ents = entries(&enc);
+    let is_long = |p: &Path| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".n");
+        Path::new(&s).exists()
+    };
+    let rel = |p: &Path| p.strip_prefix(&clean).unwrap().to_path_buf();
+    let long = rel(ents.iter().find(|p| is_long(p)).unwrap());
+    let file = rel(ents
+        .iter()
+        .find(|p| fs::symlink_metadata(p).unwrap().len() == 4096 + 8192)
+        .unwrap());
+    let link = rel(ents.iter().find(|p| p.is_symlink()).unwrap());
+    let sub = rel(ents.iter().find(|p| p.is_dir() && !p.is_symlink()).unwrap());
+
+    // A truncated header.
+    let b = copy_of(&clean, tmp.path(), "trunc");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(b.join(&file))
+        .unwrap()
+        .set_len(40)
+        .unwrap();
+    expect_problem(&b, &b.join(&file), "truncated header");
+
+    // A flipped byte in a directory's context (checksum mismatch).
+    let b = copy_of(&clean, tmp.path(), "ctxflip");
+    let meta = b.join(&sub).join(".fscryptfs.dir");
+    let mut bytes = fs::read(&meta).unwrap();
+    bytes[24 + 10] ^= 0x40;
+    fs::write(&meta, &bytes).unwrap();
+    expect_problem(&b, &meta, "flipped context byte");
+
+    // A flipped key-identifier byte with a recomputed checksum: the header is valid, but the
+    // policy no longer matches the parent's.
+    let b = copy_of(&clean, tmp.path(), "policy");
+    let f = b.join(&file);
+    let mut bytes = fs::read(&f).unwrap();
+    bytes[32 + 8] ^= 0x01;
+    let sum = fscryptfs::store::checksum(&bytes[..72]);
+    bytes[72..80].copy_from_slice(&sum);
+    fs::write(&f, &bytes).unwrap();
+    let (_, out, _) = fsck(&b);
+    assert!(out.contains("policy differs"), "{out}");
+    expect_problem(&b, &f, "policy mismatch");
+
+    // A deleted long-name side file, and an orphan one.
+    let b = copy_of(&clean, tmp.path(), "side");
+    let mut side = b.join(&long).into_os_string();
+    side.push(".n");
+    fs::remove_file(&side).unwrap();
+    expect_problem(&b, &b.join(&long), "missing side file");
+    let b = copy_of(&clean, tmp.path(), "orphan");
+    let mut side = b.join(&long).into_os_string();
+    side.push(".n");
+    fs::remove_file(b.join(&long)).unwrap();
+    expect_problem(&b, Path::new(&side), "orphan side file");
+
+    // A duplicated inode number (a plain copy of a file, not a hard link).
+    let b = copy_of(&clean, tmp.path(), "dup");
+    fs::copy(b.join("plain"), b.join("plain-copy")).unwrap();
+    expect_problem(&b, &b.join("plain-copy"), "duplicate inode number");
+    let out = Command::new(bin())
+        .args(["inspect"])
+        .arg(&b)
+        .args(["inode", "--ino"])
+        .arg(
+            String::from_utf8(
+                Command::new(bin())
+                    .arg("inspect")
+                    .arg(&b)
+                    .args(["inode", "plain"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("ino "))
+            .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fsck"));
+
+    // A bad symlink encoding.
+    let b = copy_of(&clean, tmp.path(), "symlink");
+    fs::remove_file(b.join(&link)).unwrap();
+    std::os::unix::fs::symlink("fscryptfs:1:!!notbase64", b.join(&link)).unwrap();
+    expect_problem(&b, &b.join(&link), "bad symlink encoding");
+
+    // An unknown config version.
+    let b = copy_of(&clean, tmp.path(), "config");
+    let conf = b.join(".fscryptfs.conf");
+    let text = fs::read_to_string(&conf)
+        .unwrap()
+        .replace("format 1", "format 7");
+    fs::write(&conf, text).unwrap();
+    expect_problem(&b, &conf, "newer config version");
+
+    // A directory without metadata, and a junk name in an encrypted directory.
+    let b = copy_of(&clean, tmp.path(), "nometa");
+    fs::remove_file(b.join(&sub).join(".fscryptfs.dir")).unwrap();
+    fs::write(b.join("enc/junk.txt"), b"").unwrap();
+    expect_problem(&b, &b.join(&sub), "missing directory metadata");
+    expect_problem(&b, &b.join("enc/junk.txt"), "junk name");
+
+    // Crash leftovers are notes: exit 0.
+    let b = copy_of(&clean, tmp.path(), "leftovers");
+    fs::write(b.join("enc/.fscryptfs.tmp.0123456789abcdef"), b"").unwrap();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(b.join(&file))
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[1u8; 4096]).unwrap();
+    drop(f);
+    let (code, out, err) = fsck(&b);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 notes"), "{out}");
+    assert!(
+        out.contains(&format!("{}: note: ", b.join(&file).display())),
+        "{out}"
+    );
+
+    // Could not run: exit 2.
+    let (code, _, err) = fsck(&tmp.path().join("missing"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing"), "{err}");
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    assert_eq!(fsck(&empty).0, 2);
+}
