@@ -169,6 +169,13 @@ fn an_ordinary_user_mounts_through_fusermount3() {
     // on distributions; some containers keep it 0600, and then no user mount can work).
     let dev = fs::metadata("/dev/fuse").map(|m| m.mode()).unwrap_or(0);
     if dev & 0o006 != 0o006 {
+        if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+            panic!(
+                "/dev/fuse has mode {:o}: ordinary users cannot mount (FSCRYPTFS_REQUIRE_PRIVILEGED=1; \
+                 distributions ship it 0666 — .ci/run sets that)",
+                dev & 0o777
+            );
+        }
         eprintln!(
             "\n******** SKIPPED (/dev/fuse has mode {:o}: users cannot open it, so fusermount3 \
              cannot mount for them) ********\n",
