@@ -289,6 +289,9 @@ impl Checker {
         }
         match &stored {
             Stored::Dir(m) => return Some(DirState::Known(m.ctx)),
+            Stored::File { header, .. } if header.layout == crate::store::meta::LAYOUT_EXTENT => {
+                self.check_extent_file(path, header);
+            }
             Stored::File {
                 header,
                 backing_len,
@@ -355,6 +358,37 @@ impl Checker {
     }
 
     /// The reserved bytes of a file header (80..4096) must be zero.
+    /// A per-extent file: its log recovers (`ExtentFile::open`) and passes `ExtentFile::check`
+    /// (every stored run against its checksum, the map's invariants; crash leftovers are notes).
+    fn check_extent_file(&mut self, path: &Path, header: &crate::store::meta::FileHeader) {
+        let Some(ctx) = header.ctx else {
+            self.problem(path, "per-extent file without an encryption context");
+            return;
+        };
+        let policy = *ctx.policy();
+        let du = 1usize << policy.data_unit_bits(&self.fsp);
+        let r = fs::File::open(path)
+            .map_err(|e| crate::store::io_err(path.display(), e))
+            .and_then(|f| crate::store::extent::ExtentFile::open(f, &policy, du))
+            .and_then(|ef| ef.check());
+        match r {
+            Err(e) => self.error(path, &e),
+            Ok(findings) => {
+                for f in findings {
+                    let m = match f.offset {
+                        Some(o) => format!("backing offset {o}: {}", f.message),
+                        None => f.message,
+                    };
+                    if f.note {
+                        self.note(path, m);
+                    } else {
+                        self.problem(path, m);
+                    }
+                }
+            }
+        }
+    }
+
     fn check_header_reserved(&mut self, path: &Path) {
         let Ok(f) = fs::File::open(path) else { return };
         let mut buf = vec![0u8; FILE_HEADER_SIZE as usize];

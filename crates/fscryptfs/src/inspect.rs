@@ -823,7 +823,7 @@ fn print_volume(vol: &Volume, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "backing {}", vol.root.display())?;
     writeln!(out, "format {}", c.format)?;
     writeln!(out, "uuid {}", hex::encode(c.uuid))?;
-    writeln!(out, "contents-layout per-file")?;
+    writeln!(out, "contents-layout {}", c.layout.name())?;
     writeln!(
         out,
         "removal {}",

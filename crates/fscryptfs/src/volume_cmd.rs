@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 
 use clap::Args;
 use fscryptfs::fs::daemon::{self, MountOptions};
-use fscryptfs::store::config::{parse_removal, VolumeConfig, CONFIG_NAME};
+use fscryptfs::store::config::{parse_removal, ContentsLayout, VolumeConfig, CONFIG_NAME};
 
 use crate::cli_error::CliError;
 
@@ -24,6 +24,11 @@ pub struct InitArgs {
     /// What key removal does to open files: `soft` (the kernel's behaviour) or `deny-writes`.
     #[arg(long, default_value = "soft", value_name = "MODE")]
     removal: String,
+    /// How regular files store contents: `per-file` (per-file keys, ciphertext in place, as ext4)
+    /// or `extent` (per-extent keys, copy-on-write extents, as btrfs; v2 policies without the
+    /// DIRECT_KEY / IV_INO_LBLK flags only).
+    #[arg(long, default_value = "per-file", value_name = "LAYOUT")]
+    contents_layout: String,
     /// The backing directory (created if missing; must be empty).
     backing: PathBuf,
 }
@@ -60,6 +65,12 @@ pub fn run_init(args: InitArgs) -> Result<(), CliError> {
             args.removal
         ))
     })?;
+    let layout = ContentsLayout::parse(&args.contents_layout).ok_or_else(|| {
+        CliError::usage(format!(
+            "unknown contents layout {:?} (per-file or extent)",
+            args.contents_layout
+        ))
+    })?;
     let b = &args.backing;
     match std::fs::read_dir(b) {
         Ok(mut it) => {
@@ -81,7 +92,8 @@ pub fn run_init(args: InitArgs) -> Result<(), CliError> {
         }
         Err(e) => return Err(CliError::io(&b.display().to_string(), e)),
     }
-    let cfg = VolumeConfig::new(removal).map_err(CliError::failure)?;
+    let mut cfg = VolumeConfig::new(removal).map_err(CliError::failure)?;
+    cfg.layout = layout;
     // The root's metadata first; the config last, as the commit point of a volume.
     fscryptfs::fs::init_root(b).map_err(CliError::failure)?;
     cfg.store(b).map_err(CliError::failure)?;

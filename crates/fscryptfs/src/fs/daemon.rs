@@ -163,6 +163,7 @@ pub fn serve(
     } else {
         None
     };
+    let layout = config.layout;
     let inos = InoAllocator::new(&backing, config, opts.read_only);
     let fs = Fs::new(
         backing.clone(),
@@ -172,6 +173,7 @@ pub fn serve(
         FsOptions {
             read_only: opts.read_only,
             dummy_policy: dummy,
+            layout,
         },
     )?;
     let notifier = fs.notifier_cell();

@@ -42,6 +42,9 @@ impl Fs {
         off: u64,
         len: u32,
     ) -> Result<Vec<u8>> {
+        if self.is_extent(node) {
+            return self.ext_read(node, off, len);
+        }
         let st = rlock(&node.state);
         let size = st.size;
         if off >= size || len == 0 {
@@ -78,6 +81,9 @@ impl Fs {
         off: u64,
         data: &[u8],
     ) -> Result<()> {
+        if self.is_extent(node) {
+            return self.ext_write(node, off, data);
+        }
         if data.is_empty() {
             return Ok(());
         }
@@ -180,6 +186,9 @@ impl Fs {
         key: Option<&InodeKey>,
         new: u64,
     ) -> Result<()> {
+        if self.is_extent(node) {
+            return self.ext_set_size(node, new);
+        }
         if new > self.fsp.max_file_size {
             return Err(errno(Errno::FBIG, "size beyond the maximum file size"));
         }
@@ -230,6 +239,9 @@ impl Fs {
         len: u64,
         mode: i32,
     ) -> Result<()> {
+        if self.is_extent(node) {
+            return self.ext_allocate(node, off, len, mode);
+        }
         const KEEP_SIZE: i32 = 0x01;
         if mode & !KEEP_SIZE != 0 {
             return Err(errno(
@@ -266,6 +278,7 @@ impl Fs {
     /// Writes the header with the current size.
     fn write_header(&self, node: &Node, file: &File, st: &mut State) -> Result<()> {
         let h = FileHeader {
+            layout: crate::store::meta::LAYOUT_PER_FILE,
             ino: node.ino,
             size: st.size,
             ctx: st.ctx,
@@ -301,6 +314,9 @@ impl Fs {
     pub(super) fn flush_size(&self, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
         if node.kind != Kind::File {
             return Ok(());
+        }
+        if self.is_extent(node) {
+            return self.ext_flush(node);
         }
         let mut st = wlock(&node.state);
         if !st.size_dirty && !sync {

@@ -18,6 +18,7 @@
 
 pub mod daemon;
 mod data;
+mod extent;
 mod ioctl;
 mod ops;
 
@@ -40,8 +41,10 @@ use fscrypt::policy::{FsParams, KeySpec};
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-use crate::store::config::{InoAllocator, ROOT_INO};
-use crate::store::meta::{DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
+use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
+use crate::store::meta::{
+    DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED, LAYOUT_PER_FILE,
+};
 use crate::store::names;
 use crate::store::special::{SpecialRecords, SPECIAL_NAME, SPECIAL_NEW_NAME};
 use crate::store::{sys_err, FILE_HEADER_SIZE};
@@ -104,8 +107,13 @@ struct State {
     key: Option<Arc<InodeKey>>,
     /// Its hold on the master key while unlocked.
     active: Option<ActiveRef>,
-    /// Regular files: the logical size (authoritative while the node is cached).
+    /// Regular files: the logical size (authoritative while the node is cached; for the per-extent
+    /// layout it includes buffered writes).
     size: u64,
+    /// Regular files: the header's layout byte (0 for a damaged header).
+    layout: u8,
+    /// Per-extent regular files: the opened log and the write buffer (`extent`).
+    ext: Option<extent::ExtState>,
     /// The size changed and the header does not say so yet.
     size_dirty: bool,
     /// The backing file was trimmed of any stale tail beyond the last data unit (once per mount).
@@ -197,6 +205,9 @@ pub struct FsOptions {
     /// `test_dummy_encryption`: the policy new inodes in unencrypted directories inherit
     /// (`fscrypt_policy_to_inherit`); its key is in the keyring.
     pub dummy_policy: Option<fscrypt::policy::Policy>,
+    /// The volume's contents layout (the config's): new encrypted regular files of an `Extent`
+    /// volume are per-extent files, and its policies must allow extents.
+    pub layout: ContentsLayout,
 }
 
 /// The filesystem.
@@ -240,7 +251,8 @@ impl Fs {
         keyring: Keyring,
         opts: FsOptions,
     ) -> Result<Self> {
-        let fsp = crate::store::fs_params();
+        let mut fsp = crate::store::fs_params();
+        fsp.per_extent_encryption = opts.layout == ContentsLayout::Extent;
         let root_fd = rustix::fs::open(
             &backing,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -346,24 +358,32 @@ impl Fs {
         let Some(ctx) = st.ctx else {
             return Ok(None);
         };
-        let (active, key) = self.unlock_new(&ctx, node.ino, node.kind)?;
+        let need = extent::secret_need(node.kind, st.layout);
+        let (active, key) = self.unlock_new(&ctx, node.ino, node.kind, need)?;
         let key = Arc::new(key);
         st.key = Some(Arc::clone(&key));
         st.active = Some(active);
         Ok(Some(key))
     }
 
-    fn unlock_new(&self, ctx: &Context, ino: u64, kind: Kind) -> Result<(ActiveRef, InodeKey)> {
+    /// Unlocks a new reference for inode `ino`: `need` is `SecretNeed::Later` only for per-extent
+    /// regular files (they derive extent keys at writeout and read).
+    fn unlock_new(
+        &self,
+        ctx: &Context,
+        ino: u64,
+        kind: Kind,
+        need: SecretNeed,
+    ) -> Result<(ActiveRef, InodeKey)> {
         let spec = ctx.policy().key_spec();
         let params = InodeParams {
             kind: kind.inode_kind(),
             ino,
             fs_uuid: self.uuid,
         };
-        self.keyring
-            .unlock_with(&spec, ino, SecretNeed::SetupOnly, |m| {
-                InodeKey::setup(m, ctx, &params, &self.fsp)
-            })
+        self.keyring.unlock_with(&spec, ino, need, |m| {
+            InodeKey::setup(m, ctx, &params, &self.fsp)
+        })
     }
 
     fn dir_key(&self, dir: &Node) -> Result<DirKey> {
@@ -603,15 +623,20 @@ impl Fs {
                 let f = File::from(open_header_reader(&fd).map_err(|e| sys_err(what, e))?);
                 let mut buf = [0u8; FILE_HEADER_USED];
                 let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
-                match FileHeader::parse(&buf[..n], &self.fsp, what) {
-                    Ok(h) => {
+                match FileHeader::parse(&buf[..n], &self.fsp, what)
+                    .and_then(|h| self.load_extent_state(&fd, h, what))
+                {
+                    Ok((h, ext)) => {
                         self.remember_ino(&st, h.ino);
+                        let size = ext.as_ref().map_or(h.size, |e| e.file.logical_size());
                         (
                             h.ino,
                             Kind::File,
                             State {
                                 ctx: h.ctx,
-                                size: h.size,
+                                size,
+                                layout: h.layout,
+                                ext,
                                 ..State::default()
                             },
                         )
@@ -1016,6 +1041,18 @@ impl Fs {
                 continue;
             }
             let mut st = wlock(&node.state);
+            if let Err(e) = self.ext_writeout_locked(&node, &mut st, true) {
+                // Accepted data that cannot be written out keeps the inode busy (SEMANTICS.md §3).
+                tracing::error!("{e}");
+                drop(st);
+                let pids = lock(&node.meta).pids.clone();
+                reported.push(BusyInode {
+                    ino,
+                    path: Some(self.path_of(&node)),
+                    pids,
+                });
+                continue;
+            }
             dropped.push((st.key.take(), st.active.take()));
             drop(st);
             if node.kind == Kind::Dir {
@@ -1064,6 +1101,12 @@ impl Fs {
         {
             let mut st = wlock(&node.state);
             if !st.active.as_ref().is_some_and(|a| a.removal_started()) {
+                return;
+            }
+            // Per-extent files: nothing accepted may be left behind by the key (RELEASE wrote the
+            // buffer out; if that failed, try once more and stay unlocked on failure).
+            if let Err(e) = self.ext_writeout_locked(node, &mut st, true) {
+                tracing::error!("{e}");
                 return;
             }
             // Dropped under the state lock (node state, then keyring locks: the documented
@@ -1183,6 +1226,7 @@ fn write_dir_meta(dirfd: &impl AsFd, meta: &DirMeta, what: &str) -> Result<()> {
 /// The header block of a new regular file.
 fn new_file_header(ino: u64, ctx: Option<&Context>) -> Vec<u8> {
     let h = FileHeader {
+        layout: LAYOUT_PER_FILE,
         ino,
         size: 0,
         ctx: ctx.cloned(),

@@ -56,6 +56,8 @@ fn log_err(e: &Error) {
 struct NewInode {
     ino: u64,
     ctx: Option<Context>,
+    /// Regular files: the header's layout byte.
+    layout: u8,
     key: Option<(fscrypt::keyring::ActiveRef, InodeKey)>,
 }
 
@@ -71,11 +73,18 @@ impl Fs {
             _ => None,
         };
         let ino = self.inos.alloc()?;
+        let layout = self.new_file_layout(kind, ctx.as_ref());
+        let need = super::extent::secret_need(kind, layout);
         let key = match &ctx {
-            Some(c) => Some(self.unlock_new(c, ino, kind)?),
+            Some(c) => Some(self.unlock_new(c, ino, kind, need)?),
             None => None,
         };
-        Ok(NewInode { ino, ctx, key })
+        Ok(NewInode {
+            ino,
+            ctx,
+            layout,
+            key,
+        })
     }
 
     fn state_for_new(ni: NewInode) -> State {
@@ -87,6 +96,7 @@ impl Fs {
             ctx: ni.ctx,
             key,
             active,
+            layout: ni.layout,
             trimmed: true,
             ..State::default()
         }
@@ -141,12 +151,21 @@ impl Fs {
             let _ = rustix::fs::unlinkat(&dir.fd, &tmp, AtFlags::empty());
             e
         };
-        file.write_all_at(
-            &new_file_header(ni.ino, ni.ctx.as_ref())[..crate::store::meta::FILE_HEADER_USED],
-            0,
-        )
-        .and_then(|_| file.set_len(crate::store::FILE_HEADER_SIZE))
-        .map_err(|e| cleanup(crate::store::io_err(&what, e)))?;
+        let ext = match (ni.layout, &ni.ctx) {
+            (crate::store::meta::LAYOUT_EXTENT, Some(c)) => {
+                Some(self.create_extent_file(&file, ni.ino, c).map_err(cleanup)?)
+            }
+            _ => {
+                file.write_all_at(
+                    &new_file_header(ni.ino, ni.ctx.as_ref())
+                        [..crate::store::meta::FILE_HEADER_USED],
+                    0,
+                )
+                .and_then(|_| file.set_len(crate::store::FILE_HEADER_SIZE))
+                .map_err(|e| cleanup(crate::store::io_err(&what, e)))?;
+                None
+            }
+        };
         self.chown_new(&dir.fd, &tmp, self.owner_for(&dir, req))
             .map_err(cleanup)?;
         if let Some(ct) = &ct {
@@ -155,7 +174,9 @@ impl Fs {
         self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
         let pfd = self.open_path(&dir, &bname)?;
         let ino = ni.ino;
-        let node = self.insert_new(pfd, ino, Kind::File, Self::state_for_new(ni), dir.ino, name);
+        let mut state = Self::state_for_new(ni);
+        state.ext = ext;
+        let node = self.insert_new(pfd, ino, Kind::File, state, dir.ino, name);
         let fh = if open {
             let key = rlock(&node.state).key.clone();
             let _ = flags;
@@ -1462,6 +1483,15 @@ impl Filesystem for Fs {
         let r = (|| -> Result<u32> {
             let len = len.min(u64::from(u32::MAX) & !0xfff);
             let mut done = 0u64;
+            // Per-extent files under one policy: clone the ciphertext (reflink where aligned).
+            {
+                self.check_writable()?;
+                let hi = self.handle(fh_in.0)?;
+                let ho = self.handle(fh_out.0)?;
+                if let Some(n) = self.ext_clone(&hi.node, offset_in, &ho.node, offset_out, len)? {
+                    done = n;
+                }
+            }
             while done < len {
                 let chunk = (len - done).min(1 << 20) as u32;
                 let d = self.do_read(fh_in.0, offset_in + done, chunk)?;

@@ -34,16 +34,31 @@ pub const INO_BATCH: u64 = 1024;
 pub const INO_LIMIT: u64 = 1 << 32;
 
 /// How contents are laid out in regular files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ContentsLayout {
-    /// Per-file keys, ciphertext in place (the ext4/f2fs model).
+    /// Per-file keys, ciphertext in place (the ext4/f2fs model). The default of new volumes.
+    #[default]
     PerFile,
+    /// Encrypted regular files are logs of per-extent-keyed extents (the btrfs v6 model;
+    /// docs/FORMAT.md "Per-extent layout"). Unencrypted files stay in the per-file layout.
+    Extent,
 }
 
 impl ContentsLayout {
-    fn name(self) -> &'static str {
+    /// The config (and `init --contents-layout`) spelling.
+    pub fn name(self) -> &'static str {
         match self {
             ContentsLayout::PerFile => "per-file",
+            ContentsLayout::Extent => "extent",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "per-file" => Some(ContentsLayout::PerFile),
+            "extent" => Some(ContentsLayout::Extent),
+            _ => None,
         }
     }
 }
@@ -156,14 +171,9 @@ impl VolumeConfig {
                     }
                 }
                 "contents-layout" => {
-                    let l = match v {
-                        "per-file" => ContentsLayout::PerFile,
-                        _ => {
-                            return Err(bad(format!(
-                                "line {lineno}: unknown contents layout {v:?}"
-                            )))
-                        }
-                    };
+                    let l = ContentsLayout::parse(v).ok_or_else(|| {
+                        bad(format!("line {lineno}: unknown contents layout {v:?}"))
+                    })?;
                     if layout.replace(l).is_some() {
                         return Err(dup());
                     }

@@ -29,6 +29,8 @@ pub const FILE_HEADER_USED: usize = 80;
 pub const META_VERSION: u8 = 1;
 /// Layout byte: per-file keys, ciphertext in place.
 pub const LAYOUT_PER_FILE: u8 = 1;
+/// Layout byte: per-extent keys, the file a log of extents (`store::extent`).
+pub const LAYOUT_EXTENT: u8 = 2;
 
 fn parse_ctx(len: u8, bytes: &[u8], fs: &FsParams, what: &str) -> Result<Option<Context>> {
     match len {
@@ -128,9 +130,12 @@ impl DirMeta {
 /// The used part of a regular file's 4096-byte header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileHeader {
+    /// Contents layout: [`LAYOUT_PER_FILE`] or [`LAYOUT_EXTENT`] (encrypted v2 files only; the
+    /// rest of such a file belongs to `store::extent`).
+    pub layout: u8,
     /// Stable inode number.
     pub ino: u64,
-    /// Logical (plaintext) size in bytes.
+    /// Logical (plaintext) size in bytes (informational, 0, for the per-extent layout).
     pub size: u64,
     /// The fscrypt context, when the file is encrypted.
     pub ctx: Option<Context>,
@@ -142,7 +147,7 @@ impl FileHeader {
         let mut b = [0u8; FILE_HEADER_USED];
         b[..8].copy_from_slice(FILE_MAGIC);
         b[8] = META_VERSION;
-        b[9] = LAYOUT_PER_FILE;
+        b[9] = self.layout;
         b[10] = put_ctx(&mut b[32..32 + CONTEXT_V2_SIZE], self.ctx.as_ref());
         b[16..24].copy_from_slice(&self.ino.to_le_bytes());
         b[24..32].copy_from_slice(&self.size.to_le_bytes());
@@ -173,10 +178,10 @@ impl FileHeader {
                 "{what}: file header checksum mismatch"
             )));
         }
-        if b[9] != LAYOUT_PER_FILE {
+        let layout = b[9];
+        if layout != LAYOUT_PER_FILE && layout != LAYOUT_EXTENT {
             return Err(Error::corrupt(format!(
-                "{what}: unknown contents layout {} (this fscryptfs knows the per-file layout, 1)",
-                b[9]
+                "{what}: unknown contents layout {layout} (this fscryptfs knows 1, per-file, and 2, per-extent)"
             )));
         }
         if b[11..16].iter().any(|&x| x != 0) {
@@ -193,7 +198,19 @@ impl FileHeader {
             )));
         }
         let ctx = parse_ctx(b[10], &b[32..72], fs, what)?;
-        Ok(FileHeader { ino, size, ctx })
+        if layout == LAYOUT_EXTENT
+            && !matches!(&ctx, Some(c) if c.to_bytes().len() == CONTEXT_V2_SIZE)
+        {
+            return Err(Error::corrupt(format!(
+                "{what}: per-extent file without a v2 encryption context"
+            )));
+        }
+        Ok(FileHeader {
+            layout,
+            ino,
+            size,
+            ctx,
+        })
     }
 }
 
@@ -337,11 +354,29 @@ mod tests {
             fscrypt::Errno::UCLEAN
         );
         let h = FileHeader {
+            layout: LAYOUT_PER_FILE,
             ino: 5000,
             size: 1 << 33,
             ctx: None,
         };
         assert_eq!(FileHeader::parse(&h.to_bytes(), &fs, "f").unwrap(), h);
+        // Layout 2 needs a v2 context.
+        let e = FileHeader {
+            layout: LAYOUT_EXTENT,
+            ctx: Some(ctx()),
+            ..h.clone()
+        };
+        assert_eq!(FileHeader::parse(&e.to_bytes(), &fs, "f").unwrap(), e);
+        let bad = FileHeader {
+            layout: LAYOUT_EXTENT,
+            ..h.clone()
+        };
+        assert_eq!(
+            FileHeader::parse(&bad.to_bytes(), &fs, "f")
+                .unwrap_err()
+                .errno(),
+            fscrypt::Errno::UCLEAN
+        );
         let s = SymlinkTarget::Encrypted {
             ino: 17,
             ctx: ctx(),

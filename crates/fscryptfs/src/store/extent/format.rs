@@ -7,10 +7,8 @@ use fscrypt::extent::EXTENT_CONTEXT_SIZE;
 use fscrypt::{Error, Result};
 
 use crate::store::checksum;
-use crate::store::meta::{FileHeader, FILE_HEADER_USED, FILE_MAGIC, LAYOUT_PER_FILE, META_VERSION};
-
-/// Layout byte (header offset 9) of a per-extent file.
-pub const LAYOUT_EXTENT: u8 = 2;
+pub use crate::store::meta::LAYOUT_EXTENT;
+use crate::store::meta::{FileHeader, FILE_HEADER_USED};
 /// Alignment of records and of ciphertext in the backing file (reflink and direct I/O need it).
 pub const ALIGN: u64 = 4096;
 /// Size of a record's header block; its payload starts right after it.
@@ -243,42 +241,26 @@ impl Commit {
 /// `store::meta` with layout byte 2. `size` is informational for this layout (the map is
 /// authoritative); this module writes 0.
 pub fn encode_base_header(ino: u64, size: u64, ctx: &Context) -> [u8; FILE_HEADER_USED] {
-    let mut b = FileHeader {
+    FileHeader {
+        layout: LAYOUT_EXTENT,
         ino,
         size,
         ctx: Some(*ctx),
     }
-    .to_bytes();
-    b[9] = LAYOUT_EXTENT;
-    let sum = checksum(&b[..72]);
-    b[72..80].copy_from_slice(&sum);
-    b
+    .to_bytes()
 }
 
-/// Parses a per-extent file's base header: checks magic, version, checksum and layout 2 here, then
-/// lets `FileHeader::parse` check the rest (inode number, size, context) on a copy relabelled as
-/// layout 1. EUCLEAN naming `what`; an unencrypted header is EUCLEAN too (extents are encrypted).
+/// Parses a per-extent file's base header with `FileHeader::parse` (which checks magic, version,
+/// checksum, inode number, size and the v2 context of layout 2) and checks that it is layout 2.
+/// EUCLEAN naming `what`.
 pub fn parse_base_header(b: &[u8], what: &str) -> Result<(u64, Context)> {
-    if b.len() < FILE_HEADER_USED || &b[..8] != FILE_MAGIC || b[8] != META_VERSION {
-        return Err(Error::corrupt(format!("{what}: bad file header")));
-    }
-    if checksum(&b[..72]) != b[72..80] {
-        return Err(Error::corrupt(format!(
-            "{what}: file header checksum mismatch"
-        )));
-    }
-    if b[9] != LAYOUT_EXTENT {
+    let h = FileHeader::parse(b, &crate::store::fs_params(), what)?;
+    if h.layout != LAYOUT_EXTENT {
         return Err(Error::corrupt(format!(
             "{what}: contents layout {} is not the per-extent layout ({LAYOUT_EXTENT})",
-            b[9]
+            h.layout
         )));
     }
-    let mut copy = [0u8; FILE_HEADER_USED];
-    copy.copy_from_slice(&b[..FILE_HEADER_USED]);
-    copy[9] = LAYOUT_PER_FILE;
-    let sum = checksum(&copy[..72]);
-    copy[72..80].copy_from_slice(&sum);
-    let h = FileHeader::parse(&copy, &crate::store::fs_params(), what)?;
     let ctx = h.ctx.ok_or_else(|| {
         Error::corrupt(format!(
             "{what}: per-extent file without an encryption context"
