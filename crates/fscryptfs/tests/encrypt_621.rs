@@ -3,6 +3,7 @@
 //! renameat2(RENAME_NOREPLACE) and open(O_CREAT|O_EXCL); another adds and removes the key. None of
 //! them may ever succeed, `dir/100` must keep its inode number, readdir must show it once, and the
 //! backing store must hold exactly the expected entries (fstests' `e2fsck -fD` duplicate check).
+//! Runs in both layouts (`_extent`: `init --contents-layout=extent`).
 //! Runs 5 s as fstests does (`FSCRYPTFS_621_SECS` to change it).
 
 mod encrypt_support;
@@ -31,9 +32,8 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
 }
 
-#[test]
-fn generic_621_no_duplicate_names_while_the_key_is_added() {
-    let Some(mut m) = mount_volume(&[], "") else {
+fn generic_621_no_duplicate_names_while_the_key_is_added_in(layout: Layout) {
+    let Some(mut m) = mount_in(layout, "") else {
         return;
     };
     let dir = m.path("dir");
@@ -113,7 +113,7 @@ fn generic_621_no_duplicate_names_while_the_key_is_added() {
     });
     let outcomes = outcomes.into_inner().unwrap();
     eprintln!(
-        "generic/621: {} add/remove races in {runtime:?}; outcomes (op, errno): {outcomes:?}",
+        "generic/621 ({layout:?}): {} add/remove races in {runtime:?}; outcomes (op, errno): {outcomes:?}",
         races.load(Ordering::Relaxed)
     );
 
@@ -165,4 +165,8 @@ fn generic_621_no_duplicate_names_while_the_key_is_added() {
             && outcomes.iter().any(|((_, e), _)| *e == libc::ENOKEY),
         "the race never saw both states: {outcomes:?}"
     );
+}
+
+in_both_layouts! {
+    generic_621_no_duplicate_names_while_the_key_is_added, generic_621_no_duplicate_names_while_the_key_is_added_extent => generic_621_no_duplicate_names_while_the_key_is_added_in;
 }

@@ -5,7 +5,9 @@
 //! 395: an empty directory takes a policy; the same policy again is fine, a different one EEXIST;
 //! a non-empty directory ENOTEMPTY; a non-directory ENOTDIR; another user's directory EACCES; a
 //! read-only mount and a read-only bind mount EROFS; get on an unencrypted inode ENODATA.
-//! 396: malformed policies are EINVAL (bad modes, flags, version, invalid mode pairs).
+//! 396: malformed policies are EINVAL (bad modes, flags, version, invalid mode pairs); it also runs
+//! in a per-extent volume (`_extent`), which in addition refuses v1 policies and the DIRECT_KEY /
+//! IV_INO_LBLK flags with EINVAL (as btrfs).
 
 mod encrypt_support;
 mod support;
@@ -119,9 +121,8 @@ fn raw_set(dir: &Path, p: &[u8]) -> i32 {
     errno_or_zero(&set_policy(dir, p))
 }
 
-#[test]
-fn generic_396_invalid_policies_are_einval() {
-    let Some(m) = mount_volume(&[], "") else {
+fn generic_396_invalid_policies_are_einval_in(layout: Layout) {
+    let Some(m) = mount_in(layout, "") else {
         return;
     };
     let dir = m.path("dir");
@@ -195,9 +196,17 @@ fn generic_396_invalid_policies_are_einval() {
     }
     // Nothing stuck: the directory is still unencrypted, and a valid policy goes on.
     assert_errno(get_policy(&dir), libc::ENODATA);
+    if layout.is_extent() {
+        // Valid elsewhere, refused in a per-extent volume (as btrfs): v1, DIRECT_KEY, IV_INO_LBLK.
+        assert_extent_refuses_v1_and_iv_flags(None, &dir, &id);
+    }
     cli_set_policy(None, &dir, TEST_KEY_IDENTIFIER, &[]).ok();
     assert_eq!(
         cli_get_policy(None, &dir).ok(),
         default_policy_text(&dir, TEST_KEY_IDENTIFIER)
     );
+}
+
+in_both_layouts! {
+    generic_396_invalid_policies_are_einval, generic_396_invalid_policies_are_einval_extent => generic_396_invalid_policies_are_einval_in;
 }

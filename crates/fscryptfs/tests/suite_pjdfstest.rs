@@ -3,7 +3,11 @@
 //! switches to unprivileged users). Configuration: `tests/data/pjdfstest.toml` (which features are
 //! enabled and why) plus a `[dummy_auth]` section chosen here from the users the machine has.
 //!
-//! The result of every case is compared with `tests/data/pjdfstest-expected-failures.txt` (name and
+//! It runs twice: in a per-file volume (the default) and in a per-extent one (`_extent`,
+//! `init --contents-layout=extent`), each with its own list of expected failures.
+//!
+//! The result of every case is compared with `tests/data/pjdfstest-expected-failures.txt`
+//! (`pjdfstest-extent-expected-failures.txt` for the per-extent volume) (name and
 //! reason per line): the test fails on a failure that is not listed, on a listed case that passes or
 //! no longer runs, and on a case skipped for a reason other than the known ones (no in-place
 //! read-only remount, no LINK_MAX), so the configuration and the list stay true.
@@ -87,9 +91,9 @@ fn dummy_auth() -> String {
     format!("\n[dummy_auth]\nentries = [{a}, {b}]\n")
 }
 
-/// name → reason, from the expected-failures file.
-fn expected_failures() -> BTreeMap<String, String> {
-    let path = format!("{DATA}/pjdfstest-expected-failures.txt");
+/// name → reason, from the expected-failures file `list` (in tests/data).
+fn expected_failures(list: &str) -> BTreeMap<String, String> {
+    let path = format!("{DATA}/{list}");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut out = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
@@ -163,6 +167,21 @@ fn parse(out: &str) -> (BTreeMap<String, Outcome>, BTreeMap<String, String>, Str
 
 #[test]
 fn pjdfstest_in_an_encrypted_directory() {
+    run_pjdfstest(&[], "pjdfstest-expected-failures.txt");
+}
+
+/// The same in a per-extent volume (`init --contents-layout=extent`), with that layout's own list.
+#[test]
+fn pjdfstest_in_an_encrypted_directory_extent() {
+    run_pjdfstest(
+        &["--contents-layout=extent"],
+        "pjdfstest-extent-expected-failures.txt",
+    );
+}
+
+/// Runs pjdfstest in `enc/` of a fresh volume made with `init_args`; `list` names the expected
+/// failures file in tests/data.
+fn run_pjdfstest(init_args: &[&str], list: &str) {
     let Some(pjdfstest) = find_tool("pjdfstest") else {
         return;
     };
@@ -170,7 +189,7 @@ fn pjdfstest_in_an_encrypted_directory() {
     // (see the umask entry in the expected-failures list).
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(0o022) };
-    let Some(mut m) = mount_volume(&[], "allow_other,default_permissions") else {
+    let Some(mut m) = mount_volume(init_args, "allow_other,default_permissions") else {
         return;
     };
     // The other users must be able to walk down to the mount (tempdirs are 0700).
@@ -189,7 +208,7 @@ fn pjdfstest_in_an_encrypted_directory() {
     let base = fs::read_to_string(format!("{DATA}/pjdfstest.toml")).expect("pjdfstest.toml");
     let conf = m.tmp.path().join("pjdfstest.toml");
     fs::write(&conf, base + &dummy_auth()).expect("write config");
-    let expected = expected_failures();
+    let expected = expected_failures(list);
     // The "[atime]" expected failures need a backing filesystem that updates atimes.
     let noatime = rustix::fs::statvfs(m.tmp.path())
         .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOATIME));
@@ -241,7 +260,7 @@ fn pjdfstest_in_an_encrypted_directory() {
 
     let (results, skips, summary) = parse(&out);
     eprintln!(
-        "pjdfstest: {status} in {secs:.1} s; {summary}; {} expected failures listed",
+        "pjdfstest ({init_args:?}): {status} in {secs:.1} s; {summary}; {} expected failures listed",
         expected.len()
     );
     let mut problems = Vec::new();
@@ -261,7 +280,7 @@ fn pjdfstest_in_an_encrypted_directory() {
                 eprintln!("pjdfstest: {name} passes on this noatime backing mount: {reason}")
             }
             (Outcome::Ok, Some(reason)) => problems.push(format!(
-                "PASSES NOW (remove it from pjdfstest-expected-failures.txt): {name} # {reason}"
+                "PASSES NOW (remove it from {list}): {name} # {reason}"
             )),
             (Outcome::Skipped, _) => {
                 let why = skips.get(name).map(String::as_str).unwrap_or("");
@@ -292,7 +311,7 @@ fn pjdfstest_in_an_encrypted_directory() {
         let _ = fs::write(art.join("pjdfstest.out"), &out);
         keep_daemon_log(&mut m, &art);
         panic!(
-            "pjdfstest in an encrypted directory: {} problem(s):\n  {}\n\n\
+            "pjdfstest in an encrypted directory ({init_args:?}): {} problem(s):\n  {}\n\n\
              ---- failure details from pjdfstest ----\n{}\n(full output and daemon log: {})",
             problems.len(),
             problems.join("\n  "),
