@@ -651,6 +651,27 @@ enum What {
         #[arg(long)]
         skip_holes: bool,
     },
+    /// A per-extent file's live mappings in logical order, one line each: `INDEX LOGICAL LENGTH
+    /// CIPHER KEY-IDENTIFIER NONCE FIRST-UNIT BACKING-OFFSET` (the extent context's mode as a
+    /// `crypt` CIPHER, its master key identifier and nonce in hex; FIRST-UNIT is the IV index of
+    /// the mapping's first unit: `crypt --data-unit-index`).
+    Extents {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The ciphertext of one mapping of a per-extent file (`extents` INDEX): its whole data units
+    /// from BACKING-OFFSET. Decrypt with `fscryptfs crypt --decrypt --kdf=HKDF-SHA512
+    /// --extent-nonce=NONCE --data-unit-index=FIRST-UNIT [--data-unit-size=DU] CIPHER KEY`.
+    ExtentData {
+        #[command(flatten)]
+        target: Target,
+        /// The mapping's INDEX in `extents`.
+        #[arg(long, value_name = "K")]
+        index: usize,
+        /// Binary output instead of hex.
+        #[arg(long)]
+        raw: bool,
+    },
     /// A symlink's stored target: the ciphertext of its fscrypt_symlink_data (the plaintext target
     /// when unencrypted).
     Symlink {
@@ -792,6 +813,49 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
             let e = target_entry(&vol, target)?;
             print_data(&vol, &e, *raw, *skip_holes, &mut out)?;
         }
+        What::Extents { target } => {
+            let e = target_entry(&vol, target)?;
+            let ef = open_extent_file(&vol, &e)?;
+            for (i, x) in ef.extents().iter().enumerate() {
+                writeln!(
+                    out,
+                    "{i} {} {} {} {} {} {} {}",
+                    x.logical,
+                    x.len,
+                    crypt_cipher_name(x.ctx.mode),
+                    hex::encode(x.ctx.master_key_identifier),
+                    hex::encode(x.ctx.nonce),
+                    x.first_unit,
+                    x.backing_offset
+                )
+                .map_err(wr)?;
+            }
+        }
+        What::ExtentData { target, index, raw } => {
+            let e = target_entry(&vol, target)?;
+            let ef = open_extent_file(&vol, &e)?;
+            let list = ef.extents();
+            let x = list.get(*index).ok_or_else(|| {
+                Failure::op(format!(
+                    "{}: no mapping {index} (it has {})",
+                    e.path.display(),
+                    list.len()
+                ))
+            })?;
+            let du = ef.data_unit_size() as u64;
+            let what = e.backing.display().to_string();
+            let f = File::open(&e.backing).map_err(|err| Failure::from(io_err(&what, err)))?;
+            let mut buf = vec![0u8; (x.len.div_ceil(du) * du) as usize];
+            let n = read_full_at(&f, &mut buf, x.backing_offset)
+                .map_err(|err| Failure::from(io_err(&what, err)))?;
+            if n != buf.len() {
+                return Err(Failure::op(format!(
+                    "{what}: backing offset {}: short read",
+                    x.backing_offset + n as u64
+                )));
+            }
+            write_bytes(&mut out, &buf, *raw).map_err(wr)?;
+        }
         What::Symlink {
             target,
             raw,
@@ -862,10 +926,24 @@ fn print_inode(vol: &Volume, entries: &[Entry], out: &mut impl Write) -> io::Res
             backing_len,
         } => {
             let du = vol.data_unit_size(ctx);
-            writeln!(out, "size {}", header.size)?;
-            writeln!(out, "data-unit-size {du}")?;
-            writeln!(out, "data-units {}", header.size.div_ceil(du))?;
-            writeln!(out, "backing-size {backing_len}")?;
+            if header.layout == crate::store::meta::LAYOUT_EXTENT {
+                // The logical size lives in the log, not in the header.
+                let ef = entries.first().and_then(|e| open_extent_file(vol, e).ok());
+                let size = ef.as_ref().map_or(header.size, |f| f.logical_size());
+                writeln!(out, "layout per-extent")?;
+                writeln!(out, "size {size}")?;
+                writeln!(out, "data-unit-size {du}")?;
+                writeln!(out, "data-units {}", size.div_ceil(du))?;
+                writeln!(out, "backing-size {backing_len}")?;
+                if let Some(f) = ef {
+                    writeln!(out, "extents {}", f.extents().len())?;
+                }
+            } else {
+                writeln!(out, "size {}", header.size)?;
+                writeln!(out, "data-unit-size {du}")?;
+                writeln!(out, "data-units {}", header.size.div_ceil(du))?;
+                writeln!(out, "backing-size {backing_len}")?;
+            }
         }
         Stored::Symlink(SymlinkTarget::Encrypted { data, .. }) => {
             if let Ok(ct) = fscrypt::symlink::ciphertext(data) {
@@ -957,6 +1035,33 @@ fn symlink_unit_size(s: &Stored) -> usize {
     4096
 }
 
+/// Opens a per-extent file's log read-only (its map recovered as the daemon would; nothing is
+/// written).
+fn open_extent_file(
+    vol: &Volume,
+    e: &Entry,
+) -> std::result::Result<crate::store::extent::ExtentFile, Failure> {
+    let Stored::File { header, .. } = &e.stored else {
+        return Err(Failure::op(format!(
+            "{}: not a regular file",
+            e.path.display()
+        )));
+    };
+    let ctx = match (&header.ctx, header.layout) {
+        (Some(c), crate::store::meta::LAYOUT_EXTENT) => c,
+        _ => {
+            return Err(Failure::op(format!(
+                "{}: not a per-extent file (use `data`)",
+                e.path.display()
+            )))
+        }
+    };
+    let what = e.backing.display().to_string();
+    let f = File::open(&e.backing).map_err(|err| Failure::from(io_err(&what, err)))?;
+    let du = vol.data_unit_size(Some(ctx)) as usize;
+    Ok(crate::store::extent::ExtentFile::open(f, ctx.policy(), du)?)
+}
+
 fn print_data(
     vol: &Volume,
     e: &Entry,
@@ -970,6 +1075,12 @@ fn print_data(
             e.path.display()
         )));
     };
+    if header.layout == crate::store::meta::LAYOUT_EXTENT {
+        return Err(Failure::op(format!(
+            "{}: a per-extent file: use `extents` and `extent-data`",
+            e.path.display()
+        )));
+    }
     let what = e.backing.display().to_string();
     let du = vol.data_unit_size(header.ctx.as_ref());
     let f = File::open(&e.backing).map_err(|err| Failure::from(io_err(&what, err)))?;

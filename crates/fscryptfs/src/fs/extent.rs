@@ -11,18 +11,24 @@
 //! decrypt what the log maps and overlay the buffer. Truncation writes the buffer out first, then
 //! appends a truncate record. Everything happens under the node's `state` lock (write for changes,
 //! read for reads); the keyring's locks nest inside it, as everywhere.
+//!
+//! After a writeout at write, fsync, FLUSH, RELEASE or clone, a log that `needs_compaction` is
+//! compacted into a sibling that replaces it by rename (`ext_compact`: the parent's `dir_lock`, then
+//! the node's `state`), and the node, its log and its handles switch to the new backing inode.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex};
 
 use fscrypt::context::Context;
-use fscrypt::extent::{ExtentContext, ExtentKey};
+use fscrypt::extent::{ExtentContext, ExtentKey, EXTENT_CONTEXT_SIZE};
 use fscrypt::keyring::{ActiveRef, SecretNeed};
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::{Mode, OFlags};
 
-use super::{errno, rlock, wlock, Fs, Kind, Node, State};
+use super::{errno, lock, rlock, wlock, Fs, Kind, Node, State};
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
 use crate::store::meta::{FileHeader, LAYOUT_EXTENT, LAYOUT_PER_FILE};
@@ -34,12 +40,65 @@ pub(super) const BUFFER_MAX: u64 = 4 << 20;
 /// Longest extent one writeout appends (longer runs are split).
 const EXTENT_MAX: u64 = 1 << 20;
 
+/// Extent keys kept per open inode.
+const KEY_CACHE_MAX: usize = 256;
+
 /// The open log of a per-extent file and its write buffer.
 pub(super) struct ExtState {
     pub(super) file: ExtentFile,
     du: u64,
     /// Buffered whole units of plaintext by unit index (bytes beyond the size are zero).
     buf: BTreeMap<u64, Vec<u8>>,
+    /// Keys of this file's extents, derived once each while the inode holds its `ActiveRef`
+    /// (emptied whenever the reference is dropped: `State::take_keys`).
+    keys: Mutex<KeyCache>,
+}
+
+/// A least-recently-used cache of extent keys by extent context (mode, key identifier, nonce: the
+/// inputs of the derivation, so a cloned extent shares its source's entry). Each key is a
+/// `PreparedKey` in locked memory, wiped when its last `Arc` drops.
+#[derive(Default)]
+pub(super) struct KeyCache {
+    map: HashMap<[u8; EXTENT_CONTEXT_SIZE], (Arc<ExtentKey>, u64)>,
+    tick: u64,
+}
+
+impl KeyCache {
+    /// The key of `ctx`: cached, or derived through `active` (required either way: an inode
+    /// without its reference reads nothing) and cached.
+    fn get(&mut self, active: Option<&ActiveRef>, ctx: &ExtentContext) -> Result<Arc<ExtentKey>> {
+        let active =
+            active.ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
+        self.tick += 1;
+        let id = ctx.to_bytes();
+        if let Some((k, t)) = self.map.get_mut(&id) {
+            *t = self.tick;
+            return Ok(Arc::clone(k));
+        }
+        let k = Arc::new(active.derive_extent_key(ctx)?);
+        self.insert(ctx, Arc::clone(&k));
+        Ok(k)
+    }
+
+    fn insert(&mut self, ctx: &ExtentContext, k: Arc<ExtentKey>) {
+        if self.map.len() >= KEY_CACHE_MAX {
+            if let Some(old) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(id, _)| *id)
+            {
+                self.map.remove(&old);
+            }
+        }
+        self.tick += 1;
+        self.map.insert(ctx.to_bytes(), (k, self.tick));
+    }
+
+    /// Drops every key (with the inode's `ActiveRef`).
+    fn clear(&mut self) {
+        self.map.clear();
+    }
 }
 
 impl ExtState {
@@ -49,7 +108,16 @@ impl ExtState {
             file,
             du,
             buf: BTreeMap::new(),
+            keys: Mutex::new(KeyCache::default()),
         }
+    }
+
+    /// Drops every cached extent key (the inode's reference is being dropped).
+    pub(super) fn drop_keys(&mut self) {
+        self.keys
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn buffered(&self) -> u64 {
@@ -64,12 +132,6 @@ pub(super) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
     } else {
         SecretNeed::SetupOnly
     }
-}
-
-fn derive(active: Option<&ActiveRef>, ctx: &ExtentContext) -> Result<ExtentKey> {
-    active
-        .ok_or_else(|| Error::no_key("the file's encryption key is not available"))?
-        .derive_extent_key(ctx)
 }
 
 fn not_loaded() -> Error {
@@ -148,7 +210,8 @@ impl Fs {
         let ext = st.ext.as_ref().ok_or_else(not_loaded)?;
         let mut out = vec![0u8; (end - off) as usize];
         let active = st.active.as_ref();
-        ext.file.read(off, &mut out, |c| derive(active, c))?;
+        ext.file
+            .read(off, &mut out, |c| lock(&ext.keys).get(active, c))?;
         let du = ext.du;
         for (&idx, unit) in ext.buf.range(off / du..=(end - 1) / du) {
             let us = idx * du;
@@ -170,6 +233,10 @@ impl Fs {
             .filter(|e| *e <= self.fsp.max_file_size)
             .ok_or_else(|| errno(Errno::FBIG, "write beyond the maximum file size"))?;
         let mut guard = wlock(&node.state);
+        if guard.active.is_none() {
+            // Never accept what could not be written out (an open handle keeps the reference).
+            return Err(Error::no_key("the file's encryption key is not available"));
+        }
         {
             let ext = guard.ext.as_ref().ok_or_else(not_loaded)?;
             if ext.buffered() > 0 && ext.buffered() + data.len() as u64 > BUFFER_MAX {
@@ -187,7 +254,9 @@ impl Fs {
             if !ext.buf.contains_key(&idx) {
                 let mut unit = vec![0u8; du as usize];
                 if (lo != us || hi != us + du) && us < ext.file.logical_size() {
-                    ext.file.read(us, &mut unit, |c| derive(active, c))?;
+                    let keys = &ext.keys;
+                    ext.file
+                        .read(us, &mut unit, |c| lock(keys).get(active, c))?;
                 }
                 ext.buf.insert(idx, unit);
             }
@@ -243,8 +312,16 @@ impl Fs {
                     }
                     plain.truncate((stop - start) as usize);
                     let ectx = ExtentContext::new_random(&policy)?;
-                    let key = derive(active.as_ref(), &ectx)?;
+                    let active = active.as_ref().ok_or_else(|| {
+                        Error::no_key("the file's encryption key is not available")
+                    })?;
+                    let key = Arc::new(active.derive_extent_key(&ectx)?);
                     ext.file.write_extent(start, &plain, &ectx, &key)?;
+                    // Read back soon, often: keep its key.
+                    ext.keys
+                        .get_mut()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(&ectx, key);
                 }
                 for i in first..=last {
                     ext.buf.remove(&i);
@@ -380,4 +457,200 @@ impl Fs {
         dg.size = dext.file.logical_size();
         Ok(Some(done))
     }
+}
+
+impl Fs {
+    /// After a writeout (write, fsync, FLUSH, RELEASE, clone): compacts the node's log when
+    /// `ExtentFile::needs_compaction` says so and the file has one name. Failures are logged and
+    /// leave the file as it was (compaction is never needed for correctness).
+    pub(super) fn ext_maybe_compact(&self, node: &Node) {
+        if node.kind != Kind::File || self.opts.read_only {
+            return;
+        }
+        let wanted = rlock(&node.state)
+            .ext
+            .as_ref()
+            .is_some_and(|e| e.file.needs_compaction());
+        if !wanted {
+            return;
+        }
+        match self.ext_compact(node) {
+            Ok(true) => tracing::debug!("{}: compacted", self.describe(node)),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{}: compaction failed: {e}", self.describe(node)),
+        }
+    }
+
+    /// Compaction (docs/DESIGN.md, "Per-extent files"): under the parent's `dir_lock`, then the
+    /// node's `state` write lock, `compact_into` a `.fscryptfs.tmp.*` sibling (same mode, owner,
+    /// times and xattrs), fsync it, rename it over the file, fsync the directory, and swap the
+    /// node's `O_PATH` descriptor, its log and every open handle's file to the new inode. Ok(false)
+    /// when it does not apply (several hard links, the name not where the node's parent says, no
+    /// log, no longer needed).
+    fn ext_compact(&self, node: &Node) -> Result<bool> {
+        use std::os::unix::ffi::OsStringExt;
+        let parent = lock(&node.meta).parent;
+        let Ok(dir) = self.node(parent) else {
+            return Ok(false);
+        };
+        if dir.kind != Kind::Dir {
+            return Ok(false);
+        }
+        let _dg = lock(&dir.dir_lock);
+        let mut st = wlock(&node.state);
+        let Some(ext) = st.ext.as_mut() else {
+            return Ok(false);
+        };
+        if !ext.file.needs_compaction() {
+            return Ok(false);
+        }
+        let what = self.describe(node);
+        let fd = node.fd();
+        let old = rustix::fs::fstat(&*fd).map_err(|e| sys_err(&what, e))?;
+        if old.st_nlink != 1 {
+            return Ok(false);
+        }
+        // The file's one name, checked against the parent: a stale parent means no compaction.
+        let path =
+            rustix::fs::readlink(node.proc_path(), Vec::new()).map_err(|e| sys_err(&what, e))?;
+        let path = std::path::PathBuf::from(std::ffi::OsString::from_vec(path.into_bytes()));
+        let Some(bname) = path.file_name().map(|n| n.to_os_string()) else {
+            return Ok(false);
+        };
+        let dfd = dir.fd();
+        match rustix::fs::statat(&*dfd, &bname, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(s) if s.st_dev == old.st_dev && s.st_ino == old.st_ino => {}
+            _ => return Ok(false),
+        }
+        let tmp = crate::store::names::tmp_name()?;
+        let nfd = rustix::fs::openat(
+            &*dfd,
+            &tmp,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| sys_err(&what, e))?;
+        let unlink_tmp = || {
+            let _ = rustix::fs::unlinkat(&*dfd, &tmp, rustix::fs::AtFlags::empty());
+        };
+        type Reopened = Vec<(std::sync::Arc<super::Handle>, File)>;
+        let prepared = (|| -> Result<(ExtentFile, OwnedFd, Reopened)> {
+            let new_file = File::from(nfd);
+            copy_inode_attrs(&node.proc_path(), &new_file, &old).map_err(|e| sys_err(&what, e))?;
+            let dst = new_file
+                .try_clone()
+                .map_err(|e| crate::store::io_err(&what, e))?;
+            let compacted = ext.file.compact_into(dst)?;
+            set_times(&new_file, &old).map_err(|e| sys_err(&what, e))?;
+            new_file
+                .sync_all()
+                .map_err(|e| crate::store::io_err(&what, e))?;
+            let npath = format!("/proc/self/fd/{}", new_file.as_raw_fd());
+            // Not O_NOFOLLOW: that would give a descriptor of the /proc link itself.
+            let pfd = rustix::fs::open(&npath, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| sys_err(&what, e))?;
+            // New files for the open handles, same access mode, before anything is renamed.
+            let mut files = Vec::new();
+            for h in self.handles_of(node) {
+                if let Some(f) = h.file() {
+                    let acc = rustix::fs::fcntl_getfl(&*f).map_err(|e| sys_err(&what, e))?
+                        & OFlags::RWMODE;
+                    let nf = rustix::fs::open(&npath, acc | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(|e| sys_err(&what, e))?;
+                    files.push((h, File::from(nf)));
+                }
+            }
+            Ok((compacted, pfd, files))
+        })();
+        let (mut compacted, pfd, files) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                unlink_tmp();
+                return Err(e);
+            }
+        };
+        if let Err(e) = rustix::fs::renameat(&*dfd, &tmp, &*dfd, &bname) {
+            unlink_tmp();
+            return Err(sys_err(&what, e));
+        }
+        // Renamed: from here on the new inode is the file, whatever else fails.
+        let new_st = rustix::fs::fstat(&pfd).ok();
+        compacted.refresh_path();
+        ext.file = compacted;
+        *wlock(&node.fd) = std::sync::Arc::new(pfd);
+        // A handle opened meanwhile keeps the old inode (never used for the log's data; its
+        // space comes back when it closes).
+        for (h, f) in files {
+            *wlock(&h.file) = Some(std::sync::Arc::new(f));
+        }
+        {
+            let mut known = lock(&self.known);
+            known.remove(&(old.st_dev, old.st_ino));
+            if let Some(s) = new_st {
+                known.insert((s.st_dev, s.st_ino), node.ino);
+            }
+        }
+        drop(st);
+        rustix::fs::openat(
+            &*dfd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|d| rustix::fs::fsync(&d))
+        .map_err(|e| sys_err(self.describe(&dir), e))?;
+        Ok(true)
+    }
+
+    /// The open handles of `node`.
+    fn handles_of(&self, node: &Node) -> Vec<std::sync::Arc<super::Handle>> {
+        let hs = rlock(&self.handles);
+        hs.values()
+            .filter(|h| std::ptr::eq(&*h.node, node))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Copies owner, mode and xattrs of the backing object at `src` (a `/proc/self/fd` path) onto `dst`.
+fn copy_inode_attrs(src: &str, dst: &File, old: &rustix::fs::Stat) -> rustix::io::Result<()> {
+    rustix::fs::fchown(
+        dst,
+        Some(rustix::fs::Uid::from_raw(old.st_uid)),
+        Some(rustix::fs::Gid::from_raw(old.st_gid)),
+    )?;
+    rustix::fs::fchmod(dst, Mode::from_raw_mode(old.st_mode & 0o7777))?;
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::listxattr(src, &mut names[..]) {
+        Ok(n) => n,
+        Err(e) if e == Errno::OPNOTSUPP => 0,
+        Err(e) => return Err(e),
+    };
+    let mut value = vec![0u8; 64 * 1024];
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = std::ffi::OsStr::from_bytes(name);
+        let len = rustix::fs::getxattr(src, name, &mut value[..])?;
+        match rustix::fs::fsetxattr(dst, name, &value[..len], rustix::fs::XattrFlags::empty()) {
+            Ok(()) => {}
+            // Only user xattrs are the file's own; others (security labels) are the backing's.
+            Err(_) if !name.as_bytes().starts_with(b"user.") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Gives `dst` the access and modification times of `old`.
+fn set_times(dst: &File, old: &rustix::fs::Stat) -> rustix::io::Result<()> {
+    let ts = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: old.st_atime as _,
+            tv_nsec: old.st_atime_nsec as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: old.st_mtime as _,
+            tv_nsec: old.st_mtime_nsec as _,
+        },
+    };
+    rustix::fs::futimens(dst, &ts)
 }

@@ -221,7 +221,7 @@ impl Fs {
         need(input, size)?;
         let bytes = &input[..size];
         let node = self.node(ino)?;
-        let st = rustix::fs::fstat(&node.fd).map_err(|e| sys_err(self.describe(&node), e))?;
+        let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(&node), e))?;
         if req.uid() != 0 && req.uid() != st.st_uid {
             return Err(errno(Errno::ACCESS, "only the owner may set a policy"));
         }
@@ -257,7 +257,7 @@ impl Fs {
 
     fn user_empty_dir(&self, node: &super::Node, what: &str) -> Result<bool> {
         let dfd = rustix::fs::openat(
-            &node.fd,
+            node.fd(),
             ".",
             rustix::fs::OFlags::RDONLY
                 | rustix::fs::OFlags::DIRECTORY
@@ -282,7 +282,7 @@ impl Fs {
         let tmp = format!("{DIR_META_NAME}.new");
         let w = format!("{what}/{tmp}");
         let fd = rustix::fs::openat(
-            &node.fd,
+            node.fd(),
             tmp.as_str(),
             rustix::fs::OFlags::CREATE
                 | rustix::fs::OFlags::TRUNC
@@ -295,10 +295,10 @@ impl Fs {
         f.write_all_at(&meta.to_bytes(), 0)
             .and_then(|_| f.sync_all())
             .map_err(|e| crate::store::io_err(&w, e))?;
-        rustix::fs::renameat(&node.fd, tmp.as_str(), &node.fd, DIR_META_NAME)
+        rustix::fs::renameat(node.fd(), tmp.as_str(), node.fd(), DIR_META_NAME)
             .map_err(|e| sys_err(&w, e))?;
         if let Ok(d) = rustix::fs::openat(
-            &node.fd,
+            node.fd(),
             ".",
             rustix::fs::OFlags::RDONLY
                 | rustix::fs::OFlags::DIRECTORY

@@ -125,6 +125,17 @@ struct State {
     corrupt: Option<String>,
 }
 
+impl State {
+    /// Locks the inode: takes its key and reference (the caller drops them) and drops every
+    /// extent key cached under that reference.
+    fn take_keys(&mut self) -> (Option<Arc<InodeKey>>, Option<ActiveRef>) {
+        if let Some(e) = self.ext.as_mut() {
+            e.drop_keys();
+        }
+        (self.key.take(), self.active.take())
+    }
+}
+
 /// Bookkeeping of one inode, under the node's `meta` lock.
 #[derive(Default)]
 struct Meta {
@@ -145,8 +156,10 @@ struct Meta {
 pub struct Node {
     ino: u64,
     kind: Kind,
-    /// `O_PATH | O_NOFOLLOW` descriptor of the backing object.
-    fd: OwnedFd,
+    /// `O_PATH | O_NOFOLLOW` descriptor of the backing object. Swapped only by compaction of a
+    /// per-extent file (`extent::compact`, under the parent's `dir_lock` and this node's `state`
+    /// write lock); a leaf lock, held only to clone the `Arc`.
+    fd: RwLock<Arc<OwnedFd>>,
     state: RwLock<State>,
     meta: Mutex<Meta>,
     /// Serializes entry changes in a directory.
@@ -154,8 +167,15 @@ pub struct Node {
 }
 
 impl Node {
+    /// The current backing descriptor.
+    fn fd(&self) -> Arc<OwnedFd> {
+        Arc::clone(&rlock(&self.fd))
+    }
+
+    /// A `/proc/self/fd` path of the backing object. The descriptor behind it lives as long as
+    /// the node's current one: callers use it at once.
     fn proc_path(&self) -> String {
-        format!("/proc/self/fd/{}", self.fd.as_raw_fd())
+        format!("/proc/self/fd/{}", rlock(&self.fd).as_raw_fd())
     }
 
     fn is_encrypted(&self) -> bool {
@@ -170,8 +190,9 @@ impl Node {
 /// An open file or directory.
 pub struct Handle {
     node: Arc<Node>,
-    /// Regular files: the backing file, opened read-write where possible.
-    file: Option<File>,
+    /// Regular files: the backing file, opened read-write where possible (swapped with the node's
+    /// descriptor by compaction of a per-extent file).
+    file: RwLock<Option<Arc<File>>>,
     /// Regular files: the key, fixed at open (None for unencrypted files).
     key: Option<Arc<InodeKey>>,
     /// The opening process.
@@ -180,6 +201,13 @@ pub struct Handle {
     flushed: AtomicBool,
     /// Directories: the listing taken at offset 0.
     entries: Mutex<Vec<DirEnt>>,
+}
+
+impl Handle {
+    /// The backing file of a regular-file handle.
+    fn file(&self) -> Option<Arc<File>> {
+        rlock(&self.file).clone()
+    }
 }
 
 /// One directory entry as listed.
@@ -270,7 +298,7 @@ impl Fs {
         let root = Node {
             ino: ROOT_INO,
             kind: Kind::Dir,
-            fd: root_fd,
+            fd: RwLock::new(Arc::new(root_fd)),
             state: RwLock::new(State {
                 ctx: meta.ctx,
                 ..State::default()
@@ -341,13 +369,15 @@ impl Fs {
     // ---- keys ----
 
     /// The inode's key, setting it up if the master key is present. Ok(None) for unencrypted
-    /// inodes; ENOKEY when it cannot be unlocked.
+    /// inodes and for unlocked per-extent files (they have an `ActiveRef` and extent keys, no
+    /// inode key); ENOKEY when it cannot be unlocked.
     fn ensure_key(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
         {
             let st = rlock(&node.state);
-            match (&st.ctx, &st.key) {
-                (None, _) => return Ok(None),
-                (Some(_), Some(k)) => return Ok(Some(Arc::clone(k))),
+            match (&st.ctx, &st.key, &st.active) {
+                (None, _, _) => return Ok(None),
+                (Some(_), Some(k), _) => return Ok(Some(Arc::clone(k))),
+                (Some(_), None, Some(_)) => return Ok(None),
                 _ => {}
             }
         }
@@ -355,26 +385,29 @@ impl Fs {
         if let Some(k) = &st.key {
             return Ok(Some(Arc::clone(k)));
         }
+        if st.active.is_some() {
+            return Ok(None);
+        }
         let Some(ctx) = st.ctx else {
             return Ok(None);
         };
         let need = extent::secret_need(node.kind, st.layout);
         let (active, key) = self.unlock_new(&ctx, node.ino, node.kind, need)?;
-        let key = Arc::new(key);
-        st.key = Some(Arc::clone(&key));
+        let key = key.map(Arc::new);
+        st.key = key.clone();
         st.active = Some(active);
-        Ok(Some(key))
+        Ok(key)
     }
 
     /// Unlocks a new reference for inode `ino`: `need` is `SecretNeed::Later` only for per-extent
-    /// regular files (they derive extent keys at writeout and read).
+    /// regular files (they derive extent keys at writeout and read, and get no inode key: None).
     fn unlock_new(
         &self,
         ctx: &Context,
         ino: u64,
         kind: Kind,
         need: SecretNeed,
-    ) -> Result<(ActiveRef, InodeKey)> {
+    ) -> Result<(ActiveRef, Option<InodeKey>)> {
         let spec = ctx.policy().key_spec();
         let params = InodeParams {
             kind: kind.inode_kind(),
@@ -382,7 +415,10 @@ impl Fs {
             fs_uuid: self.uuid,
         };
         self.keyring.unlock_with(&spec, ino, need, |m| {
-            InodeKey::setup(m, ctx, &params, &self.fsp)
+            if need == SecretNeed::Later {
+                return Ok(None);
+            }
+            InodeKey::setup(m, ctx, &params, &self.fsp).map(Some)
         })
     }
 
@@ -534,7 +570,7 @@ impl Fs {
         }
         let (bname, _) = self.backing_name(dir, name)?;
         let fd = rustix::fs::openat(
-            &dir.fd,
+            dir.fd(),
             &bname,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
@@ -549,7 +585,7 @@ impl Fs {
     fn read_specials(&self, dir: &Node) -> SpecialRecords {
         let what = self.describe_child(dir, OsStr::new(SPECIAL_NAME));
         let fd = match rustix::fs::openat(
-            &dir.fd,
+            dir.fd(),
             SPECIAL_NAME,
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
@@ -585,14 +621,14 @@ impl Fs {
         }
         let what = self.describe_child(dir, OsStr::new(SPECIAL_NAME));
         if r.is_empty() {
-            return match rustix::fs::unlinkat(&dir.fd, SPECIAL_NAME, AtFlags::empty()) {
+            return match rustix::fs::unlinkat(dir.fd(), SPECIAL_NAME, AtFlags::empty()) {
                 Ok(()) => Ok(()),
                 Err(e) if e == Errno::NOENT => Ok(()),
                 Err(e) => Err(sys_err(&what, e)),
             };
         }
         let fd = rustix::fs::openat(
-            &dir.fd,
+            dir.fd(),
             SPECIAL_NEW_NAME,
             OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
@@ -602,7 +638,7 @@ impl Fs {
         f.write_all_at(&r.to_bytes(), 0)
             .and_then(|_| f.sync_data())
             .map_err(|e| crate::store::io_err(&what, e))?;
-        rustix::fs::renameat(&dir.fd, SPECIAL_NEW_NAME, &dir.fd, SPECIAL_NAME)
+        rustix::fs::renameat(dir.fd(), SPECIAL_NEW_NAME, dir.fd(), SPECIAL_NAME)
             .map_err(|e| sys_err(&what, e))
     }
 
@@ -717,7 +753,7 @@ impl Fs {
             Arc::new(Node {
                 ino,
                 kind,
-                fd,
+                fd: RwLock::new(Arc::new(fd)),
                 state: RwLock::new(state),
                 meta: Mutex::new(Meta::default()),
                 dir_lock: Mutex::new(()),
@@ -786,7 +822,7 @@ impl Fs {
         let node = Arc::new(Node {
             ino,
             kind,
-            fd,
+            fd: RwLock::new(Arc::new(fd)),
             state: RwLock::new(state),
             meta: Mutex::new(Meta {
                 lookups: 1,
@@ -835,8 +871,7 @@ impl Fs {
         }
         {
             let mut st = wlock(&node.state);
-            let key = st.key.take();
-            let active = st.active.take();
+            let (key, active) = st.take_keys();
             drop(active);
             drop(key);
         }
@@ -867,7 +902,7 @@ impl Fs {
     // ---- attributes ----
 
     fn attr(&self, node: &Node) -> Result<fuser::FileAttr> {
-        let st = rustix::fs::fstat(&node.fd).map_err(|e| sys_err(self.describe(node), e))?;
+        let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(node), e))?;
         let (size, encrypted) = {
             let s = rlock(&node.state);
             let size = match node.kind {
@@ -956,7 +991,7 @@ impl Fs {
 
     fn owner_for(&self, dir: &Node, req: &fuser::Request) -> (u32, u32) {
         let mut gid = req.gid();
-        if let Ok(st) = rustix::fs::fstat(&dir.fd) {
+        if let Ok(st) = rustix::fs::fstat(dir.fd()) {
             if st.st_mode & 0o2000 != 0 {
                 gid = st.st_gid;
             }
@@ -1041,6 +1076,18 @@ impl Fs {
                 continue;
             }
             let mut st = wlock(&node.state);
+            if lock(&node.meta).opens > 0 {
+                // Opened since the busy set was taken (`do_open` counts an open before it
+                // takes the key): busy.
+                drop(st);
+                let pids = lock(&node.meta).pids.clone();
+                reported.push(BusyInode {
+                    ino,
+                    path: Some(self.path_of(&node)),
+                    pids,
+                });
+                continue;
+            }
             if let Err(e) = self.ext_writeout_locked(&node, &mut st, true) {
                 // Accepted data that cannot be written out keeps the inode busy (SEMANTICS.md §3).
                 tracing::error!("{e}");
@@ -1053,7 +1100,7 @@ impl Fs {
                 });
                 continue;
             }
-            dropped.push((st.key.take(), st.active.take()));
+            dropped.push(st.take_keys());
             drop(st);
             if node.kind == Kind::Dir {
                 locked_dirs.insert(ino);
@@ -1103,6 +1150,12 @@ impl Fs {
             if !st.active.as_ref().is_some_and(|a| a.removal_started()) {
                 return;
             }
+            // Re-checked under the state lock, as `lock_inodes` does: an open that raced with this
+            // close has counted itself before taking the key, so it keeps the inode unlocked (its
+            // handle must not be left without the key reference its writes need).
+            if lock(&node.meta).opens > 0 {
+                return;
+            }
             // Per-extent files: nothing accepted may be left behind by the key (RELEASE wrote the
             // buffer out; if that failed, try once more and stay unlocked on failure).
             if let Err(e) = self.ext_writeout_locked(node, &mut st, true) {
@@ -1114,8 +1167,7 @@ impl Fs {
             // it itself, or waits for the lock and finds it gone. Dropping it after the lock left a
             // window in which the reference was detached but still counted, and the racing
             // removal reported a file that was already closed as busy (generic/580's loop).
-            let key = st.key.take();
-            let active = st.active.take();
+            let (key, active) = st.take_keys();
             drop(active);
             drop(key);
         }
@@ -1147,11 +1199,11 @@ impl Fs {
 
 impl Node {
     /// The directory descriptor for `*at` calls (an `O_PATH` descriptor works for them).
-    fn fd_dir(&self) -> Result<&OwnedFd> {
+    fn fd_dir(&self) -> Result<Arc<OwnedFd>> {
         if self.kind != Kind::Dir {
             return Err(errno(Errno::NOTDIR, "not a directory"));
         }
-        Ok(&self.fd)
+        Ok(self.fd())
     }
 }
 

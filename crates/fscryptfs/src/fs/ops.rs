@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use fscrypt::context::Context;
@@ -24,8 +24,8 @@ use fuser::{
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::{
-    errno, fuse_err, lock, new_file_header, rlock, wlock, write_dir_meta, DirEnt, DirKey, Fs,
-    Handle, Kind, Node, State,
+    errno, fuse_err, lock, new_file_header, rlock, wlock, write_dir_meta, DirEnt, Fs, Handle, Kind,
+    Node, State,
 };
 use crate::store::meta::{DirMeta, SymlinkTarget};
 use crate::store::{names, sys_err};
@@ -58,7 +58,8 @@ struct NewInode {
     ctx: Option<Context>,
     /// Regular files: the header's layout byte.
     layout: u8,
-    key: Option<(fscrypt::keyring::ActiveRef, InodeKey)>,
+    /// The reference and, except for per-extent files (extent keys only), the inode's key.
+    key: Option<(fscrypt::keyring::ActiveRef, Option<InodeKey>)>,
 }
 
 impl Fs {
@@ -89,7 +90,7 @@ impl Fs {
 
     fn state_for_new(ni: NewInode) -> State {
         let (active, key) = match ni.key {
-            Some((a, k)) => (Some(a), Some(Arc::new(k))),
+            Some((a, k)) => (Some(a), k.map(Arc::new)),
             None => (None, None),
         };
         State {
@@ -104,7 +105,7 @@ impl Fs {
 
     fn open_path(&self, dir: &Node, bname: &OsStr) -> Result<OwnedFd> {
         rustix::fs::openat(
-            &dir.fd,
+            dir.fd(),
             bname,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
@@ -114,9 +115,9 @@ impl Fs {
 
     fn rename_noreplace(&self, dir: &Node, from: &OsStr, to: &OsStr) -> Result<()> {
         rustix::fs::renameat_with(
-            &dir.fd,
+            dir.fd(),
             from,
-            &dir.fd,
+            dir.fd(),
             to,
             rustix::fs::RenameFlags::NOREPLACE,
         )
@@ -140,7 +141,7 @@ impl Fs {
         let tmp = names::tmp_name()?;
         let what = self.describe_child(&dir, &bname);
         let fd = rustix::fs::openat(
-            &dir.fd,
+            dir.fd(),
             &tmp,
             OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode & 0o7777),
@@ -148,7 +149,7 @@ impl Fs {
         .map_err(|e| sys_err(&what, e))?;
         let file = File::from(fd);
         let cleanup = |e: Error| {
-            let _ = rustix::fs::unlinkat(&dir.fd, &tmp, AtFlags::empty());
+            let _ = rustix::fs::unlinkat(dir.fd(), &tmp, AtFlags::empty());
             e
         };
         let ext = match (ni.layout, &ni.ctx) {
@@ -166,7 +167,7 @@ impl Fs {
                 None
             }
         };
-        self.chown_new(&dir.fd, &tmp, self.owner_for(&dir, req))
+        self.chown_new(&dir.fd(), &tmp, self.owner_for(&dir, req))
             .map_err(cleanup)?;
         if let Some(ct) = &ct {
             self.write_side_file(&dir, &bname, ct).map_err(cleanup)?;
@@ -194,15 +195,25 @@ impl Fs {
         key: Option<Arc<InodeKey>>,
         pid: u32,
     ) -> u64 {
+        lock(&node.meta).opens += 1;
+        self.add_reserved_handle(node, file, key, pid)
+    }
+
+    /// Adds a handle whose open was already counted in `meta.opens` (`do_open` counts it before
+    /// taking the key, so the locker never takes the key of an inode being opened: a handle whose
+    /// inode had lost its reference would accept writes it cannot write out).
+    fn add_reserved_handle(
+        &self,
+        node: &Arc<Node>,
+        file: Option<File>,
+        key: Option<Arc<InodeKey>>,
+        pid: u32,
+    ) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut m = lock(&node.meta);
-            m.opens += 1;
-            m.pids.push(pid);
-        }
+        lock(&node.meta).pids.push(pid);
         let h = Handle {
             node: Arc::clone(node),
-            file,
+            file: RwLock::new(file.map(Arc::new)),
             key,
             pid,
             flushed: std::sync::atomic::AtomicBool::new(false),
@@ -221,15 +232,32 @@ impl Fs {
         }
         match node.kind {
             Kind::File => {
-                let key = self.ensure_key(&node)?;
-                let file = self.open_backing(&node, write)?;
-                if flags.0 & libc::O_TRUNC != 0 {
-                    if let Some(a) = rlock(&node.state).active.as_ref() {
-                        a.prepare_write()?;
+                // Busy from here on (the locker re-checks `opens` under the state lock).
+                lock(&node.meta).opens += 1;
+                let r = (|| {
+                    let key = self.ensure_key(&node)?;
+                    let file = self.open_backing(&node, write)?;
+                    if flags.0 & libc::O_TRUNC != 0 {
+                        if let Some(a) = rlock(&node.state).active.as_ref() {
+                            a.prepare_write()?;
+                        }
+                        self.set_size(&node, &file, key.as_deref(), 0)?;
                     }
-                    self.set_size(&node, &file, key.as_deref(), 0)?;
+                    Ok((file, key))
+                })();
+                match r {
+                    Ok((file, key)) => {
+                        Ok(self.add_reserved_handle(&node, Some(file), key, req.pid()))
+                    }
+                    Err(e) => {
+                        {
+                            let mut m = lock(&node.meta);
+                            m.opens = m.opens.saturating_sub(1);
+                        }
+                        self.maybe_lock_after_close(&node);
+                        Err(e)
+                    }
                 }
-                Ok(self.add_handle(&node, Some(file), key, req.pid()))
             }
             Kind::Dir => Ok(self.add_handle(&node, None, None, req.pid())),
             _ => Err(errno(
@@ -244,10 +272,11 @@ impl Fs {
             return Err(errno(Errno::BADF, "no such handle"));
         };
         let node = Arc::clone(&h.node);
-        let res = match &h.file {
-            Some(f) => self.flush_size(&node, Some(f), false),
+        let res = match h.file() {
+            Some(f) => self.flush_size(&node, Some(&f), false),
             None => Ok(()),
         };
+        self.ext_maybe_compact(&node);
         let gone = {
             let mut m = lock(&node.meta);
             m.opens = m.opens.saturating_sub(1);
@@ -296,15 +325,16 @@ impl Fs {
         let h = self.handle(fh)?;
         self.touch_handle(&h);
         let file = h
-            .file
-            .as_ref()
+            .file()
             .ok_or_else(|| errno(Errno::BADF, "not a file handle"))?;
         if !writeback {
             if let Some(a) = rlock(&h.node.state).active.as_ref() {
                 a.prepare_write()?;
             }
         }
-        self.write_data(&h.node, file, h.key.as_deref(), off, data)?;
+        self.write_data(&h.node, &file, h.key.as_deref(), off, data)?;
+        // A write may have written the buffer out (full): the log may want compacting.
+        self.ext_maybe_compact(&h.node);
         Ok(data.len() as u32)
     }
 
@@ -312,10 +342,9 @@ impl Fs {
         let h = self.handle(fh)?;
         self.touch_handle(&h);
         let file = h
-            .file
-            .as_ref()
+            .file()
             .ok_or_else(|| errno(Errno::BADF, "not a file handle"))?;
-        self.read_data(&h.node, file, h.key.as_deref(), off, size)
+        self.read_data(&h.node, &file, h.key.as_deref(), off, size)
     }
 
     #[allow(clippy::too_many_arguments)] // FUSE's setattr fields, one each
@@ -347,17 +376,14 @@ impl Fs {
             }
             let h = fh
                 .and_then(|f| self.handle(f).ok())
-                .filter(|h| h.file.is_some());
+                .filter(|h| h.file().is_some());
             match h {
                 Some(h) => {
                     if let Some(a) = rlock(&node.state).active.as_ref() {
                         a.prepare_write()?;
                     }
-                    let file = h
-                        .file
-                        .as_ref()
-                        .ok_or_else(|| errno(Errno::BADF, "no file"))?;
-                    self.set_size(&node, file, h.key.as_deref(), size)?;
+                    let file = h.file().ok_or_else(|| errno(Errno::BADF, "no file"))?;
+                    self.set_size(&node, &file, h.key.as_deref(), size)?;
                 }
                 None => {
                     let key = self.file_key_for_change(&node)?;
@@ -368,7 +394,7 @@ impl Fs {
         }
         if uid.is_some() || gid.is_some() {
             rustix::fs::chownat(
-                &node.fd,
+                node.fd(),
                 "",
                 uid.map(rustix::fs::Uid::from_raw),
                 gid.map(rustix::fs::Gid::from_raw),
@@ -421,7 +447,7 @@ impl Fs {
             let r = if node.kind == Kind::Symlink {
                 // The node's O_PATH fd is the symlink itself; AT_EMPTY_PATH sets its own times.
                 rustix::fs::utimensat(
-                    &node.fd,
+                    node.fd(),
                     "",
                     &ts,
                     AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
@@ -443,19 +469,19 @@ impl Fs {
         let tmp = names::tmp_name()?;
         let what = self.describe_child(&dir, &bname);
         let mut mode = mode & 0o7777;
-        if rustix::fs::fstat(&dir.fd).is_ok_and(|s| s.st_mode & 0o2000 != 0) {
+        if rustix::fs::fstat(dir.fd()).is_ok_and(|s| s.st_mode & 0o2000 != 0) {
             mode |= 0o2000;
         }
-        rustix::fs::mkdirat(&dir.fd, &tmp, Mode::from_raw_mode(mode))
+        rustix::fs::mkdirat(dir.fd(), &tmp, Mode::from_raw_mode(mode))
             .map_err(|e| sys_err(&what, e))?;
         let cleanup = |e: Error| {
-            let _ = rustix::fs::unlinkat(&dir.fd, tmp.clone(), AtFlags::empty()).or_else(|_| {
+            let _ = rustix::fs::unlinkat(dir.fd(), tmp.clone(), AtFlags::empty()).or_else(|_| {
                 let _ = rustix::fs::unlinkat(
-                    &dir.fd,
+                    dir.fd(),
                     Path::new(&tmp).join(crate::store::meta::DIR_META_NAME),
                     AtFlags::empty(),
                 );
-                rustix::fs::unlinkat(&dir.fd, &tmp, AtFlags::REMOVEDIR)
+                rustix::fs::unlinkat(dir.fd(), &tmp, AtFlags::REMOVEDIR)
             });
             e
         };
@@ -469,7 +495,7 @@ impl Fs {
             &what,
         )
         .map_err(cleanup)?;
-        self.chown_new(&dir.fd, &tmp, self.owner_for(&dir, req))
+        self.chown_new(&dir.fd(), &tmp, self.owner_for(&dir, req))
             .map_err(cleanup)?;
         if let Some(ct) = &ct {
             self.write_side_file(&dir, &bname, ct).map_err(cleanup)?;
@@ -496,7 +522,7 @@ impl Fs {
         }
         let ni = self.new_inode(&dir, Kind::Symlink)?;
         let link = match (&ni.ctx, &ni.key) {
-            (Some(c), Some((_, k))) => SymlinkTarget::Encrypted {
+            (Some(c), Some((_, Some(k)))) => SymlinkTarget::Encrypted {
                 ino: ni.ino,
                 ctx: *c,
                 data: k.encrypt_symlink(tbytes)?,
@@ -511,8 +537,8 @@ impl Fs {
         if let Some(ct) = &ct {
             self.write_side_file(&dir, &bname, ct)?;
         }
-        rustix::fs::symlinkat(enc.as_slice(), &dir.fd, &bname).map_err(|e| sys_err(&what, e))?;
-        self.chown_new(&dir.fd, &bname, self.owner_for(&dir, req))?;
+        rustix::fs::symlinkat(enc.as_slice(), dir.fd(), &bname).map_err(|e| sys_err(&what, e))?;
+        self.chown_new(&dir.fd(), &bname, self.owner_for(&dir, req))?;
         let pfd = self.open_path(&dir, &bname)?;
         let ino = ni.ino;
         let mut st = Self::state_for_new(ni);
@@ -559,7 +585,7 @@ impl Fs {
             true
         })?;
         if let Err(e) = rustix::fs::mknodat(
-            &dir.fd,
+            dir.fd(),
             &bname,
             kind,
             Mode::from_raw_mode(mode & 0o7777),
@@ -568,7 +594,7 @@ impl Fs {
             let _ = self.update_specials(&dir, |r| r.remove(&bname));
             return Err(sys_err(&what, e));
         }
-        self.chown_new(&dir.fd, &bname, self.owner_for(&dir, req))?;
+        self.chown_new(&dir.fd(), &bname, self.owner_for(&dir, req))?;
         let fd = self.open_path(&dir, &bname)?;
         self.node_from_fd(fd, dir.ino, name, &bname, &what)
     }
@@ -608,12 +634,12 @@ impl Fs {
                 true
             })?;
         }
-        rustix::fs::linkat(&node.fd, "", &dir.fd, &bname, AtFlags::EMPTY_PATH)
+        rustix::fs::linkat(node.fd(), "", dir.fd(), &bname, AtFlags::EMPTY_PATH)
             .or_else(|_| {
                 rustix::fs::linkat(
                     rustix::fs::CWD,
                     node.proc_path(),
-                    &dir.fd,
+                    dir.fd(),
                     &bname,
                     AtFlags::SYMLINK_FOLLOW,
                 )
@@ -635,12 +661,12 @@ impl Fs {
         let (bname, _) = self.backing_name(&dir, name)?;
         let what = self.describe_child(&dir, &bname);
         if !is_dir {
-            let st = rustix::fs::statat(&dir.fd, &bname, AtFlags::SYMLINK_NOFOLLOW)
+            let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| sys_err(&what, e))?;
             if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
                 return Err(errno(Errno::ISDIR, "is a directory"));
             }
-            rustix::fs::unlinkat(&dir.fd, &bname, AtFlags::empty())
+            rustix::fs::unlinkat(dir.fd(), &bname, AtFlags::empty())
                 .map_err(|e| sys_err(&what, e))?;
             self.forget_backing(&st);
             if !matches!(
@@ -650,12 +676,12 @@ impl Fs {
                 self.update_specials(&dir, |r| r.remove(&bname))?;
             }
         } else {
-            let st = rustix::fs::statat(&dir.fd, &bname, AtFlags::SYMLINK_NOFOLLOW)
+            let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| sys_err(&what, e))?;
             self.remove_dir_entry(&dir, &bname)?;
             self.forget_backing(&st);
         }
-        self.remove_side_file(&dir.fd, &bname);
+        self.remove_side_file(&dir.fd(), &bname);
         Ok(())
     }
 
@@ -685,7 +711,7 @@ impl Fs {
     fn remove_dir_entry(&self, dir: &Node, bname: &OsStr) -> Result<()> {
         let what = self.describe_child(dir, bname);
         let cfd = rustix::fs::openat(
-            &dir.fd,
+            dir.fd(),
             bname,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
@@ -696,14 +722,14 @@ impl Fs {
         }
         let tmp = names::tmp_name()?;
         rustix::fs::renameat_with(
-            &dir.fd,
+            dir.fd(),
             bname,
-            &dir.fd,
+            dir.fd(),
             &tmp,
             rustix::fs::RenameFlags::NOREPLACE,
         )
         .map_err(|e| sys_err(&what, e))?;
-        self.purge_dir(&dir.fd, &tmp, &what)
+        self.purge_dir(&dir.fd(), &tmp, &what)
     }
 
     /// Deletes a directory whose remaining entries are all ours.
@@ -772,7 +798,7 @@ impl Fs {
         let src = self.node_from_fd(ofd, odir.ino, name, &obname, &owhat)?;
         let res = (|| {
             let dst = match rustix::fs::openat(
-                &ndir.fd,
+                ndir.fd(),
                 &nbname,
                 OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
@@ -809,9 +835,9 @@ impl Fs {
                     }
                     // Names stay where they are: side files stay valid.
                     rustix::fs::renameat_with(
-                        &odir.fd,
+                        odir.fd(),
                         &obname,
-                        &ndir.fd,
+                        ndir.fd(),
                         &nbname,
                         rustix::fs::RenameFlags::EXCHANGE,
                     )
@@ -854,7 +880,7 @@ impl Fs {
                 if let Some(ct) = &nct {
                     self.write_side_file(&ndir, &nbname, ct)?;
                 }
-                let replaced = dst.as_ref().and_then(|d| rustix::fs::fstat(&d.fd).ok());
+                let replaced = dst.as_ref().and_then(|d| rustix::fs::fstat(d.fd()).ok());
                 let src_special = matches!(src.kind, Kind::Special(_));
                 if src_special {
                     let ino = src.ino;
@@ -868,7 +894,7 @@ impl Fs {
                 } else {
                     rustix::fs::RenameFlags::empty()
                 };
-                rustix::fs::renameat_with(&odir.fd, &obname, &ndir.fd, &nbname, fl)
+                rustix::fs::renameat_with(odir.fd(), &obname, ndir.fd(), &nbname, fl)
                     .map_err(|e| sys_err(&owhat, e))?;
                 if let Some(st) = &replaced {
                     self.forget_backing(st);
@@ -882,7 +908,7 @@ impl Fs {
                     self.update_specials(&ndir, |r| r.remove(&nbname))?;
                 }
                 if odir.ino != ndir.ino || obname != nbname {
-                    self.remove_side_file(&odir.fd, &obname);
+                    self.remove_side_file(&odir.fd(), &obname);
                 }
                 let mut m = lock(&src.meta);
                 m.parent = ndir.ino;
@@ -902,7 +928,7 @@ impl Fs {
         let what = self.describe(node);
         let dk = self.dir_key(node)?;
         let dfd = rustix::fs::openat(
-            &node.fd,
+            node.fd(),
             ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
@@ -936,7 +962,7 @@ impl Fs {
                 continue;
             }
             let bname = OsStr::from_bytes(b);
-            let Some(shown) = self.display_name(&node.fd, &dk, bname) else {
+            let Some(shown) = self.display_name(&node.fd(), &dk, bname) else {
                 continue;
             };
             let kind = match ent.file_type() {
@@ -1214,8 +1240,9 @@ impl Filesystem for Fs {
         if !h.flushed.swap(true, Ordering::Relaxed) {
             lock(&h.node.meta).flushed += 1;
         }
-        if let Some(f) = &h.file {
-            tryr!(reply, self.flush_size(&h.node, Some(f), false));
+        if let Some(f) = h.file() {
+            tryr!(reply, self.flush_size(&h.node, Some(&f), false));
+            self.ext_maybe_compact(&h.node);
         }
         reply.ok();
     }
@@ -1243,8 +1270,9 @@ impl Filesystem for Fs {
         reply: ReplyEmpty,
     ) {
         let h = tryr!(reply, self.handle(fh.0));
-        if let Some(f) = &h.file {
-            tryr!(reply, self.flush_size(&h.node, Some(f), true));
+        if let Some(f) = h.file() {
+            tryr!(reply, self.flush_size(&h.node, Some(&f), true));
+            self.ext_maybe_compact(&h.node);
         }
         reply.ok();
     }
@@ -1291,7 +1319,7 @@ impl Filesystem for Fs {
     ) {
         let node = tryr!(reply, self.node(ino.0));
         let r = rustix::fs::openat(
-            &node.fd,
+            node.fd(),
             ".",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
@@ -1306,7 +1334,7 @@ impl Filesystem for Fs {
         let root = tryr!(reply, self.node(crate::store::config::ROOT_INO));
         let s = tryr!(
             reply,
-            rustix::fs::fstatvfs(&root.fd).map_err(|e| sys_err(self.backing.display(), e))
+            rustix::fs::fstatvfs(root.fd()).map_err(|e| sys_err(self.backing.display(), e))
         );
         reply.statfs(
             s.f_blocks,
@@ -1454,14 +1482,11 @@ impl Filesystem for Fs {
         let r = (|| {
             self.check_writable()?;
             let h = self.handle(fh.0)?;
-            let file = h
-                .file
-                .as_ref()
-                .ok_or_else(|| errno(Errno::BADF, "not a file"))?;
+            let file = h.file().ok_or_else(|| errno(Errno::BADF, "not a file"))?;
             if let Some(a) = rlock(&h.node.state).active.as_ref() {
                 a.prepare_write()?;
             }
-            self.allocate(&h.node, file, h.key.as_deref(), offset, length, mode)
+            self.allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)
         })();
         tryr!(reply, r);
         reply.ok();
@@ -1490,6 +1515,7 @@ impl Filesystem for Fs {
                 let ho = self.handle(fh_out.0)?;
                 if let Some(n) = self.ext_clone(&hi.node, offset_in, &ho.node, offset_out, len)? {
                     done = n;
+                    self.ext_maybe_compact(&ho.node);
                 }
             }
             while done < len {
@@ -1518,6 +1544,3 @@ impl Fs {
         reply.entry_with_ttls(&self.attr_ttl(node), &ttl, &attr, Generation(0));
     }
 }
-
-#[allow(dead_code)]
-fn _unused(_: DirKey) {}

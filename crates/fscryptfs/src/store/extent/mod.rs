@@ -618,12 +618,20 @@ impl ExtentFile {
         &self.what
     }
 
+    /// Reads the backing path again (after the caller renamed the file, e.g. a compacted copy
+    /// over the original).
+    pub fn refresh_path(&mut self) {
+        self.what = backing_name(&self.file);
+    }
+
     /// Reads up to `buf.len()` bytes at `offset`; holes read as zeros, nothing beyond the size.
-    /// `key_for` gives the key of each extent met (called once per extent per call). EIO when a
-    /// unit does not decrypt or the backing file is short.
-    pub fn read<F>(&self, offset: u64, buf: &mut [u8], key_for: F) -> Result<usize>
+    /// `key_for` gives the key of each extent met (called once per extent per call; owned or
+    /// shared, e.g. `Arc<ExtentKey>` from the caller's cache). EIO when a unit does not decrypt or
+    /// the backing file is short.
+    pub fn read<F, K>(&self, offset: u64, buf: &mut [u8], key_for: F) -> Result<usize>
     where
-        F: Fn(&ExtentContext) -> Result<ExtentKey>,
+        F: Fn(&ExtentContext) -> Result<K>,
+        K: std::borrow::Borrow<ExtentKey>,
     {
         let size = self.map.size();
         if offset >= size || buf.is_empty() {
@@ -633,7 +641,7 @@ impl ExtentFile {
         let buf = &mut buf[..n as usize];
         buf.fill(0);
         let du = self.du;
-        let mut keys: Vec<([u8; 16], ExtentKey)> = Vec::new();
+        let mut keys: Vec<([u8; 16], K)> = Vec::new();
         let mut ct = Vec::new();
         for (s, p) in self.map.overlapping(offset, offset + n) {
             let run = self.runs[p.run];
@@ -667,6 +675,7 @@ impl ExtentFile {
                 }
                 keys[ki]
                     .1
+                    .borrow()
                     .decrypt_units(run.first_unit + unit_in_run, du as usize, &mut ct)
                     .map_err(|e| {
                         Error::new(
