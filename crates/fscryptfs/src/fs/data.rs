@@ -239,9 +239,6 @@ impl Fs {
         len: u64,
         mode: i32,
     ) -> Result<()> {
-        if self.is_extent(node) {
-            return self.ext_allocate(node, off, len, mode);
-        }
         const KEEP_SIZE: i32 = 0x01;
         if mode & !KEEP_SIZE != 0 {
             return Err(errno(
@@ -253,6 +250,9 @@ impl Fs {
             .checked_add(len)
             .filter(|e| *e <= self.fsp.max_file_size)
             .ok_or_else(|| errno(Errno::FBIG, "fallocate beyond the maximum file size"))?;
+        if self.is_extent(node) {
+            return self.ext_allocate(node, end, mode & KEEP_SIZE != 0);
+        }
         let du = unit_size(key);
         {
             let mut st = wlock(&node.state);

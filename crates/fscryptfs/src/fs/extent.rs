@@ -354,21 +354,10 @@ impl Fs {
         Ok(())
     }
 
-    /// fallocate: mode 0 grows the size (a hole: a log has nothing to preallocate); KEEP_SIZE does
-    /// nothing.
-    pub(super) fn ext_allocate(&self, node: &Node, off: u64, len: u64, mode: i32) -> Result<()> {
-        const KEEP_SIZE: i32 = 0x01;
-        if mode & !KEEP_SIZE != 0 {
-            return Err(errno(
-                Errno::OPNOTSUPP,
-                "only fallocate modes 0 and KEEP_SIZE are supported",
-            ));
-        }
-        let end = off
-            .checked_add(len)
-            .filter(|e| *e <= self.fsp.max_file_size)
-            .ok_or_else(|| errno(Errno::FBIG, "fallocate beyond the maximum file size"))?;
-        if mode & KEEP_SIZE == 0 && end > rlock(&node.state).size {
+    /// fallocate (mode and range already checked by `allocate`): mode 0 grows the size to `end`
+    /// (a hole: a log has nothing to preallocate); KEEP_SIZE does nothing.
+    pub(super) fn ext_allocate(&self, node: &Node, end: u64, keep_size: bool) -> Result<()> {
+        if !keep_size && end > rlock(&node.state).size {
             self.ext_set_size(node, end)?;
         }
         Ok(())
