@@ -6,13 +6,14 @@
 //! child of an encrypted directory (but FIFOs, sockets and devices) is encrypted with the directory's
 //! policy; names in encrypted directories are canonical no-key names with a zero dirhash whose
 //! ciphertext length is a valid padded length, long names have their side file with matching
-//! contents, and no side file is orphaned; escaped names in unencrypted directories are canonical;
+//! contents (an orphaned side file is a note); escaped names in unencrypted directories are canonical;
 //! no unknown `.fscryptfs*` names; stable inode numbers are unique except for hard links, in range
 //! and below the config's `next-ino`; nonces are unique except for hard links; symlink encodings
 //! are valid; a file's backing length covers its recorded size.
 //!
 //! Findings are *problems* (exit 1) or *notes* (exit 0): notes are what a crash legitimately leaves
-//! behind and the daemon cleans up or ignores (temporary names, data beyond the recorded size).
+//! behind and the daemon cleans up or ignores (temporary names, orphan side files, data beyond the
+//! recorded size).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -522,7 +523,12 @@ impl Checker {
                 "not a valid no-key name or side file in an encrypted directory",
             );
         } else if !set.contains(stem) {
-            self.problem(path, "orphan side file (no entry of that name)");
+            // The side file is written before its entry and deleted after it (FORMAT.md): a
+            // crash in between leaves it behind, unused, and the next entry of the name rewrites it.
+            self.note(
+                path,
+                "orphan side file (no entry of that name; left by a crash, ignored)",
+            );
         }
     }
 }

@@ -482,8 +482,6 @@ fn extent_layout_survives_sigkill() {
 }
 
 #[test]
-#[ignore = "bug: per-file layout, after SIGKILL an fsynced untouched file reads different data \
-            past an old EOF, and fsck exits 1 (e.g. FSCRYPTFS_CRASH_SEED=1795679905736579405)"]
 fn per_file_layout_keeps_fsynced_files_across_sigkill() {
     let Some(out) = harness(&[], 15, false) else {
         return;

@@ -10,7 +10,9 @@
 //! an `fdatasync` of the data, so the size on disk never gets ahead of the data on disk. A truncation
 //! down writes the smaller size first and then cuts the data; an extension first drops any stale tail
 //! beyond the old size, then grows, then records the size. Units beyond the recorded size are never
-//! trusted: they read as zeros and are overwritten whole.
+//! trusted: they read as zeros and are overwritten whole. Nor are the bytes beyond the size in its
+//! final partial unit: before the first change in a mount they are zeroed (re-encrypted) if a crash
+//! left data there, so an extension never exposes them.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -149,7 +151,10 @@ impl Fs {
     }
 
     /// Once per mount and file, before the first change: cuts backing data beyond the last unit of
-    /// the recorded size (left by a crash between a data write and its size update).
+    /// the recorded size and zeroes the bytes beyond the size inside that last unit, re-encrypting
+    /// it (both left by a crash between a data write and its size update: an extending write may
+    /// have filled the old partial unit). Without the second step a later extension that does not
+    /// rewrite that unit would expose the stale bytes between the old and the new size.
     fn trim_stale_tail(
         &self,
         node: &Node,
@@ -174,7 +179,51 @@ impl Fs {
             file.set_len(want)
                 .map_err(|e| io_err(self.describe(node), e))?;
         }
+        self.zero_partial_tail(node, file, key, st.size)?;
         st.trimmed = true;
+        Ok(())
+    }
+
+    /// Makes the bytes of the final partial unit beyond `size` zeros on disk (when they are not).
+    fn zero_partial_tail(
+        &self,
+        node: &Node,
+        file: &File,
+        key: Option<&InodeKey>,
+        size: u64,
+    ) -> Result<()> {
+        let du = unit_size(key);
+        let keep = (size % du) as usize;
+        if keep == 0 {
+            return Ok(());
+        }
+        let what = || self.describe(node);
+        let idx = size / du;
+        let mut unit = vec![0u8; du as usize];
+        read_full_at(file, &mut unit, FILE_HEADER_SIZE + idx * du)
+            .map_err(|e| io_err(what(), e))?;
+        // An all-zero encrypted unit is a hole: zeros throughout.
+        if let Some(k) = key {
+            if unit.iter().any(|&b| b != 0) {
+                decrypt_unit(k, idx, &mut unit)?;
+            }
+        }
+        if unit[keep..].iter().all(|&b| b == 0) {
+            return Ok(());
+        }
+        unit[keep..].fill(0);
+        match key {
+            None => file.write_all_at(&unit[keep..], FILE_HEADER_SIZE + size),
+            Some(k) => {
+                k.encrypt_data_unit(idx, &mut unit)?;
+                file.write_all_at(&unit, FILE_HEADER_SIZE + idx * du)
+            }
+        }
+        .map_err(|e| io_err(what(), e))?;
+        tracing::warn!(
+            "{}: zeroed stale bytes beyond the recorded size in its last data unit",
+            self.describe(node)
+        );
         Ok(())
     }
 
