@@ -16,11 +16,10 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use fscryptfs::store::meta::{FileHeader, LAYOUT_EXTENT};
-use support::{add_key, can_mount, is_mounted, policy_v2, set_policy, KEY};
+use support::{add_key, can_mount, policy_v2, set_policy, KEY};
 
 const MIB: usize = 1 << 20;
 /// The size of the file copied.
@@ -96,98 +95,6 @@ impl Drop for Btrfs {
             let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
         }
         self.mounted = false;
-    }
-}
-
-/// An fscryptfs daemon (`mount -f`) of `backing` on `mnt`; unmounted and reaped on drop, its log
-/// printed when the test failed.
-struct Daemon {
-    backing: PathBuf,
-    mnt: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn start(&mut self) {
-        let log = File::create(&self.log).expect("log file");
-        let mut child = Command::new(support::bin())
-            .arg("mount")
-            .arg("-f")
-            .arg(&self.backing)
-            .arg(&self.mnt)
-            .env("FSCRYPTFS_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn daemon");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !is_mounted(&self.mnt) {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("daemon exited ({st}) before mounting:\n{}", self.log_text());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("mount did not appear within 15 s:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let ok = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mnt)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("fusermount3")
-                .arg("-uz")
-                .arg(&self.mnt)
-                .stderr(Stdio::null())
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-            }
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.mnt.join(rel)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- daemon log ----\n{}\n---- end of daemon log ----",
-                self.log_text()
-            );
-        }
     }
 }
 
@@ -369,13 +276,7 @@ fn copy_file_range_shares_btrfs_blocks_under_one_key_and_copies_across_keys() {
         "init failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut m = Daemon {
-        backing: backing.clone(),
-        mnt,
-        log: tmp.path().join("daemon.log"),
-        child: None,
-    };
-    m.start();
+    let mut m = support::mount_backing(&backing, &mnt, "");
 
     let id = add_key(&m.mnt, &KEY).expect("add key");
     let mut key2 = KEY;
@@ -441,7 +342,7 @@ fn copy_file_range_shares_btrfs_blocks_under_one_key_and_copies_across_keys() {
     );
 
     // Contents after a remount (the daemon's keyring starts empty).
-    m.start();
+    m.remount("");
     add_key(&m.mnt, &KEY).unwrap();
     add_key(&m.mnt, &key2).unwrap();
     check_file(&m.path("enc/src"), &data);

@@ -91,6 +91,21 @@ pub fn mount_volume(init_args: &[&str], opts: &str) -> Option<Mounted> {
 }
 
 /// Whether `mnt` is a mountpoint now (/proc/self/mountinfo).
+/// Mounts an existing backing directory (made with `init`, e.g. on a loop filesystem the test
+/// made) on `mnt`; the guard's temporary directory holds only the daemon log.
+pub fn mount_backing(backing: &Path, mnt: &Path, opts: &str) -> Mounted {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut m = Mounted {
+        log: tmp.path().join("daemon.log"),
+        tmp,
+        backing: backing.to_path_buf(),
+        mnt: mnt.to_path_buf(),
+        child: None,
+    };
+    m.start(opts);
+    m
+}
+
 pub fn is_mounted(mnt: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
