@@ -62,26 +62,8 @@ copy_file_range = 3
 
 const INSTALL: &str = "cargo install --locked fsx pjdfstest";
 
-/// Finds `name` on PATH or in Cargo's bin directory. None (after a loud SKIPPED) when it is missing,
-/// a panic when `FSCRYPTFS_REQUIRE_PRIVILEGED=1`.
 fn find_tool(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(h) = std::env::var_os("CARGO_HOME") {
-        dirs.push(PathBuf::from(h).join("bin"));
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(h).join(".cargo/bin"));
-    }
-    if let Some(p) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
-        return Some(p);
-    }
-    if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("`{name}` is not installed (FSCRYPTFS_REQUIRE_PRIVILEGED=1): {INSTALL}");
-    }
-    eprintln!("\n******** SKIPPED (`{name}` is not installed: {INSTALL}) ********\n");
-    None
+    support::find_tool(name, INSTALL)
 }
 
 fn env_u64(name: &str) -> Option<u64> {

@@ -35,26 +35,8 @@ const ALLOWED_SKIPS: &[&str] = &[
     "Cannot get value for LINK_MAX",
 ];
 
-/// Finds `name` on PATH or in Cargo's bin directory. None (after a loud SKIPPED) when it is missing,
-/// a panic when `FSCRYPTFS_REQUIRE_PRIVILEGED=1`.
 fn find_tool(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(h) = std::env::var_os("CARGO_HOME") {
-        dirs.push(PathBuf::from(h).join("bin"));
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(h).join(".cargo/bin"));
-    }
-    if let Some(p) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
-        return Some(p);
-    }
-    if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("`{name}` is not installed (FSCRYPTFS_REQUIRE_PRIVILEGED=1): {INSTALL}");
-    }
-    eprintln!("\n******** SKIPPED (`{name}` is not installed: {INSTALL}) ********\n");
-    None
+    support::find_tool(name, INSTALL)
 }
 
 /// The primary gid of `user` and the gid of `group`, if both exist.

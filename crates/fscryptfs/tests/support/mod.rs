@@ -106,6 +106,25 @@ pub fn mount_backing(backing: &Path, mnt: &Path, opts: &str) -> Mounted {
     m
 }
 
+/// Finds the test tool `name` on PATH or in Cargo's bin directory. None (after a loud SKIPPED)
+/// when it is missing, a panic when `FSCRYPTFS_REQUIRE_PRIVILEGED=1`; `install` says how to get it.
+pub fn find_tool(name: &str, install: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(h) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(h).join("bin"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(h).join(".cargo/bin"));
+    }
+    if let Some(p) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+        return Some(p);
+    }
+    require_or_skip(&format!("`{name}` is not installed: {install}"));
+    None
+}
+
 pub fn is_mounted(mnt: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
