@@ -780,10 +780,6 @@ in_both_layouts! {
     single_threaded_soft_survives_remount, single_threaded_soft_survives_remount_extent => single_threaded_soft_survives_remount_in;
     single_threaded_deny_writes, single_threaded_deny_writes_extent => single_threaded_deny_writes_in;
     multi_threaded_race_soft,
-    #[ignore = "bug (intermittent, under load): soft removal, per-extent volume: a write through \
-                an fd opened while the key was present can fail with ENOKEY when the key is \
-                removed meanwhile; no acknowledged byte is lost, but soft mode must never refuse a \
-                write. Passes alone; failed once in two full-suite runs after the open/close race fixes"]
     multi_threaded_race_soft_extent => multi_threaded_race_soft_in;
     multi_threaded_race_deny_writes, multi_threaded_race_deny_writes_extent => multi_threaded_race_deny_writes_in;
     single_threaded_soft_mmap_pwrite_and_truncate, single_threaded_soft_mmap_pwrite_and_truncate_extent => single_threaded_soft_mmap_pwrite_and_truncate_in;

@@ -31,7 +31,7 @@ use rustix::fs::{Mode, OFlags};
 use super::{errno, lock, rlock, wlock, Fs, Kind, Node, State};
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
-use crate::store::meta::{FileHeader, LAYOUT_EXTENT, LAYOUT_PER_FILE};
+use crate::store::meta::{LAYOUT_EXTENT, LAYOUT_PER_FILE};
 use crate::store::sys_err;
 
 /// Most plaintext buffered per inode before a writeout is forced.
@@ -165,25 +165,20 @@ impl Fs {
         node.kind == Kind::File && rlock(&node.state).layout == LAYOUT_EXTENT
     }
 
-    /// At lookup of a per-extent file not yet known: opens and recovers its log (its logical size
-    /// is there, not in the header). No key is needed.
+    /// At lookup of a per-extent file not in the table (the caller holds its number in transit):
+    /// opens and recovers its log (its logical size is there, not in the header). No key is needed.
     pub(super) fn load_extent_state(
         &self,
         fd: &OwnedFd,
-        h: FileHeader,
+        ctx: Option<&Context>,
         what: &str,
-    ) -> Result<(FileHeader, Option<ExtState>)> {
-        if h.layout != LAYOUT_EXTENT || rlock(&self.nodes).contains_key(&h.ino) {
-            return Ok((h, None));
-        }
-        let ctx = h
-            .ctx
+    ) -> Result<ExtState> {
+        let ctx = ctx
             .ok_or_else(|| Error::corrupt(format!("{what}: per-extent file without a context")))?;
         let policy = *ctx.policy();
         let du = 1usize << policy.data_unit_bits(&self.fsp);
         let f = File::from(open_rw(fd).map_err(|e| sys_err(what, e))?);
-        let ef = ExtentFile::open(f, &policy, du)?;
-        Ok((h, Some(ExtState::new(ef))))
+        Ok(ExtState::new(ExtentFile::open(f, &policy, du)?))
     }
 
     /// Creates the log of a new per-extent file in `file` (empty, not yet named).

@@ -30,7 +30,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use std::time::Duration;
 
 use fscrypt::context::Context;
@@ -252,13 +254,36 @@ pub struct Fs {
     /// corrupt header (no stored number) it is where their per-mount number is assigned.
     known: Mutex<HashMap<(u64, u64), u64>>,
     handles: RwLock<HashMap<u64, Arc<Handle>>>,
-    /// Nodes taken out of `nodes` whose key is not dropped yet (`finish_eviction`). A leaf lock,
-    /// taken under the table lock.
-    evicting: Mutex<HashSet<u64>>,
+    /// Inode numbers between the table and the outside: nodes taken out of `nodes` whose key is not
+    /// dropped yet (`finish_eviction`), and nodes a lookup is loading (`claim_ino`). Lookups of
+    /// such a number wait for `transit_done`; key removal waits for them. A leaf lock, taken under
+    /// the table lock.
+    transit: Mutex<HashSet<u64>>,
+    transit_done: Condvar,
     next_fh: AtomicU64,
     notifier: Arc<OnceLock<fuser::Notifier>>,
     /// The daemon runs as root: new inodes are chowned to their creator.
     is_root: bool,
+}
+
+/// What `Fs::claim_ino` found.
+enum Claim<'a> {
+    /// The node in the table (its lookup count raised).
+    Cached(Arc<Node>),
+    /// The number is the caller's to load and insert; dropping the guard ends the claim.
+    Ours(TransitGuard<'a>),
+}
+
+/// A number in `Fs::transit`, taken out again (and its waiters woken) on drop.
+struct TransitGuard<'a> {
+    fs: &'a Fs,
+    ino: u64,
+}
+
+impl Drop for TransitGuard<'_> {
+    fn drop(&mut self) {
+        self.fs.end_transit(self.ino);
+    }
 }
 
 /// Converts a layer error to a FUSE errno.
@@ -322,7 +347,8 @@ impl Fs {
             nodes: RwLock::new(nodes),
             known: Mutex::new(HashMap::new()),
             handles: RwLock::new(HashMap::new()),
-            evicting: Mutex::new(HashSet::new()),
+            transit: Mutex::new(HashSet::new()),
+            transit_done: Condvar::new(),
             next_fh: AtomicU64::new(1),
             notifier: Arc::new(OnceLock::new()),
             is_root: rustix::process::geteuid().is_root(),
@@ -659,20 +685,17 @@ impl Fs {
                 let f = File::from(open_header_reader(&fd).map_err(|e| sys_err(what, e))?);
                 let mut buf = [0u8; FILE_HEADER_USED];
                 let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
-                match FileHeader::parse(&buf[..n], &self.fsp, what)
-                    .and_then(|h| self.load_extent_state(&fd, h, what))
-                {
-                    Ok((h, ext)) => {
+                match FileHeader::parse(&buf[..n], &self.fsp, what) {
+                    Ok(h) => {
                         self.remember_ino(&st, h.ino);
-                        let size = ext.as_ref().map_or(h.size, |e| e.file.logical_size());
+                        // A per-extent file's size is in its log, loaded once the number is ours.
                         (
                             h.ino,
                             Kind::File,
                             State {
                                 ctx: h.ctx,
-                                size,
+                                size: h.size,
                                 layout: h.layout,
-                                ext,
                                 ..State::default()
                             },
                         )
@@ -748,33 +771,91 @@ impl Fs {
                 (ino, Kind::Special(t), State::default())
             }
         };
-        let mut nodes = wlock(&self.nodes);
-        let node = nodes.entry(ino).or_insert_with(|| {
-            Arc::new(Node {
-                ino,
-                kind,
-                fd: RwLock::new(Arc::new(fd)),
-                state: RwLock::new(state),
-                meta: Mutex::new(Meta::default()),
-                dir_lock: Mutex::new(()),
-            })
-        });
-        let node = Arc::clone(node);
-        drop(nodes);
-        if node.kind != kind {
-            return Err(Error::corrupt(format!(
-                "{what}: inode number {ino} is used by two objects of different types"
-            )));
-        }
-        {
-            let mut m = lock(&node.meta);
-            m.lookups += 1;
-            if ino != ROOT_INO {
-                m.parent = parent;
-                m.name = name.to_os_string();
+        let mut state = state;
+        let transit = match self.claim_ino(ino, kind, parent, name, what)? {
+            Claim::Cached(node) => return Ok(node),
+            Claim::Ours(t) => t,
+        };
+        // The number is ours: nobody else loads or evicts it until the node is in the table.
+        if state.layout == crate::store::meta::LAYOUT_EXTENT && state.corrupt.is_none() {
+            match self.load_extent_state(&fd, state.ctx.as_ref(), what) {
+                Ok(ext) => {
+                    state.size = ext.file.logical_size();
+                    state.ext = Some(ext);
+                }
+                Err(e) => {
+                    // Like a damaged header: the entry can be stat'ed and deleted; open says EUCLEAN.
+                    tracing::error!("{e}");
+                    state.corrupt = Some(e.message().to_string());
+                }
             }
         }
+        let node = Arc::new(Node {
+            ino,
+            kind,
+            fd: RwLock::new(Arc::new(fd)),
+            state: RwLock::new(state),
+            meta: Mutex::new(Meta {
+                lookups: 1,
+                parent,
+                name: name.to_os_string(),
+                ..Meta::default()
+            }),
+            dir_lock: Mutex::new(()),
+        });
+        wlock(&self.nodes).insert(ino, Arc::clone(&node));
+        drop(transit);
         Ok(node)
+    }
+
+    /// The lookup side of the node table: the cached node of `ino` with its lookup count raised
+    /// (under the table lock, so a concurrent FORGET cannot evict it in between), or the number
+    /// claimed for the caller to load and insert. While the number is in transit (being loaded by
+    /// another lookup, or its evicted node still dropping its references) this waits: two nodes of
+    /// one inode would mean two logs appending to one backing file.
+    fn claim_ino(
+        &self,
+        ino: u64,
+        kind: Kind,
+        parent: u64,
+        name: &OsStr,
+        what: &str,
+    ) -> Result<Claim<'_>> {
+        loop {
+            let nodes = wlock(&self.nodes);
+            if let Some(node) = nodes.get(&ino) {
+                if node.kind != kind {
+                    return Err(Error::corrupt(format!(
+                        "{what}: inode number {ino} is used by two objects of different types"
+                    )));
+                }
+                let mut m = lock(&node.meta);
+                m.lookups += 1;
+                if ino != ROOT_INO {
+                    m.parent = parent;
+                    m.name = name.to_os_string();
+                }
+                drop(m);
+                return Ok(Claim::Cached(Arc::clone(node)));
+            }
+            let mut transit = lock(&self.transit);
+            if transit.insert(ino) {
+                return Ok(Claim::Ours(TransitGuard { fs: self, ino }));
+            }
+            drop(nodes);
+            // Woken when any number leaves transit; the table is looked at again.
+            drop(
+                self.transit_done
+                    .wait(transit)
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+        }
+    }
+
+    /// Takes `ino` out of transit and wakes the lookups waiting for it.
+    fn end_transit(&self, ino: u64) {
+        lock(&self.transit).remove(&ino);
+        self.transit_done.notify_all();
     }
 
     /// Records the stable number of a backing object (for readdir).
@@ -851,7 +932,7 @@ impl Fs {
         };
         if drop_it {
             nodes.remove(&ino);
-            lock(&self.evicting).insert(ino);
+            lock(&self.transit).insert(ino);
         }
         drop(nodes);
         if drop_it {
@@ -860,7 +941,7 @@ impl Fs {
     }
 
     /// The second half of evicting a node already taken out of the table (and listed in
-    /// `evicting`): writes a dirty size, drops its key and `ActiveRef` now (not whenever the last
+    /// `transit`): writes a dirty size, drops its key and `ActiveRef` now (not whenever the last
     /// `Arc` goes), then unlists it. A key removal that cannot find the node in the table waits for
     /// this, so it never counts a reference that is on its way out as busy.
     fn finish_eviction(&self, node: &Node) {
@@ -875,7 +956,7 @@ impl Fs {
             drop(active);
             drop(key);
         }
-        lock(&self.evicting).remove(&node.ino);
+        self.end_transit(node.ino);
     }
 
     /// The path of a node from the mount root, as far as known.
@@ -1043,8 +1124,8 @@ impl Fs {
         // Nodes being evicted right now drop their references within moments: wait for them too.
         let deadline = std::time::Instant::now() + RELEASE_WAIT;
         loop {
-            // One lock at a time: `evicting` is taken under the table lock elsewhere.
-            let evicting = inos.iter().any(|i| lock(&self.evicting).contains(i));
+            // One lock at a time: `transit` is taken under the table lock elsewhere.
+            let evicting = inos.iter().any(|i| lock(&self.transit).contains(i));
             let pending = evicting
                 || inos.iter().any(|i| {
                     rlock(&self.nodes).get(i).is_some_and(|n| {

@@ -298,7 +298,7 @@ impl Fs {
                 if m.opens == 0 && m.lookups == 0 {
                     drop(m);
                     nodes.remove(&node.ino);
-                    lock(&self.evicting).insert(node.ino);
+                    lock(&self.transit).insert(node.ino);
                     evict = true;
                 }
             }

@@ -136,7 +136,12 @@ pub fn is_mounted(mnt: &Path) -> bool {
 
 impl Mounted {
     fn start(&mut self, opts: &str) {
-        let log = File::create(&self.log).expect("log file");
+        // Appended to: a remount keeps the earlier daemon's log for the failure report.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let mut cmd = Command::new(bin());
         cmd.arg("mount").arg("-f");
         if !opts.is_empty() {
@@ -324,12 +329,40 @@ impl Drop for Mounted {
     fn drop(&mut self) {
         self.stop();
         if std::thread::panicking() {
-            eprintln!(
-                "---- daemon log ----\n{}\n---- end of daemon log ----",
-                self.log_text()
-            );
+            eprintln!("{}", failure_report(&self.log_text()));
+            if let Some(dir) = std::env::var_os("FSCRYPTFS_TEST_KEEP_LOGS") {
+                let to = Path::new(&dir).join(format!("daemon-{}.log", std::process::id()));
+                if std::fs::copy(&self.log, &to).is_ok() {
+                    eprintln!("daemon log kept in {}", to.display());
+                }
+            }
         }
     }
+}
+
+/// What a failed test prints of a daemon log: its errors (the first 100), its warnings (the first
+/// 50), then the last 300 lines (a long race's debug log runs to megabytes).
+fn failure_report(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let with = |level: &str, max: usize| -> (usize, String) {
+        let all: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(level))
+            .collect();
+        (all.len(), all[..all.len().min(max)].join("\n"))
+    };
+    let (errors, error_lines) = with(" ERROR ", 100);
+    let (warnings, warning_lines) = with(" WARN ", 50);
+    let tail = &lines[lines.len().saturating_sub(300)..];
+    format!(
+        "---- daemon log: {} lines; {errors} errors ----\n{error_lines}\n\
+         ---- {warnings} warnings ----\n{warning_lines}\n\
+         ---- last {} lines ----\n{}\n---- end of daemon log ----",
+        lines.len(),
+        tail.len(),
+        tail.join("\n")
+    )
 }
 
 // ---- raw ioctls ----
