@@ -21,9 +21,14 @@ const INCOMPLETELY_REMOVED: u32 = 3;
 
 /// An extent volume with [`KEY`] added and `enc/` encrypted (v2, AES-256-XTS).
 fn extent_volume(init: &[&str]) -> Option<(Mounted, [u8; 16])> {
+    extent_volume_mounted_with(init, "")
+}
+
+/// [`extent_volume`] mounted with `-o opts`.
+fn extent_volume_mounted_with(init: &[&str], opts: &str) -> Option<(Mounted, [u8; 16])> {
     let mut args = vec!["--contents-layout=extent"];
     args.extend_from_slice(init);
-    let m = mount_volume(&args, "")?;
+    let m = mount_volume(&args, opts)?;
     let id = add_key(&m.mnt, &KEY).expect("add key");
     fs::create_dir(m.path("enc")).expect("mkdir enc");
     set_policy(&m.path("enc"), &policy_v2(&id)).expect("set policy");
@@ -591,5 +596,85 @@ struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `secs` pass; whether it held.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn commit_interval_writes_out_an_open_files_buffer() {
+    // `-o commit=1`: data neither fsynced nor closed becomes committed extents within about a
+    // second (the log on the backing file says so: a fresh reader replays it). With `commit=0`
+    // the same data stays buffered until close. Without the FUSE writeback cache, so that the
+    // data is in the daemon's buffer at once rather than in the kernel's page cache (written back
+    // to the daemon at the kernel's own pace, vm.dirty_expire_centisecs).
+    for (opts, by_age) in [
+        ("commit=1,no_writeback_cache", true),
+        ("commit=0,no_writeback_cache", false),
+    ] {
+        let Some((m, _id)) = extent_volume_mounted_with(&[], opts) else {
+            return;
+        };
+        let p = m.path("enc/open");
+        let data = pattern(41, 10_000);
+        let mut f = File::create(&p).unwrap();
+        f.write_all(&data).unwrap();
+        let bp = backing_of(&m.backing.join("enc"), f.metadata().unwrap().ino());
+        let written = eventually(if by_age { 20 } else { 3 }, || {
+            open_extent_file(&bp).logical_size() == data.len() as u64
+        });
+        assert_eq!(written, by_age, "{opts}: written out while open");
+        drop(f);
+        assert_eq!(open_extent_file(&bp).logical_size(), data.len() as u64);
+        check_file(&p, &data);
+    }
+}
+
+#[test]
+fn buffered_data_of_all_files_is_bounded() {
+    // 20 files open at once, 3.5 MiB written to each and none closed or fsynced: each stays under
+    // the per-file bound (4 MiB), but together (70 MiB) they pass the volume's high mark (64 MiB),
+    // so the writeout thread writes the largest out until at most 32 MiB stay buffered. No commit
+    // interval: memory alone must do it. No FUSE writeback cache either: the data must reach the
+    // daemon when written (the kernel bounds its own page cache).
+    let Some((m, _id)) = extent_volume_mounted_with(&[], "commit=0,no_writeback_cache") else {
+        return;
+    };
+    let per_file = 3_500_000usize;
+    let mut open = Vec::new();
+    for i in 0..20u64 {
+        let p = m.path(&format!("enc/f{i}"));
+        let mut f = File::create(&p).unwrap();
+        f.write_all(&pattern(i, per_file)).unwrap();
+        let bp = backing_of(&m.backing.join("enc"), f.metadata().unwrap().ino());
+        open.push((p, f, bp));
+    }
+    let total = 20 * per_file as u64;
+    let in_logs = || -> u64 {
+        open.iter()
+            .map(|(_, _, bp)| open_extent_file(bp).logical_size())
+            .sum()
+    };
+    let ok = eventually(30, || total - in_logs() <= 32 << 20);
+    assert!(
+        ok,
+        "{} of {total} bytes still buffered with every file open",
+        total - in_logs()
+    );
+    for (i, (p, f, _)) in open.into_iter().enumerate() {
+        drop(f);
+        check_file(&p, &pattern(i as u64, per_file));
     }
 }

@@ -38,6 +38,13 @@ pub struct MountOptions {
     /// unencrypted directory gets [`dummy_policy`], whose key the daemon adds at mount. Not for
     /// real data: the key is public.
     pub test_dummy_encryption: bool,
+    /// `commit=N`: seconds a per-extent file's write buffer may stay dirty before it is written
+    /// out and committed (ext4's and btrfs' name; default 5; 0: only at fsync, close, memory
+    /// pressure and unmount).
+    pub commit: Option<u64>,
+    /// `no_writeback_cache`: write(2) goes to the daemon at once instead of through the kernel's
+    /// page cache (the FUSE writeback cache, on by default in soft removal mode).
+    pub no_writeback_cache: bool,
 }
 
 /// fstests' `TEST_RAW_KEY`: bytes 0x01..=0x40.
@@ -83,6 +90,7 @@ impl MountOptions {
                 "ro" => o.read_only = true,
                 "rw" => o.read_only = false,
                 "debug" => o.debug = true,
+                "no_writeback_cache" => o.no_writeback_cache = true,
                 "test_dummy_encryption" | "test_dummy_encryption=v2" => {
                     o.test_dummy_encryption = true;
                 }
@@ -95,6 +103,11 @@ impl MountOptions {
                             return Err("log= needs a path".into());
                         }
                         o.log = Some(PathBuf::from(p));
+                    } else if let Some(n) = item.strip_prefix("commit=") {
+                        o.commit = Some(
+                            n.parse()
+                                .map_err(|_| format!("commit={n:?}: not a number of seconds"))?,
+                        );
                     } else if let Some(m) = item.strip_prefix("removal=") {
                         o.removal =
                             Some(crate::store::config::parse_removal(m).ok_or_else(|| {
@@ -174,8 +187,17 @@ pub fn serve(
             read_only: opts.read_only,
             dummy_policy: dummy,
             layout,
+            // deny-writes must refuse write(2) itself, which a page cache would acknowledge.
+            writeback_cache: !opts.read_only
+                && removal == RemovalMode::Soft
+                && !opts.no_writeback_cache,
+            commit: match opts.commit.unwrap_or(super::writeout::COMMIT_DEFAULT) {
+                0 => None,
+                n => Some(std::time::Duration::from_secs(n)),
+            },
         },
     )?;
+    let writeback_cache = fs.writeback_cache();
     let notifier = fs.notifier_cell();
     let mut cfg = fuser::Config::default();
     cfg.mount_options = vec![
@@ -198,6 +220,8 @@ pub fn serve(
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
     let signals = block_termination_signals();
+    // After the mask: every thread but the signal thread must have the signals blocked.
+    fs.start_writeout()?;
     let (session, unmounter) = if rustix::process::geteuid().is_root() {
         let mut session = fuser::Session::new(fs, mountpoint, &cfg)
             .map_err(|e| io_err(format!("mounting on {}", mountpoint.display()), e))?;
@@ -231,10 +255,11 @@ pub fn serve(
         .spawn(move || unmount_on_signal(signals, unmounter, &mnt))
         .map_err(|e| io_err("starting the signal thread", e))?;
     tracing::info!(
-        "mounted {} on {} (removal {})",
+        "mounted {} on {} (removal {}, writeback cache {})",
         backing.display(),
         mountpoint.display(),
-        crate::store::config::removal_name(removal)
+        crate::store::config::removal_name(removal),
+        if writeback_cache { "on" } else { "off" }
     );
     ready();
     session

@@ -6,8 +6,10 @@
 //! writeout: each run of consecutive buffered units is one `ExtentFile::write_extent` with a fresh
 //! `ExtentContext` drawn then, its key derived then through the inode's `ActiveRef`
 //! (`SecretNeed::Later`, so the master secret survives a soft key removal while the file is open).
-//! Writeout happens at fsync, FLUSH, RELEASE, eviction, key removal (the locker), unmount and when
-//! the buffer would exceed [`BUFFER_MAX`]; all but the last end with `ExtentFile::sync`. Reads
+//! Writeout happens at fsync, FLUSH, RELEASE, eviction, key removal (the locker), unmount, in the
+//! background (`writeout`: by age and by the volume-wide memory budget) and when the buffer would
+//! exceed [`BUFFER_MAX`] (or the volume's buffers `writeout::BUDGET_HARD`); all but the last end
+//! with `ExtentFile::sync`. Reads
 //! decrypt what the log maps and overlay the buffer. Truncation writes the buffer out first, then
 //! appends a truncate record. Everything happens under the node's `state` lock (write for changes,
 //! read for reads); the keyring's locks nest inside it, as everywhere.
@@ -21,6 +23,7 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use fscrypt::context::Context;
 use fscrypt::extent::{ExtentContext, ExtentKey, EXTENT_CONTEXT_SIZE};
@@ -28,6 +31,7 @@ use fscrypt::keyring::{ActiveRef, SecretNeed};
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::{Mode, OFlags};
 
+use super::writeout::Budget;
 use super::{errno, lock, rlock, wlock, Fs, Kind, Node, State};
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
@@ -49,6 +53,10 @@ pub(super) struct ExtState {
     du: u64,
     /// Buffered whole units of plaintext by unit index (bytes beyond the size are zero).
     buf: BTreeMap<u64, Vec<u8>>,
+    /// When the buffer last went from empty to not empty (the writeout timer's clock).
+    dirty_since: Option<Instant>,
+    /// The volume-wide count of buffered bytes this buffer adds to.
+    budget: Arc<Budget>,
     /// Keys of this file's extents, derived once each while the inode holds its `ActiveRef`
     /// (emptied whenever the reference is dropped: `State::take_keys`).
     keys: Mutex<KeyCache>,
@@ -102,14 +110,41 @@ impl KeyCache {
 }
 
 impl ExtState {
-    pub(super) fn new(file: ExtentFile) -> Self {
+    pub(super) fn new(file: ExtentFile, budget: Arc<Budget>) -> Self {
         let du = file.data_unit_size() as u64;
         ExtState {
             file,
             du,
             buf: BTreeMap::new(),
+            dirty_since: None,
+            budget,
             keys: Mutex::new(KeyCache::default()),
         }
+    }
+
+    /// Buffers a new unit (counted in the budget).
+    fn insert_unit(&mut self, idx: u64, unit: Vec<u8>) {
+        if self.buf.is_empty() {
+            self.dirty_since = Some(Instant::now());
+        }
+        if self.buf.insert(idx, unit).is_none() {
+            self.budget.add(self.du);
+        }
+    }
+
+    /// Takes a unit out of the buffer (written out).
+    fn remove_unit(&mut self, idx: u64) {
+        if self.buf.remove(&idx).is_some() {
+            self.budget.sub(self.du);
+        }
+        if self.buf.is_empty() {
+            self.dirty_since = None;
+        }
+    }
+
+    /// Bytes buffered and since when, if any.
+    pub(super) fn dirty(&self) -> Option<(u64, Instant)> {
+        self.dirty_since.map(|t| (self.buffered(), t))
     }
 
     /// Drops every cached extent key (the inode's reference is being dropped).
@@ -125,6 +160,14 @@ impl ExtState {
     }
 }
 
+impl Drop for ExtState {
+    fn drop(&mut self) {
+        // Normally empty (eviction and unmount write out first); what a failed writeout left goes
+        // with the node.
+        self.budget.sub(self.buffered());
+    }
+}
+
 /// What an inode's reference must keep: the secret for per-extent regular files, else setup only.
 pub(super) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
     if kind == Kind::File && layout == LAYOUT_EXTENT {
@@ -132,6 +175,64 @@ pub(super) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
     } else {
         SecretNeed::SetupOnly
     }
+}
+
+/// Writes the buffer out as new extents (each run of consecutive units one extent, with a
+/// fresh nonce and its key derived now), then, with `sync`, commits. Units written leave the
+/// buffer; on an error the rest stays buffered.
+pub(super) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
+    let State {
+        ext,
+        active,
+        size,
+        ctx,
+        ..
+    } = st;
+    let Some(ext) = ext.as_mut() else {
+        return Ok(());
+    };
+    if !ext.buf.is_empty() {
+        let policy = *ctx
+            .as_ref()
+            .ok_or_else(|| Error::corrupt(format!("{}: no context", ext.file.backing_path())))?
+            .policy();
+        let du = ext.du;
+        while let Some((&first, _)) = ext.buf.first_key_value() {
+            let mut last = first;
+            while ext.buf.contains_key(&(last + 1)) && (last + 2 - first) * du <= EXTENT_MAX {
+                last += 1;
+            }
+            let start = first * du;
+            let stop = ((last + 1) * du).min(*size);
+            if stop > start {
+                let mut plain = Vec::with_capacity(((last + 1 - first) * du) as usize);
+                for i in first..=last {
+                    if let Some(u) = ext.buf.get(&i) {
+                        plain.extend_from_slice(u);
+                    }
+                }
+                plain.truncate((stop - start) as usize);
+                let ectx = ExtentContext::new_random(&policy)?;
+                let active = active
+                    .as_ref()
+                    .ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
+                let key = Arc::new(active.derive_extent_key(&ectx)?);
+                ext.file.write_extent(start, &plain, &ectx, &key)?;
+                // Read back soon, often: keep its key.
+                ext.keys
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(&ectx, key);
+            }
+            for i in first..=last {
+                ext.remove_unit(i);
+            }
+        }
+    }
+    if sync {
+        ext.file.sync()?;
+    }
+    Ok(())
 }
 
 fn not_loaded() -> Error {
@@ -178,7 +279,10 @@ impl Fs {
         let policy = *ctx.policy();
         let du = 1usize << policy.data_unit_bits(&self.fsp);
         let f = File::from(open_rw(fd).map_err(|e| sys_err(what, e))?);
-        Ok(ExtState::new(ExtentFile::open(f, &policy, du)?))
+        Ok(ExtState::new(
+            ExtentFile::open(f, &policy, du)?,
+            Arc::clone(&self.budget),
+        ))
     }
 
     /// Creates the log of a new per-extent file in `file` (empty, not yet named).
@@ -191,7 +295,10 @@ impl Fs {
         let f = file
             .try_clone()
             .map_err(|e| crate::store::io_err("new per-extent file", e))?;
-        Ok(ExtState::new(ExtentFile::create(f, ino, ctx)?))
+        Ok(ExtState::new(
+            ExtentFile::create(f, ino, ctx)?,
+            Arc::clone(&self.budget),
+        ))
     }
 
     /// Reads `len` bytes at `off`: the log, then the buffer over it.
@@ -234,7 +341,9 @@ impl Fs {
         }
         {
             let ext = guard.ext.as_ref().ok_or_else(not_loaded)?;
-            if ext.buffered() > 0 && ext.buffered() + data.len() as u64 > BUFFER_MAX {
+            if ext.buffered() > 0
+                && (ext.buffered() + data.len() as u64 > BUFFER_MAX || self.budget.over_hard())
+            {
                 self.ext_writeout_locked(node, &mut guard, false)?;
             }
         }
@@ -253,7 +362,7 @@ impl Fs {
                     ext.file
                         .read(us, &mut unit, |c| lock(keys).get(active, c))?;
                 }
-                ext.buf.insert(idx, unit);
+                ext.insert_unit(idx, unit);
             }
             if let Some(unit) = ext.buf.get_mut(&idx) {
                 unit[(lo - us) as usize..(hi - us) as usize]
@@ -266,67 +375,14 @@ impl Fs {
         Ok(())
     }
 
-    /// Writes the buffer out as new extents (each run of consecutive units one extent, with a
-    /// fresh nonce and its key derived now), then, with `sync`, commits. Units written leave the
-    /// buffer; on an error the rest stays buffered.
+    /// Writes the node's buffer out ([`writeout_locked`]).
     pub(super) fn ext_writeout_locked(
         &self,
-        node: &Node,
+        _node: &Node,
         st: &mut State,
         sync: bool,
     ) -> Result<()> {
-        let State {
-            ext,
-            active,
-            size,
-            ctx,
-            ..
-        } = st;
-        let Some(ext) = ext.as_mut() else {
-            return Ok(());
-        };
-        if !ext.buf.is_empty() {
-            let policy = *ctx
-                .as_ref()
-                .ok_or_else(|| Error::corrupt(format!("{}: no context", self.describe(node))))?
-                .policy();
-            let du = ext.du;
-            while let Some((&first, _)) = ext.buf.first_key_value() {
-                let mut last = first;
-                while ext.buf.contains_key(&(last + 1)) && (last + 2 - first) * du <= EXTENT_MAX {
-                    last += 1;
-                }
-                let start = first * du;
-                let stop = ((last + 1) * du).min(*size);
-                if stop > start {
-                    let mut plain = Vec::with_capacity(((last + 1 - first) * du) as usize);
-                    for i in first..=last {
-                        if let Some(u) = ext.buf.get(&i) {
-                            plain.extend_from_slice(u);
-                        }
-                    }
-                    plain.truncate((stop - start) as usize);
-                    let ectx = ExtentContext::new_random(&policy)?;
-                    let active = active.as_ref().ok_or_else(|| {
-                        Error::no_key("the file's encryption key is not available")
-                    })?;
-                    let key = Arc::new(active.derive_extent_key(&ectx)?);
-                    ext.file.write_extent(start, &plain, &ectx, &key)?;
-                    // Read back soon, often: keep its key.
-                    ext.keys
-                        .get_mut()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(&ectx, key);
-                }
-                for i in first..=last {
-                    ext.buf.remove(&i);
-                }
-            }
-        }
-        if sync {
-            ext.file.sync()?;
-        }
-        Ok(())
+        writeout_locked(st, sync)
     }
 
     /// Writeout and commit (fsync, FLUSH, RELEASE, eviction, unmount).

@@ -21,6 +21,7 @@ mod data;
 mod extent;
 mod ioctl;
 mod ops;
+mod writeout;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -238,6 +239,11 @@ pub struct FsOptions {
     /// The volume's contents layout (the config's): new encrypted regular files of an `Extent`
     /// volume are per-extent files, and its policies must allow extents.
     pub layout: ContentsLayout,
+    /// Age at which a dirty per-extent write buffer is written out (`None`: never by age).
+    pub commit: Option<Duration>,
+    /// Ask for the FUSE writeback cache (write(2) completes in the kernel's page cache; the
+    /// daemon sees the pages at writeback, flagged `FUSE_WRITE_CACHE`).
+    pub writeback_cache: bool,
 }
 
 /// The filesystem.
@@ -248,7 +254,10 @@ pub struct Fs {
     keyring: Keyring,
     inos: InoAllocator,
     opts: FsOptions,
-    nodes: RwLock<HashMap<u64, Arc<Node>>>,
+    /// The node table (shared, weakly, with the writeout thread).
+    nodes: Arc<RwLock<HashMap<u64, Arc<Node>>>>,
+    /// Bytes buffered by per-extent files, all together (`writeout`).
+    budget: Arc<writeout::Budget>,
     /// Stable inode numbers by backing identity (st_dev, st_ino), for every object seen this mount:
     /// readdir reports them without opening entries. For special files and regular files with a
     /// corrupt header (no stored number) it is where their per-mount number is assigned.
@@ -344,7 +353,8 @@ impl Fs {
             keyring,
             inos,
             opts,
-            nodes: RwLock::new(nodes),
+            nodes: Arc::new(RwLock::new(nodes)),
+            budget: Arc::new(writeout::Budget::default()),
             known: Mutex::new(HashMap::new()),
             handles: RwLock::new(HashMap::new()),
             transit: Mutex::new(HashSet::new()),
@@ -353,6 +363,20 @@ impl Fs {
             notifier: Arc::new(OnceLock::new()),
             is_root: rustix::process::geteuid().is_root(),
         })
+    }
+
+    /// Whether the mount asks for the FUSE writeback cache.
+    pub fn writeback_cache(&self) -> bool {
+        self.opts.writeback_cache
+    }
+
+    /// Starts the background writeout of per-extent buffers (`writeout`: age and memory).
+    pub fn start_writeout(&self) -> Result<()> {
+        writeout::start(
+            Arc::downgrade(&self.nodes),
+            Arc::clone(&self.budget),
+            self.opts.commit,
+        )
     }
 
     /// Where the session's notifier goes once the session exists.

@@ -1044,6 +1044,13 @@ impl Filesystem for Fs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_HAS_IOCTL_DIR);
         let _ = config.set_max_write(1 << 20);
+        if self.opts.writeback_cache
+            && config
+                .add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_err()
+        {
+            tracing::warn!("the kernel offers no FUSE writeback cache: writes go through at once");
+        }
         Ok(())
     }
 
