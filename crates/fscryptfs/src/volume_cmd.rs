@@ -27,7 +27,7 @@ pub struct InitArgs {
     /// How regular files store contents: `per-file` (per-file keys, ciphertext in place, as ext4)
     /// or `extent` (per-extent keys, copy-on-write extents, as btrfs; v2 policies without the
     /// DIRECT_KEY / IV_INO_LBLK flags only).
-    #[arg(long, default_value = "per-file", value_name = "LAYOUT")]
+    #[arg(long, default_value = "extent", value_name = "LAYOUT")]
     contents_layout: String,
     /// The backing directory (created if missing; must be empty).
     backing: PathBuf,

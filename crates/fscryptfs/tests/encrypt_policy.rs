@@ -35,7 +35,7 @@ fn run(cmd: &mut Command) -> bool {
 
 #[test]
 fn generic_395_set_and_get_policy() {
-    let Some(mut m) = mount_volume(&[], "allow_other") else {
+    let Some(mut m) = mount_volume(&["--contents-layout=per-file"], "allow_other") else {
         return;
     };
     make_reachable(&m);

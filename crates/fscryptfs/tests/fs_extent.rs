@@ -127,8 +127,21 @@ fn init_records_the_layout_and_refuses_policies_without_extents() {
         .unwrap();
     assert_eq!(b[9], 1);
 
+    // The default layout is extent: a volume made without the option refuses the same.
+    let Some(dflt) = mount_volume(&[], "") else {
+        return;
+    };
+    let conf = fs::read_to_string(dflt.backing.join(".fscryptfs.conf")).unwrap();
+    assert!(conf.contains("contents-layout extent\n"), "{conf}");
+    let id3 = add_key(&dflt.mnt, &KEY).unwrap();
+    fs::create_dir(dflt.path("iv64")).unwrap();
+    let mut iv64 = policy_v2(&id3);
+    iv64[3] |= 0x08;
+    assert_errno(set_policy(&dflt.path("iv64"), &iv64), libc::EINVAL);
+    drop(dflt);
+
     // A per-file volume still accepts what the extent volume refuses.
-    let Some(pf) = mount_volume(&[], "") else {
+    let Some(pf) = mount_volume(&["--contents-layout=per-file"], "") else {
         return;
     };
     let conf = fs::read_to_string(pf.backing.join(".fscryptfs.conf")).unwrap();

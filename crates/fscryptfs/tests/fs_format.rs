@@ -91,7 +91,7 @@ fn check_dir(m: &Mounted, dir: &str, policy: &[u8]) {
 
 #[test]
 fn backing_bytes_are_the_kernels() {
-    let Some(m) = mount_volume(&[], "") else {
+    let Some(m) = mount_volume(&["--contents-layout=per-file"], "") else {
         return;
     };
     let id = add_key(&m.mnt, &KEY).unwrap();
@@ -106,7 +106,7 @@ fn backing_bytes_are_the_kernels() {
 
 #[test]
 fn corrupted_header_is_reported_and_contained() {
-    let Some((mut m, _id)) = encrypted_volume() else {
+    let Some((mut m, _id)) = encrypted_per_file_volume() else {
         return;
     };
     fs::write(m.path("enc/bad"), b"will be damaged").unwrap();

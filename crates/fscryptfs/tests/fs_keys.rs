@@ -228,7 +228,7 @@ fn prk_of(raw: &[u8]) -> Vec<u8> {
 /// close, and the second removal reports plain success). The daemon's memory is searched.
 #[test]
 fn master_secret_dies_at_removal_while_a_file_is_busy() {
-    let Some((m, id)) = encrypted_volume() else {
+    let Some((m, id)) = encrypted_per_file_volume() else {
         return;
     };
     let pid = m.daemon_pid().expect("daemon pid");

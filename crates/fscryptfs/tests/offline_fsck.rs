@@ -67,7 +67,7 @@ fn expect_problem(backing: &Path, path: &Path, what: &str) {
 
 #[test]
 fn fsck_finds_each_kind_of_damage() {
-    let Some((mut m, id)) = encrypted_volume() else {
+    let Some((mut m, id)) = encrypted_per_file_volume() else {
         return;
     };
     fs::write(m.path("enc/file"), vec![5u8; 5000]).unwrap();

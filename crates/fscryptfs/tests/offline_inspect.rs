@@ -360,7 +360,7 @@ fn pattern(n: usize, seed: u32) -> Vec<u8> {
 
 #[test]
 fn inspect_output_decrypts_with_crypt_for_every_padding_and_iv_flag() {
-    let Some(mut m) = mount_volume(&[], "") else {
+    let Some(mut m) = mount_volume(&["--contents-layout=per-file"], "") else {
         return;
     };
     let id = add_key(&m.mnt, &KEY).unwrap();
@@ -527,7 +527,7 @@ fn walk(b: &Path, rel: &Path, plain: &Path, out: &mut BTreeMap<PathBuf, Item>) {
 
 #[test]
 fn whole_tree_decrypts_with_crypt_alone() {
-    let Some(mut m) = mount_volume(&[], "") else {
+    let Some(mut m) = mount_volume(&["--contents-layout=per-file"], "") else {
         return;
     };
     let id = add_key(&m.mnt, &KEY).unwrap();

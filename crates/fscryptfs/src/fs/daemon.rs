@@ -262,9 +262,15 @@ pub fn serve(
         if writeback_cache { "on" } else { "off" }
     );
     ready();
-    session
-        .run()
-        .map_err(|e| io_err(format!("serving {}", mountpoint.display()), e))?;
+    match session.run() {
+        // The kernel tears the connection down at the end of a lazy unmount (the last file was
+        // closed): a thread reading then may get ECONNABORTED instead of ENODEV. `destroy` (the
+        // final writeout) has run either way.
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+            tracing::info!("the kernel ended the connection ({e})");
+        }
+        r => r.map_err(|e| io_err(format!("serving {}", mountpoint.display()), e))?,
+    }
     tracing::info!("unmounted {}", mountpoint.display());
     Ok(())
 }

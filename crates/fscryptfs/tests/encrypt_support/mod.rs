@@ -365,7 +365,7 @@ impl Layout {
     /// The `init` arguments that make a volume of this layout.
     pub fn init_args(self) -> &'static [&'static str] {
         match self {
-            Layout::PerFile => &[],
+            Layout::PerFile => &["--contents-layout=per-file"],
             Layout::Extent => &["--contents-layout=extent"],
         }
     }

@@ -498,7 +498,17 @@ pub const KEY: [u8; 64] = {
 
 /// Mounts a volume, adds [`KEY`], and makes `enc/` an encrypted directory. Returns (mount, id).
 pub fn encrypted_volume() -> Option<(Mounted, [u8; 16])> {
-    let m = mount_volume(&[], "")?;
+    encrypted_volume_made_with(&[])
+}
+
+/// [`encrypted_volume`] in the per-file layout (the kernel's bytes; v1 and the IV flags allowed).
+pub fn encrypted_per_file_volume() -> Option<(Mounted, [u8; 16])> {
+    encrypted_volume_made_with(&["--contents-layout=per-file"])
+}
+
+/// [`encrypted_volume`] made with `init_args`.
+pub fn encrypted_volume_made_with(init_args: &[&str]) -> Option<(Mounted, [u8; 16])> {
+    let m = mount_volume(init_args, "")?;
     let id = add_key(&m.mnt, &KEY).expect("add key");
     std::fs::create_dir(m.path("enc")).expect("mkdir enc");
     set_policy(&m.path("enc"), &policy_v2(&id)).expect("set policy");
