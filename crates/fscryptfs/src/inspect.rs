@@ -997,6 +997,15 @@ fn print_inode(vol: &Volume, entries: &[Entry], out: &mut impl Write) -> io::Res
     let ino = e.stored.ino().unwrap_or(0);
     let uuid = &vol.config.uuid;
     match kind {
+        Kind::Regular if is_extent_file(&e.stored) => {
+            // No per-file key: every extent has its own (HKDF context 9 over its nonce).
+            writeln!(
+                out,
+                "crypt-contents per extent: `fscryptfs inspect extents {}` prints each extent's \
+                 options",
+                e.path.as_os_str().as_bytes().escape_ascii()
+            )?;
+        }
         Kind::Regular => {
             let mut a = crypt_args(ctx, cm, ino, uuid);
             a.push(format!(
@@ -1020,6 +1029,11 @@ fn print_inode(vol: &Volume, entries: &[Entry], out: &mut impl Write) -> io::Res
         _ => {}
     }
     Ok(())
+}
+
+/// Whether `s` is a per-extent regular file.
+fn is_extent_file(s: &Stored) -> bool {
+    matches!(s, Stored::File { header, .. } if header.layout == crate::store::meta::LAYOUT_EXTENT)
 }
 
 /// The `--data-unit-size` that makes `crypt` treat a symlink's ciphertext as one message: 4096, or

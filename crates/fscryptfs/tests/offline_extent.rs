@@ -193,6 +193,13 @@ fn every_extent_decrypts_with_crypt_alone() {
         let path = format!("--ino={ino}");
         let info = String::from_utf8(inspect(&m.backing, &["inode", &path])).unwrap();
         assert!(info.lines().any(|l| l == "layout per-extent"), "{info}");
+        // No per-file key to suggest: the contents line points at the extents.
+        let contents = info
+            .lines()
+            .find(|l| l.starts_with("crypt-contents "))
+            .unwrap_or_else(|| panic!("no crypt-contents line:\n{info}"));
+        assert!(contents.contains("inspect extents"), "{contents}");
+        assert!(!contents.contains("--file-nonce"), "{contents}");
         assert!(
             info.lines().any(|l| l == format!("size {}", want.len())),
             "{info}"
