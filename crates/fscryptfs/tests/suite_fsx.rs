@@ -1,20 +1,21 @@
 //! fsx (the Rust port, asomers/fsx-rs, `cargo install --locked fsx`) on a real mount: random
-//! reads, writes, truncations, shared-mmap reads and writes, posix_fallocate, copy_file_range,
+//! reads, writes, truncations, shared-mmap reads and writes, posix_fallocate, punch hole,
+//! copy_file_range,
 //! sendfile, fadvise, fsync/fdatasync, msync(MS_INVALIDATE) and close/reopen, every read checked
 //! against fsx's model of the file.
 //!
 //! Runs: 100,000 operations in an encrypted directory (default 4096-byte data units), and shorter
-//! runs in an unencrypted directory (1/5 as many), in an encrypted directory with 512-byte data
-//! units (1/10), and in an encrypted directory of a per-extent volume (1/4).
+//! runs in an unencrypted directory (1/5 as many) and in an encrypted directory with 512-byte data
+//! units (1/10), and 100,000 in an encrypted directory of a per-extent volume.
 //! `FSCRYPTFS_FSX_OPS=N` sets the main run's count (the others scale with it);
 //! `FSCRYPTFS_FSX_SEED=S` replaces the fixed seeds (each run prints its seed and fsx command line).
 //! A failure keeps fsx's output, its `.fsxgood` model, the file as read back and the full daemon log
 //! under `target/tmp/fsx/<run>-<pid>/` (`$CARGO_TARGET_TMPDIR`). Runs longer than nextest's 5-minute
 //! limit need `cargo test` or a nextest override.
 //!
-//! Not exercised (fsx-rs has no switch for them or we do not implement them): punch hole (we return
-//! EOPNOTSUPP), zero/collapse/insert range, and fallocate with FALLOC_FL_KEEP_SIZE (fsx-rs only
-//! calls posix_fallocate, i.e. mode 0).
+//! Not exercised (fsx-rs has no switch for them): zero range (implemented; tested in fs_basic),
+//! collapse/insert range (EOPNOTSUPP, as on encrypted ext4), and fallocate with FALLOC_FL_KEEP_SIZE
+//! alone (fsx-rs only calls posix_fallocate, i.e. mode 0).
 
 mod support;
 
@@ -53,8 +54,8 @@ truncate = 4
 fsync = 1
 fdatasync = 1
 posix_fallocate = 3
-# FALLOC_FL_PUNCH_HOLE is not implemented (EOPNOTSUPP).
-punch_hole = 0
+# FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE.
+punch_hole = 2
 sendfile = 2
 posix_fadvise = 1
 copy_file_range = 3

@@ -289,16 +289,34 @@ impl Fs {
         mode: i32,
     ) -> Result<()> {
         const KEEP_SIZE: i32 = 0x01;
-        if mode & !KEEP_SIZE != 0 {
-            return Err(errno(
-                Errno::OPNOTSUPP,
-                "only fallocate modes 0 and KEEP_SIZE are supported",
-            ));
-        }
+        const PUNCH_HOLE: i32 = 0x02;
+        const ZERO_RANGE: i32 = 0x10;
         let end = off
             .checked_add(len)
             .filter(|e| *e <= self.fsp.max_file_size)
             .ok_or_else(|| errno(Errno::FBIG, "fallocate beyond the maximum file size"))?;
+        match mode {
+            m if m == PUNCH_HOLE | KEEP_SIZE => return self.zero_range(node, file, key, off, end),
+            m if m & !KEEP_SIZE == ZERO_RANGE => {
+                self.zero_range(node, file, key, off, end)?;
+                if m & KEEP_SIZE == 0 && end > rlock(&node.state).size {
+                    // The extension is a hole: zeros too.
+                    if self.is_extent(node) {
+                        return self.ext_set_size(node, end);
+                    }
+                    return self.set_size(node, file, key, end);
+                }
+                return Ok(());
+            }
+            m if m & !KEEP_SIZE != 0 => {
+                return Err(errno(
+                    Errno::OPNOTSUPP,
+                    "fallocate: only modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE are \
+                     supported",
+                ));
+            }
+            _ => {}
+        }
         if self.is_extent(node) {
             return self.ext_allocate(node, end, mode & KEEP_SIZE != 0);
         }
@@ -322,6 +340,87 @@ impl Fs {
             self.set_size(node, file, key, end)?;
         }
         Ok(())
+    }
+
+    /// PUNCH_HOLE and ZERO_RANGE within the size: `[off, end)` reads as zeros afterwards and the
+    /// size stays. Whole data units inside the range are dropped — holes in the backing file (an
+    /// all-zero unit reads as zeros, so no ciphertext of zeros is written), or a punch record in a
+    /// per-extent log — and the partial units at its ends are rewritten with zeros. A unit that
+    /// the end of the file cuts counts as whole.
+    fn zero_range(
+        &self,
+        node: &Node,
+        file: &File,
+        key: Option<&InodeKey>,
+        off: u64,
+        end: u64,
+    ) -> Result<()> {
+        let extent = self.is_extent(node);
+        let (size, du) = {
+            let st = rlock(&node.state);
+            let du = match (&st.ext, key) {
+                (Some(e), _) => e.file.data_unit_size() as u64,
+                (None, Some(k)) => k.data_unit_size() as u64,
+                // Unencrypted: the backing bytes are the file's; any range can be punched.
+                (None, None) => 1,
+            };
+            (st.size, du)
+        };
+        let end = end.min(size);
+        if off >= end {
+            return Ok(());
+        }
+        let whole_lo = round_up(off, du);
+        let whole_hi = if end == size {
+            round_up(end, du)
+        } else {
+            end / du * du
+        };
+        if whole_lo >= whole_hi {
+            // Inside one unit: rewrite it.
+            return self.write_data(node, file, key, off, &vec![0u8; (end - off) as usize]);
+        }
+        if off < whole_lo {
+            self.write_data(node, file, key, off, &vec![0u8; (whole_lo - off) as usize])?;
+        }
+        if whole_hi < end {
+            self.write_data(
+                node,
+                file,
+                key,
+                whole_hi,
+                &vec![0u8; (end - whole_hi) as usize],
+            )?;
+        }
+        if extent {
+            return self.ext_punch(node, whole_lo, whole_hi.min(size) - whole_lo);
+        }
+        let mut st = wlock(&node.state);
+        self.trim_stale_tail(node, file, key, &mut st)?;
+        let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+        match rustix::fs::fallocate(
+            file,
+            flags,
+            FILE_HEADER_SIZE + whole_lo,
+            whole_hi - whole_lo,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e == Errno::OPNOTSUPP => {
+                // The backing filesystem cannot punch: write zero bytes (holes all the same).
+                drop(st);
+                let zeros = vec![0u8; 1 << 20];
+                let mut at = FILE_HEADER_SIZE + whole_lo;
+                let stop = FILE_HEADER_SIZE + whole_hi;
+                while at < stop {
+                    let n = (stop - at).min(zeros.len() as u64) as usize;
+                    file.write_all_at(&zeros[..n], at)
+                        .map_err(|e| io_err(self.describe(node), e))?;
+                    at += n as u64;
+                }
+                Ok(())
+            }
+            Err(e) => Err(super::sys_err(self.describe(node), e)),
+        }
     }
 
     /// Writes the header with the current size.

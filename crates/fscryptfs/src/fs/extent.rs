@@ -405,6 +405,16 @@ impl Fs {
         Ok(())
     }
 
+    /// Punches whole units `[off, off + len)` (`len` may end at the size with a partial unit):
+    /// the buffer is written out first (so the log holds the whole size), then the log gets a
+    /// punch record.
+    pub(super) fn ext_punch(&self, node: &Node, off: u64, len: u64) -> Result<()> {
+        let mut st = wlock(&node.state);
+        writeout_locked(&mut st, false)?;
+        let ext = st.ext.as_mut().ok_or_else(not_loaded)?;
+        ext.file.punch_hole(off, len)
+    }
+
     /// fallocate (mode and range already checked by `allocate`): mode 0 grows the size to `end`
     /// (a hole: a log has nothing to preallocate); KEEP_SIZE does nothing.
     pub(super) fn ext_allocate(&self, node: &Node, end: u64, keep_size: bool) -> Result<()> {
