@@ -228,3 +228,54 @@ fn a_hard_linked_file_is_never_compacted() {
     let report = fscryptfs::fsck::check(&m.backing).unwrap_or_else(|_| panic!("fsck ran"));
     assert_eq!(report.problems(), 0, "{:?}", report.findings);
 }
+
+#[test]
+fn shrinking_and_punching_compact_the_log() {
+    // A truncate or a punched hole leaves most of the log dead: compaction follows at once, with
+    // the file still open and never closed or fsynced again.
+    let Some(m) = extent_volume() else {
+        return;
+    };
+    for (name, shrink) in [("truncated", true), ("punched", false)] {
+        let p = m.path(&format!("enc/{name}"));
+        let mut want: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        f.write_all_at(&want, 0).unwrap();
+        f.sync_all().unwrap();
+        let dir = m.backing.join("enc");
+        let ino = f.metadata().unwrap().ino();
+        let before = fs::metadata(backing_of(&dir, ino)).unwrap().len();
+        assert!(
+            before > 8 << 20,
+            "{name}: the log holds the data ({before})"
+        );
+        if shrink {
+            f.set_len(4096).unwrap();
+            want.truncate(4096);
+        } else {
+            // SAFETY: `f` is open; fallocate reads no memory.
+            let rc = unsafe {
+                libc::fallocate(
+                    std::os::fd::AsRawFd::as_raw_fd(&f),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    4096,
+                    (8 << 20) - 4096,
+                )
+            };
+            assert_eq!(rc, 0, "{name}: {}", std::io::Error::last_os_error());
+            want[4096..].fill(0);
+        }
+        let after = fs::metadata(backing_of(&dir, ino)).unwrap().len();
+        assert!(
+            after < 1 << 20,
+            "{name}: backing file {after} bytes after compaction (was {before})"
+        );
+        check_contents(&p, &want);
+    }
+}

@@ -14,9 +14,10 @@
 //! appends a truncate record. Everything happens under the node's `state` lock (write for changes,
 //! read for reads); the keyring's locks nest inside it, as everywhere.
 //!
-//! After a writeout at write, fsync, FLUSH, RELEASE or clone, a log that `needs_compaction` is
-//! compacted into a sibling that replaces it by rename (`ext_compact`: the parent's `dir_lock`, then
-//! the node's `state`), and the node, its log and its handles switch to the new backing inode.
+//! After a writeout at write, fsync, FLUSH, RELEASE or clone, and after a truncate or a punched
+//! hole, a log that `needs_compaction` is compacted into a sibling that replaces it by rename
+//! (`ext_compact`: the parent's `dir_lock`, then the node's `state`), and the node, its log and its
+//! handles switch to the new backing inode.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

@@ -391,6 +391,8 @@ impl Fs {
                     self.set_size(&node, &file, key.as_deref(), size)?;
                 }
             }
+            // A shrink leaves the log's records past the new size dead.
+            self.ext_maybe_compact(&node);
         }
         if uid.is_some() || gid.is_some() {
             rustix::fs::chownat(
@@ -1493,7 +1495,10 @@ impl Filesystem for Fs {
             if let Some(a) = rlock(&h.node.state).active.as_ref() {
                 a.prepare_write()?;
             }
-            self.allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)
+            self.allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)?;
+            // A punched range leaves dead records.
+            self.ext_maybe_compact(&h.node);
+            Ok(())
         })();
         tryr!(reply, r);
         reply.ok();

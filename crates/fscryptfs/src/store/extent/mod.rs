@@ -131,6 +131,9 @@ pub struct ExtentFile {
     /// Bytes beyond `end` (a torn tail, or a failed append) must be cut, durably, before the next
     /// append, so no stale record can follow a new one.
     trim_pending: bool,
+    /// `compacted_len` as of log end `.0` (every change appends, so the end keys it): a writer
+    /// asks after every write, and the answer costs a walk of the whole map.
+    compacted_memo: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 fn backing_name(file: &File) -> String {
@@ -304,6 +307,7 @@ impl ExtentFile {
             next_seq: 0,
             gen: commit.map_or(0, |c| c.gen),
             trim_pending: false,
+            compacted_memo: std::sync::Mutex::new(None),
         };
         ef.replay(file_len)?;
         if let Some(c) = commit {
@@ -985,8 +989,19 @@ impl ExtentFile {
     /// Size the log would have right after compaction: header, checkpoint header and table, and
     /// every live piece's units.
     pub fn compacted_len(&self) -> u64 {
+        let mut memo = self
+            .compacted_memo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((end, len)) = *memo {
+            if end == self.end {
+                return len;
+            }
+        }
         let (_, payload) = self.checkpoint_layout();
-        (FILE_HEADER_SIZE + RECORD_HEADER_BLOCK).saturating_add(payload)
+        let len = (FILE_HEADER_SIZE + RECORD_HEADER_BLOCK).saturating_add(payload);
+        *memo = Some((self.end, len));
+        len
     }
 
     /// True when the log is more than twice its compacted size plus [`COMPACT_SLACK`]: the caller
