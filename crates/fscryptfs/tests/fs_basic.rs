@@ -229,32 +229,23 @@ fn punch_hole_and_zero_range_in_both_layouts() {
             .write(true)
             .open(&p)
             .unwrap();
+        let punch = |off: u64, len: u64| {
+            fallocate(
+                &f,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                len,
+            )
+            .unwrap_or_else(|e| panic!("{layout}: punch {len} bytes at {off}: {e}"))
+        };
         // Unaligned at both ends, spanning whole units.
-        fallocate(
-            &f,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            1000,
-            12_000,
-        )
-        .unwrap_or_else(|e| panic!("{layout}: punch: {e}"));
+        punch(1000, 12_000);
         want[1000..13_000].fill(0);
         // Inside one unit.
-        fallocate(
-            &f,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            20_100,
-            50,
-        )
-        .unwrap();
+        punch(20_100, 50);
         want[20_100..20_150].fill(0);
         // Past the end: nothing, and the size stays.
-        fallocate(
-            &f,
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            39_000,
-            10_000,
-        )
-        .unwrap();
+        punch(39_000, 10_000);
         want[39_000..].fill(0);
         // Zero range growing the file.
         fallocate(&f, libc::FALLOC_FL_ZERO_RANGE, 30_000, 15_000)

@@ -139,6 +139,32 @@ impl State {
     }
 }
 
+impl Node {
+    /// A node the kernel has just learnt of (lookup count 1) as `name` in directory `parent`.
+    fn looked_up(
+        ino: u64,
+        kind: Kind,
+        fd: OwnedFd,
+        state: State,
+        parent: u64,
+        name: &OsStr,
+    ) -> Arc<Node> {
+        Arc::new(Node {
+            ino,
+            kind,
+            fd: RwLock::new(Arc::new(fd)),
+            state: RwLock::new(state),
+            meta: Mutex::new(Meta {
+                lookups: 1,
+                parent,
+                name: name.to_os_string(),
+                ..Meta::default()
+            }),
+            dir_lock: Mutex::new(()),
+        })
+    }
+}
+
 /// Bookkeeping of one inode, under the node's `meta` lock.
 #[derive(Default)]
 struct Meta {
@@ -814,19 +840,7 @@ impl Fs {
                 }
             }
         }
-        let node = Arc::new(Node {
-            ino,
-            kind,
-            fd: RwLock::new(Arc::new(fd)),
-            state: RwLock::new(state),
-            meta: Mutex::new(Meta {
-                lookups: 1,
-                parent,
-                name: name.to_os_string(),
-                ..Meta::default()
-            }),
-            dir_lock: Mutex::new(()),
-        });
+        let node = Node::looked_up(ino, kind, fd, state, parent, name);
         wlock(&self.nodes).insert(ino, Arc::clone(&node));
         drop(transit);
         Ok(node)
@@ -924,19 +938,7 @@ impl Fs {
         if let Ok(st) = rustix::fs::fstat(&fd) {
             self.remember_ino(&st, ino);
         }
-        let node = Arc::new(Node {
-            ino,
-            kind,
-            fd: RwLock::new(Arc::new(fd)),
-            state: RwLock::new(state),
-            meta: Mutex::new(Meta {
-                lookups: 1,
-                parent,
-                name: name.to_os_string(),
-                ..Meta::default()
-            }),
-            dir_lock: Mutex::new(()),
-        });
+        let node = Node::looked_up(ino, kind, fd, state, parent, name);
         wlock(&self.nodes).insert(ino, Arc::clone(&node));
         node
     }
