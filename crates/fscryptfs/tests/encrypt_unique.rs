@@ -24,33 +24,12 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use encrypt_support::*;
 use support::*;
 
 // ---------------------------------------------------------------------------------------------
 // generic/399
-
-/// A volume whose backing store lives on a size-limited tmpfs. Drop order: the daemon first, then
-/// the tmpfs.
-struct SmallVolume {
-    m: Mounted,
-    ram: PathBuf,
-}
-
-impl Drop for SmallVolume {
-    fn drop(&mut self) {
-        self.m.stop();
-        let ok = Command::new("umount")
-            .arg(&self.ram)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.ram).status();
-        }
-    }
-}
 
 /// Everything in the backing store, concatenated in a fixed order (the "device image").
 fn backing_image(root: &Path) -> Vec<u8> {
@@ -74,30 +53,9 @@ fn generic_399_ciphertext_is_never_repeated_in(layout: Layout) {
     let Some(m) = mount_in(layout, "") else {
         return;
     };
-    let mut v = SmallVolume {
-        ram: m.tmp.path().join("ram"),
-        m,
-    };
     // Move the (fresh) volume onto a small tmpfs and mount it from there.
-    v.m.stop();
-    fs::create_dir(&v.ram).unwrap();
-    let size = format!("size={FS_SIZE}");
-    assert!(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &size, "tmpfs"])
-        .arg(&v.ram)
-        .status()
-        .unwrap()
-        .success());
-    let backing = v.ram.join("backing");
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&v.m.backing)
-        .arg(&backing)
-        .status()
-        .unwrap()
-        .success());
-    v.m.backing = backing.clone();
-    v.m.remount("");
+    let mut v = SmallVolume::move_onto_tmpfs(m, FS_SIZE, "");
+    let backing = v.m.backing.clone();
     let m = &mut v.m;
 
     let edir = m.path("encrypted_dir");

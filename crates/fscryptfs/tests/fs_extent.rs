@@ -691,3 +691,35 @@ fn buffered_data_of_all_files_is_bounded() {
         check_file(&p, &pattern(i as u64, per_file));
     }
 }
+
+#[test]
+fn a_failing_background_writeout_is_retried_sparingly_and_reported_at_fsync() {
+    // The backing store on a 4 MiB tmpfs, a 6 MiB write buffered in the daemon (an open file, no
+    // fsync), `commit=1`: the writeout thread fails with ENOSPC. It must keep the data buffered,
+    // say so once rather than twice a second, and let fsync report the error.
+    let Some((m, _id)) = extent_volume(&[]) else {
+        return;
+    };
+    let opts = "commit=1,no_writeback_cache";
+    let v = SmallVolume::move_onto_tmpfs(m, 4 << 20, opts);
+    add_key(&v.m.mnt, &KEY).unwrap();
+    let p = v.m.path("enc/big");
+    let mut f = File::create(&p).unwrap();
+    // Under the per-file bound (4 MiB), so only the thread writes it out.
+    f.write_all(&pattern(9, 3 << 20)).unwrap();
+    f.write_all(&pattern(10, 3 << 20)).unwrap_or_else(|e| {
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    });
+    let warned = |log: &str| {
+        log.matches("background writeout (commit interval) failed")
+            .count()
+    };
+    assert!(
+        eventually(20, || warned(&v.m.log_text()) >= 1),
+        "no background writeout failure logged:\n{}",
+        v.m.log_text()
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(warned(&v.m.log_text()), 1, "retried (and logged) too often");
+    assert_errno(f.sync_all(), libc::ENOSPC);
+}

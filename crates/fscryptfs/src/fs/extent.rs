@@ -56,6 +56,8 @@ pub(super) struct ExtState {
     buf: BTreeMap<u64, Vec<u8>>,
     /// When the buffer last went from empty to not empty (the writeout timer's clock).
     dirty_since: Option<Instant>,
+    /// When a background writeout of this buffer last failed (the thread waits before retrying).
+    pub(super) background_failed: Option<Instant>,
     /// The volume-wide count of buffered bytes this buffer adds to.
     budget: Arc<Budget>,
     /// Keys of this file's extents, derived once each while the inode holds its `ActiveRef`
@@ -118,6 +120,7 @@ impl ExtState {
             du,
             buf: BTreeMap::new(),
             dirty_since: None,
+            background_failed: None,
             budget,
             keys: Mutex::new(KeyCache::default()),
         }

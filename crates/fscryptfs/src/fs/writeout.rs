@@ -40,6 +40,10 @@ pub(super) const BUDGET_HARD: u64 = 128 << 20;
 /// How often the thread looks at buffer ages.
 const TICK: Duration = Duration::from_millis(500);
 
+/// How long the thread leaves a buffer alone after failing to write it out (a full backing
+/// filesystem would otherwise be retried, and logged, twice a second).
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// The volume-wide count of buffered plaintext bytes, and the writeout thread's wake-up.
 #[derive(Default)]
 pub(super) struct Budget {
@@ -116,15 +120,22 @@ fn run(nodes: &Weak<NodeTable>, budget: &Budget, commit: Option<Duration>) {
             .cloned()
             .collect();
         drop(table);
+        let now = Instant::now();
         let mut dirty: Vec<(u64, Instant, Arc<Node>)> = files
             .into_iter()
             .filter_map(|n| {
-                let d = rlock(&n.state).ext.as_ref().and_then(|e| e.dirty());
+                let d = rlock(&n.state)
+                    .ext
+                    .as_ref()
+                    .filter(|e| {
+                        e.background_failed
+                            .is_none_or(|t| now.duration_since(t) >= RETRY_AFTER)
+                    })
+                    .and_then(|e| e.dirty());
                 d.map(|(bytes, since)| (bytes, since, n))
             })
             .collect();
         if let Some(age) = commit {
-            let now = Instant::now();
             dirty.retain(|(_, since, node)| {
                 if now.duration_since(*since) < age {
                     return true;
@@ -149,10 +160,16 @@ fn run(nodes: &Weak<NodeTable>, budget: &Budget, commit: Option<Duration>) {
 /// fresh reader of the log sees it too).
 fn write_out(node: &Node, why: &str) {
     let mut st = wlock(&node.state);
-    if let Err(e) = writeout_locked(&mut st, true) {
+    let failed = writeout_locked(&mut st, true).err();
+    if let Some(e) = &failed {
         tracing::warn!(
-            "inode {}: background writeout ({why}) failed, data stays buffered: {e}",
-            node.ino
+            "inode {}: background writeout ({why}) failed, data stays buffered (next try in \
+             {} s; fsync and close report the error): {e}",
+            node.ino,
+            RETRY_AFTER.as_secs()
         );
+    }
+    if let Some(ext) = st.ext.as_mut() {
+        ext.background_failed = failed.map(|_| Instant::now());
     }
 }

@@ -340,6 +340,54 @@ impl Drop for Mounted {
     }
 }
 
+/// A volume whose backing store lives on a size-limited tmpfs (ENOSPC tests). Drop order: the
+/// daemon first, then the tmpfs.
+pub struct SmallVolume {
+    pub m: Mounted,
+    ram: PathBuf,
+}
+
+impl SmallVolume {
+    /// Stops `m`, moves its backing store onto a new tmpfs of `size` bytes and mounts it from there
+    /// with `opts`.
+    pub fn move_onto_tmpfs(mut m: Mounted, size: u64, opts: &str) -> SmallVolume {
+        m.stop();
+        let ram = m.tmp.path().join("ram");
+        std::fs::create_dir(&ram).expect("mkdir ram");
+        let mut v = SmallVolume { m, ram };
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&v.ram)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mount -t tmpfs (needs root)");
+        let backing = v.ram.join("backing");
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&v.m.backing)
+            .arg(&backing)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(copied, "cp -a the backing store onto the tmpfs");
+        v.m.backing = backing;
+        v.m.remount(opts);
+        v
+    }
+}
+
+impl Drop for SmallVolume {
+    fn drop(&mut self) {
+        self.m.stop();
+        let ok = Command::new("umount")
+            .arg(&self.ram)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.ram).status();
+        }
+    }
+}
+
 /// What a failed test prints of a daemon log: its errors (the first 100), its warnings (the first
 /// 50), then the last 300 lines (a long race's debug log runs to megabytes).
 fn failure_report(log: &str) -> String {
