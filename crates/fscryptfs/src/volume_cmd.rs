@@ -41,6 +41,8 @@ pub struct MountArgs {
     foreground: bool,
     /// Mount options: allow_other, default_permissions, ro, removal=soft|deny-writes, debug,
     /// commit=N (seconds unsynced per-extent writes may stay buffered; default 5, 0: no timer),
+    /// no_writeback_cache, maxkeys=N and maxbytes=N (the per-user key quota; default: the
+    /// kernel's /proc/sys/kernel/keys/maxkeys and maxbytes),
     /// log=PATH (where the detached daemon logs; without it, nowhere; -f logs to stderr),
     /// test_dummy_encryption[=v2] (testing only: new inodes in unencrypted directories are
     /// encrypted with fstests' public test key).

@@ -264,19 +264,35 @@ fn generic_581_unprivileged_user_in(layout: Layout) {
     );
     m.remount("allow_other"); // Clear all keys
 
-    // Testing user key quota: the daemon's per-user limit is the kernel's default maxkeys (200);
-    // fstests lowers maxkeys to 5 instead, which has no counterpart here.
-    let mut added = 0;
-    let failure = loop {
-        let out = cli_add_key(user, &m.mnt, &random_key(added));
-        if out.code != 0 {
-            break out;
-        }
-        added += 1;
-        assert!(added <= 1000, "no quota after 1000 keys");
+    // Testing user key quota: fstests lowers /proc/sys/kernel/keys/maxkeys to 5; the daemon takes
+    // its quota from that sysctl at mount, or from `-o maxkeys=` (which leaves the host alone).
+    let fill_quota = |m: &Mounted| -> u64 {
+        let mut added = 0;
+        let failure = loop {
+            let out = cli_add_key(user, &m.mnt, &random_key(added));
+            if out.code != 0 {
+                break out;
+            }
+            added += 1;
+            assert!(added <= 1000, "no quota after 1000 keys");
+        };
+        failure.fails_with("Disk quota exceeded");
+        added
     };
-    failure.fails_with("Disk quota exceeded");
-    assert_eq!(added, 200, "claims accepted before EDQUOT");
+    let sysctl_maxkeys: u64 = fs::read_to_string("/proc/sys/kernel/keys/maxkeys")
+        .map(|s| s.trim().parse().expect("maxkeys is a number"))
+        .unwrap_or(200);
+    assert_eq!(
+        fill_quota(&m),
+        sysctl_maxkeys,
+        "claims accepted before EDQUOT (the host's maxkeys)"
+    );
+    m.remount("allow_other,maxkeys=5"); // Clear all keys; fstests' quota
+    assert_eq!(
+        fill_quota(&m),
+        5,
+        "claims accepted before EDQUOT (maxkeys=5)"
+    );
     // Root is not limited.
     for i in 0..5 {
         assert_eq!(cli_add_key(None, &m.mnt, &random_key(10_000 + i)).code, 0);

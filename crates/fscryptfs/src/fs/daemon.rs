@@ -45,6 +45,12 @@ pub struct MountOptions {
     /// `no_writeback_cache`: write(2) goes to the daemon at once instead of through the kernel's
     /// page cache (the FUSE writeback cache, on by default in soft removal mode).
     pub no_writeback_cache: bool,
+    /// `maxkeys=N`: key claims one non-root user may hold. Default: the kernel's
+    /// `/proc/sys/kernel/keys/maxkeys` at mount (fscrypt charges keys to the user's key quota).
+    pub maxkeys: Option<usize>,
+    /// `maxbytes=N`: bytes of claims one non-root user may hold (default: the kernel's
+    /// `/proc/sys/kernel/keys/maxbytes`).
+    pub maxbytes: Option<usize>,
 }
 
 /// fstests' `TEST_RAW_KEY`: bytes 0x01..=0x40.
@@ -103,6 +109,16 @@ impl MountOptions {
                             return Err("log= needs a path".into());
                         }
                         o.log = Some(PathBuf::from(p));
+                    } else if let Some(n) = item.strip_prefix("maxkeys=") {
+                        o.maxkeys = Some(
+                            n.parse()
+                                .map_err(|_| format!("maxkeys={n:?}: not a number"))?,
+                        );
+                    } else if let Some(n) = item.strip_prefix("maxbytes=") {
+                        o.maxbytes = Some(
+                            n.parse()
+                                .map_err(|_| format!("maxbytes={n:?}: not a number"))?,
+                        );
                     } else if let Some(n) = item.strip_prefix("commit=") {
                         o.commit = Some(
                             n.parse()
@@ -120,6 +136,29 @@ impl MountOptions {
             }
         }
         Ok(o)
+    }
+}
+
+/// The per-user key quota: `-o maxkeys=,maxbytes=`, else the kernel's key quota sysctls (what the
+/// kernel's fscrypt charges a user's keys to), else the kernel's defaults.
+fn user_quota(opts: &MountOptions) -> UserQuota {
+    let sysctl = |name: &str| -> Option<usize> {
+        std::fs::read_to_string(format!("/proc/sys/kernel/keys/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let default = UserQuota::default();
+    UserQuota {
+        max_keys: opts
+            .maxkeys
+            .or_else(|| sysctl("maxkeys"))
+            .unwrap_or(default.max_keys),
+        max_bytes: opts
+            .maxbytes
+            .or_else(|| sysctl("maxbytes"))
+            .unwrap_or(default.max_bytes),
     }
 }
 
@@ -153,7 +192,7 @@ pub fn serve(
     let removal = opts.removal.unwrap_or(config.removal);
     let keyring = fscrypt::keyring::Keyring::new(KeyringConfig {
         removal_mode: removal,
-        quota: UserQuota::default(),
+        quota: user_quota(opts),
     });
     let uuid = config.uuid;
     let dummy = if opts.test_dummy_encryption {
