@@ -890,6 +890,12 @@ impl Fs {
         }
     }
 
+    /// Claims a newly allocated number until its node is inserted (`insert_new`).
+    fn claim_new_ino(&self, ino: u64) -> TransitGuard<'_> {
+        lock(&self.transit).insert(ino);
+        TransitGuard { fs: self, ino }
+    }
+
     /// Takes `ino` out of transit and wakes the lookups waiting for it.
     fn end_transit(&self, ino: u64) {
         lock(&self.transit).remove(&ino);
@@ -925,7 +931,8 @@ impl Fs {
         }
     }
 
-    /// Inserts a node just created (lookup count 1).
+    /// Inserts a node just created (lookup count 1), then ends its number's claim.
+    #[allow(clippy::too_many_arguments)] // a node's parts, and the claim it ends
     fn insert_new(
         &self,
         fd: OwnedFd,
@@ -934,12 +941,14 @@ impl Fs {
         state: State,
         parent: u64,
         name: &OsStr,
+        transit: TransitGuard<'_>,
     ) -> Arc<Node> {
         if let Ok(st) = rustix::fs::fstat(&fd) {
             self.remember_ino(&st, ino);
         }
         let node = Node::looked_up(ino, kind, fd, state, parent, name);
         wlock(&self.nodes).insert(ino, Arc::clone(&node));
+        drop(transit);
         node
     }
 

@@ -25,7 +25,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::{
     errno, fuse_err, lock, new_file_header, rlock, wlock, write_dir_meta, DirEnt, Fs, Handle, Kind,
-    Node, State,
+    Node, State, TransitGuard,
 };
 use crate::store::meta::{DirMeta, SymlinkTarget};
 use crate::store::{names, sys_err};
@@ -53,8 +53,13 @@ fn log_err(e: &Error) {
 }
 
 /// What a new inode in a directory gets: its context (inherited) and, when encrypted, its key.
-struct NewInode {
+struct NewInode<'a> {
     ino: u64,
+    /// The number is in transit until the node is in the table: a LOOKUP of the new name (visible
+    /// once renamed into place) waits instead of loading a second node. (Today the kernel already
+    /// keeps LOOKUP and CREATE in one directory apart — no FUSE_PARALLEL_DIROPS — so this guards
+    /// the table's invariant rather than a race seen.)
+    transit: TransitGuard<'a>,
     ctx: Option<Context>,
     /// Regular files: the header's layout byte.
     layout: u8,
@@ -65,7 +70,7 @@ struct NewInode {
 impl Fs {
     /// Allocates an inode number and, in an encrypted directory, a context and an unlocked key for
     /// a new inode of `kind` (ENOKEY when the key cannot be used for new inodes).
-    fn new_inode(&self, dir: &Node, kind: Kind) -> Result<NewInode> {
+    fn new_inode(&self, dir: &Node, kind: Kind) -> Result<NewInode<'_>> {
         // fscrypt_policy_to_inherit: the directory's policy, else the dummy policy if mounted with
         // test_dummy_encryption.
         let inherit = dir.ctx().map(|c| *c.policy()).or(self.opts.dummy_policy);
@@ -74,6 +79,7 @@ impl Fs {
             _ => None,
         };
         let ino = self.inos.alloc()?;
+        let transit = self.claim_new_ino(ino);
         let layout = self.new_file_layout(kind, ctx.as_ref());
         let need = super::extent::secret_need(kind, layout);
         let key = match &ctx {
@@ -82,25 +88,28 @@ impl Fs {
         };
         Ok(NewInode {
             ino,
+            transit,
             ctx,
             layout,
             key,
         })
     }
 
-    fn state_for_new(ni: NewInode) -> State {
+    /// The state of a new inode, and its number's claim (for `insert_new`).
+    fn state_for_new(ni: NewInode<'_>) -> (State, TransitGuard<'_>) {
         let (active, key) = match ni.key {
             Some((a, k)) => (Some(a), k.map(Arc::new)),
             None => (None, None),
         };
-        State {
+        let state = State {
             ctx: ni.ctx,
             key,
             active,
             layout: ni.layout,
             trimmed: true,
             ..State::default()
-        }
+        };
+        (state, ni.transit)
     }
 
     fn open_path(&self, dir: &Node, bname: &OsStr) -> Result<OwnedFd> {
@@ -175,9 +184,9 @@ impl Fs {
         self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
         let pfd = self.open_path(&dir, &bname)?;
         let ino = ni.ino;
-        let mut state = Self::state_for_new(ni);
+        let (mut state, transit) = Self::state_for_new(ni);
         state.ext = ext;
-        let node = self.insert_new(pfd, ino, Kind::File, state, dir.ino, name);
+        let node = self.insert_new(pfd, ino, Kind::File, state, dir.ino, name, transit);
         let fh = if open {
             let key = rlock(&node.state).key.clone();
             let _ = flags;
@@ -504,7 +513,8 @@ impl Fs {
         }
         self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
         let ino = ni.ino;
-        Ok(self.insert_new(nfd, ino, Kind::Dir, Self::state_for_new(ni), dir.ino, name))
+        let (state, transit) = Self::state_for_new(ni);
+        Ok(self.insert_new(nfd, ino, Kind::Dir, state, dir.ino, name, transit))
     }
 
     fn do_symlink(
@@ -543,9 +553,9 @@ impl Fs {
         self.chown_new(&dir.fd(), &bname, self.owner_for(&dir, req))?;
         let pfd = self.open_path(&dir, &bname)?;
         let ino = ni.ino;
-        let mut st = Self::state_for_new(ni);
+        let (mut st, transit) = Self::state_for_new(ni);
         st.link = Some(link);
-        Ok(self.insert_new(pfd, ino, Kind::Symlink, st, dir.ino, name))
+        Ok(self.insert_new(pfd, ino, Kind::Symlink, st, dir.ino, name, transit))
     }
 
     fn do_mknod(
