@@ -321,6 +321,33 @@ impl Drop for TransitGuard<'_> {
     }
 }
 
+/// The node of `ino` in the (locked) table, with its lookup count raised and its name updated.
+fn cached_lookup(
+    nodes: &HashMap<u64, Arc<Node>>,
+    ino: u64,
+    kind: Kind,
+    parent: u64,
+    name: &OsStr,
+    what: &str,
+) -> Result<Option<Arc<Node>>> {
+    let Some(node) = nodes.get(&ino) else {
+        return Ok(None);
+    };
+    if node.kind != kind {
+        return Err(Error::corrupt(format!(
+            "{what}: inode number {ino} is used by two objects of different types"
+        )));
+    }
+    let mut m = lock(&node.meta);
+    m.lookups += 1;
+    if ino != ROOT_INO {
+        m.parent = parent;
+        m.name = name.to_os_string();
+    }
+    drop(m);
+    Ok(Some(Arc::clone(node)))
+}
+
 /// Converts a layer error to a FUSE errno.
 fn fuse_err(e: &Error) -> fuser::Errno {
     fuser::Errno::from_i32(e.raw_os_error())
@@ -779,6 +806,16 @@ impl Fs {
                 )
             }
             rustix::fs::FileType::Symlink => {
+                // A cached symlink needs no readlinkat (which would bump the backing atime: a
+                // symlink's target carries its number, so only an unknown one is read).
+                if let Some(ino) = self.known_ino(st.st_dev, st.st_ino) {
+                    let nodes = wlock(&self.nodes);
+                    if let Some(node) =
+                        cached_lookup(&nodes, ino, Kind::Symlink, parent, name, what)?
+                    {
+                        return Ok(node);
+                    }
+                }
                 let t =
                     rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
                 let l = SymlinkTarget::parse(t.as_bytes(), &self.fsp, what).inspect_err(|e| {
@@ -861,20 +898,8 @@ impl Fs {
     ) -> Result<Claim<'_>> {
         loop {
             let nodes = wlock(&self.nodes);
-            if let Some(node) = nodes.get(&ino) {
-                if node.kind != kind {
-                    return Err(Error::corrupt(format!(
-                        "{what}: inode number {ino} is used by two objects of different types"
-                    )));
-                }
-                let mut m = lock(&node.meta);
-                m.lookups += 1;
-                if ino != ROOT_INO {
-                    m.parent = parent;
-                    m.name = name.to_os_string();
-                }
-                drop(m);
-                return Ok(Claim::Cached(Arc::clone(node)));
+            if let Some(node) = cached_lookup(&nodes, ino, kind, parent, name, what)? {
+                return Ok(Claim::Cached(node));
             }
             let mut transit = lock(&self.transit);
             if transit.insert(ino) {
