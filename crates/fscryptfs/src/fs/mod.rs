@@ -1083,8 +1083,10 @@ impl Fs {
         })
     }
 
+    /// Only an encrypted symlink's attributes depend on the key (its size is the plaintext or the
+    /// no-key target's length); everything else the kernel may cache like any attribute.
     fn attr_ttl(&self, node: &Node) -> Duration {
-        if node.is_encrypted() {
+        if node.is_encrypted() && node.kind == Kind::Symlink {
             ENC_TTL
         } else {
             PLAIN_TTL
