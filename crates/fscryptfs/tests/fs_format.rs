@@ -258,3 +258,57 @@ fn bad_volumes_are_refused() {
     fs::write(&conf, text).unwrap();
     assert!(mount_fails(&vol, &mnt).contains("newer"));
 }
+
+#[test]
+fn damaged_directories_and_symlinks_are_contained_and_deletable() {
+    // A directory whose `.fscryptfs.dir` is damaged and a symlink whose backing target is: both
+    // still look up, stat and delete; listing or creating inside the directory and reading the
+    // link give EUCLEAN, with a log line naming the backing path; their neighbours are fine.
+    let Some((mut m, _id)) = encrypted_volume() else {
+        return;
+    };
+    fs::create_dir(m.path("empty")).unwrap();
+    fs::create_dir(m.path("full")).unwrap();
+    fs::write(m.path("full/inside"), b"x").unwrap();
+    std::os::unix::fs::symlink("target", m.path("link")).unwrap();
+    fs::write(m.path("fine"), b"fine").unwrap();
+    m.stop();
+    for d in ["empty", "full"] {
+        let meta = m.backing.join(d).join(".fscryptfs.dir");
+        let mut b = fs::read(&meta).unwrap();
+        b[8] ^= 0x55;
+        fs::write(&meta, b).unwrap();
+    }
+    let blink = m.backing.join("link");
+    fs::remove_file(&blink).unwrap();
+    std::os::unix::fs::symlink("not a target of ours", &blink).unwrap();
+    m.remount("");
+
+    for d in ["empty", "full"] {
+        assert!(fs::metadata(m.path(d)).unwrap().is_dir(), "{d}");
+        assert_errno(fs::read_dir(m.path(d)), libc::EUCLEAN);
+        assert_errno(fs::write(m.path(&format!("{d}/new")), b"n"), libc::EUCLEAN);
+    }
+    assert_errno(fs::remove_dir(m.path("full")), libc::ENOTEMPTY);
+    fs::remove_dir(m.path("empty")).unwrap();
+    assert!(fs::symlink_metadata(m.path("link")).unwrap().is_symlink());
+    assert_errno(fs::read_link(m.path("link")), libc::EUCLEAN);
+    fs::remove_file(m.path("link")).unwrap();
+    assert_eq!(fs::read(m.path("fine")).unwrap(), b"fine");
+    let names: Vec<_> = fs::read_dir(m.mnt.clone())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "empty" || n == "link"),
+        "{names:?}"
+    );
+    let log = m.log_text();
+    for what in ["full", "link"] {
+        let p = m.backing.join(what).display().to_string();
+        assert!(
+            log.lines().any(|l| l.contains("ERROR") && l.contains(&p)),
+            "no error line naming {p}:\n{log}"
+        );
+    }
+}

@@ -112,7 +112,7 @@ impl Fs {
                 Ok(out)
             }
             abi::FS_IOC_GET_ENCRYPTION_NONCE => {
-                let node = self.node(ino)?;
+                let node = self.usable_node(ino)?;
                 let ctx = node
                     .ctx()
                     .ok_or_else(|| errno(Errno::NODATA, "not encrypted"))?;
@@ -128,7 +128,7 @@ impl Fs {
                 let mut a = [0u8; 8];
                 a.copy_from_slice(&input[..8]);
                 let room = u64::from_le_bytes(a);
-                let node = self.node(ino)?;
+                let node = self.usable_node(ino)?;
                 let ctx = node
                     .ctx()
                     .ok_or_else(|| errno(Errno::NODATA, "not encrypted"))?;
@@ -162,7 +162,7 @@ impl Fs {
                 Ok(out)
             }
             FS_IOC_GETFLAGS => {
-                let node = self.node(ino)?;
+                let node = self.usable_node(ino)?;
                 let f = if node.is_encrypted() {
                     FS_ENCRYPT_FL
                 } else {
@@ -220,7 +220,7 @@ impl Fs {
             .ok_or_else(|| errno(Errno::INVAL, format!("unknown policy version {}", input[0])))?;
         need(input, size)?;
         let bytes = &input[..size];
-        let node = self.node(ino)?;
+        let node = self.usable_node(ino)?;
         let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(&node), e))?;
         if req.uid() != 0 && req.uid() != st.st_uid {
             return Err(errno(Errno::ACCESS, "only the owner may set a policy"));

@@ -123,12 +123,22 @@ struct State {
     trimmed: bool,
     /// Symlinks: the backing target, parsed.
     link: Option<SymlinkTarget>,
-    /// Regular files whose header cannot be parsed: why (naming the backing path). Such a node
-    /// exists so the entry can be looked up, stat'ed, renamed and deleted; open gives EUCLEAN.
+    /// Regular files, directories and symlinks whose stored metadata (header, `.fscryptfs.dir`,
+    /// backing target) cannot be parsed: why (naming the backing path). Such a node exists so the
+    /// entry can be looked up, stat'ed, renamed and deleted; opening it, reading the link, and any
+    /// operation inside the directory give EUCLEAN.
     corrupt: Option<String>,
 }
 
 impl State {
+    /// The state of an entry whose stored metadata is damaged (`e` says how).
+    fn corrupt(e: &Error) -> State {
+        State {
+            corrupt: Some(e.message().to_string()),
+            ..State::default()
+        }
+    }
+
     /// Locks the inode: takes its key and reference (the caller drops them) and drops every
     /// extent key cached under that reference.
     fn take_keys(&mut self) -> (Option<Arc<InodeKey>>, Option<ActiveRef>) {
@@ -321,6 +331,14 @@ impl Drop for TransitGuard<'_> {
     }
 }
 
+/// EUCLEAN for a node whose stored metadata is damaged.
+fn check_usable(node: &Node) -> Result<()> {
+    match &rlock(&node.state).corrupt {
+        Some(why) => Err(Error::corrupt(why.clone())),
+        None => Ok(()),
+    }
+}
+
 /// The node of `ino` in the (locked) table, with its lookup count raised and its name updated.
 fn cached_lookup(
     nodes: &HashMap<u64, Arc<Node>>,
@@ -442,6 +460,15 @@ impl Fs {
             .get(&ino)
             .cloned()
             .ok_or_else(|| errno(Errno::STALE, format!("inode {ino} is not known")))
+    }
+
+    /// The node of an operation that needs its stored metadata — working inside a directory
+    /// (whose context says how its names are stored), policy and nonce ioctls: EUCLEAN when that
+    /// metadata is damaged.
+    fn usable_node(&self, ino: u64) -> Result<Arc<Node>> {
+        let node = self.node(ino)?;
+        check_usable(&node)?;
+        Ok(node)
     }
 
     fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
@@ -780,30 +807,34 @@ impl Fs {
                     Err(e) => {
                         // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
                         tracing::error!("{e}");
-                        (
-                            self.per_mount_ino(&st)?,
-                            Kind::File,
-                            State {
-                                corrupt: Some(e.message().to_string()),
-                                ..State::default()
-                            },
-                        )
+                        (self.per_mount_ino(&st)?, Kind::File, State::corrupt(&e))
                     }
                 }
             }
             rustix::fs::FileType::Directory => {
-                let m = read_dir_meta(&fd, &self.fsp, what).inspect_err(|e| {
-                    tracing::error!("{e}");
-                })?;
-                self.remember_ino(&st, m.ino);
-                (
-                    m.ino,
-                    Kind::Dir,
-                    State {
-                        ctx: m.ctx,
-                        ..State::default()
-                    },
-                )
+                match read_dir_meta(&fd, &self.fsp, what) {
+                    Ok(m) => {
+                        self.remember_ino(&st, m.ino);
+                        (
+                            m.ino,
+                            Kind::Dir,
+                            State {
+                                ctx: m.ctx,
+                                ..State::default()
+                            },
+                        )
+                    }
+                    Err(e) if e.errno() == Errno::UCLEAN => {
+                        // Damaged metadata: still an entry (stat, rename, rmdir when empty);
+                        // everything inside says EUCLEAN.
+                        tracing::error!("{e}");
+                        (self.per_mount_ino(&st)?, Kind::Dir, State::corrupt(&e))
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return Err(e);
+                    }
+                }
             }
             rustix::fs::FileType::Symlink => {
                 // A cached symlink needs no readlinkat (which would bump the backing atime: a
@@ -818,23 +849,29 @@ impl Fs {
                 }
                 let t =
                     rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
-                let l = SymlinkTarget::parse(t.as_bytes(), &self.fsp, what).inspect_err(|e| {
-                    tracing::error!("{e}");
-                })?;
-                let ctx = match &l {
-                    SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
-                    SymlinkTarget::Plain { .. } => None,
-                };
-                self.remember_ino(&st, l.ino());
-                (
-                    l.ino(),
-                    Kind::Symlink,
-                    State {
-                        ctx,
-                        link: Some(l),
-                        ..State::default()
-                    },
-                )
+                match SymlinkTarget::parse(t.as_bytes(), &self.fsp, what) {
+                    Ok(l) => {
+                        let ctx = match &l {
+                            SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
+                            SymlinkTarget::Plain { .. } => None,
+                        };
+                        self.remember_ino(&st, l.ino());
+                        (
+                            l.ino(),
+                            Kind::Symlink,
+                            State {
+                                ctx,
+                                link: Some(l),
+                                ..State::default()
+                            },
+                        )
+                    }
+                    Err(e) => {
+                        // Damaged: still an entry (stat, rename, unlink); readlink says EUCLEAN.
+                        tracing::error!("{e}");
+                        (self.per_mount_ino(&st)?, Kind::Symlink, State::corrupt(&e))
+                    }
+                }
             }
             other => {
                 let t = match other {
@@ -1121,6 +1158,7 @@ impl Fs {
         if node.kind != Kind::Symlink {
             return Err(errno(Errno::INVAL, "not a symlink"));
         }
+        check_usable(node)?;
         match self.ensure_key(node) {
             Ok(_) => {}
             Err(e) if e.errno() == Errno::NOKEY => {}

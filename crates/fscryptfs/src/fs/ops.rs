@@ -143,7 +143,7 @@ impl Fs {
         open: bool,
     ) -> Result<(Arc<Node>, Option<u64>)> {
         self.check_writable()?;
-        let dir = self.node(parent)?;
+        let dir = self.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, name)?;
         let ni = self.new_inode(&dir, Kind::File)?;
@@ -268,7 +268,10 @@ impl Fs {
                     }
                 }
             }
-            Kind::Dir => Ok(self.add_handle(&node, None, None, req.pid())),
+            Kind::Dir => {
+                super::check_usable(&node)?;
+                Ok(self.add_handle(&node, None, None, req.pid()))
+            }
             _ => Err(errno(
                 Errno::NXIO,
                 "cannot open this file type through fscryptfs",
@@ -473,7 +476,7 @@ impl Fs {
 
     fn do_mkdir(&self, req: &Request, parent: u64, name: &OsStr, mode: u32) -> Result<Arc<Node>> {
         self.check_writable()?;
-        let dir = self.node(parent)?;
+        let dir = self.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, name)?;
         let ni = self.new_inode(&dir, Kind::Dir)?;
@@ -525,7 +528,7 @@ impl Fs {
         target: &Path,
     ) -> Result<Arc<Node>> {
         self.check_writable()?;
-        let dir = self.node(parent)?;
+        let dir = self.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, name)?;
         let tbytes = target.as_os_str().as_bytes();
@@ -573,7 +576,7 @@ impl Fs {
                 .map(|(n, _)| n);
         }
         self.check_writable()?;
-        let dir = self.node(parent)?;
+        let dir = self.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, name)?;
         let kind = rustix::fs::FileType::from_raw_mode(mode);
@@ -626,7 +629,7 @@ impl Fs {
     fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Arc<Node>> {
         self.check_writable()?;
         let node = self.node(ino)?;
-        let dir = self.node(newparent)?;
+        let dir = self.usable_node(newparent)?;
         if node.kind == Kind::Dir {
             return Err(errno(Errno::PERM, "hard link to a directory"));
         }
@@ -668,7 +671,7 @@ impl Fs {
 
     fn do_unlink(&self, parent: u64, name: &OsStr, is_dir: bool) -> Result<()> {
         self.check_writable()?;
-        let dir = self.node(parent)?;
+        let dir = self.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, _) = self.backing_name(&dir, name)?;
         let what = self.describe_child(&dir, &bname);
@@ -788,8 +791,8 @@ impl Fs {
         }
         let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let odir = self.node(parent)?;
-        let ndir = self.node(newparent)?;
+        let odir = self.usable_node(parent)?;
+        let ndir = self.usable_node(newparent)?;
         // Lock both directories, in inode order.
         let (_g1, _g2) = if odir.ino == ndir.ino {
             (Some(lock(&odir.dir_lock)), None)
@@ -1071,7 +1074,7 @@ impl Filesystem for Fs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let dir = tryr!(reply, self.node(parent.0));
+        let dir = tryr!(reply, self.usable_node(parent.0));
         let node = tryr!(reply, self.lookup_child(&dir, name));
         let attr = match self.attr(&node) {
             Ok(a) => a,
@@ -1457,7 +1460,7 @@ impl Filesystem for Fs {
             self.do_create(req, parent.0, name, mode, flags, true)
         );
         let attr = tryr!(reply, self.attr(&node));
-        let dir = tryr!(reply, self.node(parent.0));
+        let dir = tryr!(reply, self.usable_node(parent.0));
         let ttl = self.entry_ttl(&dir).min(self.attr_ttl(&node));
         reply.created(
             &ttl,
