@@ -10,7 +10,6 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use fscryptfs::store::meta::FileHeader;
 use support::*;
 
 const MIB: u64 = 1 << 20;
@@ -42,19 +41,7 @@ impl Rng {
 
 /// The backing file of the regular file with stable number `ino` in backing directory `dir`.
 fn backing_of(dir: &Path, ino: u64) -> PathBuf {
-    let fsp = fscryptfs::store::fs_params();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if !p.is_file() || p.file_name().unwrap().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let mut b = [0u8; 80];
-        File::open(&p).unwrap().read_exact_at(&mut b, 0).unwrap();
-        if FileHeader::parse(&b, &fsp, "f").is_ok_and(|h| h.ino == ino) {
-            return p;
-        }
-    }
-    panic!("no backing file with inode {ino} in {}", dir.display());
+    backing_file_of(dir, ino).0
 }
 
 /// Backing files the daemon still holds open after they were replaced or deleted.

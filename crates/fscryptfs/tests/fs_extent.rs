@@ -50,21 +50,7 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
 
 /// The backing file of the regular file with stable number `ino` in backing directory `dir`.
 fn backing_of(dir: &Path, ino: u64) -> PathBuf {
-    let fsp = fscryptfs::store::fs_params();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if !p.is_file() || p.file_name().unwrap().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let mut b = [0u8; 80];
-        File::open(&p).unwrap().read_exact_at(&mut b, 0).unwrap();
-        if let Ok(h) = FileHeader::parse(&b, &fsp, "f") {
-            if h.ino == ino {
-                return p;
-            }
-        }
-    }
-    panic!("no backing file with inode {ino} in {}", dir.display());
+    backing_file_of(dir, ino).0
 }
 
 /// Opens a per-extent backing file offline.

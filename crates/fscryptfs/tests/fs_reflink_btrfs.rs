@@ -14,12 +14,12 @@ mod support;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use fscryptfs::store::meta::{FileHeader, LAYOUT_EXTENT};
-use support::{add_key, can_mount, policy_v2, set_policy, KEY};
+use fscryptfs::store::meta::LAYOUT_EXTENT;
+use support::{add_key, backing_file_of, can_mount, policy_v2, set_policy, KEY};
 
 const MIB: usize = 1 << 20;
 /// The size of the file copied.
@@ -152,24 +152,12 @@ fn copy_all(src: &Path, dst: &Path) {
     d.sync_all().unwrap();
 }
 
-/// The backing file of the regular file with stable number `ino` in backing directory `dir`.
+/// The backing file of the regular file with stable number `ino` in backing directory `dir` (a
+/// per-extent one).
 fn backing_of(dir: &Path, ino: u64) -> PathBuf {
-    let fsp = fscryptfs::store::fs_params();
-    for e in fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if !p.is_file() || p.file_name().unwrap().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let mut b = [0u8; 80];
-        File::open(&p).unwrap().read_exact_at(&mut b, 0).unwrap();
-        if let Ok(h) = FileHeader::parse(&b, &fsp, "f") {
-            if h.ino == ino {
-                assert_eq!(h.layout, LAYOUT_EXTENT, "{} is per-extent", p.display());
-                return p;
-            }
-        }
-    }
-    panic!("no backing file with inode {ino} in {}", dir.display());
+    let (p, h) = backing_file_of(dir, ino);
+    assert_eq!(h.layout, LAYOUT_EXTENT, "{} is per-extent", p.display());
+    p
 }
 
 /// One FIEMAP extent: (logical, physical, length, flags).

@@ -340,6 +340,32 @@ impl Drop for Mounted {
     }
 }
 
+/// The backing file of the regular file with stable number `ino` in backing directory `dir`, and
+/// its parsed header (panics when there is none).
+pub fn backing_file_of(dir: &Path, ino: u64) -> (PathBuf, fscryptfs::store::meta::FileHeader) {
+    use std::os::unix::fs::FileExt;
+    let fsp = fscryptfs::store::fs_params();
+    for e in std::fs::read_dir(dir).expect("read backing dir") {
+        let p = e.expect("backing dir entry").path();
+        if !p.is_file()
+            || p.file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
+        {
+            continue;
+        }
+        let mut b = [0u8; 80];
+        File::open(&p)
+            .and_then(|f| f.read_exact_at(&mut b, 0))
+            .expect("read a backing header");
+        if let Ok(h) = fscryptfs::store::meta::FileHeader::parse(&b, &fsp, "f") {
+            if h.ino == ino {
+                return (p, h);
+            }
+        }
+    }
+    panic!("no backing file with inode {ino} in {}", dir.display());
+}
+
 /// A volume whose backing store lives on a size-limited tmpfs (ENOSPC tests). Drop order: the
 /// daemon first, then the tmpfs.
 pub struct SmallVolume {
