@@ -30,12 +30,12 @@ use fscrypt::policy::FsParams;
 use fscrypt::{Errno, Error};
 
 use crate::inspect::{
-    name_ciphertext, read_dir_meta, read_full_at, read_object, warn_if_mounted_rw, Failure, Kind,
-    Stored,
+    name_ciphertext, read_dir_meta, read_object, warn_if_mounted_rw, Failure, Kind, Stored,
 };
 use crate::store::config::{VolumeConfig, CONFIG_NAME, CONFIG_TMP_NAME, FIRST_INO, ROOT_INO};
 use crate::store::meta::{SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
 use crate::store::names::{self, ESCAPE_PREFIX, RESERVED_PREFIX, SIDE_SUFFIX, TMP_PREFIX};
+use crate::store::read_full_at;
 use crate::store::{fs_params, FILE_HEADER_SIZE, SYMLINK_CIPHERTEXT_MAX};
 
 /// `fscryptfs fsck`.

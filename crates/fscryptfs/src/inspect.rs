@@ -18,7 +18,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -29,7 +29,7 @@ use fscrypt::{EncryptionMode, Error, Result};
 
 use crate::store::config::{VolumeConfig, ROOT_INO};
 use crate::store::meta::{DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
-use crate::store::{fs_params, io_err, names, FILE_HEADER_SIZE};
+use crate::store::{fs_params, io_err, names, read_full_at, FILE_HEADER_SIZE};
 
 /// Exit status: the command failed (not found, corrupt, I/O error).
 pub const EXIT_FAILURE: i32 = 1;
@@ -231,20 +231,6 @@ pub fn read_object(path: &Path, md: &Metadata, fsp: &FsParams) -> Result<Stored>
         Some(k) => Ok(Stored::Special(k)),
         None => Err(Error::corrupt(format!("{what}: unknown file type"))),
     }
-}
-
-/// Reads at `off` until `buf` is full or end of file; returns the bytes read.
-pub fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read_at(&mut buf[got..], off + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// The full ciphertext name of entry `bname` in encrypted backing directory `dir`: decoded from the

@@ -446,14 +446,6 @@ fn race(layout: Layout, mode: &str) {
     );
 }
 
-/// Sets the stop flag when the remover ends, even by panic, so the writers stop.
-struct StopOnDrop<'a>(&'a AtomicBool);
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 fn multi_threaded_race_soft_in(layout: Layout) {
     race(layout, "soft");
 }

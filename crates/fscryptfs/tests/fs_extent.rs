@@ -35,19 +35,6 @@ fn extent_volume_mounted_with(init: &[&str], opts: &str) -> Option<(Mounted, [u8
     Some((m, id))
 }
 
-/// Deterministic bytes.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// The backing file of the regular file with stable number `ino` in backing directory `dir`.
 fn backing_of(dir: &Path, ino: u64) -> PathBuf {
     backing_file_of(dir, ino).0
@@ -588,14 +575,6 @@ fn appends_survive_eviction_churn() {
     m.remount("");
     add_key(&m.mnt, &KEY).unwrap();
     check_file(&path, &want);
-}
-
-/// Sets the flag when dropped (the test's other thread stops even when an assertion fails).
-struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Polls `cond` every 50 ms until it holds or `secs` pass; whether it held.

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use fscryptfs::store::meta::LAYOUT_EXTENT;
-use support::{add_key, backing_file_of, can_mount, policy_v2, set_policy, KEY};
+use support::{add_key, backing_file_of, can_mount, pattern, policy_v2, set_policy, KEY};
 
 const MIB: usize = 1 << 20;
 /// The size of the file copied.
@@ -96,19 +96,6 @@ impl Drop for Btrfs {
         }
         self.mounted = false;
     }
-}
-
-/// Deterministic bytes.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn check_file(p: &Path, want: &[u8]) {

@@ -9,39 +9,16 @@ mod support;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use support::*;
-
-fn run(args: &[&OsStr], stdin: Option<&[u8]>) -> std::process::Output {
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fscryptfs");
-    // Fed from a thread: the child writes its output while it reads (pipes are bounded).
-    let mut si = child.stdin.take().expect("stdin");
-    let input = stdin.map(<[u8]>::to_vec);
-    let feeder = std::thread::spawn(move || {
-        if let Some(b) = input {
-            si.write_all(&b).expect("write stdin");
-        }
-    });
-    let out = child.wait_with_output().expect("wait");
-    feeder.join().expect("stdin feeder");
-    out
-}
 
 fn inspect(backing: &Path, args: &[&str]) -> Vec<u8> {
     let mut a: Vec<&OsStr> = vec![OsStr::new("inspect"), backing.as_os_str()];
     a.extend(args.iter().map(OsStr::new));
-    let out = run(&a, None);
+    let out = run_fscryptfs(&a, None);
     assert!(
         out.status.success(),
         "inspect {args:?} failed: {}",
@@ -53,18 +30,6 @@ fn inspect(backing: &Path, args: &[&str]) -> Vec<u8> {
 fn ino_of(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(p).unwrap().ino()
-}
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Decrypts `path` (a no-key path) from its mappings with `crypt` alone; returns the plaintext
@@ -91,7 +56,7 @@ fn decrypt_offline(backing: &Path, path: &str, size: usize, du: usize) -> (Vec<u
         let nonce_arg = format!("--extent-nonce={nonce}");
         let unit_arg = format!("--data-unit-index={first_unit}");
         let du_arg = format!("--data-unit-size={du}");
-        let out = run(
+        let out = run_fscryptfs(
             &[
                 OsStr::new("crypt"),
                 OsStr::new("--decrypt"),
@@ -211,7 +176,7 @@ fn every_extent_decrypts_with_crypt_alone() {
         }
     }
     // A per-file command on a per-extent file says what to use instead; a bad index fails.
-    let out = run(
+    let out = run_fscryptfs(
         &[
             OsStr::new("inspect"),
             m.backing.as_os_str(),

@@ -14,35 +14,18 @@ use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use fscrypt::nokey::NokeyName;
 use support::*;
 
 // ---- running the command ----
 
-fn run(args: &[&OsStr], stdin: Option<&[u8]>) -> std::process::Output {
-    let mut child = Command::new(bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn fscryptfs");
-    {
-        let mut si = child.stdin.take().expect("stdin");
-        if let Some(b) = stdin {
-            si.write_all(b).expect("write stdin");
-        }
-    }
-    child.wait_with_output().expect("wait")
-}
-
 /// `fscryptfs inspect BACKING ARGS...`: stdout, asserting success.
 fn inspect(backing: &Path, args: &[&OsStr]) -> Vec<u8> {
     let mut a: Vec<&OsStr> = vec![OsStr::new("inspect"), backing.as_os_str()];
     a.extend_from_slice(args);
-    let out = run(&a, None);
+    let out = run_fscryptfs(&a, None);
     assert!(
         out.status.success(),
         "inspect {args:?} failed: {}",
@@ -66,7 +49,7 @@ fn crypt(args: &[String], input: &[u8], dec: bool) -> Vec<u8> {
     a.extend(args[1..].iter().map(OsStr::new));
     a.push(OsStr::new(&args[0]));
     a.push(OsStr::new(&key));
-    let out = run(&a, Some(input));
+    let out = run_fscryptfs(&a, Some(input));
     assert!(
         out.status.success(),
         "crypt {args:?} failed: {}",
@@ -473,7 +456,7 @@ fn inspect_output_decrypts_with_crypt_for_every_padding_and_iv_flag() {
         );
         assert_eq!(decrypt_symlink(&b, &nk("longlink")), long_target.as_bytes());
     }
-    let out = run(&[OsStr::new("fsck"), b.as_os_str()], None);
+    let out = run_fscryptfs(&[OsStr::new("fsck"), b.as_os_str()], None);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -595,7 +578,7 @@ fn whole_tree_decrypts_with_crypt_alone() {
     // Mounted read-only: the tools run quietly; mounted read-write, they warn.
     let b = m.backing.clone();
     let quiet = |args: &[&OsStr]| {
-        let out = run(args, None);
+        let out = run_fscryptfs(args, None);
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -613,7 +596,7 @@ fn whole_tree_decrypts_with_crypt_alone() {
 #[test]
 fn bad_requests_fail_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(
+    let out = run_fscryptfs(
         &[
             OsStr::new("inspect"),
             tmp.path().join("nope").as_os_str(),
@@ -640,12 +623,12 @@ fn bad_requests_fail_cleanly() {
     ] {
         let mut a = vec![OsStr::new("inspect"), vol.as_os_str()];
         a.extend(args.iter().map(OsStr::new));
-        let out = run(&a, None);
+        let out = run_fscryptfs(&a, None);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("fscryptfs: "), "{err}");
     }
-    let out = run(&[OsStr::new("inspect"), OsStr::new("--help")], None);
+    let out = run_fscryptfs(&[OsStr::new("inspect"), OsStr::new("--help")], None);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no-key path"));
 }

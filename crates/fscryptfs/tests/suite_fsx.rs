@@ -87,29 +87,6 @@ fn policy_v2_du(id: &[u8; 16], log2_du: u8) -> [u8; 24] {
     p
 }
 
-/// Stops the daemon, moves its (debug-level, possibly huge) log into `art`, and leaves only its
-/// tail where [`Mounted`]'s drop prints it on a panic. The log's location is support's
-/// (`<tmp>/daemon.log`).
-fn keep_daemon_log(m: &mut Mounted, art: &Path) {
-    m.stop();
-    let log = m.tmp.path().join("daemon.log");
-    let full = art.join("daemon.log");
-    if fs::copy(&log, &full).is_ok() {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        let short = format!(
-            "[... full log: {} ...]\n{}",
-            full.display(),
-            tail(&text, 100)
-        );
-        let _ = fs::write(&log, short);
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// Runs fsx on `dir/fsx.file` for `ops` operations; panics (keeping the artifacts) if it fails.
 fn run_fsx(m: &mut Mounted, run: &str, dir: &Path, ops: u64, seed: u64) {
     let fsx = find_tool("fsx").expect("checked by the caller");
@@ -147,17 +124,7 @@ fn run_fsx(m: &mut Mounted, run: &str, dir: &Path, ops: u64, seed: u64) {
         .stderr(fs::File::create(&err_path).expect("stderr file"))
         .spawn()
         .expect("run fsx");
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait fsx") {
-            break Some(st);
-        }
-        if t.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_or_kill(&mut child, t, deadline, "fsx");
     let secs = t.elapsed().as_secs_f64();
     let stdout = fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = fs::read_to_string(&err_path).unwrap_or_default();
@@ -184,7 +151,7 @@ fn run_fsx(m: &mut Mounted, run: &str, dir: &Path, ops: u64, seed: u64) {
             let _ = fs::write(art.join("fsx.file.actual.error"), e.to_string());
         }
     }
-    keep_daemon_log(m, &art);
+    m.stop_and_keep_log(&art);
     panic!(
         "fsx [{run}] failed ({what}), seed {seed}, {ops} operations; artifacts in {}\n\
          ---- fsx stdout (tail) ----\n{}\n---- fsx stderr (tail) ----\n{}\n",

@@ -213,17 +213,7 @@ fn run_pjdfstest(init_args: &[&str], list: &str) {
         .stderr(out_file)
         .spawn()
         .expect("run pjdfstest");
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait pjdfstest") {
-            break Some(st);
-        }
-        if t.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_or_kill(&mut child, t, DEADLINE, "pjdfstest");
     let out = fs::read_to_string(&out_path).unwrap_or_default();
     let secs = t.elapsed().as_secs_f64();
     let Some(status) = status else {
@@ -231,7 +221,7 @@ fn run_pjdfstest(init_args: &[&str], list: &str) {
             .join(format!("pjdfstest-{}", std::process::id()));
         let _ = fs::create_dir_all(&art);
         let _ = fs::write(art.join("pjdfstest.out"), &out);
-        keep_daemon_log(&mut m, &art);
+        m.stop_and_keep_log(&art);
         panic!(
             "pjdfstest did not finish within {DEADLINE:?} (output and daemon log: {}); its output \
              so far:\n{}",
@@ -291,7 +281,7 @@ fn run_pjdfstest(init_args: &[&str], list: &str) {
             .join(format!("pjdfstest-{}", std::process::id()));
         let _ = fs::create_dir_all(&art);
         let _ = fs::write(art.join("pjdfstest.out"), &out);
-        keep_daemon_log(&mut m, &art);
+        m.stop_and_keep_log(&art);
         panic!(
             "pjdfstest in an encrypted directory ({init_args:?}): {} problem(s):\n  {}\n\n\
              ---- failure details from pjdfstest ----\n{}\n(full output and daemon log: {})",
@@ -300,23 +290,6 @@ fn run_pjdfstest(init_args: &[&str], list: &str) {
             failure_details(&out, &expected),
             art.display()
         );
-    }
-}
-
-/// Stops the daemon, moves its (debug-level, large) log into `art`, and leaves only its tail where
-/// [`Mounted`]'s drop prints it on a panic. The log's location is support's (`<tmp>/daemon.log`).
-fn keep_daemon_log(m: &mut Mounted, art: &std::path::Path) {
-    m.stop();
-    let log = m.tmp.path().join("daemon.log");
-    let full = art.join("daemon.log");
-    if fs::copy(&log, &full).is_ok() {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        let short = format!(
-            "[... full log: {} ...]\n{}",
-            full.display(),
-            tail(&text, 100)
-        );
-        let _ = fs::write(&log, short);
     }
 }
 
@@ -338,9 +311,4 @@ fn failure_details(out: &str, expected: &BTreeMap<String, String>) -> String {
         }
     }
     s
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -21,8 +21,9 @@ use std::sync::Arc;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 
-use super::{errno, read_full_at, rlock, wlock, Fs, Kind, Node, State};
+use super::{errno, rlock, wlock, Fs, Kind, Node, State};
 use crate::store::meta::FileHeader;
+use crate::store::read_full_at;
 use crate::store::{io_err, FILE_HEADER_SIZE};
 
 /// The plaintext data-unit size of a file (4096 for unencrypted files).

@@ -50,7 +50,7 @@ use crate::store::meta::{
 };
 use crate::store::names;
 use crate::store::special::{SpecialRecords, SPECIAL_NAME, SPECIAL_NEW_NAME};
-use crate::store::{sys_err, FILE_HEADER_SIZE};
+use crate::store::{read_full_at, sys_err, FILE_HEADER_SIZE};
 
 /// Entry and attribute lifetime outside encrypted directories.
 const PLAIN_TTL: Duration = Duration::from_secs(1);
@@ -1216,6 +1216,16 @@ impl Fs {
         busy
     }
 
+    /// How a busy inode is reported: its number, path and the pids holding it open.
+    fn busy_inode(&self, node: &Node) -> BusyInode {
+        let pids = lock(&node.meta).pids.clone();
+        BusyInode {
+            ino: node.ino,
+            path: Some(self.path_of(node)),
+            pids,
+        }
+    }
+
     /// The [`InodeLocker`](fscrypt::keyring::InodeLocker): locks every listed inode that is not
     /// busy, invalidates the kernel's caches of them (after releasing every lock), and reports the
     /// busy ones.
@@ -1248,12 +1258,7 @@ impl Fs {
                 continue;
             };
             if busy.contains(&ino) {
-                let pids = lock(&node.meta).pids.clone();
-                reported.push(BusyInode {
-                    ino,
-                    path: Some(self.path_of(&node)),
-                    pids,
-                });
+                reported.push(self.busy_inode(&node));
                 continue;
             }
             let mut st = wlock(&node.state);
@@ -1261,24 +1266,14 @@ impl Fs {
                 // Opened since the busy set was taken (`do_open` counts an open before it
                 // takes the key): busy.
                 drop(st);
-                let pids = lock(&node.meta).pids.clone();
-                reported.push(BusyInode {
-                    ino,
-                    path: Some(self.path_of(&node)),
-                    pids,
-                });
+                reported.push(self.busy_inode(&node));
                 continue;
             }
             if let Err(e) = self.ext_writeout_locked(&node, &mut st, true) {
                 // Accepted data that cannot be written out keeps the inode busy (SEMANTICS.md §3).
                 tracing::error!("{e}");
                 drop(st);
-                let pids = lock(&node.meta).pids.clone();
-                reported.push(BusyInode {
-                    ino,
-                    path: Some(self.path_of(&node)),
-                    pids,
-                });
+                reported.push(self.busy_inode(&node));
                 continue;
             }
             dropped.push(st.take_keys());
@@ -1386,20 +1381,6 @@ impl Node {
         }
         Ok(self.fd())
     }
-}
-
-/// Reads as much of `buf` as the file has at `off`.
-fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], off + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// Opens a regular backing file (given as an `O_PATH` fd) to read its header. `O_NOATIME`: the

@@ -69,3 +69,18 @@ pub fn checksum(bytes: &[u8]) -> [u8; 8] {
     out.copy_from_slice(&d[..8]);
     out
 }
+
+/// Reads at `off` until `buf` is full or the file ends (retrying EINTR); returns the bytes read.
+pub fn read_full_at(f: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], off + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}

@@ -172,6 +172,22 @@ impl Mounted {
         self.child = Some(child);
     }
 
+    /// Stops the daemon, moves its (debug-level, possibly huge) log into `art`, and leaves only its
+    /// tail where the drop prints it on a panic.
+    pub fn stop_and_keep_log(&mut self, art: &Path) {
+        self.stop();
+        let full = art.join("daemon.log");
+        if std::fs::copy(&self.log, &full).is_ok() {
+            let text = self.log_text();
+            let short = format!(
+                "[... full log: {} ...]\n{}",
+                full.display(),
+                tail(&text, 100)
+            );
+            let _ = std::fs::write(&self.log, short);
+        }
+    }
+
     /// The daemon's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -412,6 +428,80 @@ impl Drop for SmallVolume {
             let _ = Command::new("umount").arg("-l").arg(&self.ram).status();
         }
     }
+}
+
+/// Deterministic bytes (xorshift64 from `seed`).
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Runs the `fscryptfs` binary with `args`, feeding `stdin` from a thread (the child writes its
+/// output while it reads, and pipes are bounded); returns its status and output.
+pub fn run_fscryptfs(args: &[&std::ffi::OsStr], stdin: Option<&[u8]>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fscryptfs");
+    let mut si = child.stdin.take().expect("stdin");
+    let input = stdin.map(<[u8]>::to_vec);
+    let feeder = std::thread::spawn(move || {
+        if let Some(b) = input {
+            si.write_all(&b).expect("write stdin");
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    feeder.join().expect("stdin feeder");
+    out
+}
+
+/// Waits for `child` until `deadline` has passed since `start`; kills it then. None: killed.
+pub fn wait_or_kill(
+    child: &mut Child,
+    start: Instant,
+    deadline: Duration,
+    what: &str,
+) -> Option<std::process::ExitStatus> {
+    loop {
+        if let Some(st) = child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("wait {what}: {e}"))
+        {
+            return Some(st);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sets the flag when dropped, so a test's other threads stop even when an assertion fails.
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// What a failed test prints of a daemon log: its errors (the first 100), its warnings (the first

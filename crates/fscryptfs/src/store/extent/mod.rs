@@ -40,7 +40,7 @@ use format::{
 pub use format::{Kind, LAYOUT_EXTENT};
 use map::Map;
 
-use super::{checksum, io_err, FILE_HEADER_SIZE};
+use super::{checksum, io_err, read_full_at, FILE_HEADER_SIZE};
 
 /// `needs_compaction` answers yes once the log exceeds twice its compacted size plus this much.
 pub const COMPACT_SLACK: u64 = 64 * 1024;
@@ -147,19 +147,6 @@ fn corrupt_at(what: &str, off: u64, msg: impl std::fmt::Display) -> Error {
     let e = Error::corrupt(format!("{what}: backing offset {off}: {msg}"));
     tracing::warn!("{e}");
     e
-}
-
-fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], off + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// First 8 bytes of SHA-256 over `len` bytes of `f` at `off` (streamed). EIO if they are not all there.
