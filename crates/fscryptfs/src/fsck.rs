@@ -32,7 +32,7 @@ use fscrypt::{Errno, Error};
 use crate::inspect::{
     name_ciphertext, read_dir_meta, read_object, warn_if_mounted_rw, Failure, Kind, Stored,
 };
-use crate::store::config::{VolumeConfig, CONFIG_NAME, CONFIG_TMP_NAME, FIRST_INO, ROOT_INO};
+use crate::store::config::{VolumeConfig, CONFIG_NAME, FIRST_INO, ROOT_INO};
 use crate::store::meta::{SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
 use crate::store::names::{self, ESCAPE_PREFIX, RESERVED_PREFIX, SIDE_SUFFIX, TMP_PREFIX};
 use crate::store::read_full_at;
@@ -461,24 +461,20 @@ impl Checker {
         match n.as_ref() {
             DIR_META_NAME => {}
             CONFIG_NAME if is_root => {}
-            CONFIG_TMP_NAME if is_root => {
-                self.note(path, "leftover of an interrupted config update");
-            }
-            CONFIG_NAME | CONFIG_TMP_NAME => {
+            CONFIG_NAME => {
                 self.problem(path, "volume config outside the backing root");
             }
-            ".fscryptfs.dir.new" => {
-                self.note(path, "leftover of an interrupted set-policy");
+            // The fixed temporary names of versions before the hardened store (which writes every
+            // replacement under a fresh random temporary name instead).
+            ".fscryptfs.conf.tmp" | ".fscryptfs.dir.new" | ".fscryptfs.special.new" => {
+                self.note(
+                    path,
+                    "leftover of an interrupted update by an older version",
+                );
             }
             // Added by the filesystem owner with the special-file record (FORMAT.md, "Special
             // files"); its contents are not checked here yet.
             crate::store::special::SPECIAL_NAME => {}
-            crate::store::special::SPECIAL_NEW_NAME => {
-                self.note(
-                    path,
-                    "leftover of an interrupted special-file record update",
-                );
-            }
             _ if n.starts_with(TMP_PREFIX) => {
                 self.note(
                     path,

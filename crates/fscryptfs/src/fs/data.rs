@@ -483,20 +483,16 @@ impl Fs {
     /// Opens the backing file of a regular node (read-write when `write`, else read-write if
     /// possible and read-only otherwise: the kernel may read-modify-write partial units).
     pub(super) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
-        use rustix::fs::{Mode, OFlags};
+        use crate::store::io as store_io;
         if let Some(why) = &rlock(&node.state).corrupt {
             return Err(Error::corrupt(why.clone()));
         }
-        let path = node.proc_path();
-        match rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
-            Ok(fd) => Ok(File::from(fd)),
-            Err(e) if !write && (e == Errno::ACCESS || e == Errno::ROFS || e == Errno::PERM) => {
-                rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                    .map(File::from)
-                    .map_err(|e| super::sys_err(self.describe(node), e))
-            }
-            Err(e) => Err(super::sys_err(self.describe(node), e)),
-        }
+        let access = if write {
+            store_io::Access::ReadWrite
+        } else {
+            store_io::Access::ReadWriteOrRead
+        };
+        store_io::reopen_file(&node.fd(), access, &self.describe(node))
     }
 
     /// The key of a regular file for a size change by path (no handle): ENOKEY without it.

@@ -243,17 +243,6 @@ fn not_loaded() -> Error {
     errno(Errno::IO, "per-extent file without its log loaded")
 }
 
-/// Opens a regular backing file (an `O_PATH` descriptor) read-write, or read-only where refused.
-fn open_rw(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
-    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    match rustix::fs::open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
-        Err(e) if e == Errno::ACCESS || e == Errno::ROFS || e == Errno::PERM => {
-            rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        }
-        r => r,
-    }
-}
-
 impl Fs {
     /// The layout byte of a new regular file with context `ctx`: per-extent for encrypted files of
     /// an extent volume, else per-file.
@@ -282,7 +271,7 @@ impl Fs {
             .ok_or_else(|| Error::corrupt(format!("{what}: per-extent file without a context")))?;
         let policy = *ctx.policy();
         let du = 1usize << policy.data_unit_bits(&self.fsp);
-        let f = File::from(open_rw(fd).map_err(|e| sys_err(what, e))?);
+        let f = crate::store::io::reopen_file(fd, crate::store::io::Access::ReadWriteOrRead, what)?;
         Ok(ExtState::new(
             ExtentFile::open(f, &policy, du)?,
             Arc::clone(&self.budget),
@@ -577,19 +566,12 @@ impl Fs {
             _ => return Ok(false),
         }
         let tmp = crate::store::names::tmp_name()?;
-        let nfd = rustix::fs::openat(
-            &*dfd,
-            &tmp,
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| sys_err(&what, e))?;
+        let new_file = crate::store::io::create_new(&*dfd, &tmp, 0o600, &what)?;
         let unlink_tmp = || {
             let _ = rustix::fs::unlinkat(&*dfd, &tmp, rustix::fs::AtFlags::empty());
         };
         type Reopened = Vec<(std::sync::Arc<super::Handle>, File)>;
         let prepared = (|| -> Result<(ExtentFile, OwnedFd, Reopened)> {
-            let new_file = File::from(nfd);
             copy_inode_attrs(&node.proc_path(), &new_file, &old).map_err(|e| sys_err(&what, e))?;
             let dst = new_file
                 .try_clone()
@@ -645,14 +627,7 @@ impl Fs {
             }
         }
         drop(st);
-        rustix::fs::openat(
-            &*dfd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .and_then(|d| rustix::fs::fsync(&d))
-        .map_err(|e| sys_err(self.describe(&dir), e))?;
+        crate::store::io::sync_dir(&*dfd, &self.describe(&dir))?;
         Ok(true)
     }
 

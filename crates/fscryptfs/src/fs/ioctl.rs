@@ -16,7 +16,7 @@ use zeroize::Zeroize;
 use super::{errno, lock, rlock, wlock, Fs, Kind};
 use crate::abi;
 use crate::store::meta::{DirMeta, DIR_META_NAME};
-use crate::store::{names, sys_err};
+use crate::store::sys_err;
 
 /// `FS_IOC_GETFLAGS` (`_IOR('f', 1, long)`).
 const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
@@ -237,7 +237,7 @@ impl Fs {
             return Err(errno(Errno::NOTDIR, "policies are set on directories"));
         }
         let what = self.describe(&node);
-        if !self.user_empty_dir(&node, &what)? {
+        if !self.user_empty(&node.fd(), &what)? {
             return Err(errno(Errno::NOTEMPTY, "the directory is not empty"));
         }
         let policy = Policy::parse(bytes, &self.fsp)?;
@@ -255,58 +255,15 @@ impl Fs {
         Ok(())
     }
 
-    fn user_empty_dir(&self, node: &super::Node, what: &str) -> Result<bool> {
-        let dfd = rustix::fs::openat(
-            node.fd(),
-            ".",
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| sys_err(what, e))?;
-        for ent in rustix::fs::Dir::new(dfd).map_err(|e| sys_err(what, e))? {
-            let ent = ent.map_err(|e| sys_err(what, e))?;
-            let n = ent.file_name().to_bytes();
-            if n == b"." || n == b".." || names::is_reserved(n) {
-                continue;
-            }
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    /// Replaces a directory's metadata atomically (temporary file, fsync, rename, fsync).
+    /// Replaces a directory's metadata atomically (fresh temporary file, fsync, rename, fsync).
     fn replace_dir_meta(&self, node: &super::Node, meta: &DirMeta, what: &str) -> Result<()> {
-        use std::os::unix::fs::FileExt;
-        let tmp = format!("{DIR_META_NAME}.new");
-        let w = format!("{what}/{tmp}");
-        let fd = rustix::fs::openat(
-            node.fd(),
-            tmp.as_str(),
-            rustix::fs::OFlags::CREATE
-                | rustix::fs::OFlags::TRUNC
-                | rustix::fs::OFlags::WRONLY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::from_raw_mode(0o644),
+        crate::store::io::replace(
+            &*node.fd(),
+            std::ffi::OsStr::new(DIR_META_NAME),
+            &meta.to_bytes(),
+            0o644,
+            true,
+            &format!("{what}/{DIR_META_NAME}"),
         )
-        .map_err(|e| sys_err(&w, e))?;
-        let f = std::fs::File::from(fd);
-        f.write_all_at(&meta.to_bytes(), 0)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| crate::store::io_err(&w, e))?;
-        rustix::fs::renameat(node.fd(), tmp.as_str(), node.fd(), DIR_META_NAME)
-            .map_err(|e| sys_err(&w, e))?;
-        if let Ok(d) = rustix::fs::openat(
-            node.fd(),
-            ".",
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        ) {
-            let _ = rustix::fs::fsync(&d);
-        }
-        Ok(())
     }
 }

@@ -28,7 +28,6 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{
@@ -45,11 +44,13 @@ use fscrypt::{Errno, Error, Result};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
+use crate::store::io as store_io;
 use crate::store::meta::{
-    DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED, LAYOUT_PER_FILE,
+    DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, DIR_META_SIZE, FILE_HEADER_USED,
+    LAYOUT_PER_FILE,
 };
 use crate::store::names;
-use crate::store::special::{SpecialRecords, SPECIAL_NAME, SPECIAL_NEW_NAME};
+use crate::store::special::{SpecialRecords, SPECIAL_MAX, SPECIAL_NAME};
 use crate::store::{read_full_at, sys_err, FILE_HEADER_SIZE};
 
 /// Entry and attribute lifetime outside encrypted directories.
@@ -620,16 +621,9 @@ impl Fs {
         }
         let side = names::side_name(bname);
         let what = self.describe_child(dir, &side);
-        let fd = rustix::fs::openat(
-            dir.fd_dir()?,
-            &side,
-            OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )
-        .map_err(|e| sys_err(&what, e))?;
-        File::from(fd)
-            .write_all_at(ct, 0)
-            .map_err(|e| crate::store::io_err(&what, e))
+        // Replaced, not created: a side file left by a crash between its write and the entry's
+        // creation may be there.
+        store_io::replace(&*dir.fd_dir()?, &side, ct, 0o644, false, &what)
     }
 
     fn remove_side_file(&self, dirfd: &OwnedFd, bname: &OsStr) {
@@ -655,16 +649,16 @@ impl Fs {
                     Some(ct) => ct.to_vec(),
                     None => {
                         let side = names::side_name(bname);
-                        let fd = rustix::fs::openat(
-                            dirfd,
-                            &side,
-                            OFlags::RDONLY | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .ok()?;
-                        let mut buf = vec![0u8; 256];
-                        let n2 = File::from(fd).read_at(&mut buf, 0).ok()?;
-                        buf.truncate(n2);
+                        let what = format!("side file {}", side.to_string_lossy());
+                        let buf = match store_io::read_bounded(dirfd, &side, names::NAME_MAX, &what)
+                        {
+                            Ok(Some(b)) => b,
+                            Ok(None) => return None,
+                            Err(e) => {
+                                tracing::error!("{e}; showing the no-key name");
+                                return Some(bname.to_os_string());
+                            }
+                        };
                         if !n.matches(&buf) {
                             tracing::warn!(
                                 "side file of {} does not match its name; showing the no-key name",
@@ -699,14 +693,8 @@ impl Fs {
             return Err(errno(Errno::NOTDIR, "not a directory"));
         }
         let (bname, _) = self.backing_name(dir, name)?;
-        let fd = rustix::fs::openat(
-            dir.fd(),
-            &bname,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| sys_err(self.describe_child(dir, &bname), e))?;
         let what = self.describe_child(dir, &bname);
+        let fd = store_io::open_entry(&*dir.fd(), &bname, &what)?;
         self.node_from_fd(fd, dir.ino, name, &bname, &what)
     }
 
@@ -714,24 +702,19 @@ impl Fs {
     /// treated as empty: its files get per-mount numbers until they are recorded again.
     fn read_specials(&self, dir: &Node) -> SpecialRecords {
         let what = self.describe_child(dir, OsStr::new(SPECIAL_NAME));
-        let fd = match rustix::fs::openat(
-            dir.fd(),
-            SPECIAL_NAME,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
+        let b = match store_io::read_bounded(
+            &*dir.fd(),
+            OsStr::new(SPECIAL_NAME),
+            SPECIAL_MAX,
+            &what,
         ) {
-            Ok(fd) => fd,
-            Err(e) if e == Errno::NOENT => return SpecialRecords::default(),
+            Ok(Some(b)) => b,
+            Ok(None) => return SpecialRecords::default(),
             Err(e) => {
-                tracing::error!("{}", sys_err(&what, e));
+                tracing::error!("{e}");
                 return SpecialRecords::default();
             }
         };
-        let mut b = Vec::new();
-        if let Err(e) = std::io::Read::read_to_end(&mut File::from(fd), &mut b) {
-            tracing::error!("{}", crate::store::io_err(&what, e));
-            return SpecialRecords::default();
-        }
         SpecialRecords::parse(&b, &what).unwrap_or_else(|e| {
             tracing::error!("{e}");
             SpecialRecords::default()
@@ -757,19 +740,21 @@ impl Fs {
                 Err(e) => Err(sys_err(&what, e)),
             };
         }
-        let fd = rustix::fs::openat(
-            dir.fd(),
-            SPECIAL_NEW_NAME,
-            OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
+        let bytes = r.to_bytes();
+        if bytes.len() > SPECIAL_MAX {
+            return Err(errno(
+                Errno::NOSPC,
+                format!("{what}: the directory has too many special files to record"),
+            ));
+        }
+        store_io::replace(
+            &*dir.fd(),
+            OsStr::new(SPECIAL_NAME),
+            &bytes,
+            0o644,
+            true,
+            &what,
         )
-        .map_err(|e| sys_err(&what, e))?;
-        let f = File::from(fd);
-        f.write_all_at(&r.to_bytes(), 0)
-            .and_then(|_| f.sync_data())
-            .map_err(|e| crate::store::io_err(&what, e))?;
-        rustix::fs::renameat(dir.fd(), SPECIAL_NEW_NAME, dir.fd(), SPECIAL_NAME)
-            .map_err(|e| sys_err(&what, e))
     }
 
     /// Reads what identifies the backing object `fd` (its stable inode number and metadata) and
@@ -786,7 +771,7 @@ impl Fs {
         let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
         let (ino, kind, state) = match ft {
             rustix::fs::FileType::RegularFile => {
-                let f = File::from(open_header_reader(&fd).map_err(|e| sys_err(what, e))?);
+                let f = store_io::reopen_file(&fd, store_io::Access::ReadNoAtime, what)?;
                 let mut buf = [0u8; FILE_HEADER_USED];
                 let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
                 match FileHeader::parse(&buf[..n], &self.fsp, what) {
@@ -1383,58 +1368,24 @@ impl Node {
     }
 }
 
-/// Opens a regular backing file (given as an `O_PATH` fd) to read its header. `O_NOATIME`: the
-/// daemon's own header reads (every lookup) must not change the atime users see; it falls back to a
-/// plain open where the kernel refuses it (a daemon that neither owns the file nor has CAP_FOWNER).
-fn open_header_reader(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
-    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    match rustix::fs::open(
-        &path,
-        OFlags::RDONLY | OFlags::NOATIME | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Err(Errno::PERM) => {
-            rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        }
-        r => r,
-    }
-}
-
 /// Reads and parses a directory's `.fscryptfs.dir`.
 fn read_dir_meta(dirfd: &impl AsFd, fsp: &FsParams, what: &str) -> Result<DirMeta> {
     let what = format!("{what}/{DIR_META_NAME}");
-    let fd = rustix::fs::openat(
-        dirfd,
-        DIR_META_NAME,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| {
-        if e == Errno::NOENT {
-            Error::corrupt(format!("{what}: directory metadata is missing"))
-        } else {
-            sys_err(&what, e)
-        }
-    })?;
-    let mut buf = [0u8; 128];
-    let n =
-        read_full_at(&File::from(fd), &mut buf, 0).map_err(|e| crate::store::io_err(&what, e))?;
-    DirMeta::parse(&buf[..n], fsp, &what)
+    let b = store_io::read_bounded(dirfd, OsStr::new(DIR_META_NAME), DIR_META_SIZE, &what)?
+        .ok_or_else(|| Error::corrupt(format!("{what}: directory metadata is missing")))?;
+    DirMeta::parse(&b, fsp, &what)
 }
 
 /// Writes a new directory's metadata file.
 fn write_dir_meta(dirfd: &impl AsFd, meta: &DirMeta, what: &str) -> Result<()> {
     let what = format!("{what}/{DIR_META_NAME}");
-    let fd = rustix::fs::openat(
+    store_io::write_new(
         dirfd,
-        DIR_META_NAME,
-        OFlags::CREATE | OFlags::TRUNC | OFlags::WRONLY | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
+        OsStr::new(DIR_META_NAME),
+        &meta.to_bytes(),
+        0o644,
+        &what,
     )
-    .map_err(|e| sys_err(&what, e))?;
-    File::from(fd)
-        .write_all_at(&meta.to_bytes(), 0)
-        .map_err(|e| crate::store::io_err(&what, e))
 }
 
 /// The header block of a new regular file.

@@ -113,13 +113,7 @@ impl Fs {
     }
 
     fn open_path(&self, dir: &Node, bname: &OsStr) -> Result<OwnedFd> {
-        rustix::fs::openat(
-            dir.fd(),
-            bname,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| sys_err(self.describe_child(dir, bname), e))
+        crate::store::io::open_entry(&*dir.fd(), bname, &self.describe_child(dir, bname))
     }
 
     fn rename_noreplace(&self, dir: &Node, from: &OsStr, to: &OsStr) -> Result<()> {
@@ -149,14 +143,7 @@ impl Fs {
         let ni = self.new_inode(&dir, Kind::File)?;
         let tmp = names::tmp_name()?;
         let what = self.describe_child(&dir, &bname);
-        let fd = rustix::fs::openat(
-            dir.fd(),
-            &tmp,
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode & 0o7777),
-        )
-        .map_err(|e| sys_err(&what, e))?;
-        let file = File::from(fd);
+        let file = crate::store::io::create_new(&*dir.fd(), &tmp, mode & 0o7777, &what)?;
         let cleanup = |e: Error| {
             let _ = rustix::fs::unlinkat(dir.fd(), &tmp, AtFlags::empty());
             e
@@ -701,14 +688,8 @@ impl Fs {
     }
 
     /// Is the backing directory `fd` empty apart from our own files?
-    fn user_empty(&self, fd: &OwnedFd, what: &str) -> Result<bool> {
-        let dfd = rustix::fs::openat(
-            fd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| sys_err(what, e))?;
+    pub(super) fn user_empty(&self, fd: &OwnedFd, what: &str) -> Result<bool> {
+        let dfd = crate::store::io::open_listing(fd, what)?;
         let d = rustix::fs::Dir::new(dfd).map_err(|e| sys_err(what, e))?;
         for ent in d {
             let ent = ent.map_err(|e| sys_err(what, e))?;
@@ -752,7 +733,11 @@ impl Fs {
         let dfd = rustix::fs::openat(
             parent,
             name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY
+                | OFlags::DIRECTORY
+                | OFlags::NOFOLLOW
+                | OFlags::NONBLOCK
+                | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| sys_err(what, e))?;
@@ -812,21 +797,10 @@ impl Fs {
         let ofd = self.open_path(&odir, &obname)?;
         let src = self.node_from_fd(ofd, odir.ino, name, &obname, &owhat)?;
         let res = (|| {
-            let dst = match rustix::fs::openat(
-                ndir.fd(),
-                &nbname,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => Some(self.node_from_fd(
-                    fd,
-                    ndir.ino,
-                    newname,
-                    &nbname,
-                    &self.describe_child(&ndir, &nbname),
-                )?),
-                Err(e) if e == Errno::NOENT => None,
-                Err(e) => return Err(sys_err(self.describe_child(&ndir, &nbname), e)),
+            let nwhat = self.describe_child(&ndir, &nbname);
+            let dst = match crate::store::io::open_object(&*ndir.fd(), &nbname, &nwhat)? {
+                Some(fd) => Some(self.node_from_fd(fd, ndir.ino, newname, &nbname, &nwhat)?),
+                None => None,
             };
             let res = (|| {
                 if odir.ino != ndir.ino {
@@ -942,13 +916,7 @@ impl Fs {
     fn list_dir(&self, node: &Node) -> Result<Vec<DirEnt>> {
         let what = self.describe(node);
         let dk = self.dir_key(node)?;
-        let dfd = rustix::fs::openat(
-            node.fd(),
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| sys_err(&what, e))?;
+        let dfd = crate::store::io::open_listing(&*node.fd(), &what)?;
         let parent = if node.ino == crate::store::config::ROOT_INO {
             node.ino
         } else {
@@ -1340,15 +1308,10 @@ impl Filesystem for Fs {
         reply: ReplyEmpty,
     ) {
         let node = tryr!(reply, self.node(ino.0));
-        let r = rustix::fs::openat(
-            node.fd(),
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .and_then(|fd| rustix::fs::fsync(&fd))
-        .map_err(|e| sys_err(self.describe(&node), e));
-        tryr!(reply, r);
+        tryr!(
+            reply,
+            crate::store::io::sync_dir(&*node.fd(), &self.describe(&node))
+        );
         reply.ok();
     }
 

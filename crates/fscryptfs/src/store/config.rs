@@ -7,21 +7,32 @@
 //! fsync, rename over, fsync the directory) *before* any number of the batch is used, so after a crash
 //! the rest of the batch is skipped and no number is ever handed out twice.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use fscrypt::keyring::RemovalMode;
 use fscrypt::{Errno, Error, Result};
 
-use super::io_err;
+use super::sys_err;
+
+/// The backing root given by the administrator (its path may go through symlinks: it is theirs),
+/// as the directory descriptor every access inside it is relative to.
+fn open_root(backing: &Path) -> Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        backing,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| sys_err(backing.display(), e))
+}
 
 /// The config file's name in the backing root.
 pub const CONFIG_NAME: &str = ".fscryptfs.conf";
-/// The temporary name the config is written under before it is renamed into place.
-pub const CONFIG_TMP_NAME: &str = ".fscryptfs.conf.tmp";
+/// The largest config file read (docs/FORMAT.md); a larger one is damage (EUCLEAN).
+pub const CONFIG_MAX: usize = 4096;
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 /// The root directory's inode number (as on ext4... which uses 2; FUSE's root is 1).
@@ -212,43 +223,38 @@ impl VolumeConfig {
     /// volume) when there is none.
     pub fn load(backing: &Path) -> Result<Self> {
         let path = backing.join(CONFIG_NAME);
-        let text = match fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::new(
-                    Errno::NOENT,
-                    format!(
-                        "{} is not an fscryptfs volume (no {CONFIG_NAME}; create one with `fscryptfs init`)",
-                        backing.display()
-                    ),
-                ))
-            }
-            Err(e) => return Err(io_err(path.display(), e)),
+        let what = path.display().to_string();
+        let root = open_root(backing)?;
+        let Some(text) =
+            super::io::read_bounded(&root, OsStr::new(CONFIG_NAME), CONFIG_MAX, &what)?
+        else {
+            return Err(Error::new(
+                Errno::NOENT,
+                format!(
+                    "{} is not an fscryptfs volume (no {CONFIG_NAME}; create one with `fscryptfs init`)",
+                    backing.display()
+                ),
+            ));
         };
         let text = String::from_utf8(text)
             .map_err(|_| Error::corrupt(format!("{}: not UTF-8 text", path.display())))?;
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// Writes the config into `backing` atomically and durably: temporary file, fsync, rename,
-    /// fsync of the directory.
+    /// Writes the config into `backing` atomically and durably: a fresh temporary file, fsync,
+    /// rename, fsync of the directory (`store::io::replace`).
     pub fn store(&self, backing: &Path) -> Result<()> {
-        let tmp = backing.join(CONFIG_TMP_NAME);
-        let path = backing.join(CONFIG_NAME);
-        let write = || -> std::io::Result<()> {
-            // An explicit mode: the daemon runs with umask 0 (the kernel already masked users' modes).
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&tmp)?;
-            f.write_all(self.to_text().as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            fs::File::open(backing)?.sync_all()
-        };
-        write().map_err(|e| io_err(path.display(), e))
+        let what = backing.join(CONFIG_NAME).display().to_string();
+        let root = open_root(backing)?;
+        // An explicit mode: the daemon runs with umask 0 (the kernel already masked users' modes).
+        super::io::replace(
+            &root,
+            OsStr::new(CONFIG_NAME),
+            self.to_text().as_bytes(),
+            0o644,
+            true,
+            &what,
+        )
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! Layout: magic `FSCRYPTS`, version 1, then records `le64 ino ‖ u8 name length (1..=255) ‖ name`
 //! (the backing name), then SHA-256 of everything before it, first 8 bytes. Replaced atomically
-//! (`.fscryptfs.special.new`, rename); removed when it would be empty.
+//! (a fresh temporary file, renamed over it); removed when it would be empty.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -15,8 +15,9 @@ use sha2::{Digest, Sha256};
 
 /// The record's name in each directory that has special files.
 pub const SPECIAL_NAME: &str = ".fscryptfs.special";
-/// Its replacement being written.
-pub const SPECIAL_NEW_NAME: &str = ".fscryptfs.special.new";
+/// The largest record file read or written (docs/FORMAT.md): room for tens of thousands of
+/// special files in one directory; a larger file is damage (EUCLEAN).
+pub const SPECIAL_MAX: usize = 4 << 20;
 
 const MAGIC: &[u8; 8] = b"FSCRYPTS";
 const VERSION: u8 = 1;

@@ -1,0 +1,412 @@
+//! The hardened system calls on the backing store: every open of an object fscryptfs reads or
+//! writes there goes through this module, under one set of rules.
+//!
+//! The backing directory is hostile input. Other users may own parts of it (the daemon mirrors
+//! owners, so a user owns the backing form of their own directories), and it gets copied, synced and
+//! restored. So:
+//!
+//! - **Never follow a symlink.** Every open is relative to a directory descriptor and names one
+//!   component; it is made with `openat2(RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH |
+//!   RESOLVE_NO_MAGICLINKS)` where the kernel has it and `O_NOFOLLOW` otherwise.
+//! - **Look before opening.** An existing object is first opened `O_PATH` (which opens nothing: no
+//!   FIFO blocks, no device driver runs), its type is checked with `fstat`, and only a regular file
+//!   is then reopened for I/O through its `/proc/self/fd` link, with `O_NONBLOCK | O_NOCTTY` (a
+//!   file lease cannot block us either).
+//! - **Never create what could already exist.** New files are created `O_CREAT | O_EXCL` (which
+//!   fails on any existing object, a dangling symlink included); a file that is replaced is written
+//!   under a fresh random temporary name, created exclusively, and renamed over the old one (a rename
+//!   replaces a planted symlink itself, never its target).
+//! - **Never read more than the format allows.** Metadata is read with the bound docs/FORMAT.md
+//!   gives; a larger object is damage.
+//!
+//! A wrong type or size is `EUCLEAN` with a message naming the backing path, like any other damage.
+//! Entry operations (`mkdirat`, `unlinkat`, `renameat`, `linkat`, `symlinkat`, `readlinkat`, and
+//! `fstatat`/`fchownat` with `AT_SYMLINK_NOFOLLOW`) act on the name itself and follow nothing; the
+//! filesystem makes them directly on a parent's descriptor.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use fscrypt::{Errno, Error, Result};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+
+use super::{io_err, sys_err};
+
+/// The names the daemon itself creates or reads in a backing directory, beside users' entries:
+/// every one is opened only through this module. (Long-name side files are `<entry>.n`, see
+/// [`super::names::side_name`]; temporary files have a fresh random name each time.) The
+/// hostile-backing-store test plants an attack at each of them.
+pub const DAEMON_NAMES: &[&str] = &[
+    super::config::CONFIG_NAME,
+    super::meta::DIR_META_NAME,
+    super::special::SPECIAL_NAME,
+];
+
+/// How a regular file is reopened for I/O.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read only.
+    Read,
+    /// Read only, without updating the atime users see (`O_NOATIME`, where the kernel allows it:
+    /// it refuses a daemon that neither owns the file nor has `CAP_FOWNER`).
+    ReadNoAtime,
+    /// Read-write.
+    ReadWrite,
+    /// Read-write where allowed, read-only where the file or filesystem refuses writing.
+    ReadWriteOrRead,
+}
+
+/// What kind of object belongs at a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    File,
+    Dir,
+}
+
+impl Want {
+    fn noun(self) -> &'static str {
+        match self {
+            Want::File => "a regular file",
+            Want::Dir => "a directory",
+        }
+    }
+    fn matches(self, ft: FileType) -> bool {
+        match self {
+            Want::File => ft == FileType::RegularFile,
+            Want::Dir => ft == FileType::Directory,
+        }
+    }
+}
+
+/// A file type for messages.
+pub fn type_noun(ft: FileType) -> &'static str {
+    match ft {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symlink",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Unknown => "an object of unknown type",
+    }
+}
+
+/// `EUCLEAN` for an object of the wrong type at `what`.
+fn wrong_type(what: &str, found: FileType, want: Want) -> Error {
+    Error::corrupt(format!(
+        "{what}: {} where {} belongs",
+        type_noun(found),
+        want.noun()
+    ))
+}
+
+/// Whether `openat2` works here: 0 not yet known, 1 yes, 2 no (an old kernel or a sandbox).
+static OPENAT2: AtomicU8 = AtomicU8::new(0);
+
+/// Opens one component `name` of `dir` without following any symlink on the way (see the module
+/// comment); `flags` are the open flags besides `O_NOFOLLOW | O_CLOEXEC`.
+fn open_beneath(
+    dir: impl AsFd,
+    name: &OsStr,
+    flags: OFlags,
+    mode: Mode,
+) -> rustix::io::Result<OwnedFd> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let b = name.as_encoded_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+        return Err(Errno::INVAL);
+    }
+    if OPENAT2.load(Ordering::Relaxed) != 2 {
+        let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        match rustix::fs::openat2(&dir, name, flags, mode, how) {
+            Err(e)
+                if e == Errno::NOSYS
+                    || e == Errno::PERM && OPENAT2.load(Ordering::Relaxed) == 0 =>
+            {
+                OPENAT2.store(2, Ordering::Relaxed);
+            }
+            // A retry on EAGAIN is what the kernel asks for when a rename raced the lookup.
+            Err(Errno::AGAIN) => return rustix::fs::openat(&dir, name, flags, mode),
+            r => {
+                OPENAT2.store(1, Ordering::Relaxed);
+                return r;
+            }
+        }
+    }
+    rustix::fs::openat(&dir, name, flags, mode)
+}
+
+/// Opens `name` in `dir` as an `O_PATH` descriptor of the object itself (a symlink is not
+/// followed): nothing is opened for I/O. `None` when there is no such entry.
+pub fn open_object(dir: impl AsFd, name: &OsStr, what: &str) -> Result<Option<OwnedFd>> {
+    match open_beneath(dir, name, OFlags::PATH, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e == Errno::NOENT => Ok(None),
+        Err(e) => Err(sys_err(what, e)),
+    }
+}
+
+/// Opens the entry `name` of `dir` as an `O_PATH` descriptor of the object itself (a symlink is
+/// not followed), `ENOENT` when there is none: what a lookup starts from.
+pub fn open_entry(dir: impl AsFd, name: &OsStr, what: &str) -> Result<OwnedFd> {
+    open_beneath(dir, name, OFlags::PATH, Mode::empty()).map_err(|e| sys_err(what, e))
+}
+
+/// Checks that the object behind `fd` is of kind `want`; returns its `fstat`.
+pub fn check_type(fd: impl AsFd, want: Want, what: &str) -> Result<rustix::fs::Stat> {
+    let st = rustix::fs::fstat(fd).map_err(|e| sys_err(what, e))?;
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if !want.matches(ft) {
+        return Err(wrong_type(what, ft, want));
+    }
+    Ok(st)
+}
+
+/// Reopens a regular file, given as a descriptor of any kind (usually `O_PATH`), for I/O with
+/// `access`. The type is checked first: anything but a regular file is `EUCLEAN`.
+pub fn reopen_file(fd: &OwnedFd, access: Access, what: &str) -> Result<File> {
+    check_type(fd, Want::File, what)?;
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let open = |flags: OFlags| {
+        rustix::fs::open(
+            &path,
+            flags | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let r = match access {
+        Access::Read => open(OFlags::RDONLY),
+        Access::ReadNoAtime => match open(OFlags::RDONLY | OFlags::NOATIME) {
+            Err(Errno::PERM) => open(OFlags::RDONLY),
+            r => r,
+        },
+        Access::ReadWrite => open(OFlags::RDWR),
+        Access::ReadWriteOrRead => match open(OFlags::RDWR) {
+            Err(e) if e == Errno::ACCESS || e == Errno::ROFS || e == Errno::PERM => {
+                open(OFlags::RDONLY)
+            }
+            r => r,
+        },
+    };
+    r.map(File::from).map_err(|e| sys_err(what, e))
+}
+
+/// Opens the regular file `name` of `dir` for I/O with `access` (symlinks not followed, type
+/// checked before anything is opened). `None` when there is no such entry.
+pub fn open_file(dir: impl AsFd, name: &OsStr, access: Access, what: &str) -> Result<Option<File>> {
+    match open_object(dir, name, what)? {
+        None => Ok(None),
+        Some(fd) => reopen_file(&fd, access, what).map(Some),
+    }
+}
+
+/// Reads the whole of an open regular file if it holds at most `max` bytes; a larger one is
+/// `EUCLEAN` (nothing past `max + 1` bytes is ever read, whatever `fstat` said).
+pub fn read_bounded_file(f: &File, max: usize, what: &str) -> Result<Vec<u8>> {
+    let st = rustix::fs::fstat(f).map_err(|e| sys_err(what, e))?;
+    let too_big = |n: u64| {
+        Error::corrupt(format!(
+            "{what}: {n} bytes, more than the {max} its format allows"
+        ))
+    };
+    if st.st_size as u64 > max as u64 {
+        return Err(too_big(st.st_size as u64));
+    }
+    let mut buf = vec![0u8; max + 1];
+    let n = super::read_full_at(f, &mut buf, 0).map_err(|e| io_err(what, e))?;
+    if n > max {
+        return Err(too_big(n as u64));
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Reads the regular file `name` of `dir` whole, at most `max` bytes (see [`read_bounded_file`]).
+/// `None` when there is no such entry.
+pub fn read_bounded(
+    dir: impl AsFd,
+    name: &OsStr,
+    max: usize,
+    what: &str,
+) -> Result<Option<Vec<u8>>> {
+    match open_file(dir, name, Access::Read, what)? {
+        None => Ok(None),
+        Some(f) => read_bounded_file(&f, max, what).map(Some),
+    }
+}
+
+/// Creates a new regular file `name` in `dir`, read-write, with `mode`; fails with `EEXIST` when
+/// anything at all is at that name.
+pub fn create_new(dir: impl AsFd, name: &OsStr, mode: u32, what: &str) -> Result<File> {
+    open_beneath(
+        dir,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NONBLOCK,
+        Mode::from_raw_mode(mode),
+    )
+    .map(File::from)
+    .map_err(|e| sys_err(what, e))
+}
+
+/// Creates a new regular file `name` in `dir` holding `bytes` (see [`create_new`]).
+pub fn write_new(dir: impl AsFd, name: &OsStr, bytes: &[u8], mode: u32, what: &str) -> Result<()> {
+    let f = create_new(dir, name, mode, what)?;
+    f.write_all_at(bytes, 0).map_err(|e| io_err(what, e))
+}
+
+/// Replaces (or creates) the regular file `name` of `dir` with one holding `bytes`, atomically: a
+/// fresh temporary file is created exclusively, written, synced when `durable`, and renamed over
+/// `name`; with `durable` the directory is synced too. Whatever was at `name` (a planted symlink
+/// included) is replaced, never written through; a directory there makes the rename fail.
+pub fn replace(
+    dir: impl AsFd,
+    name: &OsStr,
+    bytes: &[u8],
+    mode: u32,
+    durable: bool,
+    what: &str,
+) -> Result<()> {
+    let dir = dir.as_fd();
+    let tmp = super::names::tmp_name()?;
+    let f = create_new(dir, &tmp, mode, what)?;
+    let unlink_tmp = || {
+        let _ = rustix::fs::unlinkat(dir, &tmp, rustix::fs::AtFlags::empty());
+    };
+    let written = f
+        .write_all_at(bytes, 0)
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
+        .map_err(|e| io_err(what, e));
+    if let Err(e) = written {
+        unlink_tmp();
+        return Err(e);
+    }
+    drop(f);
+    if let Err(e) = rustix::fs::renameat(dir, &tmp, dir, name) {
+        unlink_tmp();
+        return Err(sys_err(what, e));
+    }
+    if durable {
+        sync_dir(dir, what)?;
+    }
+    Ok(())
+}
+
+/// Opens directory `dir` (any descriptor of it, `O_PATH` included) for listing its entries.
+pub fn open_listing(dir: impl AsFd, what: &str) -> Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| sys_err(what, e))
+}
+
+/// Syncs directory `dir` (its entries: after a create, rename or unlink that must be durable).
+pub fn sync_dir(dir: impl AsFd, what: &str) -> Result<()> {
+    open_listing(dir, what).and_then(|d| rustix::fs::fsync(&d).map_err(|e| sys_err(what, e)))
+}
+
+/// Opens the subdirectory `name` of `dir` as an `O_PATH` descriptor (symlinks not followed):
+/// `ENOTDIR` when something else is there.
+pub fn open_subdir(dir: impl AsFd, name: &OsStr, what: &str) -> Result<OwnedFd> {
+    open_beneath(dir, name, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| sys_err(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn dir() -> (tempfile::TempDir, OwnedFd) {
+        let t = tempfile::tempdir().unwrap();
+        let fd =
+            rustix::fs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        (t, fd)
+    }
+
+    #[test]
+    fn symlinks_are_never_followed() {
+        let (t, d) = dir();
+        let canary = t.path().join("canary");
+        std::fs::write(&canary, b"keep").unwrap();
+        symlink(&canary, t.path().join("m")).unwrap();
+        let e = read_bounded(&d, OsStr::new("m"), 100, "m").unwrap_err();
+        assert_eq!(e.errno(), Errno::UCLEAN, "{e}");
+        assert_eq!(
+            create_new(&d, OsStr::new("m"), 0o600, "m")
+                .unwrap_err()
+                .errno(),
+            Errno::EXIST
+        );
+        replace(&d, OsStr::new("m"), b"new", 0o600, true, "m").unwrap();
+        assert_eq!(std::fs::read(&canary).unwrap(), b"keep");
+        assert_eq!(std::fs::read(t.path().join("m")).unwrap(), b"new");
+        assert!(!std::fs::symlink_metadata(t.path().join("m"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn fifos_and_directories_are_damage_and_never_block() {
+        let (t, d) = dir();
+        rustix::fs::mkfifoat(&d, "f", Mode::from_raw_mode(0o644)).unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        for n in ["f", "d"] {
+            let e = read_bounded(&d, OsStr::new(n), 100, n).unwrap_err();
+            assert_eq!(e.errno(), Errno::UCLEAN, "{e}");
+        }
+        assert!(replace(&d, OsStr::new("d"), b"x", 0o600, false, "d").is_err());
+        // The failed replacement left no temporary file behind.
+        let left: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
+
+    #[test]
+    fn reads_are_bounded() {
+        let (t, d) = dir();
+        std::fs::write(t.path().join("big"), vec![1u8; 101]).unwrap();
+        std::fs::write(t.path().join("ok"), vec![1u8; 100]).unwrap();
+        assert_eq!(
+            read_bounded(&d, OsStr::new("big"), 100, "big")
+                .unwrap_err()
+                .errno(),
+            Errno::UCLEAN
+        );
+        assert_eq!(
+            read_bounded(&d, OsStr::new("ok"), 100, "ok")
+                .unwrap()
+                .unwrap()
+                .len(),
+            100
+        );
+        assert!(read_bounded(&d, OsStr::new("none"), 100, "none")
+            .unwrap()
+            .is_none());
+        // A sparse file claiming a huge size is refused before any read.
+        let f = File::create(t.path().join("sparse")).unwrap();
+        f.set_len(8 << 30).unwrap();
+        assert_eq!(
+            read_bounded(&d, OsStr::new("sparse"), 100, "s")
+                .unwrap_err()
+                .errno(),
+            Errno::UCLEAN
+        );
+    }
+
+    #[test]
+    fn names_with_slashes_or_dotdot_do_not_escape() {
+        let (_t, d) = dir();
+        assert!(open_object(&d, OsStr::new("../etc"), "x").is_err());
+        assert!(open_object(&d, OsStr::new(".."), "x").is_err());
+    }
+}
