@@ -325,7 +325,7 @@ impl Fs {
         }
         let end = off
             .checked_add(data.len() as u64)
-            .filter(|e| *e <= self.fsp.max_file_size)
+            .filter(|e| *e <= crate::store::EXTENT_MAX_FILE_SIZE)
             .ok_or_else(|| errno(Errno::FBIG, "write beyond the maximum file size"))?;
         let mut guard = wlock(&node.state);
         if guard.active.is_none() {
@@ -387,7 +387,7 @@ impl Fs {
     /// Changes the size: the buffer is written out first, then a truncate record (extending makes
     /// a hole).
     pub(super) fn ext_set_size(&self, node: &Node, new: u64) -> Result<()> {
-        if new > self.fsp.max_file_size {
+        if new > crate::store::EXTENT_MAX_FILE_SIZE {
             return Err(errno(Errno::FBIG, "size beyond the maximum file size"));
         }
         let mut st = wlock(&node.state);
@@ -444,7 +444,7 @@ impl Fs {
         }
         if off_out
             .checked_add(len)
-            .is_none_or(|e| e > self.fsp.max_file_size)
+            .is_none_or(|e| e > crate::store::EXTENT_MAX_FILE_SIZE)
         {
             return Err(errno(Errno::FBIG, "copy beyond the maximum file size"));
         }

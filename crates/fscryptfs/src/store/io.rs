@@ -260,8 +260,8 @@ pub fn write_new(dir: impl AsFd, name: &OsStr, bytes: &[u8], mode: u32, what: &s
 
 /// Replaces (or creates) the regular file `name` of `dir` with one holding `bytes`, atomically: a
 /// fresh temporary file is created exclusively, written, synced when `durable`, and renamed over
-/// `name`; with `durable` the directory is synced too. Whatever was at `name` (a planted symlink
-/// included) is replaced, never written through; a directory there makes the rename fail.
+/// `name`; with `durable` the directory is synced too. Anything but a regular file at `name` is
+/// `EUCLEAN`; nothing is ever written through a symlink.
 pub fn replace(
     dir: impl AsFd,
     name: &OsStr,
@@ -271,6 +271,12 @@ pub fn replace(
     what: &str,
 ) -> Result<()> {
     let dir = dir.as_fd();
+    // What is there now must be ours to replace: a regular file or nothing. (Checked before, so an
+    // object planted there is reported as damage and left for the owner to see; one swapped in
+    // after the check is replaced by the rename, never written through.)
+    if let Some(old) = open_object(dir, name, what)? {
+        check_type(&old, Want::File, what)?;
+    }
     let tmp = super::names::tmp_name()?;
     let f = create_new(dir, &tmp, mode, what)?;
     let unlink_tmp = || {
@@ -344,13 +350,13 @@ mod tests {
                 .errno(),
             Errno::EXIST
         );
-        replace(&d, OsStr::new("m"), b"new", 0o600, true, "m").unwrap();
+        let e = replace(&d, OsStr::new("m"), b"new", 0o600, true, "m").unwrap_err();
+        assert_eq!(e.errno(), Errno::UCLEAN, "{e}");
         assert_eq!(std::fs::read(&canary).unwrap(), b"keep");
-        assert_eq!(std::fs::read(t.path().join("m")).unwrap(), b"new");
-        assert!(!std::fs::symlink_metadata(t.path().join("m"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
+        // A regular file is replaced, atomically, by a new inode.
+        std::fs::write(t.path().join("r"), b"old").unwrap();
+        replace(&d, OsStr::new("r"), b"new", 0o600, true, "r").unwrap();
+        assert_eq!(std::fs::read(t.path().join("r")).unwrap(), b"new");
     }
 
     #[test]
@@ -362,7 +368,10 @@ mod tests {
             let e = read_bounded(&d, OsStr::new(n), 100, n).unwrap_err();
             assert_eq!(e.errno(), Errno::UCLEAN, "{e}");
         }
-        assert!(replace(&d, OsStr::new("d"), b"x", 0o600, false, "d").is_err());
+        for n in ["f", "d"] {
+            let e = replace(&d, OsStr::new(n), b"x", 0o600, false, n).unwrap_err();
+            assert_eq!(e.errno(), Errno::UCLEAN, "{e}");
+        }
         // The failed replacement left no temporary file behind.
         let left: Vec<_> = std::fs::read_dir(t.path())
             .unwrap()

@@ -32,6 +32,15 @@ pub const BACKING_SYMLINK_MAX: usize = 4095;
 /// `fscryptfs:1:` + base64url(ino ‖ context ‖ data): see docs/FORMAT.md.
 pub const SYMLINK_CIPHERTEXT_MAX: usize = 3011;
 
+/// The largest size of a per-extent file: the kernel's `MAX_LFS_FILESIZE`, which is FUSE's
+/// `s_maxbytes`. With the writeback cache the kernel accepts `write(2)` into its page cache before
+/// the daemon sees it, checking only its own limit; so the per-extent layout stores every size the
+/// kernel accepts (its log maps logical offsets, sparse ranges cost nothing) and a write beyond it
+/// fails with `EFBIG` at the call, in the kernel. Per-file files keep ext4's limit
+/// ([`fs_params`]`.max_file_size`: their ciphertext sits at its logical offset in the backing
+/// file, and IV_INO_LBLK_32 needs 32-bit block numbers).
+pub const EXTENT_MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
 /// The volume's filesystem parameters, as ext4 with 4 KiB blocks and `stable_inodes`: inode numbers
 /// are stable and below 2^32, sub-block data units are supported, and the symlink limit is what a
 /// backing symlink target can carry.

@@ -405,7 +405,7 @@ impl ExtentFile {
     /// record whose fields are inconsistent.
     fn apply(&mut self, h: &RecordHeader, pos: u64) -> Result<()> {
         let du = self.du;
-        let max = super::fs_params().max_file_size;
+        let max = super::EXTENT_MAX_FILE_SIZE;
         let bad = |m: &str| corrupt_at(&self.what, pos, m);
         if h.du_bits != self.du_bits {
             return Err(bad("record data-unit size differs from the policy's"));
@@ -470,7 +470,7 @@ impl ExtentFile {
             || h.seq != 0
             || h.checked_len != table_len
             || data_start > payload_end
-            || h.a > super::fs_params().max_file_size
+            || h.a > super::EXTENT_MAX_FILE_SIZE
             || h.first_unit != 0
             || h.ctx.iter().any(|&x| x != 0)
         {
@@ -583,7 +583,7 @@ impl ExtentFile {
 
     fn check_end(&self, off: u64, len: u64) -> Result<u64> {
         off.checked_add(len)
-            .filter(|&e| e <= super::fs_params().max_file_size)
+            .filter(|&e| e <= super::EXTENT_MAX_FILE_SIZE)
             .ok_or_else(|| {
                 Error::new(
                     Errno::FBIG,
