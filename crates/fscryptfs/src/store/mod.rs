@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod extent;
+pub mod lock;
 pub mod meta;
 pub mod names;
 pub mod special;
