@@ -41,6 +41,15 @@ impl CliError {
         }
     }
 
+    /// Exit with `exit_code` and print nothing: someone (the daemon child) already printed the
+    /// one line.
+    pub fn silent(exit_code: i32) -> Self {
+        CliError {
+            exit_code,
+            message: String::new(),
+        }
+    }
+
     /// An I/O failure while doing `what` (exit 1).
     pub fn io(what: &str, e: std::io::Error) -> Self {
         CliError {

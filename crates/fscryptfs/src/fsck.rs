@@ -11,6 +11,10 @@
 //! and below the config's `next-ino`; nonces are unique except for hard links; symlink encodings
 //! are valid; a file's backing length covers its recorded size.
 //!
+//! The volume lock (`.fscryptfs.lock`) is held shared during the check: a volume mounted read-write
+//! is refused (exit 2) unless `--force`, and no read-write mount can start while it runs. The lock
+//! file itself must be a regular file with one link.
+//!
 //! Findings are *problems* (exit 1) or *notes* (exit 0): notes are what a crash legitimately leaves
 //! behind and the daemon cleans up or ignores (temporary names, orphan side files, data beyond the
 //! recorded size).
@@ -30,7 +34,7 @@ use fscrypt::policy::FsParams;
 use fscrypt::{Errno, Error};
 
 use crate::inspect::{
-    name_ciphertext, read_dir_meta, read_object, warn_if_mounted_rw, Failure, Kind, Stored,
+    lock_for_reading, name_ciphertext, read_dir_meta, read_object, Failure, Kind, Stored,
 };
 use crate::store::config::{VolumeConfig, CONFIG_NAME, FIRST_INO, ROOT_INO};
 use crate::store::meta::{SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
@@ -47,8 +51,9 @@ its format (docs/FORMAT.md): config, directory metadata, file headers and checks
 policy inheritance, no-key names and long-name side files, inode-number and nonce uniqueness, \
 symlink encodings, sizes. Each finding is one line `BACKING_PATH: message` on stdout (`note:` \
 before the message for what a crash legitimately leaves behind), then a summary line.\n\n\
+A volume mounted read-write is refused unless --force (its lock is held).\n\n\
 Exit status: 0 no problems (notes allowed), 1 problems found, 2 the check could not run \
-(missing or unreadable backing directory, not a volume, bad arguments)."
+(missing or unreadable backing directory, not a volume, mounted read-write, bad arguments)."
 )]
 pub struct FsckArgs {
     /// The volume's backing directory.
@@ -56,6 +61,10 @@ pub struct FsckArgs {
     /// Print only problems and notes, no summary line.
     #[arg(short, long)]
     quiet: bool,
+    /// Check even while the volume is mounted read-write (what is on disk may lag behind, and
+    /// the check may report what a running daemon is changing).
+    #[arg(long)]
+    force: bool,
 }
 
 /// How serious a finding is.
@@ -461,6 +470,15 @@ impl Checker {
         match n.as_ref() {
             DIR_META_NAME => {}
             CONFIG_NAME if is_root => {}
+            crate::store::lock::LOCK_NAME if is_root => match fs::symlink_metadata(path) {
+                Ok(md) if md.file_type().is_file() && md.nlink() == 1 => {}
+                Ok(md) if md.file_type().is_file() => self.problem(
+                    path,
+                    format!("lock file with {} hard links (not one)", md.nlink()),
+                ),
+                Ok(_) => self.problem(path, "lock file is not a regular file"),
+                Err(e) => self.problem(path, format!("cannot stat: {e}")),
+            },
             CONFIG_NAME => {
                 self.problem(path, "volume config outside the backing root");
             }
@@ -589,7 +607,7 @@ pub fn check(backing: &Path) -> Result<Report, Failure> {
 /// Runs `fscryptfs fsck`.
 pub fn run(args: FsckArgs) -> Result<(), Failure> {
     let b = &args.backing;
-    warn_if_mounted_rw(b);
+    let _lock = lock_for_reading(b, args.force, Failure::usage)?;
     let report = check(b)?;
     let mut out = String::new();
     for f in &report.findings {

@@ -11,6 +11,9 @@
 //! looked up under its escaped backing name `.fscryptfs.esc.<name>`). Inodes can also be found by
 //! stable inode number (`--ino N`), which finds every hard link.
 //!
+//! While it reads it holds the volume lock shared (`store::lock`), so a read-write mount can
+//! neither be running nor start; a read-write mounted volume is refused unless `--force`.
+//!
 //! The module only reads, through the store's public parsers ([`crate::store`]); it is also the
 //! backing-tree reader of `fscryptfs fsck` ([`crate::fsck`]).
 
@@ -581,11 +584,15 @@ PATH is a no-key path relative to the volume root: what `ls` shows on a mount wi
 (in encrypted directories the no-key names, which are also the backing names; elsewhere the user's \
 names). `.` is the root. Instead of a PATH, `--ino N` finds an inode by its stable number.\n\n\
 Byte output is lowercase hex by default, or binary with --raw.\n\n\
+A volume mounted read-write is refused (its lock is held) unless --force.\n\n\
 Exit status: 0 success, 1 failure (not found, corrupt, I/O), 2 bad arguments."
 )]
 pub struct InspectArgs {
     /// The volume's backing directory.
     backing: PathBuf,
+    /// Read the volume even while it is mounted read-write (what is on disk may lag behind).
+    #[arg(long, global = true)]
+    force: bool,
     #[command(subcommand)]
     what: What,
 }
@@ -672,6 +679,44 @@ enum What {
     },
 }
 
+/// Takes the volume lock shared for an offline tool (None: no lock file, or `force`). A volume
+/// mounted read-write is refused with one line (`refused` gives the exit status) unless `force`,
+/// which only warns. A lock file that cannot be used (damaged, unreadable) is said on stderr and
+/// the tool goes on, as it would without one.
+pub fn lock_for_reading(
+    backing: &Path,
+    force: bool,
+    refused: fn(String) -> Failure,
+) -> std::result::Result<Option<crate::store::lock::VolumeLock>, Failure> {
+    if force {
+        warn_if_mounted_rw(backing);
+        return Ok(None);
+    }
+    // A missing or foreign backing directory is the tool's own error to give.
+    if !backing.is_dir() {
+        return Ok(None);
+    }
+    match crate::store::lock::VolumeLock::shared(backing) {
+        Ok(Some(l)) => Ok(Some(l)),
+        Ok(None) => {
+            warn_if_mounted_rw(backing);
+            Ok(None)
+        }
+        Err(e) if e.errno() == fscrypt::Errno::BUSY => Err(refused(format!(
+            "{}; unmount it, or use --force to read it anyway",
+            e.message()
+        ))),
+        Err(e) => {
+            eprintln!(
+                "fscryptfs: warning: {}; reading without the volume lock",
+                e.message()
+            );
+            warn_if_mounted_rw(backing);
+            Ok(None)
+        }
+    }
+}
+
 /// Warns on stderr when the volume is mounted read-write (what is on disk may lag behind).
 pub fn warn_if_mounted_rw(backing: &Path) {
     if let Some(mnt) = mounted_rw(backing) {
@@ -725,8 +770,8 @@ fn write_bytes(out: &mut impl Write, bytes: &[u8], raw: bool) -> io::Result<()> 
 
 /// Runs `fscryptfs inspect`.
 pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
+    let _lock = lock_for_reading(&args.backing, args.force, Failure::op)?;
     let vol = Volume::open(&args.backing)?;
-    warn_if_mounted_rw(&args.backing);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let wr = |e: io::Error| Failure::op(format!("writing stdout: {e}"));

@@ -4,6 +4,7 @@
 mod cli_error;
 mod crypt;
 mod keycmd;
+mod syslog;
 mod volume_cmd;
 
 use clap::{Parser, Subcommand};
@@ -35,7 +36,28 @@ enum Command {
     Key(keycmd::KeyCommand),
 }
 
+/// Keeps this process out of core dumps and out of other users' reach before any key arrives:
+/// not dumpable (`PR_SET_DUMPABLE` 0, which also makes its /proc files root's and refuses ptrace
+/// to anyone without CAP_SYS_PTRACE) and a core size limit of 0. Every command gets it: the
+/// daemon, and the key and crypt commands that read raw keys. A failure is said, not fatal.
+fn not_dumpable() {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        eprintln!("fscryptfs: warning: cannot make the process non-dumpable: {e}");
+    }
+    let zero = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = setrlimit(Resource::Core, zero) {
+        eprintln!("fscryptfs: warning: cannot set the core size limit to 0: {e}");
+    }
+}
+
 fn main() {
+    not_dumpable();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -77,7 +99,9 @@ fn main() {
         }),
     };
     if let Err(e) = result {
-        eprintln!("fscryptfs: {e}");
+        if !e.message.is_empty() {
+            eprintln!("fscryptfs: {e}");
+        }
         std::process::exit(e.exit_code);
     }
 }

@@ -4,8 +4,12 @@
 //! group, with stdout a pipe) and waits until that child says the mount is live, so `mount` returning
 //! 0 means the mount is usable; if the child fails first, its one-line error is on stderr and `mount`
 //! exits 1. The child runs in its own session (`setsid`), with absolute paths and `/` as its working
-//! directory (so it pins no directory); it logs to `-o log=PATH` or nowhere, and once the mount is live
-//! it points stdin, stdout and stderr at /dev/null, so it holds none of the caller's terminal or pipes.
+//! directory (so it pins no directory); it logs to `-o log=PATH` (created 0600, never through a
+//! symlink, a regular file of this user's or root's, else `mount` fails before mounting) or to the
+//! system log (`crate::syslog`; when that cannot be reached it says once on stderr, before
+//! detaching, that the log is lost), and once the mount is live it points stdin, stdout and stderr
+//! at /dev/null, so it holds none of the caller's terminal or pipes. When the child fails, its
+//! one-line error is the only line: `mount` exits with its status and adds nothing.
 //! With `-f` the daemon stays attached and logs to stderr.
 
 use std::io::{BufRead, BufReader, Write};
@@ -43,7 +47,8 @@ pub struct MountArgs {
     /// commit=N (seconds unsynced per-extent writes may stay buffered; default 5, 0: no timer),
     /// no_writeback_cache, maxkeys=N and maxbytes=N (the per-user key quota; default: the
     /// kernel's /proc/sys/kernel/keys/maxkeys and maxbytes),
-    /// log=PATH (where the detached daemon logs; without it, nowhere; -f logs to stderr),
+    /// log=PATH (where the detached daemon logs, created 0600; without it, the system log via
+    /// /dev/log; -f logs to stderr), nonempty (mount over a directory that has entries),
     /// test_dummy_encryption[=v2] (testing only: new inodes in unencrypted directories are
     /// encrypted with fstests' public test key).
     #[arg(short = 'o', value_name = "OPTS")]
@@ -51,7 +56,7 @@ pub struct MountArgs {
     /// Internal: tell the parent on stdout when the mount is live.
     #[arg(long, hide = true)]
     ready_stdout: bool,
-    /// Internal: log to `-o log=` (or nowhere) and detach stdio once the mount is live.
+    /// Internal: log to `-o log=` (or syslog) and detach stdio once the mount is live.
     #[arg(long, hide = true)]
     detach: bool,
     /// The backing directory of the volume.
@@ -103,33 +108,97 @@ pub fn run_init(args: InitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn init_logging(debug: bool, file: Option<std::fs::File>) {
+/// Where the daemon logs.
+enum LogTo {
+    /// `-f`: the terminal.
+    Stderr,
+    /// `-o log=PATH`.
+    File(std::fs::File),
+    /// Detached without `log=`: the system log.
+    Syslog(std::sync::Arc<crate::syslog::Syslog>),
+    /// Detached, and the system log cannot be reached.
+    Nowhere,
+}
+
+fn init_logging(debug: bool, to: LogTo) {
     let default = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FSCRYPTFS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    let _ = match file {
-        Some(f) => b
+    let _ = match to {
+        LogTo::File(f) => b
             .with_writer(std::sync::Mutex::new(f))
             .with_ansi(false)
             .try_init(),
-        None => b
+        LogTo::Stderr => b
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
+        // The system log stamps the time itself.
+        LogTo::Syslog(s) => b
+            .with_writer(crate::syslog::SyslogWriter(s))
+            .with_ansi(false)
+            .without_time()
+            .try_init(),
+        LogTo::Nowhere => b.with_writer(std::io::sink).try_init(),
     };
 }
 
-/// The detached daemon's log: `-o log=PATH` (appended to), else /dev/null.
-fn open_log(path: Option<&std::path::Path>) -> Result<std::fs::File, CliError> {
-    let p = path.unwrap_or(std::path::Path::new("/dev/null"));
-    std::fs::OpenOptions::new()
+/// Opens `-o log=PATH` for appending: created 0600 when missing, never through a symlink, never
+/// blocking on a FIFO; it must be a regular file owned by this user or root (a file another user
+/// planted would receive plaintext names). One line and exit 1 otherwise.
+fn open_log(p: &std::path::Path) -> Result<std::fs::File, CliError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let what = format!("log file {}", p.display());
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(p)
-        .map_err(|e| CliError::io(&p.display().to_string(), e))
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => CliError::failure(format!(
+                "{what}: is a symlink; the log is not written through one"
+            )),
+            Some(libc::ENXIO) | Some(libc::ENODEV) => {
+                CliError::failure(format!("{what}: not a regular file"))
+            }
+            _ => CliError::io(&what, e),
+        })?;
+    let md = f.metadata().map_err(|e| CliError::io(&what, e))?;
+    if !md.file_type().is_file() {
+        return Err(CliError::failure(format!("{what}: not a regular file")));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if md.uid() != me && md.uid() != 0 {
+        return Err(CliError::failure(format!(
+            "{what}: owned by uid {}, not by this user (uid {me}) or root",
+            md.uid()
+        )));
+    }
+    Ok(f)
+}
+
+/// The detached daemon's log: `-o log=PATH`, else the system log; when that cannot be reached,
+/// nowhere, with the warning to print on stderr (still the caller's) once the mount is live,
+/// before detaching (a mount that fails says only its error).
+fn detached_log(log: Option<&std::path::Path>) -> Result<(LogTo, Option<String>), CliError> {
+    if let Some(p) = log {
+        return open_log(p).map(|f| (LogTo::File(f), None));
+    }
+    match crate::syslog::Syslog::connect() {
+        Ok(s) => Ok((LogTo::Syslog(s), None)),
+        Err(e) => Ok((
+            LogTo::Nowhere,
+            Some(format!(
+                "fscryptfs: warning: the system log at {} cannot be reached ({e}); the daemon's \
+                 messages are lost (-o log=PATH keeps them)",
+                crate::syslog::socket_path().display()
+            )),
+        )),
+    }
 }
 
 /// Points stdin, stdout and stderr at /dev/null (the detached daemon, once the mount is live).
@@ -152,18 +221,27 @@ pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
     let opts = MountOptions::parse(&args.options).map_err(CliError::usage)?;
     // Refuse a bad backing directory here, with one line, before daemonizing.
     daemon::open_volume(&args.backing).map_err(|e| CliError::failure(e.message()))?;
+    daemon::check_mountpoint(&args.mountpoint, opts.nonempty)
+        .map_err(|e| CliError::failure(e.message()))?;
     if !args.foreground {
         return spawn_daemon(&args);
     }
     let detach = args.detach;
+    let mut lost_log = None;
     if detach {
-        init_logging(opts.debug, Some(open_log(opts.log.as_deref())?));
+        let (to, warning) = detached_log(opts.log.as_deref())?;
+        init_logging(opts.debug, to);
+        lost_log = warning;
         let _ = std::env::set_current_dir("/");
     } else {
-        init_logging(opts.debug, None);
+        init_logging(opts.debug, LogTo::Stderr);
     }
     let ready_stdout = args.ready_stdout;
     daemon::serve(&args.backing, &args.mountpoint, &opts, || {
+        // Before "ready": the caller returns on it, and the line must be on its stderr by then.
+        if let Some(w) = &lost_log {
+            eprintln!("{w}");
+        }
         if ready_stdout {
             let mut out = std::io::stdout();
             let _ = out.write_all(b"ready\n");
@@ -188,7 +266,7 @@ fn spawn_daemon(args: &MountArgs) -> Result<(), CliError> {
     // The log path too is made absolute here: the daemon works from /.
     let opts = MountOptions::parse(&args.options).map_err(CliError::usage)?;
     if let Some(log) = &opts.log {
-        open_log(Some(log))?;
+        open_log(log)?;
     }
     let mut cmd = Command::new(exe);
     cmd.arg("mount")
@@ -231,6 +309,10 @@ fn spawn_daemon(args: &MountArgs) -> Result<(), CliError> {
     let status = child
         .wait()
         .map_err(|e| CliError::io("waiting for the fscryptfs daemon", e))?;
+    // The daemon said what went wrong in one line on our stderr: say nothing more.
+    if let Some(code) = status.code().filter(|&c| c != 0) {
+        return Err(CliError::silent(code));
+    }
     Err(CliError::failure(format!(
         "the daemon exited before the mount was ready ({status})"
     )))

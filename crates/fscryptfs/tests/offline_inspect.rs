@@ -575,7 +575,7 @@ fn whole_tree_decrypts_with_crypt_alone() {
     assert_eq!(by_ino.paths.len(), 2, "{by_ino:?}");
     assert_eq!(by_ino.num("links"), 2);
 
-    // Mounted read-only: the tools run quietly; mounted read-write, they warn.
+    // Mounted read-only: the tools run quietly (they share the volume lock with the daemon).
     let b = m.backing.clone();
     let quiet = |args: &[&OsStr]| {
         let out = run_fscryptfs(args, None);
@@ -588,8 +588,20 @@ fn whole_tree_decrypts_with_crypt_alone() {
         quiet(&[OsStr::new("inspect"), b.as_os_str(), OsStr::new("volume")]),
         ""
     );
+    // Mounted read-write: refused (the volume lock), unless --force, which warns.
     m.remount("");
-    let err = quiet(&[OsStr::new("inspect"), b.as_os_str(), OsStr::new("volume")]);
+    let out = run_fscryptfs(
+        &[OsStr::new("inspect"), b.as_os_str(), OsStr::new("volume")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    let err = quiet(&[
+        OsStr::new("inspect"),
+        OsStr::new("--force"),
+        b.as_os_str(),
+        OsStr::new("volume"),
+    ]);
     assert!(err.contains("mounted read-write"), "{err}");
 }
 

@@ -3,6 +3,11 @@
 //! the filesystem is unmounted. The caller learns that the mount is live (the FUSE INIT handshake is
 //! done) through a callback, so `fscryptfs mount` can return only once the mount is usable.
 //!
+//! One read-write mount per volume: `serve` takes the volume lock (`store::lock`, exclusive, or
+//! shared for `ro`) before it reads anything else and holds it until the session has ended and
+//! `destroy` has written everything back, whatever ends it (unmount, lazy unmount, signal); the
+//! kernel drops it if the process dies. The mountpoint must be empty unless `-o nonempty`.
+//!
 //! SIGTERM, SIGINT and SIGHUP unmount: they are blocked in every thread and taken by one thread with
 //! `sigwait`, which unmounts (lazily if the mount is busy, so the daemon goes on serving open files
 //! until they are closed); the session then ends, `destroy` writes every dirty size and the inode
@@ -32,8 +37,10 @@ pub struct MountOptions {
     pub removal: Option<RemovalMode>,
     /// `debug`: verbose logs.
     pub debug: bool,
-    /// `log=PATH`: where a detached daemon (no `-f`) logs; /dev/null when absent.
+    /// `log=PATH`: where a detached daemon (no `-f`) logs; the system log (syslog) when absent.
     pub log: Option<PathBuf>,
+    /// `nonempty`: mount even over a directory that has entries (they are hidden while mounted).
+    pub nonempty: bool,
     /// `test_dummy_encryption` (or `=v2`): the kernel's testing option. Every new inode in an
     /// unencrypted directory gets [`dummy_policy`], whose key the daemon adds at mount. Not for
     /// real data: the key is public.
@@ -97,6 +104,7 @@ impl MountOptions {
                 "rw" => o.read_only = false,
                 "debug" => o.debug = true,
                 "no_writeback_cache" => o.no_writeback_cache = true,
+                "nonempty" => o.nonempty = true,
                 "test_dummy_encryption" | "test_dummy_encryption=v2" => {
                     o.test_dummy_encryption = true;
                 }
@@ -174,6 +182,28 @@ pub fn open_volume(backing: &Path) -> Result<VolumeConfig> {
     VolumeConfig::load(backing)
 }
 
+/// Refuses a mountpoint that has entries unless `nonempty` (gocryptfs' rule): mounting over files
+/// hides them. ENOTEMPTY with one line. A mountpoint that cannot be listed is left to the mount
+/// itself to refuse (it gives the better error: missing, not ours, a stale mount).
+pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<()> {
+    if nonempty {
+        return Ok(());
+    }
+    if let Ok(mut it) = std::fs::read_dir(mountpoint) {
+        if it.next().is_some() {
+            return Err(Error::new(
+                Errno::NOTEMPTY,
+                format!(
+                    "mount point {} is not empty: mounting would hide its files (-o nonempty \
+                     mounts anyway)",
+                    mountpoint.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Mounts the volume in `backing` on `mountpoint` and serves it until unmounted. `ready` runs once
 /// the mount is live.
 pub fn serve(
@@ -186,6 +216,17 @@ pub fn serve(
         .canonicalize()
         .map_err(|e| io_err(backing.display(), e))?;
     let config = open_volume(&backing)?;
+    // Before anything is read or written: a second daemon on this volume stops here. Held until
+    // this function returns, after the session (and its final writeout in `destroy`) has ended.
+    let lock = crate::store::lock::VolumeLock::for_mount(&backing, opts.read_only)?;
+    if lock.is_none() {
+        tracing::warn!(
+            "{}: no lock file and none can be created (read-only backing store); mounting \
+             read-only without the volume lock",
+            backing.display()
+        );
+    }
+    check_mountpoint(mountpoint, opts.nonempty)?;
     // The kernel has already applied the caller's umask to every mode it sends (no FUSE_DONT_MASK);
     // the daemon's own umask must not mask it a second time when it creates backing files.
     rustix::process::umask(rustix::fs::Mode::empty());
@@ -311,6 +352,8 @@ pub fn serve(
         r => r.map_err(|e| io_err(format!("serving {}", mountpoint.display()), e))?,
     }
     tracing::info!("unmounted {}", mountpoint.display());
+    // The session, the filesystem and its writeout are gone: only now may another daemon start.
+    drop(lock);
     Ok(())
 }
 

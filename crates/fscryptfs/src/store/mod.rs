@@ -12,6 +12,7 @@
 pub mod config;
 pub mod extent;
 pub mod io;
+pub mod lock;
 pub mod meta;
 pub mod names;
 pub mod special;
