@@ -35,14 +35,24 @@ use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use super::{io_err, sys_err};
 
-/// The names the daemon itself creates or reads in a backing directory, beside users' entries:
-/// every one is opened only through this module. (Long-name side files are `<entry>.n`, see
-/// [`super::names::side_name`]; temporary files have a fresh random name each time.) The
+/// Where the daemon looks for one of its names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Only in the backing root.
+    Root,
+    /// In every directory, the root included.
+    EveryDirectory,
+}
+
+/// The names the daemon itself creates or reads beside users' entries, and where: every one is
+/// opened only through this module. (Long-name side files are `<entry>.n`, see
+/// [`super::names::side_name`]; temporary files get a fresh random name each time.) The
 /// hostile-backing-store test plants an attack at each of them.
-pub const DAEMON_NAMES: &[&str] = &[
-    super::config::CONFIG_NAME,
-    super::meta::DIR_META_NAME,
-    super::special::SPECIAL_NAME,
+pub const DAEMON_NAMES: &[(&str, Place)] = &[
+    (super::config::CONFIG_NAME, Place::Root),
+    (super::lock::LOCK_NAME, Place::Root),
+    (super::meta::DIR_META_NAME, Place::EveryDirectory),
+    (super::special::SPECIAL_NAME, Place::EveryDirectory),
 ];
 
 /// How a regular file is reopened for I/O.

@@ -141,6 +141,12 @@ fn open_lock_file(dir: &OwnedFd, path: &Path, create: bool) -> Result<File> {
         }
     };
     let st = rustix::fs::fstat(&file).map_err(|e| sys_err(&what, e))?;
+    if st.st_size as u64 > LOCK_MAX as u64 {
+        return Err(Error::corrupt(format!(
+            "{what}: {} bytes, more than the {LOCK_MAX} its format allows (remove it)",
+            st.st_size
+        )));
+    }
     if st.st_nlink != 1 {
         return Err(Error::corrupt(format!(
             "{what}: a file with {} hard links (not one) where the volume's lock file belongs \

@@ -136,6 +136,13 @@ pub fn is_mounted(mnt: &Path) -> bool {
 
 impl Mounted {
     fn start(&mut self, opts: &str) {
+        if let Err(e) = self.try_start(opts) {
+            panic!("{e}");
+        }
+    }
+
+    /// Mounts (`mount -f` in a child); the daemon's log when it exits before mounting.
+    fn try_start(&mut self, opts: &str) -> Result<(), String> {
         // Appended to: a remount keeps the earlier daemon's log for the failure report.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -160,7 +167,10 @@ impl Mounted {
                 break;
             }
             if let Ok(Some(st)) = child.try_wait() {
-                panic!("daemon exited ({st}) before mounting:\n{}", self.log_text());
+                return Err(format!(
+                    "daemon exited ({st}) before mounting:\n{}",
+                    self.log_text()
+                ));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -170,6 +180,7 @@ impl Mounted {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.child = Some(child);
+        Ok(())
     }
 
     /// Stops the daemon, moves its (debug-level, possibly huge) log into `art`, and leaves only its
@@ -265,6 +276,17 @@ impl Mounted {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Mounts again after the daemon stopped; the daemon's log when the mount was refused.
+    pub fn try_start_again(&mut self, opts: &str) -> Result<(), String> {
+        assert!(self.child.is_none(), "daemon still running");
+        self.try_start(opts)
+    }
+
+    /// The daemon's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Mounts again after the daemon exited by itself (no unmount first).
