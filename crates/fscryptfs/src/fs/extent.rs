@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -30,7 +30,7 @@ use fscrypt::context::Context;
 use fscrypt::extent::{ExtentContext, ExtentKey, EXTENT_CONTEXT_SIZE};
 use fscrypt::keyring::{ActiveRef, SecretNeed};
 use fscrypt::{Errno, Error, Result};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::Mode;
 
 use super::writeout::Budget;
 use super::{errno, lock, rlock, wlock, Fs, Kind, Node, State};
@@ -581,19 +581,13 @@ impl Fs {
             new_file
                 .sync_all()
                 .map_err(|e| crate::store::io_err(&what, e))?;
-            let npath = format!("/proc/self/fd/{}", new_file.as_raw_fd());
-            // Not O_NOFOLLOW: that would give a descriptor of the /proc link itself.
-            let pfd = rustix::fs::open(&npath, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| sys_err(&what, e))?;
+            let pfd = crate::store::io::path_fd_of(&new_file, &what)?;
             // New files for the open handles, same access mode, before anything is renamed.
             let mut files = Vec::new();
             for h in self.handles_of(node) {
                 if let Some(f) = h.file() {
-                    let acc = rustix::fs::fcntl_getfl(&*f).map_err(|e| sys_err(&what, e))?
-                        & OFlags::RWMODE;
-                    let nf = rustix::fs::open(&npath, acc | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(|e| sys_err(&what, e))?;
-                    files.push((h, File::from(nf)));
+                    let nf = crate::store::io::reopen_like(&pfd, &f, &what)?;
+                    files.push((h, nf));
                 }
             }
             Ok((compacted, pfd, files))

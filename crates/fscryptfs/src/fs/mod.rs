@@ -41,7 +41,7 @@ use fscrypt::keysetup::{InodeKey, InodeKind, InodeParams};
 use fscrypt::nokey::NokeyName;
 use fscrypt::policy::{FsParams, KeySpec};
 use fscrypt::{Errno, Error, Result};
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::AtFlags;
 
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
@@ -387,12 +387,7 @@ impl Fs {
     ) -> Result<Self> {
         let mut fsp = crate::store::fs_params();
         fsp.per_extent_encryption = opts.layout == ContentsLayout::Extent;
-        let root_fd = rustix::fs::open(
-            &backing,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| sys_err(backing.display(), e))?;
+        let root_fd = store_io::open_backing_root(&backing)?;
         let meta = read_dir_meta(&root_fd, &fsp, &backing.display().to_string())?;
         if meta.ino != ROOT_INO {
             return Err(Error::corrupt(format!(
@@ -1403,12 +1398,7 @@ fn new_file_header(ino: u64, ctx: Option<&Context>) -> Vec<u8> {
 
 /// Writes the root directory's metadata into a fresh backing directory (`fscryptfs init`).
 pub fn init_root(backing: &std::path::Path) -> Result<()> {
-    let fd = rustix::fs::open(
-        backing,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| sys_err(backing.display(), e))?;
+    let fd = store_io::open_backing_root(backing)?;
     write_dir_meta(
         &fd,
         &DirMeta {

@@ -21,7 +21,7 @@ use fuser::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl,
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
 };
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode};
 
 use super::{
     errno, fuse_err, lock, new_file_header, rlock, wlock, write_dir_meta, DirEnt, Fs, Handle, Kind,
@@ -706,13 +706,7 @@ impl Fs {
     /// first, so a crash never leaves a visible directory without its metadata.
     fn remove_dir_entry(&self, dir: &Node, bname: &OsStr) -> Result<()> {
         let what = self.describe_child(dir, bname);
-        let cfd = rustix::fs::openat(
-            dir.fd(),
-            bname,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| sys_err(&what, e))?;
+        let cfd = crate::store::io::open_subdir(&*dir.fd(), bname, &what)?;
         if !self.user_empty(&cfd, &what)? {
             return Err(errno(Errno::NOTEMPTY, "directory not empty"));
         }
@@ -730,17 +724,7 @@ impl Fs {
 
     /// Deletes a directory whose remaining entries are all ours.
     fn purge_dir(&self, parent: &OwnedFd, name: &OsStr, what: &str) -> Result<()> {
-        let dfd = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::RDONLY
-                | OFlags::DIRECTORY
-                | OFlags::NOFOLLOW
-                | OFlags::NONBLOCK
-                | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| sys_err(what, e))?;
+        let dfd = crate::store::io::open_subdir_listing(parent, name, what)?;
         let mut ours = Vec::new();
         {
             let d = rustix::fs::Dir::read_from(&dfd).map_err(|e| sys_err(what, e))?;

@@ -8,26 +8,11 @@
 //! the rest of the batch is skipped and no number is ever handed out twice.
 
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use fscrypt::keyring::RemovalMode;
 use fscrypt::{Errno, Error, Result};
-
-use super::sys_err;
-
-/// The backing root given by the administrator (its path may go through symlinks: it is theirs),
-/// as the directory descriptor every access inside it is relative to.
-fn open_root(backing: &Path) -> Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    rustix::fs::open(
-        backing,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| sys_err(backing.display(), e))
-}
 
 /// The config file's name in the backing root.
 pub const CONFIG_NAME: &str = ".fscryptfs.conf";
@@ -224,7 +209,7 @@ impl VolumeConfig {
     pub fn load(backing: &Path) -> Result<Self> {
         let path = backing.join(CONFIG_NAME);
         let what = path.display().to_string();
-        let root = open_root(backing)?;
+        let root = super::io::open_backing_root(backing)?;
         let Some(text) =
             super::io::read_bounded(&root, OsStr::new(CONFIG_NAME), CONFIG_MAX, &what)?
         else {
@@ -245,7 +230,7 @@ impl VolumeConfig {
     /// rename, fsync of the directory (`store::io::replace`).
     pub fn store(&self, backing: &Path) -> Result<()> {
         let what = backing.join(CONFIG_NAME).display().to_string();
-        let root = open_root(backing)?;
+        let root = super::io::open_backing_root(backing)?;
         // An explicit mode: the daemon runs with umask 0 (the kernel already masked users' modes).
         super::io::replace(
             &root,

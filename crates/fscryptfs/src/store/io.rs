@@ -63,6 +63,8 @@ pub enum Access {
     /// Read only, without updating the atime users see (`O_NOATIME`, where the kernel allows it:
     /// it refuses a daemon that neither owns the file nor has `CAP_FOWNER`).
     ReadNoAtime,
+    /// Write only.
+    Write,
     /// Read-write.
     ReadWrite,
     /// Read-write where allowed, read-only where the file or filesystem refuses writing.
@@ -194,6 +196,7 @@ pub fn reopen_file(fd: &OwnedFd, access: Access, what: &str) -> Result<File> {
             Err(Errno::PERM) => open(OFlags::RDONLY),
             r => r,
         },
+        Access::Write => open(OFlags::WRONLY),
         Access::ReadWrite => open(OFlags::RDWR),
         Access::ReadWriteOrRead => match open(OFlags::RDWR) {
             Err(e) if e == Errno::ACCESS || e == Errno::ROFS || e == Errno::PERM => {
@@ -325,6 +328,54 @@ pub fn open_listing(dir: impl AsFd, what: &str) -> Result<OwnedFd> {
 /// Syncs directory `dir` (its entries: after a create, rename or unlink that must be durable).
 pub fn sync_dir(dir: impl AsFd, what: &str) -> Result<()> {
     open_listing(dir, what).and_then(|d| rustix::fs::fsync(&d).map_err(|e| sys_err(what, e)))
+}
+
+/// The backing root given by the administrator, as the directory descriptor every access inside it
+/// is relative to. (Its own path may go through symlinks: it is the administrator's choice.)
+pub fn open_backing_root(backing: &std::path::Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        backing,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| sys_err(backing.display(), e))
+}
+
+/// An `O_PATH` descriptor of the object `file` is open on (the node of a file the daemon just made).
+pub fn path_fd_of(file: &File, what: &str) -> Result<OwnedFd> {
+    // Through the /proc link, and without O_NOFOLLOW, which would open the link itself.
+    rustix::fs::open(
+        format!("/proc/self/fd/{}", file.as_raw_fd()),
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| sys_err(what, e))
+}
+
+/// A second open file description of `file`'s object with the same access mode (read, write or
+/// both) as `like`.
+pub fn reopen_like(pathfd: &OwnedFd, like: &File, what: &str) -> Result<File> {
+    let acc = rustix::fs::fcntl_getfl(like).map_err(|e| sys_err(what, e))? & OFlags::RWMODE;
+    let access = if acc == OFlags::RDONLY {
+        Access::Read
+    } else if acc == OFlags::WRONLY {
+        Access::Write
+    } else {
+        Access::ReadWrite
+    };
+    reopen_file(pathfd, access, what)
+}
+
+/// Opens the subdirectory `name` of `dir` for listing (symlinks not followed): `ENOTDIR` when
+/// something else is there.
+pub fn open_subdir_listing(dir: impl AsFd, name: &OsStr, what: &str) -> Result<OwnedFd> {
+    open_beneath(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| sys_err(what, e))
 }
 
 /// Opens the subdirectory `name` of `dir` as an `O_PATH` descriptor (symlinks not followed):
