@@ -47,6 +47,7 @@ impl InodeLocker for Cache {
                 .iter()
                 .map(|&ino| BusyInode {
                     ino,
+                    owner: None,
                     path: None,
                     pids: vec![],
                 })

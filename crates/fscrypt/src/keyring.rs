@@ -204,10 +204,90 @@ impl KeyStatus {
 pub struct BusyInode {
     /// The inode number.
     pub ino: InodeId,
+    /// Its owner's uid, where the filesystem knows it: besides root, only the owner may see the
+    /// inode in a busy report ([`BusyReport`]). None: shown to root only.
+    pub owner: Option<u32>,
     /// A path to it, where the filesystem knows one.
     pub path: Option<String>,
     /// Processes holding it open, where the filesystem knows them.
     pub pids: Vec<u32>,
+}
+
+/// The uids of a process that decide who may see it in a busy report (the first three fields of
+/// the `Uid:` line of `/proc/PID/status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessUids {
+    /// Real uid.
+    pub real: u32,
+    /// Effective uid.
+    pub effective: u32,
+    /// Saved set-user-ID.
+    pub saved: u32,
+}
+
+impl ProcessUids {
+    /// Whether the process belongs to `uid` alone: its real, effective and saved uids are all
+    /// `uid` (the uid rule of the kernel's `ptrace_may_access`, which guards `/proc/PID/fd`: a
+    /// user may see which files a process holds exactly when it could look itself). A set-uid
+    /// program a user started is therefore not the user's.
+    pub fn belongs_to(&self, uid: u32) -> bool {
+        self.real == uid && self.effective == uid && self.saved == uid
+    }
+}
+
+/// One busy inode as a caller sees it: the inode (its `pids` cut to the processes the caller may
+/// see) and how many processes of other users also hold it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShownBusy {
+    /// The inode, with only the pids the caller may see.
+    pub inode: BusyInode,
+    /// Processes holding it that the caller may not see (counted, never named).
+    pub other_pids: usize,
+}
+
+/// What one caller may see of a key's busy inodes (`remove-key`'s list, `FSCRYPTFS_IOC_BUSY_FILES`).
+///
+/// The rule (SEMANTICS.md §4, "Busy report"): a privileged caller (root) sees every busy inode and
+/// every process. Anyone else sees only the inodes it owns, and on them only the processes that
+/// [belong](ProcessUids::belongs_to) to it; the other inodes and processes are counted, never
+/// described. A pid whose process is gone (no uids to be found) is dropped for everyone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BusyReport {
+    /// The busy inodes shown, in the order given.
+    pub shown: Vec<ShownBusy>,
+    /// Busy inodes not shown: owned by other users, or of unknown owner.
+    pub hidden: usize,
+}
+
+impl BusyReport {
+    /// Filters `busy` for `caller`; `uids_of` looks a pid up (None: the process is gone).
+    pub fn for_caller(
+        caller: Caller,
+        busy: Vec<BusyInode>,
+        uids_of: &dyn Fn(u32) -> Option<ProcessUids>,
+    ) -> BusyReport {
+        let mut report = BusyReport::default();
+        for mut inode in busy {
+            if !caller.privileged && inode.owner != Some(caller.uid) {
+                report.hidden += 1;
+                continue;
+            }
+            inode.pids.sort_unstable();
+            inode.pids.dedup();
+            let mut other_pids = 0;
+            inode.pids.retain(|&pid| match uids_of(pid) {
+                None => false,
+                Some(_) if caller.privileged => true,
+                Some(u) if u.belongs_to(caller.uid) => true,
+                Some(_) => {
+                    other_pids += 1;
+                    false
+                }
+            });
+            report.shown.push(ShownBusy { inode, other_pids });
+        }
+        report
+    }
 }
 
 /// `FS_IOC_REMOVE_ENCRYPTION_KEY`'s answer on success.
@@ -236,6 +316,9 @@ impl RemovalResult {
 
     /// The kernel's warning, with what is still open: "N inode(s) still busy after removing key with
     /// identifier X, including ino Y (path) held by pid(s) P". None when nothing is busy.
+    ///
+    /// Unfiltered: for the daemon's own log (root's, as the kernel's log line). What a caller is
+    /// told goes through [`BusyReport::for_caller`].
     pub fn busy_message(&self, spec: &KeySpec) -> Option<String> {
         let first = self.busy.first()?;
         let kind = match spec {
@@ -866,8 +949,7 @@ fn check_for_busy_inodes(mk: &MasterKey, reported: Vec<BusyInode>) -> RemovalRes
         .map(|ino| {
             by_ino.remove(&ino).unwrap_or(BusyInode {
                 ino,
-                path: None,
-                pids: Vec::new(),
+                ..BusyInode::default()
             })
         })
         .collect();

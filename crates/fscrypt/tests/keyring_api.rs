@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use fscrypt::context::Context;
 use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::keyring::{
-    uapi, ActiveRef, BusyInode, Caller, InodeId, InodeLocker, KeyStatus, Keyring, KeyringConfig,
-    QuotaUsage, RemovalMode, RemovalResult, SecretNeed, UserQuota, CLAIM_QUOTA_BYTES,
+    uapi, ActiveRef, BusyInode, BusyReport, Caller, InodeId, InodeLocker, KeyStatus, Keyring,
+    KeyringConfig, ProcessUids, QuotaUsage, RemovalMode, RemovalResult, SecretNeed, ShownBusy,
+    UserQuota, CLAIM_QUOTA_BYTES,
 };
 use fscrypt::keysetup::{key_identifier, InodeKey, InodeKind, InodeParams, MasterSecret};
 use fscrypt::policy::{FsParams, KeySpec, Policy, PolicyV2};
@@ -81,6 +82,7 @@ impl InodeLocker for Fs {
             .filter(|(ino, _, _)| inodes.contains(ino))
             .map(|(ino, _, _)| BusyInode {
                 ino: *ino,
+                owner: None,
                 path: Some(format!("/mnt/dir/file{ino}")),
                 pids: vec![4000 + *ino as u32],
             })
@@ -359,11 +361,13 @@ fn busy_inodes_keep_a_key_incompletely_removed_until_the_last_one_goes() {
         vec![
             BusyInode {
                 ino: 10,
+                owner: None,
                 path: Some("/mnt/dir/file10".into()),
                 pids: vec![4010]
             },
             BusyInode {
                 ino: 12,
+                owner: None,
                 path: Some("/mnt/dir/file12".into()),
                 pids: vec![4012]
             },
@@ -397,6 +401,97 @@ fn busy_inodes_keep_a_key_incompletely_removed_until_the_last_one_goes() {
     assert!(kr.active_inodes(&spec).is_empty());
     let err = kr.remove(Caller::root(), spec, true, &fs).unwrap_err();
     assert_eq!(err.errno(), Errno::NOKEY);
+}
+
+/// The busy report's privacy rule: root sees every inode and process; a user sees the inodes it
+/// owns and, on them, its own processes; the rest is a count; vanished pids are dropped.
+#[test]
+fn busy_report_shows_root_everything_and_a_user_only_its_own() {
+    const GONE: u32 = 9999;
+    let busy = vec![
+        // Alice's file, held by Alice (twice), Bob, a set-uid program Alice started, and a
+        // process that has exited.
+        BusyInode {
+            ino: 10,
+            owner: Some(ALICE),
+            path: Some("/mnt/alice/secret".into()),
+            pids: vec![100, 200, 100, 300, GONE],
+        },
+        // Bob's file, held by Bob.
+        BusyInode {
+            ino: 11,
+            owner: Some(BOB),
+            path: Some("/mnt/bob/file".into()),
+            pids: vec![200],
+        },
+        // An inode whose owner the filesystem could not find.
+        BusyInode {
+            ino: 12,
+            owner: None,
+            path: None,
+            pids: vec![],
+        },
+    ];
+    let uids_of = |pid: u32| {
+        let (real, effective) = match pid {
+            100 => (ALICE, ALICE),
+            200 => (BOB, BOB),
+            300 => (ALICE, 0),
+            _ => return None,
+        };
+        Some(ProcessUids {
+            real,
+            effective,
+            saved: effective,
+        })
+    };
+    let shown = |ino: InodeId, path: &str, pids: Vec<u32>, other_pids: usize| ShownBusy {
+        inode: BusyInode {
+            ino,
+            owner: busy.iter().find(|b| b.ino == ino).and_then(|b| b.owner),
+            path: Some(path.into()),
+            pids,
+        },
+        other_pids,
+    };
+
+    let root = BusyReport::for_caller(Caller::root(), busy.clone(), &uids_of);
+    assert_eq!(root.hidden, 0);
+    assert_eq!(root.shown.len(), 3);
+    assert_eq!(
+        root.shown[0],
+        shown(10, "/mnt/alice/secret", vec![100, 200, 300], 0)
+    );
+    assert_eq!(root.shown[1], shown(11, "/mnt/bob/file", vec![200], 0));
+    assert_eq!(root.shown[2].inode.ino, 12);
+
+    let alice = BusyReport::for_caller(Caller::user(ALICE), busy.clone(), &uids_of);
+    assert_eq!(
+        alice,
+        BusyReport {
+            shown: vec![shown(10, "/mnt/alice/secret", vec![100], 2)],
+            hidden: 2,
+        }
+    );
+
+    let bob = BusyReport::for_caller(Caller::user(BOB), busy.clone(), &uids_of);
+    assert_eq!(
+        bob,
+        BusyReport {
+            shown: vec![shown(11, "/mnt/bob/file", vec![200], 0)],
+            hidden: 2,
+        }
+    );
+
+    // A user owning nothing busy learns only the count.
+    let other = BusyReport::for_caller(Caller::user(4242), busy, &uids_of);
+    assert_eq!(
+        other,
+        BusyReport {
+            shown: vec![],
+            hidden: 3
+        }
+    );
 }
 
 #[test]
@@ -437,6 +532,7 @@ fn unreported_references_still_count_as_busy() {
         r.busy,
         vec![BusyInode {
             ino: 5,
+            owner: None,
             path: None,
             pids: vec![]
         }]

@@ -201,6 +201,7 @@ impl InodeLocker for Fs {
                     if !refs.is_empty() {
                         busy.push(BusyInode {
                             ino: *ino,
+                            owner: None,
                             path: Some(format!("/v/{ino}")),
                             pids: vec![*ino as u32],
                         });
@@ -551,6 +552,7 @@ impl Model {
                         .into_iter()
                         .map(|ino| BusyInode {
                             ino,
+                            owner: None,
                             path: Some(format!("/v/{ino}")),
                             pids: vec![ino as u32],
                         })

@@ -49,6 +49,7 @@ impl InodeLocker for Cache {
                 // Open in a writer thread.
                 busy.push(BusyInode {
                     ino: *ino,
+                    owner: None,
                     path: Some(format!("/stress/{ino}")),
                     pids: vec![1],
                 });

@@ -82,8 +82,20 @@ pub const FSCRYPTFS_IOC_GET_POLICY: u32 = ioc(
     0xe2,
     GET_POLICY_EX_ARG_SIZE,
 );
-/// Which files keep a key busy: in, a key specifier (40 bytes); out, a NUL-terminated UTF-8 list,
-/// one `ino path [pids]` per line, truncated to fit.
+/// Which files keep a key busy, as far as the caller may see them: in, a key specifier (40
+/// bytes); out, NUL-terminated UTF-8 text of at most 4096 bytes (with the NUL), one line (`\n`) per
+/// busy inode shown:
+///
+/// ```text
+/// INO PATH [PID,PID,...]        processes of other users also hold it: INO PATH [PIDS] +N
+/// ```
+///
+/// then always, last, `hidden N M`: N busy inodes not shown (the caller does not own them), M
+/// inodes that could have been shown but did not fit. PATH is the path from the mount root (`?` if
+/// unknown) with `\` and control characters escaped as `\\` and `\u{HEX}`, so it never breaks a
+/// line. Who sees what (docs/SEMANTICS.md §4): root every inode and process; anyone else only
+/// inodes it owns and, on them, only processes whose real, effective and saved uids are its own;
+/// the daemon filters, the rest never leaves it. Any key specifier may be asked about.
 pub const FSCRYPTFS_IOC_BUSY_FILES: u32 =
     ioc(IOC_READ | IOC_WRITE, FSCRYPTFS_IOC_MAGIC, 0xe3, 4096);
 

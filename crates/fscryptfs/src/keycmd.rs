@@ -31,11 +31,14 @@ is added as a v1 key under that descriptor (root only) and `Added encryption key
 DESC` is printed.\n\n\
 Exit status: 0 on success, 1 if the operation failed, 2 on bad arguments or a key of the wrong size.";
 
-const REMOVE_KEY_HELP: &str = "Remove the key ID (a 32-hex-digit key identifier, or a 16-hex-digit v1 \
+const REMOVE_KEY_HELP: &str =
+    "Remove the key ID (a 32-hex-digit key identifier, or a 16-hex-digit v1 \
 descriptor) from the filesystem mounted at MNT. For a v2 key only the calling user's claim is \
 removed; the key itself goes once no user has a claim. Prints `Removed encryption key with \
 identifier ID`, `Removed encryption key with identifier ID, but files still busy` (on fscryptfs \
-followed by the busy files, one per line, indented) or `Removed user's claim to encryption key with \
+followed by the busy files, one per line, indented: root sees every busy file and process, other \
+users only the files they own and their own processes, the rest as a count such as `and 3 more in \
+use by other users`) or `Removed user's claim to encryption key with \
 identifier ID` (other users still have it); v1 keys say `descriptor` instead of `identifier`.\n\n\
 Exit status: 0 on success, 1 if the operation failed, 2 on bad arguments.";
 
@@ -390,7 +393,40 @@ fn ioctl_get_nonce(fd: BorrowedFd<'_>) -> io::Result<[u8; 16]> {
     Ok(nonce)
 }
 
-/// FSCRYPTFS_IOC_BUSY_FILES: the files keeping a key busy, one `ino path [pids]` per line.
+/// The BUSY_FILES text (layout in `abi::FSCRYPTFS_IOC_BUSY_FILES`) as `remove-key` prints it: the
+/// files shown as they come (`ino path [pids]`), a `+N` of other users' processes spelled out, then
+/// what the daemon kept back as counts ("and 3 more in use by other users").
+fn busy_lines(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(counts) = line.strip_prefix("hidden ") {
+            let mut n = counts.split(' ').map(|c| c.parse::<u64>().unwrap_or(0));
+            let (hidden, cut) = (n.next().unwrap_or(0), n.next().unwrap_or(0));
+            if cut > 0 {
+                out.push(format!("and {cut} more not listed"));
+            }
+            if hidden > 0 {
+                out.push(format!("and {hidden} more in use by other users"));
+            }
+            continue;
+        }
+        // `... [pids] +N`: N processes of other users hold this file too.
+        let others = line
+            .rsplit_once("] +")
+            .and_then(|(head, n)| Some((head, n.parse::<u64>().ok()?)));
+        match others {
+            Some((head, n)) => {
+                let what = if n == 1 { "process" } else { "processes" };
+                out.push(format!("{head}] and {n} {what} of other users"));
+            }
+            None => out.push(line.to_string()),
+        }
+    }
+    out
+}
+
+/// FSCRYPTFS_IOC_BUSY_FILES: the files keeping a key busy that the caller may see, one
+/// `ino path [pids]` per line, then the `hidden` counts.
 fn ioctl_busy_files(fd: BorrowedFd<'_>, spec: KeySpec) -> io::Result<String> {
     let mut buf = vec![0u8; abi::ioc_size(abi::FSCRYPTFS_IOC_BUSY_FILES)];
     buf[..abi::KEY_SPECIFIER_SIZE].copy_from_slice(&spec.to_bytes());
@@ -498,7 +534,7 @@ fn remove_key(args: RemoveKeyArgs) -> Result<(), CliError> {
         );
         // Only fscryptfs can say which files; elsewhere (ENOTTY) there is nothing more to say.
         if let Ok(list) = ioctl_busy_files(target.as_fd(), spec) {
-            for line in list.lines().filter(|l| !l.is_empty()) {
+            for line in busy_lines(&list) {
                 println!("  {line}");
             }
         }
@@ -752,6 +788,26 @@ mod tests {
             .unwrap()
             .try_into()
             .unwrap()
+    }
+
+    #[test]
+    fn busy_lines_spell_out_the_counts() {
+        let text = "12 /a/b [100,200]\n13 /a/c [] +2\n14 /a/d [7] +1\nhidden 3 1\n";
+        assert_eq!(
+            busy_lines(text),
+            [
+                "12 /a/b [100,200]",
+                "13 /a/c [] and 2 processes of other users",
+                "14 /a/d [7] and 1 process of other users",
+                "and 1 more not listed",
+                "and 3 more in use by other users",
+            ]
+        );
+        assert!(busy_lines("hidden 0 0\n").is_empty());
+        assert_eq!(
+            busy_lines("hidden 2 0\n"),
+            ["and 2 more in use by other users"]
+        );
     }
 
     #[test]

@@ -7,13 +7,14 @@
 //! ours that held them; the reply never carries them back.
 
 use fscrypt::context::Context;
+use fscrypt::keyring::BusyReport;
 use fscrypt::policy::{policy_size, KeySpec, Policy, KEY_DESCRIPTOR_SIZE, KEY_IDENTIFIER_SIZE};
 use fscrypt::secret::SecretBytes;
 use fscrypt::{Errno, Result};
 use fuser::Request;
 use zeroize::Zeroize;
 
-use super::{errno, lock, rlock, wlock, Fs, Kind};
+use super::{errno, lock, wlock, Fs, Kind};
 use crate::abi;
 use crate::store::meta::{DirMeta, DIR_META_NAME};
 use crate::store::sys_err;
@@ -61,6 +62,53 @@ fn parse_key_spec(b: &[u8]) -> Result<KeySpec> {
             format!("key specifier: unknown type {t}"),
         )),
     }
+}
+
+/// A path on one line of the BUSY_FILES text: `\` and control characters (a newline in a name
+/// would forge a line) escaped as `\\` and `\u{HEX}`.
+fn escape_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The FSCRYPTFS_IOC_BUSY_FILES answer (layout in `abi`): a line per inode shown, then the
+/// `hidden` line, NUL-terminated, in at most `room` bytes. Lines that do not fit are counted.
+fn busy_files_text(report: &BusyReport, room: usize) -> Vec<u8> {
+    // Room kept for the last line ("hidden " and two u64) and the NUL.
+    const TAIL: usize = 64;
+    let mut text = String::new();
+    let mut cut = 0usize;
+    for s in &report.shown {
+        let b = &s.inode;
+        let pids: Vec<String> = b.pids.iter().map(u32::to_string).collect();
+        let path = b
+            .path
+            .as_deref()
+            .map_or_else(|| "?".to_string(), escape_path);
+        let mut line = format!("{} {path} [{}]", b.ino, pids.join(","));
+        if s.other_pids > 0 {
+            line.push_str(&format!(" +{}", s.other_pids));
+        }
+        line.push('\n');
+        if cut > 0 || text.len() + line.len() + TAIL > room {
+            cut += 1;
+            continue;
+        }
+        text.push_str(&line);
+    }
+    text.push_str(&format!("hidden {} {cut}\n", report.hidden));
+    let mut out = text.into_bytes();
+    out.push(0);
+    out
 }
 
 impl Fs {
@@ -142,24 +190,8 @@ impl Fs {
             }
             abi::FSCRYPTFS_IOC_BUSY_FILES => {
                 let spec = parse_key_spec(input)?;
-                let mut text = String::new();
-                for ino in self.keyring.active_inodes(&spec) {
-                    let line = match rlock(&self.nodes).get(&ino).cloned() {
-                        Some(n) => {
-                            let pids: Vec<String> =
-                                lock(&n.meta).pids.iter().map(u32::to_string).collect();
-                            format!("{ino} {} [{}]\n", self.path_of(&n), pids.join(","))
-                        }
-                        None => format!("{ino} ? []\n"),
-                    };
-                    if text.len() + line.len() >= abi::ioc_size(abi::FSCRYPTFS_IOC_BUSY_FILES) {
-                        break;
-                    }
-                    text.push_str(&line);
-                }
-                let mut out = text.into_bytes();
-                out.push(0);
-                Ok(out)
+                let report = self.busy_report(caller, &spec);
+                Ok(busy_files_text(&report, abi::ioc_size(cmd)))
             }
             FS_IOC_GETFLAGS => {
                 let node = self.usable_node(ino)?;
@@ -265,5 +297,44 @@ impl Fs {
             true,
             &format!("{what}/{DIR_META_NAME}"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fscrypt::keyring::{BusyInode, ShownBusy};
+
+    fn shown(ino: u64, path: &str, pids: Vec<u32>, other_pids: usize) -> ShownBusy {
+        ShownBusy {
+            inode: BusyInode {
+                ino,
+                owner: Some(1000),
+                path: Some(path.into()),
+                pids,
+            },
+            other_pids,
+        }
+    }
+
+    #[test]
+    fn busy_files_text_carries_the_hidden_count_and_escapes_paths() {
+        let report = BusyReport {
+            shown: vec![
+                shown(5, "/d/f", vec![10, 11], 0),
+                shown(6, "/d/x\nhidden 0 0\\", vec![], 2),
+            ],
+            hidden: 3,
+        };
+        let out = busy_files_text(&report, 4096);
+        assert_eq!(
+            out,
+            b"5 /d/f [10,11]\n6 /d/x\\u{a}hidden 0 0\\\\ [] +2\nhidden 3 0\n\0"
+        );
+        // Too small for the lines: they are counted, the last line always fits.
+        let out = busy_files_text(&report, 80);
+        assert_eq!(out, b"5 /d/f [10,11]\nhidden 3 1\n\0");
+        let out = busy_files_text(&report, 64);
+        assert_eq!(out, b"hidden 3 2\n\0");
     }
 }

@@ -36,7 +36,9 @@ use std::sync::{
 use std::time::Duration;
 
 use fscrypt::context::Context;
-use fscrypt::keyring::{ActiveRef, BusyInode, Caller, KeyStatus, Keyring, SecretNeed};
+use fscrypt::keyring::{
+    ActiveRef, BusyInode, BusyReport, Caller, KeyStatus, Keyring, ProcessUids, SecretNeed,
+};
 use fscrypt::keysetup::{InodeKey, InodeKind, InodeParams};
 use fscrypt::nokey::NokeyName;
 use fscrypt::policy::{FsParams, KeySpec};
@@ -1196,14 +1198,42 @@ impl Fs {
         busy
     }
 
-    /// How a busy inode is reported: its number, path and the pids holding it open.
+    /// How a busy inode is reported: its number, owner (the backing object's, which is the owner
+    /// users see), path and the pids holding it open.
     fn busy_inode(&self, node: &Node) -> BusyInode {
         let pids = lock(&node.meta).pids.clone();
+        let owner = match rustix::fs::fstat(node.fd()) {
+            Ok(st) => Some(st.st_uid),
+            Err(e) => {
+                // Unknown owner: the report shows the inode to root only.
+                tracing::debug!("busy report: {}: {e}", self.describe(node));
+                None
+            }
+        };
         BusyInode {
             ino: node.ino,
+            owner,
             path: Some(self.path_of(node)),
             pids,
         }
+    }
+
+    /// The inodes keeping `spec` busy, as `caller` may see them (`FSCRYPTFS_IOC_BUSY_FILES`;
+    /// the rule is [`BusyReport`]'s: root sees all, anyone else its own inodes and processes).
+    fn busy_report(&self, caller: Caller, spec: &KeySpec) -> BusyReport {
+        let busy: Vec<BusyInode> = self
+            .keyring
+            .active_inodes(spec)
+            .into_iter()
+            .map(|ino| match rlock(&self.nodes).get(&ino).cloned() {
+                Some(node) => self.busy_inode(&node),
+                None => BusyInode {
+                    ino,
+                    ..BusyInode::default()
+                },
+            })
+            .collect();
+        BusyReport::for_caller(caller, busy, &process_uids)
     }
 
     /// The [`InodeLocker`](fscrypt::keyring::InodeLocker): locks every listed inode that is not
@@ -1407,4 +1437,58 @@ pub fn init_root(backing: &std::path::Path) -> Result<()> {
         },
         &backing.display().to_string(),
     )
+}
+
+/// The longest prefix of `/proc/PID/status` read: its `Uid:` line comes within the first few
+/// hundred bytes.
+const PROC_STATUS_MAX: u64 = 4096;
+
+/// The uids of process `pid` (`/proc/PID/status`, read with a bound); None when it is gone or the
+/// line cannot be read (the busy report then drops the pid).
+fn process_uids(pid: u32) -> Option<ProcessUids> {
+    use std::io::Read;
+    let f = File::open(format!("/proc/{pid}/status")).ok()?;
+    let mut text = Vec::new();
+    f.take(PROC_STATUS_MAX).read_to_end(&mut text).ok()?;
+    parse_status_uids(&text)
+}
+
+/// The real, effective and saved uids of a `/proc/PID/status` text (`Uid:\tR\tE\tS\tFS`).
+fn parse_status_uids(text: &[u8]) -> Option<ProcessUids> {
+    let line = text
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut ids = line.split_ascii_whitespace().map(str::parse::<u32>);
+    let mut next = || ids.next()?.ok();
+    Some(ProcessUids {
+        real: next()?,
+        effective: next()?,
+        saved: next()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_report_reads_the_uid_line_of_proc_status() {
+        let text = b"Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\n\
+                     Uid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(
+            parse_status_uids(text),
+            Some(ProcessUids {
+                real: 1000,
+                effective: 0,
+                saved: 0
+            })
+        );
+        assert_eq!(parse_status_uids(b"Name:\tx\n"), None);
+        assert_eq!(parse_status_uids(b"Uid:\t1000\t0\n"), None);
+        assert_eq!(parse_status_uids(b"Uid:\t1000\tx\t0\t0\n"), None);
+        // This process exists and is ours.
+        let me = process_uids(std::process::id()).expect("own status");
+        assert_eq!(me.real, rustix::process::getuid().as_raw());
+    }
 }

@@ -700,3 +700,34 @@ pub fn encrypted_volume_made_with(init_args: &[&str]) -> Option<(Mounted, [u8; 1
     set_policy(&m.path("enc"), &policy_v2(&id)).expect("set policy");
     Some((m, id))
 }
+
+/// Runs `f` on a thread of its own whose filesystem uid and gid are `uid` (None: stays root), so
+/// the FUSE requests it makes carry `uid` while the rest of the test stays root (`setfsuid` changes
+/// only the calling thread's credentials; dropping fsuid 0 also drops the file capabilities).
+/// Panics when `f` has not returned within `timeout` (a hung request must not hang the test; the
+/// mount's guard then unmounts and kills the daemon, which ends the request).
+pub fn as_fsuid<T, F>(uid: Option<u32>, timeout: Duration, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Some(u) = uid {
+            // SAFETY: setfsgid/setfsuid take plain integers and only change this thread's
+            // credentials (the raw system calls; glibc does not broadcast them to other threads).
+            unsafe {
+                libc::setfsgid(u);
+                libc::setfsuid(u);
+            }
+            // SAFETY: as above; an invalid id (-1) changes nothing and returns the current fsuid.
+            let now = unsafe { libc::setfsuid(u32::MAX) };
+            assert_eq!(now as u32, u, "setfsuid({u}) did not take");
+        }
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(v) => v,
+        Err(e) => panic!("as uid {uid:?}: no answer within {timeout:?} ({e})"),
+    }
+}
