@@ -240,10 +240,15 @@ fn master_secret_dies_at_removal_while_a_file_is_busy() {
     let file_key = fscrypt::hkdf::HkdfKey::extract(&KEY)
         .derive(fscrypt::hkdf::HkdfContext::PerFileEncKey, &nonce, 64)
         .unwrap();
-    // Not the raw key: it stays in fuser's request buffer until a later request overwrites it (a
-    // known gap, SEMANTICS.md §5); the keyring's own copies are checked by keyring_memscan.
-    let needles: [(&str, &[u8]); 2] = [("PRK", &prk), ("file key", file_key.as_ref())];
+    // The raw key is gone as soon as ADD_KEY returned: the keyring wipes its copy after
+    // HKDF-Extract and the (patched) fuser wipes the request buffer after every ioctl.
+    let needles: [(&str, &[u8]); 3] = [
+        ("raw key", &KEY),
+        ("PRK", &prk),
+        ("file key", file_key.as_ref()),
+    ];
     let alive = scan_process(pid, &needles);
+    assert!(!alive.contains(&"raw key".to_string()), "{alive:?}");
     assert!(alive.contains(&"PRK".to_string()), "control: {alive:?}");
     assert!(
         alive.contains(&"file key".to_string()),

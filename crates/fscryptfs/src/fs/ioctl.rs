@@ -3,8 +3,10 @@
 //! SET_POLICY, GET_POLICY and BUSY_FILES whose sizes fit FUSE's restricted ioctls. Everything else is
 //! ENOTTY, as on a filesystem without encryption support.
 //!
-//! Raw key bytes are copied once into locked memory (`SecretBytes`) and zeroed in every buffer of
-//! ours that held them; the reply never carries them back.
+//! Raw key bytes are copied once, from `fuser`'s request buffer straight into locked memory
+//! (`SecretBytes`); no other buffer of ours ever holds them (the reply is built from the header
+//! alone), and the vendored `fuser` (vendor/fuser/PATCH.md) zeroes its request buffer after every
+//! ioctl.
 
 use fscrypt::context::Context;
 use fscrypt::keyring::BusyReport;
@@ -12,7 +14,6 @@ use fscrypt::policy::{policy_size, KeySpec, Policy, KEY_DESCRIPTOR_SIZE, KEY_IDE
 use fscrypt::secret::SecretBytes;
 use fscrypt::{Errno, Result};
 use fuser::Request;
-use zeroize::Zeroize;
 
 use super::{errno, lock, wlock, Fs, Kind};
 use crate::abi;
@@ -232,8 +233,9 @@ impl Fs {
         let raw = SecretBytes::copy_from(
             &input[abi::ADD_KEY_HEADER_SIZE..abi::ADD_KEY_HEADER_SIZE + raw_size],
         );
-        let mut out = input[..abi::ADD_KEY_HEADER_SIZE + 64].to_vec();
-        out[abi::ADD_KEY_HEADER_SIZE..].zeroize();
+        // The reply: the header, then the raw key's room as zeros (never a copy of the key).
+        let mut out = input[..abi::ADD_KEY_HEADER_SIZE].to_vec();
+        out.resize(abi::ADD_KEY_HEADER_SIZE + 64, 0);
         match spec {
             KeySpec::Descriptor(d) => self.keyring.add_v1(caller, d, raw)?,
             KeySpec::Identifier(_) => {

@@ -731,3 +731,82 @@ where
         Err(e) => panic!("as uid {uid:?}: no answer within {timeout:?} ({e})"),
     }
 }
+
+/// One needle found by [`scan_process_hits`]: its name, the address of the 16-byte piece, and the
+/// mapping it is in (`/proc/PID/maps` line: range, permissions, path or `[heap]`/`[stack]`).
+#[derive(Debug, Clone)]
+pub struct MemHit {
+    pub name: String,
+    pub addr: u64,
+    pub mapping: String,
+}
+
+/// [`scan_process`] with the place of every hit, for failure messages that say where a secret was
+/// left (one hit per piece and mapping; at most 64 in all).
+pub fn scan_process_hits(pid: u32, needles: &[(&str, &[u8])]) -> Vec<MemHit> {
+    use std::io::{Read, Seek, SeekFrom};
+    const PIECE: usize = 16;
+    const CHUNK: usize = 1 << 20;
+    let pieces: Vec<(&str, usize, &[u8])> = needles
+        .iter()
+        .flat_map(|(n, b)| {
+            b.chunks_exact(PIECE)
+                .enumerate()
+                .map(move |(i, c)| (*n, i * PIECE, c))
+        })
+        .collect();
+    let mut prefix = vec![false; 1 << 16];
+    for (_, _, p) in &pieces {
+        prefix[usize::from(u16::from_le_bytes([p[0], p[1]]))] = true;
+    }
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mut mem = File::open(format!("/proc/{pid}/mem")).expect("open mem");
+    let mut hits = Vec::new();
+    let mut buf = vec![0u8; PIECE - 1 + CHUNK];
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let name = f.nth(3).unwrap_or("");
+        if !perms.starts_with('r') || name.starts_with("[vvar") || name == "[vsyscall]" {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let (mut addr, mut carry) = (start, 0usize);
+        while addr < end {
+            let len = (CHUNK as u64).min(end - addr) as usize;
+            if mem.seek(SeekFrom::Start(addr)).is_err()
+                || mem.read_exact(&mut buf[carry..carry + len]).is_err()
+            {
+                break;
+            }
+            let data = &buf[..carry + len];
+            for (i, w) in data.windows(PIECE).enumerate() {
+                if !prefix[usize::from(u16::from_le_bytes([w[0], w[1]]))] {
+                    continue;
+                }
+                for (n, off, p) in &pieces {
+                    if w == *p && hits.len() < 64 {
+                        hits.push(MemHit {
+                            name: format!("{n}[{off}..{}]", off + PIECE),
+                            addr: addr - carry as u64 + i as u64,
+                            mapping: format!("{range} {perms} {name}"),
+                        });
+                    }
+                }
+            }
+            let total = data.len();
+            let keep = (PIECE - 1).min(total);
+            buf.copy_within(total - keep..total, 0);
+            carry = keep;
+            addr += len as u64;
+        }
+    }
+    hits
+}
