@@ -340,6 +340,10 @@ mod tests {
         let e = VolumeLock::for_mount(b, false).unwrap_err();
         assert_eq!(e.errno(), Errno::UCLEAN, "{}", e.message());
         assert!(e.message().contains("more than"), "{}", e.message());
-        assert_eq!(std::fs::metadata(&p).unwrap().len(), 1 << 20, "left as it was");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            1 << 20,
+            "left as it was"
+        );
     }
 }
