@@ -208,20 +208,6 @@ fn deny_writes_refuses_new_writes_after_removal() {
     assert_eq!(fs::read(e.join("f")).unwrap(), b"accepted!");
 }
 
-/// PRK = HMAC-SHA512(64 zero bytes, raw): computed here from the raw key, for the memory scan.
-fn prk_of(raw: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha512};
-    let inner = Sha512::new()
-        .chain_update([0x36u8; 128])
-        .chain_update(raw)
-        .finalize();
-    Sha512::new()
-        .chain_update([0x5cu8; 128])
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
-}
-
 /// Promise 3/7 on a real mount: in the per-file layout the master secret is wiped when removal
 /// starts, even while a file is open; the open file's own key lives until it is closed and a retry
 /// completes the removal (generic/580's sequence: status stays "incompletely removed" after the

@@ -32,20 +32,6 @@ use support::*;
 const FILES_BUSY: u32 = 1;
 const ABSENT: u32 = 1;
 
-/// PRK = HMAC-SHA512(64 zero bytes, raw), computed independently of the keyring.
-fn prk_of(raw: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha512};
-    let inner = Sha512::new()
-        .chain_update([0x36u8; 128])
-        .chain_update(raw)
-        .finalize();
-    Sha512::new()
-        .chain_update([0x5cu8; 128])
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
-}
-
 /// The nonces of every live mapping of the per-extent file `ino` (`inspect extents`).
 fn extent_nonces(backing: &Path, ino: u64) -> Vec<[u8; 16]> {
     let ino_arg = format!("--ino={ino}");

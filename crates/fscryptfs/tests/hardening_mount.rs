@@ -104,6 +104,17 @@ fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A new volume in a temporary directory (backing `b`, mountpoint `m`, not mounted) with a guard
+/// that unmounts whatever a test mounts there.
+fn fresh_volume() -> (tempfile::TempDir, PathBuf, PathBuf, Unmount) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
+    init(&backing);
+    fs::create_dir(&mnt).unwrap();
+    let guard = Unmount(mnt.clone());
+    (tmp, backing, mnt, guard)
+}
+
 fn init(backing: &Path) {
     let (code, _, err) = run(&[OsStr::new("init"), backing.as_os_str()], &[]);
     assert_eq!(code, Some(0), "init: {err}");
@@ -275,11 +286,7 @@ fn a_planted_lock_file_is_refused_and_never_followed() {
     if !can_mount() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
-    init(&backing);
-    fs::create_dir(&mnt).unwrap();
-    let _guard = Unmount(mnt.clone());
+    let (tmp, backing, mnt, _guard) = fresh_volume();
     let canary = tmp.path().join("canary");
     fs::write(&canary, b"canary").unwrap();
     fs::set_permissions(&canary, fs::Permissions::from_mode(0o644)).unwrap();
@@ -486,11 +493,7 @@ fn the_log_file_is_created_private_and_never_through_a_symlink() {
     if !can_mount() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
-    init(&backing);
-    fs::create_dir(&mnt).unwrap();
-    let guard = Unmount(mnt.clone());
+    let (tmp, backing, mnt, guard) = fresh_volume();
     let canary = tmp.path().join("canary");
     fs::write(&canary, b"canary").unwrap();
     let mount = |log: &Path| {
@@ -609,11 +612,7 @@ fn without_a_system_log_the_daemon_still_runs() {
     if !can_mount() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
-    init(&backing);
-    fs::create_dir(&mnt).unwrap();
-    let _guard = Unmount(mnt.clone());
+    let (tmp, backing, mnt, _guard) = fresh_volume();
     let nowhere = tmp.path().join("no-such-socket");
     let err = mount_background(
         &backing,

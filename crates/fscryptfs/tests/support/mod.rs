@@ -304,63 +304,11 @@ impl Mounted {
 /// Which of `needles` (name, bytes; each at least 16 bytes) occur in the memory of process `pid`,
 /// searched as 16-byte pieces through `/proc/PID/mem` (needs root). Returns the names found.
 pub fn scan_process(pid: u32, needles: &[(&str, &[u8])]) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    const PIECE: usize = 16;
-    const CHUNK: usize = 1 << 20;
-    let pieces: Vec<(&str, &[u8])> = needles
-        .iter()
-        .flat_map(|(n, b)| b.chunks_exact(PIECE).map(move |c| (*n, c)))
+    let names: std::collections::BTreeSet<String> = scan_process_hits(pid, needles)
+        .into_iter()
+        .map(|h| h.needle().to_string())
         .collect();
-    let mut prefix = vec![false; 1 << 16];
-    for (_, p) in &pieces {
-        prefix[usize::from(u16::from_le_bytes([p[0], p[1]]))] = true;
-    }
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
-    let mut mem = File::open(format!("/proc/{pid}/mem")).expect("open mem");
-    let mut found = std::collections::BTreeSet::new();
-    let mut buf = vec![0u8; PIECE - 1 + CHUNK];
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let name = f.nth(3).unwrap_or("");
-        if !perms.starts_with('r') || name.starts_with("[vvar") || name == "[vsyscall]" {
-            continue;
-        }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
-            continue;
-        };
-        let (mut addr, mut carry) = (start, 0usize);
-        while addr < end {
-            let len = (CHUNK as u64).min(end - addr) as usize;
-            if mem.seek(SeekFrom::Start(addr)).is_err()
-                || mem.read_exact(&mut buf[carry..carry + len]).is_err()
-            {
-                break;
-            }
-            let data = &buf[..carry + len];
-            for w in data.windows(PIECE) {
-                if !prefix[usize::from(u16::from_le_bytes([w[0], w[1]]))] {
-                    continue;
-                }
-                for (n, p) in &pieces {
-                    if w == *p {
-                        found.insert(n.to_string());
-                    }
-                }
-            }
-            let total = data.len();
-            let keep = (PIECE - 1).min(total);
-            buf.copy_within(total - keep..total, 0);
-            carry = keep;
-            addr += len as u64;
-        }
-    }
-    found.into_iter().collect()
+    names.into_iter().collect()
 }
 
 impl Drop for Mounted {
@@ -732,6 +680,21 @@ where
     }
 }
 
+/// PRK = HMAC-SHA512(64 zero bytes, raw): fscrypt's master secret after HKDF-Extract, computed here
+/// from the raw key for the memory scans.
+pub fn prk_of(raw: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha512};
+    let inner = Sha512::new()
+        .chain_update([0x36u8; 128])
+        .chain_update(raw)
+        .finalize();
+    Sha512::new()
+        .chain_update([0x5cu8; 128])
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
 /// One needle found by [`scan_process_hits`]: its name, the address of the 16-byte piece, and the
 /// mapping it is in (`/proc/PID/maps` line: range, permissions, path or `[heap]`/`[stack]`).
 #[derive(Debug, Clone)]
@@ -741,8 +704,15 @@ pub struct MemHit {
     pub mapping: String,
 }
 
+impl MemHit {
+    /// The needle's name (`name` without the piece's byte range).
+    pub fn needle(&self) -> &str {
+        self.name.split('[').next().unwrap_or(&self.name)
+    }
+}
+
 /// [`scan_process`] with the place of every hit, for failure messages that say where a secret was
-/// left (one hit per piece and mapping; at most 64 in all).
+/// left (one hit per piece and mapping; at most 64 in all, but every needle found is there).
 pub fn scan_process_hits(pid: u32, needles: &[(&str, &[u8])]) -> Vec<MemHit> {
     use std::io::{Read, Seek, SeekFrom};
     const PIECE: usize = 16;
@@ -792,7 +762,9 @@ pub fn scan_process_hits(pid: u32, needles: &[(&str, &[u8])]) -> Vec<MemHit> {
                     continue;
                 }
                 for (n, off, p) in &pieces {
-                    if w == *p && hits.len() < 64 {
+                    if w == *p
+                        && (hits.len() < 64 || !hits.iter().any(|h: &MemHit| h.needle() == *n))
+                    {
                         hits.push(MemHit {
                             name: format!("{n}[{off}..{}]", off + PIECE),
                             addr: addr - carry as u64 + i as u64,
