@@ -9,7 +9,15 @@
 //! contents (an orphaned side file is a note); escaped names in unencrypted directories are canonical;
 //! no unknown `.fscryptfs*` names; stable inode numbers are unique except for hard links, in range
 //! and below the config's `next-ino`; nonces are unique except for hard links; symlink encodings
-//! are valid; a file's backing length covers its recorded size.
+//! are valid; a file's backing length covers its recorded size; `.fscryptfs.special` parses, names
+//! each name once, and every special file of the directory has a record (checked like every other
+//! inode number); every object where fscryptfs's own files belong (config, directory metadata,
+//! special-file record, side files) is a regular file within FORMAT.md's bound.
+//!
+//! The tree is walked with directory descriptors and every object is opened through `store::io`
+//! relative to its directory: no symlink is followed, no FIFO or device is opened (type checked on an
+//! `O_PATH` descriptor first), metadata is read with its bound. A planted object is a problem, never
+//! a hang, a huge read or a read outside the volume.
 //!
 //! The volume lock (`.fscryptfs.lock`) is held shared during the check: a volume mounted read-write
 //! is refused (exit 2) unless `--force`, and no read-write mount can start while it runs. The lock
@@ -17,15 +25,17 @@
 //!
 //! Findings are *problems* (exit 1) or *notes* (exit 0): notes are what a crash legitimately leaves
 //! behind and the daemon cleans up or ignores (temporary names, orphan side files, data beyond the
-//! recorded size).
+//! recorded size, special-file records of names that are gone or no longer special files).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
-use std::fs::{self, Metadata};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, Metadata};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::Args;
 use fscrypt::context::Context;
@@ -34,12 +44,14 @@ use fscrypt::policy::FsParams;
 use fscrypt::{Errno, Error};
 
 use crate::inspect::{
-    lock_for_reading, name_ciphertext, read_dir_meta, read_object, Failure, Kind, Stored,
+    list_names, lock_for_reading, name_ciphertext_at, open_entry_md, open_root, read_dir_meta_at,
+    read_object_at, read_regular_at, Failure, Kind, Stored,
 };
 use crate::store::config::{VolumeConfig, CONFIG_NAME, FIRST_INO, ROOT_INO};
+use crate::store::io as store_io;
 use crate::store::meta::{SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
 use crate::store::names::{self, ESCAPE_PREFIX, RESERVED_PREFIX, SIDE_SUFFIX, TMP_PREFIX};
-use crate::store::read_full_at;
+use crate::store::special::{SpecialRecords, SPECIAL_MAX, SPECIAL_NAME};
 use crate::store::{fs_params, FILE_HEADER_SIZE, SYMLINK_CIPHERTEXT_MAX};
 
 /// `fscryptfs fsck`.
@@ -49,7 +61,8 @@ use crate::store::{fs_params, FILE_HEADER_SIZE, SYMLINK_CIPHERTEXT_MAX};
     long_about = "Check the backing directory of an unmounted (or read-only mounted) volume against \
 its format (docs/FORMAT.md): config, directory metadata, file headers and checksums, contexts and \
 policy inheritance, no-key names and long-name side files, inode-number and nonce uniqueness, \
-symlink encodings, sizes. Each finding is one line `BACKING_PATH: message` on stdout (`note:` \
+symlink encodings, sizes, special-file records, and the type and size of every object where \
+fscryptfs's own files belong (no symlink inside the volume is followed, no FIFO opened). Each finding is one line `BACKING_PATH: message` on stdout (`note:` \
 before the message for what a crash legitimately leaves behind), then a summary line.\n\n\
 A volume mounted read-write is refused unless --force (its lock is held).\n\n\
 Exit status: 0 no problems (notes allowed), 1 problems found, 2 the check could not run \
@@ -253,9 +266,30 @@ impl Checker {
         }
     }
 
-    /// Checks one backing object; returns the state of a directory to descend into.
-    fn check_object(&mut self, path: &Path, md: &Metadata, parent: DirState) -> Option<DirState> {
-        let stored = match read_object(path, md, &self.fsp) {
+    /// Checks one backing object, open as `fd` (`O_PATH`, from [`open_entry_md`]); returns the
+    /// state of a directory to descend into.
+    fn check_object(
+        &mut self,
+        fd: &OwnedFd,
+        path: &Path,
+        md: &Metadata,
+        parent: DirState,
+    ) -> Option<DirState> {
+        // A regular file is opened once: its header block and descriptor serve every check.
+        let mut opened: Option<(File, Vec<u8>)> = None;
+        let read = if md.is_file() {
+            let what = path.display().to_string();
+            read_regular_at(fd, md, &what, &self.fsp).map(|(f, block, header)| {
+                opened = Some((f, block));
+                Stored::File {
+                    header,
+                    backing_len: md.len(),
+                }
+            })
+        } else {
+            read_object_at(fd, md, path, &self.fsp)
+        };
+        let stored = match read {
             Ok(s) => s,
             Err(e) => {
                 self.error(path, &e);
@@ -300,7 +334,9 @@ impl Checker {
         match &stored {
             Stored::Dir(m) => return Some(DirState::Known(m.ctx)),
             Stored::File { header, .. } if header.layout == crate::store::meta::LAYOUT_EXTENT => {
-                self.check_extent_file(path, header);
+                if let Some((f, _)) = opened {
+                    self.check_extent_file(path, header, f);
+                }
             }
             Stored::File {
                 header,
@@ -334,7 +370,9 @@ impl Checker {
                         ),
                     );
                 }
-                self.check_header_reserved(path);
+                if let Some((_, block)) = &opened {
+                    self.check_header_reserved(path, block);
+                }
             }
             Stored::Symlink(SymlinkTarget::Encrypted { data, ctx, .. }) => {
                 match fscrypt::symlink::ciphertext(data) {
@@ -367,20 +405,21 @@ impl Checker {
         None
     }
 
-    /// The reserved bytes of a file header (80..4096) must be zero.
     /// A per-extent file: its log recovers (`ExtentFile::open`) and passes `ExtentFile::check`
     /// (every stored run against its checksum, the map's invariants; crash leftovers are notes).
-    fn check_extent_file(&mut self, path: &Path, header: &crate::store::meta::FileHeader) {
+    fn check_extent_file(
+        &mut self,
+        path: &Path,
+        header: &crate::store::meta::FileHeader,
+        file: File,
+    ) {
         let Some(ctx) = header.ctx else {
             self.problem(path, "per-extent file without an encryption context");
             return;
         };
         let policy = *ctx.policy();
         let du = 1usize << policy.data_unit_bits(&self.fsp);
-        let r = fs::File::open(path)
-            .map_err(|e| crate::store::io_err(path.display(), e))
-            .and_then(|f| crate::store::extent::ExtentFile::open(f, &policy, du))
-            .and_then(|ef| ef.check());
+        let r = crate::store::extent::ExtentFile::open(file, &policy, du).and_then(|ef| ef.check());
         match r {
             Err(e) => self.error(path, &e),
             Ok(findings) => {
@@ -399,29 +438,37 @@ impl Checker {
         }
     }
 
-    fn check_header_reserved(&mut self, path: &Path) {
-        let Ok(f) = fs::File::open(path) else { return };
-        let mut buf = vec![0u8; FILE_HEADER_SIZE as usize];
-        if let Ok(n) = read_full_at(&f, &mut buf, 0) {
-            if buf[FILE_HEADER_USED..n].iter().any(|&b| b != 0) {
-                self.problem(path, "nonzero reserved bytes in the file header (80..4096)");
-            }
+    /// The reserved bytes of a file header (80..4096) must be zero.
+    fn check_header_reserved(&mut self, path: &Path, block: &[u8]) {
+        if block
+            .get(FILE_HEADER_USED..)
+            .is_some_and(|r| r.iter().any(|&b| b != 0))
+        {
+            self.problem(path, "nonzero reserved bytes in the file header (80..4096)");
         }
     }
 
-    /// Checks the entries of directory `dir`; returns the subdirectories to descend into.
-    fn check_dir(&mut self, dir: &Path, state: DirState) -> Vec<(PathBuf, DirState)> {
-        let mut names: Vec<OsString> =
-            match fs::read_dir(dir).and_then(|it| it.map(|r| r.map(|d| d.file_name())).collect()) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.problem(dir, format!("cannot list: {e}"));
-                    return Vec::new();
-                }
-            };
-        names.sort();
+    /// Checks the entries of directory `dir`, open as `dirfd`; returns the subdirectories to
+    /// descend into (by name: they are opened again, relative to `dirfd`, when their turn comes,
+    /// so a wide tree never holds many descriptors).
+    fn check_dir(
+        &mut self,
+        dirfd: &OwnedFd,
+        dir: &Path,
+        state: DirState,
+    ) -> Vec<(OsString, PathBuf, DirState)> {
+        let names = match list_names(dirfd, &dir.display().to_string()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.problem(dir, format!("cannot list: {}", strip(e.message(), dir)));
+                return Vec::new();
+            }
+        };
         let set: HashSet<&[u8]> = names.iter().map(|n| n.as_bytes()).collect();
         let is_root = dir == self.root;
+        let specials = self.read_specials(dirfd, dir, &set);
+        // Backing names of this directory's special files and of its other objects.
+        let mut special_names: HashSet<&[u8]> = HashSet::new();
         let mut sub = Vec::new();
         for name in &names {
             let b = name.as_bytes();
@@ -433,9 +480,9 @@ impl Checker {
             let encrypted = matches!(state, DirState::Known(Some(_)));
             if encrypted {
                 if names::is_encrypted_entry(b) {
-                    self.check_encrypted_name(dir, name, state);
+                    self.check_encrypted_name(dirfd, dir, name, state);
                 } else if let Some(stem) = b.strip_suffix(SIDE_SUFFIX.as_bytes()) {
-                    self.check_side_file(&path, stem, &set);
+                    self.check_side_file(dirfd, &path, name, stem, &set);
                     continue;
                 } else {
                     self.problem(&path, "not a valid no-key name in an encrypted directory");
@@ -451,26 +498,115 @@ impl Checker {
                     );
                 }
             }
-            let md = match fs::symlink_metadata(&path) {
-                Ok(md) => md,
+            let what = path.display().to_string();
+            let (fd, md) = match open_entry_md(dirfd, name, &what) {
+                Ok(x) => x,
                 Err(e) => {
-                    self.problem(&path, format!("cannot stat: {e}"));
+                    self.problem(&path, format!("cannot open: {}", strip(e.message(), &path)));
                     continue;
                 }
             };
-            if let Some(s) = self.check_object(&path, &md, state) {
-                sub.push((path, s));
+            let is_special = matches!(
+                Kind::of(&md),
+                Some(Kind::Fifo | Kind::Socket | Kind::CharDev | Kind::BlockDev)
+            );
+            if is_special {
+                special_names.insert(b);
+                match specials.as_ref().map(|r| r.get(name)) {
+                    Some(Some(ino)) => self.check_ino(&path, ino, &md, false),
+                    Some(None) => self.problem(
+                        &path,
+                        format!(
+                            "special file without a record in {SPECIAL_NAME} (its inode number \
+                             changes at every mount)"
+                        ),
+                    ),
+                    // The record is damaged: reported once, on the record.
+                    None => {}
+                }
+            }
+            if let Some(s) = self.check_object(&fd, &path, &md, state) {
+                sub.push((name.clone(), path, s));
+            }
+        }
+        if let Some(r) = &specials {
+            let rpath = dir.join(SPECIAL_NAME);
+            let mut seen: HashSet<&OsStr> = HashSet::new();
+            for (name, ino) in r.iter() {
+                let b = name.as_bytes();
+                let shown = b.escape_ascii();
+                if !seen.insert(name) {
+                    self.problem(&rpath, format!("two records for {shown}"));
+                } else if b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+                    self.problem(&rpath, format!("record for an impossible name {shown}"));
+                } else if !set.contains(b) {
+                    // Unlink forgets the name after removing the entry (FORMAT.md): a crash in
+                    // between leaves the record, never consulted.
+                    self.note(
+                        &rpath,
+                        format!(
+                            "record (inode number {ino}) for {shown}, which does not exist (left \
+                             by a crash, ignored)"
+                        ),
+                    );
+                } else if !special_names.contains(b) {
+                    // A rename over a special file forgets the target's record after renaming.
+                    self.note(
+                        &rpath,
+                        format!(
+                            "record (inode number {ino}) for {shown}, which is not a special file \
+                             (left by a crash, ignored)"
+                        ),
+                    );
+                }
             }
         }
         sub
     }
 
+    /// The special-file records of directory `dir` (empty when it has none); None, after
+    /// reporting the problem, when `.fscryptfs.special` is not a regular file, is larger than
+    /// FORMAT.md allows, or does not parse.
+    fn read_specials(
+        &mut self,
+        dirfd: &OwnedFd,
+        dir: &Path,
+        set: &HashSet<&[u8]>,
+    ) -> Option<SpecialRecords> {
+        if !set.contains(SPECIAL_NAME.as_bytes()) {
+            return Some(SpecialRecords::default());
+        }
+        let path = dir.join(SPECIAL_NAME);
+        let what = path.display().to_string();
+        let r = store_io::read_bounded(dirfd, OsStr::new(SPECIAL_NAME), SPECIAL_MAX, &what)
+            .and_then(|b| match b {
+                Some(b) => SpecialRecords::parse(&b, &what),
+                None => Ok(SpecialRecords::default()),
+            });
+        match r {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.error(&path, &e);
+                None
+            }
+        }
+    }
+
     fn check_reserved(&mut self, path: &Path, b: &[u8], is_root: bool) {
         let n = String::from_utf8_lossy(b);
         match n.as_ref() {
-            DIR_META_NAME => {}
+            // Checked with its directory (`read_dir_meta_at`) and by `read_specials`.
+            DIR_META_NAME | SPECIAL_NAME => {}
             CONFIG_NAME if is_root => {}
             crate::store::lock::LOCK_NAME if is_root => match fs::symlink_metadata(path) {
+                Ok(md) if md.len() > crate::store::lock::LOCK_MAX as u64 => self.problem(
+                    path,
+                    format!(
+                        "lock file of {} bytes, more than the {} its format allows",
+                        md.len(),
+                        crate::store::lock::LOCK_MAX
+                    ),
+                ),
                 Ok(md) if md.file_type().is_file() && md.nlink() == 1 => {}
                 Ok(md) if md.file_type().is_file() => self.problem(
                     path,
@@ -490,9 +626,6 @@ impl Checker {
                     "leftover of an interrupted update by an older version",
                 );
             }
-            // Added by the filesystem owner with the special-file record (FORMAT.md, "Special
-            // files"); its contents are not checked here yet.
-            crate::store::special::SPECIAL_NAME => {}
             _ if n.starts_with(TMP_PREFIX) => {
                 self.note(
                     path,
@@ -503,12 +636,18 @@ impl Checker {
         }
     }
 
-    fn check_encrypted_name(&mut self, dir: &Path, name: &OsString, state: DirState) {
+    fn check_encrypted_name(
+        &mut self,
+        dirfd: &OwnedFd,
+        dir: &Path,
+        name: &OsString,
+        state: DirState,
+    ) {
         let DirState::Known(Some(ctx)) = state else {
             return;
         };
         let path = dir.join(name);
-        match name_ciphertext(dir, name) {
+        match name_ciphertext_at(dirfd, dir, name) {
             Err(e) => self.error(&path, &e),
             Ok(ct) => {
                 let pad = ctx.policy().padding();
@@ -525,7 +664,14 @@ impl Checker {
         }
     }
 
-    fn check_side_file(&mut self, path: &Path, stem: &[u8], set: &HashSet<&[u8]>) {
+    fn check_side_file(
+        &mut self,
+        dirfd: &OwnedFd,
+        path: &Path,
+        name: &OsStr,
+        stem: &[u8],
+        set: &HashSet<&[u8]>,
+    ) {
         let long = names::is_encrypted_entry(stem)
             && std::str::from_utf8(stem)
                 .ok()
@@ -537,17 +683,28 @@ impl Checker {
                 "not a valid no-key name or side file in an encrypted directory",
             );
         } else if !set.contains(stem) {
-            // The side file is written before its entry and deleted after it (FORMAT.md): a
-            // crash in between leaves it behind, unused, and the next entry of the name rewrites it.
-            self.note(
-                path,
-                "orphan side file (no entry of that name; left by a crash, ignored)",
-            );
+            // The side file of an entry is checked with the entry (`name_ciphertext_at`); an
+            // orphan only for its type and size here.
+            let what = path.display().to_string();
+            match store_io::read_bounded(dirfd, name, names::NAME_MAX, &what) {
+                Err(e) => self.error(path, &e),
+                // The side file is written before its entry and deleted after it (FORMAT.md): a
+                // crash in between leaves it behind, unused, and the next entry of the name
+                // rewrites it.
+                Ok(_) => self.note(
+                    path,
+                    "orphan side file (no entry of that name; left by a crash, ignored)",
+                ),
+            }
         }
     }
 }
 
 /// Checks the volume in `backing`. Err (exit 2) when the check cannot run.
+///
+/// Every object is opened through `store::io`, relative to its directory's descriptor: never
+/// through a symlink, never blocking on a FIFO or device (`O_PATH` and a type check first), and
+/// metadata is read with the bound FORMAT.md gives (larger is a problem).
 pub fn check(backing: &Path) -> Result<Report, Failure> {
     let md =
         fs::metadata(backing).map_err(|e| Failure::usage(format!("{}: {e}", backing.display())))?;
@@ -557,7 +714,9 @@ pub fn check(backing: &Path) -> Result<Report, Failure> {
             backing.display()
         )));
     }
-    fs::read_dir(backing).map_err(|e| Failure::usage(format!("{}: {e}", backing.display())))?;
+    let root = open_root(backing).map_err(|e| Failure::usage(e.message()))?;
+    store_io::open_listing(&root, &backing.display().to_string())
+        .map_err(|e| Failure::usage(e.message()))?;
     let mut c = Checker {
         root: backing.to_path_buf(),
         fsp: fs_params(),
@@ -567,10 +726,13 @@ pub fn check(backing: &Path) -> Result<Report, Failure> {
         nonces: HashMap::new(),
     };
     let conf = backing.join(CONFIG_NAME);
+    let exists = |name: &str| {
+        store_io::open_object(&root, OsStr::new(name), name).is_ok_and(|o| o.is_some())
+    };
     match VolumeConfig::load(backing) {
         Ok(cfg) => c.config = Some(cfg),
-        Err(e) if e.errno() == Errno::NOENT && !conf.exists() => {
-            if !backing.join(DIR_META_NAME).exists() {
+        Err(e) if e.errno() == Errno::NOENT && !exists(CONFIG_NAME) => {
+            if !exists(DIR_META_NAME) {
                 return Err(Failure::usage(e.message()));
             }
             c.problem(&conf, "volume config is missing");
@@ -581,7 +743,7 @@ pub fn check(backing: &Path) -> Result<Report, Failure> {
         }
         Err(e) => c.error(&conf, &e),
     }
-    let root_state = match read_dir_meta(backing, &c.fsp) {
+    let root_state = match read_dir_meta_at(&root, backing, &c.fsp) {
         Ok(m) => {
             c.report.dirs += 1;
             c.check_ino(backing, m.ino, &md, true);
@@ -595,11 +757,32 @@ pub fn check(backing: &Path) -> Result<Report, Failure> {
             DirState::Unknown
         }
     };
-    let mut stack = vec![(backing.to_path_buf(), root_state)];
-    while let Some((dir, state)) = stack.pop() {
-        let mut sub = c.check_dir(&dir, state);
+    // Directories still to check: the parent's descriptor (None: the root itself) and the name.
+    type Pending = (Option<(Arc<OwnedFd>, OsString)>, PathBuf, DirState);
+    let mut stack: Vec<Pending> = vec![(None, backing.to_path_buf(), root_state)];
+    let root = Arc::new(root);
+    while let Some((loc, dir, state)) = stack.pop() {
+        let fd = match &loc {
+            None => root
+                .try_clone()
+                .map_err(|e| crate::store::io_err(dir.display(), e)),
+            Some((parent, name)) => {
+                store_io::open_subdir(&**parent, name, &dir.display().to_string())
+            }
+        };
+        let fd = match fd {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                c.problem(&dir, format!("cannot open: {}", strip(e.message(), &dir)));
+                continue;
+            }
+        };
+        let mut sub = c.check_dir(&fd, &dir, state);
         sub.reverse();
-        stack.extend(sub);
+        stack.extend(
+            sub.into_iter()
+                .map(|(name, path, s)| (Some((fd.clone(), name)), path, s)),
+        );
     }
     Ok(c.report)
 }

@@ -20,9 +20,11 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use fscrypt::context::Context;
@@ -31,8 +33,11 @@ use fscrypt::policy::{flags, FsParams, Policy};
 use fscrypt::{EncryptionMode, Error, Result};
 
 use crate::store::config::{VolumeConfig, ROOT_INO};
-use crate::store::meta::{DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED};
-use crate::store::{fs_params, io_err, names, read_full_at, FILE_HEADER_SIZE};
+use crate::store::io as store_io;
+use crate::store::meta::{
+    DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, DIR_META_SIZE, FILE_HEADER_USED,
+};
+use crate::store::{fs_params, io_err, names, read_full_at, sys_err, FILE_HEADER_SIZE};
 
 /// Exit status: the command failed (not found, corrupt, I/O error).
 pub const EXIT_FAILURE: i32 = 1;
@@ -180,66 +185,107 @@ impl Stored {
     }
 }
 
-/// Reads the directory metadata of backing directory `dir` (EUCLEAN naming its path when missing or
-/// malformed).
-pub fn read_dir_meta(dir: &Path, fsp: &FsParams) -> Result<DirMeta> {
-    let p = dir.join(DIR_META_NAME);
-    let what = p.display().to_string();
-    match fs::symlink_metadata(&p) {
-        Ok(md) if !md.is_file() => {
-            return Err(Error::corrupt(format!("{what}: not a regular file")));
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::corrupt(format!(
-                "{}: directory has no {DIR_META_NAME}",
-                dir.display()
-            )));
-        }
-        Err(e) => return Err(io_err(&what, e)),
-    }
-    let b = fs::read(&p).map_err(|e| io_err(&what, e))?;
-    DirMeta::parse(&b, fsp, &what)
+/// Opens the backing root given on the command line (its path may go through symlinks: it is the
+/// administrator's) as the `O_PATH` directory descriptor every other access is relative to.
+pub fn open_root(backing: &Path) -> Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        backing,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| sys_err(backing.display(), e))
 }
 
-/// Reads the header of backing regular file `path`.
-pub fn read_file_header(path: &Path, md: &Metadata, fsp: &FsParams) -> Result<FileHeader> {
-    let what = path.display().to_string();
-    let f = File::open(path).map_err(|e| io_err(&what, e))?;
-    let mut buf = [0u8; FILE_HEADER_USED];
-    let n = read_full_at(&f, &mut buf, 0).map_err(|e| io_err(&what, e))?;
-    let h = FileHeader::parse(&buf[..n], fsp, &what)?;
+/// Opens entry `name` of directory `dir` as an `O_PATH` descriptor of the object itself (never
+/// following a symlink, never opening a FIFO or device: `store::io`), with its metadata.
+pub fn open_entry_md(dir: impl AsFd, name: &OsStr, what: &str) -> Result<(OwnedFd, Metadata)> {
+    let fd = store_io::open_entry(dir, name, what)?;
+    let f = File::from(fd);
+    let md = f.metadata().map_err(|e| io_err(what, e))?;
+    Ok((OwnedFd::from(f), md))
+}
+
+/// The names in directory `dir` (any descriptor of it), sorted, without `.` and `..`.
+pub fn list_names(dir: impl AsFd, what: &str) -> Result<Vec<OsString>> {
+    let listing = store_io::open_listing(dir, what)?;
+    let d = rustix::fs::Dir::new(listing).map_err(|e| sys_err(what, e))?;
+    let mut names = Vec::new();
+    for ent in d {
+        let ent = ent.map_err(|e| sys_err(what, e))?;
+        let b = ent.file_name().to_bytes();
+        if b != b"." && b != b".." {
+            names.push(OsStr::from_bytes(b).to_os_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Reads the directory metadata of the backing directory open as `dir`, whose path is `dir_path`
+/// (EUCLEAN naming the metadata file when it is missing, of the wrong type, too large or
+/// malformed). `store::io` opens it: never through a symlink, never blocking, at most
+/// [`DIR_META_SIZE`] bytes.
+pub fn read_dir_meta_at(dir: impl AsFd, dir_path: &Path, fsp: &FsParams) -> Result<DirMeta> {
+    let p = dir_path.join(DIR_META_NAME);
+    let what = p.display().to_string();
+    match store_io::read_bounded(dir, OsStr::new(DIR_META_NAME), DIR_META_SIZE, &what)? {
+        None => Err(Error::corrupt(format!(
+            "{}: directory has no {DIR_META_NAME}",
+            dir_path.display()
+        ))),
+        Some(b) => DirMeta::parse(&b, fsp, &what),
+    }
+}
+
+/// Opens the regular file `fd` (an `O_PATH` descriptor) for reading and reads its 4096-byte header
+/// block (shorter when the file is): the open file, the block, and the parsed header. EUCLEAN
+/// naming `what` for a damaged or truncated header.
+pub fn read_regular_at(
+    fd: &OwnedFd,
+    md: &Metadata,
+    what: &str,
+    fsp: &FsParams,
+) -> Result<(File, Vec<u8>, FileHeader)> {
+    let f = store_io::reopen_file(fd, store_io::Access::Read, what)?;
+    let mut block = vec![0u8; FILE_HEADER_SIZE as usize];
+    let n = read_full_at(&f, &mut block, 0).map_err(|e| io_err(what, e))?;
+    block.truncate(n);
+    let h = FileHeader::parse(&block[..n.min(FILE_HEADER_USED)], fsp, what)?;
     if md.len() < FILE_HEADER_SIZE {
         return Err(Error::corrupt(format!(
             "{what}: file header truncated to {} bytes (expected {FILE_HEADER_SIZE})",
             md.len()
         )));
     }
-    Ok(h)
+    Ok((f, block, h))
 }
 
-/// Reads what the store keeps for the backing object at `path` (symlinks are not followed).
-pub fn read_object(path: &Path, md: &Metadata, fsp: &FsParams) -> Result<Stored> {
+/// Reads what the store keeps for the backing object open as `fd` (an `O_PATH` descriptor of the
+/// object itself, from [`open_entry_md`]) at `path`.
+pub fn read_object_at(fd: &OwnedFd, md: &Metadata, path: &Path, fsp: &FsParams) -> Result<Stored> {
     let what = path.display().to_string();
     match Kind::of(md) {
-        Some(Kind::Dir) => read_dir_meta(path, fsp).map(Stored::Dir),
+        Some(Kind::Dir) => read_dir_meta_at(fd, path, fsp).map(Stored::Dir),
         Some(Kind::Regular) => Ok(Stored::File {
-            header: read_file_header(path, md, fsp)?,
+            header: read_regular_at(fd, md, &what, fsp)?.2,
             backing_len: md.len(),
         }),
         Some(Kind::Symlink) => {
-            let t = fs::read_link(path).map_err(|e| io_err(&what, e))?;
-            SymlinkTarget::parse(t.as_os_str().as_bytes(), fsp, &what).map(Stored::Symlink)
+            // The link itself (an O_PATH descriptor of it, empty path): nothing is followed.
+            let t = rustix::fs::readlinkat(fd, "", Vec::new()).map_err(|e| sys_err(&what, e))?;
+            SymlinkTarget::parse(t.as_bytes(), fsp, &what).map(Stored::Symlink)
         }
         Some(k) => Ok(Stored::Special(k)),
         None => Err(Error::corrupt(format!("{what}: unknown file type"))),
     }
 }
 
-/// The full ciphertext name of entry `bname` in encrypted backing directory `dir`: decoded from the
-/// no-key name, or read from the long-name side file and checked against the name's hash.
-pub fn name_ciphertext(dir: &Path, bname: &OsStr) -> Result<Vec<u8>> {
-    let path = dir.join(bname);
+/// The full ciphertext name of entry `bname` in the encrypted backing directory open as `dir`
+/// (path `dir_path`): decoded from the no-key name, or read from the long-name side file (through
+/// `store::io`: a regular file of at most 255 bytes) and checked against the name's hash.
+pub fn name_ciphertext_at(dir: impl AsFd, dir_path: &Path, bname: &OsStr) -> Result<Vec<u8>> {
+    let path = dir_path.join(bname);
     let what = path.display().to_string();
     let n = bname
         .to_str()
@@ -254,25 +300,15 @@ pub fn name_ciphertext(dir: &Path, bname: &OsStr) -> Result<Vec<u8>> {
     if let Some(ct) = n.full_ciphertext() {
         return Ok(ct.to_vec());
     }
-    let side = dir.join(names::side_name(bname));
-    let swhat = side.display().to_string();
-    match fs::symlink_metadata(&side) {
-        Ok(md) if md.is_file() => {}
-        Ok(_) => {
-            return Err(Error::corrupt(format!(
-                "{swhat}: side file is not a regular file"
-            )))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::corrupt(format!(
-                "{what}: long name without its side file {}",
-                names::side_name(bname).to_string_lossy()
-            )))
-        }
-        Err(e) => return Err(io_err(&swhat, e)),
-    }
-    let ct = fs::read(&side).map_err(|e| io_err(&swhat, e))?;
-    if ct.len() > names::NAME_MAX || !n.matches(&ct) {
+    let side = names::side_name(bname);
+    let swhat = dir_path.join(&side).display().to_string();
+    let Some(ct) = store_io::read_bounded(dir, &side, names::NAME_MAX, &swhat)? else {
+        return Err(Error::corrupt(format!(
+            "{what}: long name without its side file {}",
+            side.to_string_lossy()
+        )));
+    };
+    if !n.matches(&ct) {
         return Err(Error::corrupt(format!(
             "{swhat}: side file does not match its entry's name"
         )));
@@ -284,6 +320,8 @@ pub fn name_ciphertext(dir: &Path, bname: &OsStr) -> Result<Vec<u8>> {
 pub struct Volume {
     /// The backing directory.
     pub root: PathBuf,
+    /// The backing directory's `O_PATH` descriptor: everything is opened relative to it.
+    root_fd: Arc<OwnedFd>,
     /// The volume's filesystem parameters.
     pub fsp: FsParams,
     /// The parsed config.
@@ -301,6 +339,13 @@ pub struct Damaged {
     pub error: Error,
 }
 
+/// Where a backing object is: the root, or a name in a directory (held open).
+#[derive(Clone)]
+enum Loc {
+    Root(Arc<OwnedFd>),
+    Child { dir: Arc<OwnedFd>, name: OsString },
+}
+
 /// One inode found by path or number.
 pub struct Entry {
     /// Its no-key path relative to the volume root (`.` for the root).
@@ -315,6 +360,31 @@ pub struct Entry {
     pub parent_ctx: Option<Context>,
     /// The inode number of the directory holding this entry (None at the root).
     pub parent_ino: Option<u64>,
+    loc: Loc,
+}
+
+impl Entry {
+    /// Opens this directory again (`O_PATH`, never through a symlink: ENOTDIR when it is not one).
+    fn open_dir(&self) -> Result<OwnedFd> {
+        let what = self.backing.display().to_string();
+        match &self.loc {
+            Loc::Root(fd) => fd.try_clone().map_err(|e| io_err(&what, e)),
+            Loc::Child { dir, name } => store_io::open_subdir(&**dir, name, &what),
+        }
+    }
+
+    /// Opens this regular file again for reading (never through a symlink, type checked first).
+    fn open_file(&self) -> Result<File> {
+        let what = self.backing.display().to_string();
+        match &self.loc {
+            Loc::Root(_) => Err(Error::corrupt(format!("{what}: not a regular file"))),
+            Loc::Child { dir, name } => {
+                store_io::open_file(&**dir, name, store_io::Access::Read, &what)?.ok_or_else(|| {
+                    Error::new(fscrypt::Errno::NOENT, format!("{what}: no longer exists"))
+                })
+            }
+        }
+    }
 }
 
 impl Volume {
@@ -331,20 +401,27 @@ impl Volume {
         let config = VolumeConfig::load(backing)?;
         Ok(Volume {
             root: backing.to_path_buf(),
+            root_fd: Arc::new(open_root(backing)?),
             fsp: fs_params(),
             config,
         })
     }
 
     fn root_entry(&self) -> Result<Entry> {
-        let md = fs::metadata(&self.root).map_err(|e| io_err(self.root.display(), e))?;
+        let f = File::from(
+            self.root_fd
+                .try_clone()
+                .map_err(|e| io_err(self.root.display(), e))?,
+        );
+        let md = f.metadata().map_err(|e| io_err(self.root.display(), e))?;
         Ok(Entry {
             path: PathBuf::from("."),
             backing: self.root.clone(),
-            stored: Stored::Dir(read_dir_meta(&self.root, &self.fsp)?),
+            stored: Stored::Dir(read_dir_meta_at(&*self.root_fd, &self.root, &self.fsp)?),
             md,
             parent_ctx: None,
             parent_ino: None,
+            loc: Loc::Root(self.root_fd.clone()),
         })
     }
 
@@ -365,10 +442,18 @@ impl Volume {
         }
     }
 
-    fn child(&self, dir: &Entry, shown: &OsStr, bname: &OsStr) -> Result<Entry> {
+    /// The entry `bname` (shown as `shown`) of directory `dir`, open as `dir_fd`.
+    fn child(
+        &self,
+        dir: &Entry,
+        dir_fd: &Arc<OwnedFd>,
+        shown: &OsStr,
+        bname: &OsStr,
+    ) -> Result<Entry> {
         let backing = dir.backing.join(bname);
-        let md = fs::symlink_metadata(&backing).map_err(|e| io_err(backing.display(), e))?;
-        let stored = read_object(&backing, &md, &self.fsp)?;
+        let what = backing.display().to_string();
+        let (fd, md) = open_entry_md(&**dir_fd, bname, &what)?;
+        let stored = read_object_at(&fd, &md, &backing, &self.fsp)?;
         let path = if dir.path == Path::new(".") {
             PathBuf::from(shown)
         } else {
@@ -381,6 +466,10 @@ impl Volume {
             md,
             parent_ctx: dir.stored.ctx().copied(),
             parent_ino: dir.stored.ino(),
+            loc: Loc::Child {
+                dir: dir_fd.clone(),
+                name: bname.to_os_string(),
+            },
         })
     }
 
@@ -414,7 +503,8 @@ impl Volume {
                     ),
                 ));
             }
-            cur = self.child(&cur, name, &bname).map_err(|e| {
+            let dir_fd = Arc::new(cur.open_dir()?);
+            cur = self.child(&cur, &dir_fd, name, &bname).map_err(|e| {
                 if e.errno() == fscrypt::Errno::NOENT {
                     Error::new(
                         fscrypt::Errno::NOENT,
@@ -431,20 +521,16 @@ impl Volume {
     /// The entries of directory `dir`, sorted by backing name; an entry whose backing object cannot
     /// be read is listed as [`Damaged`].
     pub fn list(&self, dir: &Entry) -> Result<Vec<std::result::Result<Entry, Damaged>>> {
-        let mut names: Vec<OsString> = fs::read_dir(&dir.backing)
-            .map_err(|e| io_err(dir.backing.display(), e))?
-            .map(|r| r.map(|d| d.file_name()))
-            .collect::<io::Result<_>>()
-            .map_err(|e| io_err(dir.backing.display(), e))?;
-        names.sort();
+        let dir_fd = Arc::new(dir.open_dir()?);
+        let names = list_names(&*dir_fd, &dir.backing.display().to_string())?;
         let mut out = Vec::new();
         for bname in names {
             if let Some(shown) = Self::shown_name(dir, &bname) {
-                out.push(self.child(dir, &shown, &bname).map_err(|error| {
+                out.push(self.child(dir, &dir_fd, &shown, &bname).map_err(|error| {
                     Damaged {
-                        kind: fs::symlink_metadata(dir.backing.join(&bname))
+                        kind: open_entry_md(&*dir_fd, &bname, "")
                             .ok()
-                            .and_then(|md| Kind::of(&md)),
+                            .and_then(|(_, md)| Kind::of(&md)),
                         name: shown,
                         error,
                     }
@@ -831,7 +917,7 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
             let full = d.path.join(name);
             vol.resolve(&full)?;
             let bytes = match d.stored.ctx() {
-                Some(_) => name_ciphertext(&d.backing, &bname)?,
+                Some(_) => name_ciphertext_at(d.open_dir()?, &d.backing, &bname)?,
                 None => name.as_bytes().to_vec(),
             };
             write_bytes(&mut out, &bytes, *raw).map_err(wr)?;
@@ -875,7 +961,7 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
             })?;
             let du = ef.data_unit_size() as u64;
             let what = e.backing.display().to_string();
-            let f = File::open(&e.backing).map_err(|err| Failure::from(io_err(&what, err)))?;
+            let f = e.open_file()?;
             let mut buf = vec![0u8; (x.len.div_ceil(du) * du) as usize];
             let n = read_full_at(&f, &mut buf, x.backing_offset)
                 .map_err(|err| Failure::from(io_err(&what, err)))?;
@@ -1101,8 +1187,7 @@ fn open_extent_file(
             )))
         }
     };
-    let what = e.backing.display().to_string();
-    let f = File::open(&e.backing).map_err(|err| Failure::from(io_err(&what, err)))?;
+    let f = e.open_file()?;
     let du = vol.data_unit_size(Some(ctx)) as usize;
     Ok(crate::store::extent::ExtentFile::open(f, ctx.policy(), du)?)
 }
@@ -1128,7 +1213,7 @@ fn print_data(
     }
     let what = e.backing.display().to_string();
     let du = vol.data_unit_size(header.ctx.as_ref());
-    let f = File::open(&e.backing).map_err(|err| Failure::from(io_err(&what, err)))?;
+    let f = e.open_file()?;
     let mut buf = vec![0u8; du as usize];
     let wr = |err: io::Error| Failure::op(format!("writing stdout: {err}"));
     for i in 0..header.size.div_ceil(du) {

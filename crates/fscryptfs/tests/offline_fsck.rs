@@ -235,3 +235,259 @@ fn fsck_finds_each_kind_of_damage() {
     fs::create_dir(&empty).unwrap();
     assert_eq!(fsck(&empty).0, 2);
 }
+
+// ---- hostile objects where fscryptfs's own files belong (issue 8) ----
+
+/// `fscryptfs fsck BACKING` under a 60 s deadline (a hang fails the test instead of the run).
+fn fsck_bounded(backing: &Path) -> Bounded {
+    let r = run_bounded(
+        &[std::ffi::OsStr::new("fsck"), backing.as_os_str()],
+        std::time::Duration::from_secs(60),
+    );
+    assert!(r.code.is_some(), "fsck hung (killed after 60 s):\n{r:?}");
+    r
+}
+
+/// Expects exit 1 and a problem line naming `path` whose message contains `msg`.
+#[track_caller]
+fn expect_bounded_problem(backing: &Path, path: &Path, msg: &str) -> Bounded {
+    let r = fsck_bounded(backing);
+    assert_eq!(
+        r.code,
+        Some(1),
+        "{}: expected exit 1\n{r:?}",
+        path.display()
+    );
+    let p = format!("{}: ", path.display());
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(&p) && !l.contains(": note: ") && l.contains(msg)),
+        "no problem `{p}...{msg}...` in:\n{}",
+        r.stdout
+    );
+    r
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+        0,
+        "mkfifo {p:?}"
+    );
+}
+
+/// Replaces whatever is at `p` by a FIFO.
+fn plant_fifo(p: &Path) {
+    fs::remove_file(p).unwrap();
+    mkfifo(p);
+}
+
+/// Replaces whatever is at `p` by a sparse regular file of `len` bytes.
+fn plant_sparse(p: &Path, len: u64) {
+    fs::remove_file(p).unwrap();
+    fs::File::create(p).unwrap().set_len(len).unwrap();
+}
+
+/// Sets `p`'s atime and mtime far in the past (so relatime would update a read's atime).
+fn age(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let ts = [libc::timespec {
+        tv_sec: 1_000_000,
+        tv_nsec: 0,
+    }; 2];
+    // SAFETY: `c` is a valid path and `ts` two timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) },
+        0
+    );
+}
+
+#[test]
+fn fsck_checks_special_records_and_the_type_and_size_of_every_metadata_object() {
+    use fscryptfs::store::special::SpecialRecords;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Some((mut m, _id)) = encrypted_volume() else {
+        return;
+    };
+    fs::create_dir(m.path("plain")).unwrap();
+    mkfifo(&m.path("plain/p1"));
+    mkfifo(&m.path("plain/p2"));
+    fs::write(m.path("plain/reg"), b"regular").unwrap();
+    mkfifo(&m.path("enc/fifo"));
+    fs::write(m.path("enc/f"), b"data").unwrap();
+    fs::write(m.path(&format!("enc/{}", "L".repeat(200))), b"long").unwrap();
+    fs::create_dir(m.path("enc/sub")).unwrap();
+    m.stop();
+    let clean = m.backing.clone();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let r = fsck_bounded(&clean);
+    assert_eq!(r.code, Some(0), "clean volume:\n{r:?}");
+    assert!(
+        r.stdout.contains("3 special files; 0 problems, 0 notes"),
+        "{}",
+        r.stdout
+    );
+    let rel = |p: &Path| p.strip_prefix(&clean).unwrap().to_path_buf();
+    let enc_ents = entries(&clean.join("enc"));
+    let long = rel(enc_ents
+        .iter()
+        .find(|p| {
+            let mut s = p.as_os_str().to_owned();
+            s.push(".n");
+            Path::new(&s).exists()
+        })
+        .unwrap());
+    let enc_fifo = rel(enc_ents
+        .iter()
+        .find(|p| fs::symlink_metadata(p).unwrap().file_type().is_fifo())
+        .unwrap());
+    let enc_sub = rel(enc_ents.iter().find(|p| p.is_dir()).unwrap());
+    assert!(clean.join("enc/.fscryptfs.special").is_file());
+
+    // A FIFO at a directory's metadata file, at the root's and at the config: reported, no hang.
+    let b = copy_of(&clean, tmp.path(), "fifo-dir");
+    plant_fifo(&b.join(&enc_sub).join(".fscryptfs.dir"));
+    plant_fifo(&b.join(".fscryptfs.dir"));
+    expect_bounded_problem(&b, &b.join(&enc_sub).join(".fscryptfs.dir"), "a FIFO");
+    expect_bounded_problem(&b, &b.join(".fscryptfs.dir"), "a FIFO");
+    let b = copy_of(&clean, tmp.path(), "fifo-conf");
+    plant_fifo(&b.join(".fscryptfs.conf"));
+    expect_bounded_problem(&b, &b.join(".fscryptfs.conf"), "a FIFO");
+
+    // A FIFO at a long name's side file, and at a special-file record.
+    let b = copy_of(&clean, tmp.path(), "fifo-side");
+    let mut side = b.join(&long).into_os_string();
+    side.push(".n");
+    plant_fifo(Path::new(&side));
+    plant_fifo(&b.join("plain/.fscryptfs.special"));
+    expect_bounded_problem(&b, Path::new(&side), "a FIFO");
+    expect_bounded_problem(&b, &b.join("plain/.fscryptfs.special"), "a FIFO");
+
+    // A directory and a socket where files belong.
+    let b = copy_of(&clean, tmp.path(), "dir-conf");
+    fs::remove_file(b.join(".fscryptfs.conf")).unwrap();
+    fs::create_dir(b.join(".fscryptfs.conf")).unwrap();
+    fs::remove_file(b.join("enc/.fscryptfs.special")).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(b.join("enc/.fscryptfs.special")).unwrap();
+    expect_bounded_problem(&b, &b.join(".fscryptfs.conf"), "a directory");
+    expect_bounded_problem(&b, &b.join("enc/.fscryptfs.special"), "a socket");
+
+    // Symlinks to a canary outside the volume (a valid record, so following it would "work"):
+    // reported, and the canary is never opened (its atime stays) nor changed.
+    let b = copy_of(&clean, tmp.path(), "symlink");
+    let canary = tmp.path().join("canary");
+    fs::copy(b.join("plain/.fscryptfs.special"), &canary).unwrap();
+    let canary_bytes = fs::read(&canary).unwrap();
+    age(&canary);
+    let before = fs::metadata(&canary).unwrap();
+    let side_b = {
+        let mut s = b.join(&long).into_os_string();
+        s.push(".n");
+        PathBuf::from(s)
+    };
+    for p in [
+        b.join("plain/.fscryptfs.special"),
+        b.join(&enc_sub).join(".fscryptfs.dir"),
+        side_b.clone(),
+    ] {
+        fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&canary, &p).unwrap();
+    }
+    let r = expect_bounded_problem(&b, &b.join("plain/.fscryptfs.special"), "a symlink");
+    for p in [b.join(&enc_sub).join(".fscryptfs.dir"), side_b] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{}: ", p.display())) && l.contains("a symlink")),
+            "{}: not reported\n{}",
+            p.display(),
+            r.stdout
+        );
+    }
+    let after = fs::metadata(&canary).unwrap();
+    assert_eq!(fs::read(&canary).unwrap(), canary_bytes, "canary changed");
+    assert_eq!(
+        (after.atime(), after.mtime(), after.ctime()),
+        (before.atime(), before.mtime(), before.ctime()),
+        "the canary was opened"
+    );
+
+    // 8 GiB sparse metadata files: reported from their size, never read (fsck stays small).
+    let b = copy_of(&clean, tmp.path(), "huge");
+    plant_sparse(&b.join("plain/.fscryptfs.special"), 8 << 30);
+    plant_sparse(&b.join(&enc_sub).join(".fscryptfs.dir"), 8 << 30);
+    let r = expect_bounded_problem(&b, &b.join("plain/.fscryptfs.special"), "more than");
+    assert!(
+        r.stdout.contains(&format!(
+            "{}: ",
+            b.join(&enc_sub).join(".fscryptfs.dir").display()
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.max_rss_kib < 200 * 1024,
+        "fsck used {} KiB",
+        r.max_rss_kib
+    );
+
+    // A damaged record (one flipped byte): its checksum fails.
+    let b = copy_of(&clean, tmp.path(), "flip");
+    let rec = b.join("plain/.fscryptfs.special");
+    let mut bytes = fs::read(&rec).unwrap();
+    bytes[12] ^= 0x01;
+    fs::write(&rec, &bytes).unwrap();
+    expect_bounded_problem(&b, &rec, "checksum mismatch");
+
+    // Valid records that disagree with the directory: p2 without a record (a problem), records
+    // for a missing name and for a regular file (crash leftovers: notes), p1 with the inode
+    // number of a regular file (a problem).
+    let b = copy_of(&clean, tmp.path(), "records");
+    let rec = b.join("plain/.fscryptfs.special");
+    let old = SpecialRecords::parse(&fs::read(&rec).unwrap(), "r").unwrap();
+    let reg_ino = {
+        let out = run_fscryptfs(
+            &[
+                std::ffi::OsStr::new("inspect"),
+                b.as_os_str(),
+                std::ffi::OsStr::new("inode"),
+                std::ffi::OsStr::new("plain/reg"),
+            ],
+            None,
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("ino ").map(|n| n.parse::<u64>().unwrap()))
+            .unwrap()
+    };
+    assert!(old.get(std::ffi::OsStr::new("p2")).is_some());
+    let mut new = SpecialRecords::default();
+    new.set(std::ffi::OsStr::new("p1"), reg_ino);
+    new.set(std::ffi::OsStr::new("gone"), 999);
+    new.set(std::ffi::OsStr::new("reg"), 1000);
+    fs::write(&rec, new.to_bytes()).unwrap();
+    let r = expect_bounded_problem(&b, &b.join("plain/p2"), "without a record");
+    // p1 is checked first (names are sorted): reg's number is then the one used twice.
+    expect_bounded_problem(&b, &b.join("plain/reg"), "is also used by");
+    assert!(r
+        .stdout
+        .contains(&format!("also used by {}", b.join("plain/p1").display())));
+    let note = |what: &str| {
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{}: note: ", rec.display())) && l.contains(what))
+    };
+    assert!(note("gone, which does not exist"), "{}", r.stdout);
+    assert!(note("reg, which is not a special file"), "{}", r.stdout);
+    // The FIFO in the encrypted directory still has its record.
+    assert!(
+        !r.stdout.contains(&b.join(&enc_fifo).display().to_string()),
+        "{}",
+        r.stdout
+    );
+}

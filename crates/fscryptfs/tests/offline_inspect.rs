@@ -644,3 +644,109 @@ fn bad_requests_fail_cleanly() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no-key path"));
 }
+
+/// `inspect` on a backing tree with hostile objects where fscryptfs's own files belong (issue 8):
+/// a clear error (exit 1) naming the object, never a hang, a huge read or a followed symlink.
+#[test]
+fn hostile_metadata_objects_give_clear_errors() {
+    use std::os::unix::fs::MetadataExt;
+    let Some((mut m, _id)) = encrypted_volume() else {
+        return;
+    };
+    fs::create_dir(m.path("enc/sub")).unwrap();
+    fs::write(m.path("enc/sub/f"), b"x").unwrap();
+    let long = "L".repeat(200);
+    fs::write(m.path(&format!("enc/{long}")), b"long").unwrap();
+    m.stop();
+    let clean = m.backing.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let dst = tmp.path().join(name);
+        assert!(Command::new("cp")
+            .arg("-a")
+            .arg(&clean)
+            .arg(&dst)
+            .status()
+            .unwrap()
+            .success());
+        dst
+    };
+    let ls = String::from_utf8(inspect(&clean, &[OsStr::new("ls"), OsStr::new("enc")])).unwrap();
+    let nokey = |kind: &str| -> String {
+        ls.lines()
+            .filter(|l| l.split(' ').nth(1) == Some(kind))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .max_by_key(String::len)
+            .unwrap()
+    };
+    let (sub, long_nokey) = (nokey("dir"), nokey("regular"));
+    assert!(long_nokey.len() > 100, "{ls}");
+    let fifo = |p: &Path| {
+        fs::remove_file(p).unwrap();
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    };
+    let run = |b: &Path, args: &[&str], msg: &str| {
+        let mut a: Vec<&OsStr> = vec![OsStr::new("inspect"), b.as_os_str()];
+        a.extend(args.iter().map(OsStr::new));
+        let r = run_bounded(&a, std::time::Duration::from_secs(60));
+        assert!(r.code.is_some(), "inspect {args:?} hung:\n{r:?}");
+        assert_eq!(r.code, Some(1), "inspect {args:?}:\n{r:?}");
+        assert!(
+            r.stderr.contains(msg),
+            "inspect {args:?}: no {msg:?} in\n{r:?}"
+        );
+        r
+    };
+
+    // A FIFO at the root's metadata: every command that reads it fails at once.
+    let b = copy("fifo-root");
+    fifo(&b.join(".fscryptfs.dir"));
+    run(&b, &["ls", "."], "a FIFO where a regular file belongs");
+    run(&b, &["inode", "enc"], ".fscryptfs.dir: a FIFO");
+    // In a subdirectory: that directory fails, its listing shows it damaged.
+    let b = copy("fifo-sub");
+    fifo(&b.join("enc").join(&sub).join(".fscryptfs.dir"));
+    run(&b, &["inode", &format!("enc/{sub}")], "a FIFO");
+    run(&b, &["ls", "enc"], "could not be read");
+    // At a side file.
+    let b = copy("fifo-side");
+    fifo(&b.join("enc").join(format!("{long_nokey}.n")));
+    run(&b, &["name", "enc", &long_nokey], "a FIFO");
+
+    // A symlink to a canary at the config: refused, the canary never opened.
+    let b = copy("symlink-conf");
+    let canary = tmp.path().join("canary");
+    fs::copy(b.join(".fscryptfs.conf"), &canary).unwrap();
+    let c = std::ffi::CString::new(canary.as_os_str().as_bytes()).unwrap();
+    let ts = [libc::timespec {
+        tv_sec: 1_000_000,
+        tv_nsec: 0,
+    }; 2];
+    // SAFETY: a valid path and two timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) },
+        0
+    );
+    fs::remove_file(b.join(".fscryptfs.conf")).unwrap();
+    std::os::unix::fs::symlink(&canary, b.join(".fscryptfs.conf")).unwrap();
+    run(&b, &["volume"], "a symlink where a regular file belongs");
+    assert_eq!(
+        fs::metadata(&canary).unwrap().atime(),
+        1_000_000,
+        "canary read"
+    );
+
+    // An 8 GiB sparse metadata file: refused from its size, never read.
+    let b = copy("huge");
+    let meta = b.join("enc").join(&sub).join(".fscryptfs.dir");
+    fs::remove_file(&meta).unwrap();
+    fs::File::create(&meta).unwrap().set_len(8 << 30).unwrap();
+    let r = run(&b, &["inode", &format!("enc/{sub}")], "more than the 72");
+    assert!(
+        r.max_rss_kib < 200 * 1024,
+        "inspect used {} KiB",
+        r.max_rss_kib
+    );
+}

@@ -782,3 +782,69 @@ pub fn scan_process_hits(pid: u32, needles: &[(&str, &[u8])]) -> Vec<MemHit> {
     }
     hits
 }
+
+/// What [`run_bounded`] saw of a child process.
+#[derive(Debug)]
+pub struct Bounded {
+    /// Exit status; None when it was killed at the deadline.
+    pub code: Option<i32>,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+    /// Its peak resident set size in KiB (`getrusage` of the reaped child).
+    pub max_rss_kib: i64,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+/// Runs the `fscryptfs` binary with `args` (stdin closed) under `deadline`: killed (and reaped)
+/// when it runs longer. Reaps it with `wait4`, so its peak RSS is known.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child does not know about
+pub fn run_bounded(args: &[&std::ffi::OsStr], deadline: Duration) -> Bounded {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fscryptfs");
+    let pipe = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = pipe(Box::new(child.stdout.take().expect("stdout")));
+    let err = pipe(Box::new(child.stderr.take().expect("stderr")));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut killed = false;
+    loop {
+        // SAFETY: `pid` is our unreaped child; `status` and `ru` are valid for writes.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            break;
+        }
+        assert!(r == 0, "wait4: {}", io::Error::last_os_error());
+        if !killed && start.elapsed() > deadline {
+            // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = start.elapsed();
+    Bounded {
+        code: (!killed && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status)),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+        max_rss_kib: ru.ru_maxrss,
+        elapsed,
+    }
+}

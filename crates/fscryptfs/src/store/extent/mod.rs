@@ -456,7 +456,6 @@ impl ExtentFile {
     }
 
     fn apply_checkpoint(&mut self, h: &RecordHeader, pos: u64) -> Result<()> {
-        let du = self.du;
         let bad = |m: &str| corrupt_at(&self.what, pos, m);
         let table_len = h.b.checked_mul(CHECKPOINT_ENTRY_SIZE as u64);
         let data_start = table_len
@@ -476,15 +475,51 @@ impl ExtentFile {
         {
             return Err(bad("inconsistent checkpoint record"));
         }
-        let mut table = vec![0u8; table_len as usize];
-        let got = read_full_at(&self.file, &mut table, pos + RECORD_HEADER_BLOCK)
-            .map_err(|e| io_err(&self.what, e))?;
-        if got != table.len() || checksum(&table) != h.payload_sum {
-            return Err(bad("checkpoint table checksum mismatch"));
+        // The table's length comes from the record: it is checked and read in bounded pieces
+        // (streamed checksum first, then the entries a chunk at a time), never allocated whole.
+        let table_off = pos + RECORD_HEADER_BLOCK;
+        match sum_range(&self.file, table_off, table_len, &self.what) {
+            Ok(sum) if sum == h.payload_sum => {}
+            Ok(_) => return Err(bad("checkpoint table checksum mismatch")),
+            Err(e) if e.errno() == Errno::IO => return Err(bad("checkpoint table truncated")),
+            Err(e) => return Err(e),
         }
+        const TABLE_CHUNK: u64 =
+            (CHUNK / CHECKPOINT_ENTRY_SIZE as u64) * CHECKPOINT_ENTRY_SIZE as u64;
+        let mut chunk = vec![0u8; table_len.min(TABLE_CHUNK) as usize];
         let mut prev_end = 0u64;
-        for (i, raw) in table.chunks_exact(CHECKPOINT_ENTRY_SIZE).enumerate() {
-            let at = pos + RECORD_HEADER_BLOCK + (i * CHECKPOINT_ENTRY_SIZE) as u64;
+        let mut done = 0u64;
+        while done < table_len {
+            let n = (table_len - done).min(TABLE_CHUNK) as usize;
+            let got = read_full_at(&self.file, &mut chunk[..n], table_off + done)
+                .map_err(|e| io_err(&self.what, e))?;
+            if got != n {
+                return Err(corrupt_at(&self.what, pos, "checkpoint table truncated"));
+            }
+            for (i, raw) in chunk[..n].chunks_exact(CHECKPOINT_ENTRY_SIZE).enumerate() {
+                let at = table_off + done + (i * CHECKPOINT_ENTRY_SIZE) as u64;
+                prev_end = self.apply_checkpoint_entry(h, pos, raw, at, data_start, prev_end)?;
+            }
+            done += n as u64;
+        }
+        self.map.truncate(h.a);
+        Ok(())
+    }
+
+    /// Applies one checkpoint entry `raw` (at backing offset `at`) of the checkpoint `h` at
+    /// `pos`; returns its logical end (entries are sorted and disjoint).
+    fn apply_checkpoint_entry(
+        &mut self,
+        h: &RecordHeader,
+        pos: u64,
+        raw: &[u8],
+        at: u64,
+        data_start: u64,
+        prev_end: u64,
+    ) -> Result<u64> {
+        let du = self.du;
+        let payload_end = RECORD_HEADER_BLOCK + h.payload_len;
+        {
             let e = CheckpointEntry::parse(raw).map_err(|m| corrupt_at(&self.what, at, m))?;
             let nunits = e.len.div_ceil(du);
             let ok = e.logical.is_multiple_of(du)
@@ -510,10 +545,8 @@ impl ExtentFile {
                 record_off: pos,
             });
             self.map.map(e.logical, e.logical + e.len, run, 0, du);
-            prev_end = e.logical + e.len;
+            Ok(e.logical + e.len)
         }
-        self.map.truncate(h.a);
-        Ok(())
     }
 
     /// Before writing beyond `end`: cut a torn or failed tail, durably, so that no stale record can
