@@ -328,7 +328,7 @@ pub fn serve(
             .map_err(|e| io_err(format!("mounting on {}", mountpoint.display()), e))?;
         (session, Unmounter::Fusermount)
     };
-    let _ = notifier.set(session.notifier());
+    let _ = notifier.set(Box::new(session.notifier()));
     let mnt = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("signals".into())

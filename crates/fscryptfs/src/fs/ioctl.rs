@@ -13,8 +13,8 @@ use fscrypt::keyring::BusyReport;
 use fscrypt::policy::{policy_size, KeySpec, Policy, KEY_DESCRIPTOR_SIZE, KEY_IDENTIFIER_SIZE};
 use fscrypt::secret::SecretBytes;
 use fscrypt::{Errno, Result};
-use fuser::Request;
 
+use super::types::Creds;
 use super::{errno, lock, wlock, Fs, Kind};
 use crate::abi;
 use crate::store::meta::{DirMeta, DIR_META_NAME};
@@ -115,7 +115,7 @@ fn busy_files_text(report: &BusyReport, room: usize) -> Vec<u8> {
 impl Fs {
     pub(super) fn do_ioctl(
         &self,
-        req: &Request,
+        req: &Creds,
         ino: u64,
         _fh: u64,
         cmd: u32,
@@ -248,7 +248,7 @@ impl Fs {
     }
 
     /// `fscrypt_ioctl_set_policy` with the kernel's order of checks.
-    fn ioctl_set_policy(&self, req: &Request, ino: u64, input: &[u8]) -> Result<()> {
+    fn ioctl_set_policy(&self, req: &Creds, ino: u64, input: &[u8]) -> Result<()> {
         need(input, 1)?;
         let size = policy_size(input[0])
             .ok_or_else(|| errno(Errno::INVAL, format!("unknown policy version {}", input[0])))?;

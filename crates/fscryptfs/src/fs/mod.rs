@@ -19,8 +19,10 @@
 pub mod daemon;
 mod data;
 mod extent;
+mod fuse;
 mod ioctl;
 mod ops;
+mod types;
 mod writeout;
 
 use std::collections::{HashMap, HashSet};
@@ -45,6 +47,7 @@ use fscrypt::policy::{FsParams, KeySpec};
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::AtFlags;
 
+use self::types::{Attr, Creds, FileType, KernelCache};
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
 use crate::store::meta::{
@@ -83,15 +86,15 @@ pub enum Kind {
     /// Symlink (target in our backing form).
     Symlink,
     /// FIFO, socket or device: never encrypted.
-    Special(fuser::FileType),
+    Special(FileType),
 }
 
 impl Kind {
-    fn file_type(self) -> fuser::FileType {
+    fn file_type(self) -> FileType {
         match self {
-            Kind::File => fuser::FileType::RegularFile,
-            Kind::Dir => fuser::FileType::Directory,
-            Kind::Symlink => fuser::FileType::Symlink,
+            Kind::File => FileType::RegularFile,
+            Kind::Dir => FileType::Directory,
+            Kind::Symlink => FileType::Symlink,
             Kind::Special(t) => t,
         }
     }
@@ -242,7 +245,7 @@ pub struct Handle {
     /// FLUSH seen since the last read or write.
     flushed: AtomicBool,
     /// Directories: the listing taken at offset 0.
-    entries: Mutex<Vec<DirEnt>>,
+    entries: Mutex<Vec<types::DirEnt>>,
 }
 
 impl Handle {
@@ -250,14 +253,6 @@ impl Handle {
     fn file(&self) -> Option<Arc<File>> {
         rlock(&self.file).clone()
     }
-}
-
-/// One directory entry as listed.
-#[derive(Clone)]
-struct DirEnt {
-    ino: u64,
-    kind: fuser::FileType,
-    name: OsString,
 }
 
 /// A directory's key state for a name operation.
@@ -309,7 +304,7 @@ pub struct Fs {
     transit: Mutex<HashSet<u64>>,
     transit_done: Condvar,
     next_fh: AtomicU64,
-    notifier: Arc<OnceLock<fuser::Notifier>>,
+    notifier: Arc<OnceLock<Box<dyn KernelCache>>>,
     /// The daemon runs as root: new inodes are chowned to their creator.
     is_root: bool,
 }
@@ -370,10 +365,6 @@ fn cached_lookup(
 }
 
 /// Converts a layer error to a FUSE errno.
-fn fuse_err(e: &Error) -> fuser::Errno {
-    fuser::Errno::from_i32(e.raw_os_error())
-}
-
 fn errno(e: Errno, msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(e, msg)
 }
@@ -449,7 +440,7 @@ impl Fs {
     }
 
     /// Where the session's notifier goes once the session exists.
-    pub fn notifier_cell(&self) -> Arc<OnceLock<fuser::Notifier>> {
+    pub fn notifier_cell(&self) -> Arc<OnceLock<Box<dyn KernelCache>>> {
         Arc::clone(&self.notifier)
     }
 
@@ -857,10 +848,10 @@ impl Fs {
             }
             other => {
                 let t = match other {
-                    rustix::fs::FileType::Fifo => fuser::FileType::NamedPipe,
-                    rustix::fs::FileType::Socket => fuser::FileType::Socket,
-                    rustix::fs::FileType::CharacterDevice => fuser::FileType::CharDevice,
-                    rustix::fs::FileType::BlockDevice => fuser::FileType::BlockDevice,
+                    rustix::fs::FileType::Fifo => FileType::NamedPipe,
+                    rustix::fs::FileType::Socket => FileType::Socket,
+                    rustix::fs::FileType::CharacterDevice => FileType::CharDevice,
+                    rustix::fs::FileType::BlockDevice => FileType::BlockDevice,
                     _ => return Err(Error::corrupt(format!("{what}: unknown file type"))),
                 };
                 let recorded = self
@@ -1061,7 +1052,7 @@ impl Fs {
 
     // ---- attributes ----
 
-    fn attr(&self, node: &Node) -> Result<fuser::FileAttr> {
+    fn attr(&self, node: &Node) -> Result<Attr> {
         let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(node), e))?;
         let (size, encrypted) = {
             let s = rlock(&node.state);
@@ -1083,14 +1074,13 @@ impl Fs {
                 std::time::UNIX_EPOCH - Duration::from_secs(s.unsigned_abs())
             }
         };
-        Ok(fuser::FileAttr {
-            ino: fuser::INodeNo(node.ino),
+        Ok(Attr {
+            ino: node.ino,
             size,
             blocks: st.st_blocks as u64,
             atime: ts(st.st_atime as i64, st.st_atime_nsec as i64),
             mtime: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
             ctime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
-            crtime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
             kind: node.kind.file_type(),
             perm: (st.st_mode & 0o7777) as u16,
             nlink: st.st_nlink as u32,
@@ -1098,7 +1088,6 @@ impl Fs {
             gid: st.st_gid,
             rdev: st.st_rdev as u32,
             blksize: 4096,
-            flags: 0,
         })
     }
 
@@ -1152,7 +1141,7 @@ impl Fs {
 
     // ---- ownership of new inodes ----
 
-    fn owner_for(&self, dir: &Node, req: &fuser::Request) -> (u32, u32) {
+    fn owner_for(&self, dir: &Node, req: &Creds) -> (u32, u32) {
         let mut gid = req.gid();
         if let Ok(st) = rustix::fs::fstat(dir.fd()) {
             if st.st_mode & 0o2000 != 0 {
@@ -1304,12 +1293,12 @@ impl Fs {
         drop(dropped);
         if let Some(notifier) = self.notifier.get() {
             for (parent, name) in inval_entries {
-                if let Err(e) = notifier.inval_entry(fuser::INodeNo(parent), &name) {
+                if let Err(e) = notifier.inval_entry(parent, &name) {
                     tracing::debug!("inval_entry({parent}): {e}");
                 }
             }
             for ino in inval_inodes {
-                if let Err(e) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+                if let Err(e) = notifier.inval_inode(ino) {
                     tracing::debug!("inval_inode({ino}): {e}");
                 }
             }
@@ -1318,7 +1307,7 @@ impl Fs {
     }
 
     /// The caller of a request.
-    fn caller(req: &fuser::Request) -> Caller {
+    fn caller(req: &Creds) -> Caller {
         Caller {
             uid: req.uid(),
             privileged: req.uid() == 0,
@@ -1358,7 +1347,7 @@ impl Fs {
             drop(key);
         }
         if let Some(n) = self.notifier.get() {
-            let _ = n.inval_inode(fuser::INodeNo(node.ino), 0, 0);
+            let _ = n.inval_inode(node.ino);
         }
     }
 

@@ -1,7 +1,6 @@
-//! FUSE requests onto the filesystem: each `fuser::Filesystem` method parses its arguments, calls
-//! one `Fs` operation that returns a `Result`, and turns the errno into the reply. fscrypt's rules
-//! (ENOKEY without the key, EXDEV across policies, the no-key view) live in the operations here and
-//! in the parent module.
+//! The POSIX operations the FUSE adapter (`fuse.rs`) calls, one `Fs` method each returning a
+//! `Result`. fscrypt's rules (ENOKEY without the key, EXDEV across policies, the no-key view) live
+//! in the operations here and in the parent module.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -16,41 +15,15 @@ use std::time::{Duration, SystemTime};
 use fscrypt::context::Context;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
-use fuser::{
-    FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-};
 use rustix::fs::{AtFlags, Mode};
 
+use super::types::{Attr, Creds, DirEnt, Entry, FileType, SetAttr, SetTime};
 use super::{
-    errno, fuse_err, lock, new_file_header, rlock, wlock, write_dir_meta, DirEnt, Fs, Handle, Kind,
-    Node, State, TransitGuard,
+    errno, lock, new_file_header, rlock, wlock, write_dir_meta, Fs, Handle, Kind, Node, State,
+    TransitGuard,
 };
 use crate::store::meta::{DirMeta, SymlinkTarget};
 use crate::store::{names, sys_err};
-
-macro_rules! tryr {
-    ($reply:expr, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => {
-                log_err(&e);
-                $reply.error(fuse_err(&e));
-                return;
-            }
-        }
-    };
-}
-
-/// Corruption and I/O failures are logged; ordinary errnos (ENOENT, ENOKEY, ...) only at debug.
-fn log_err(e: &Error) {
-    if e.errno() == Errno::UCLEAN || e.errno() == Errno::IO {
-        tracing::error!("{e}");
-    } else {
-        tracing::debug!("{e}");
-    }
-}
 
 /// What a new inode in a directory gets: its context (inherited) and, when encrypted, its key.
 struct NewInode<'a> {
@@ -127,9 +100,9 @@ impl Fs {
         .map_err(|e| sys_err(self.describe_child(dir, to), e))
     }
 
-    fn do_create(
+    pub(super) fn do_create(
         &self,
-        req: &Request,
+        req: &Creds,
         parent: u64,
         name: &OsStr,
         mode: u32,
@@ -219,10 +192,10 @@ impl Fs {
         fh
     }
 
-    fn do_open(&self, req: &Request, ino: u64, flags: OpenFlags) -> Result<u64> {
+    pub(super) fn do_open(&self, req: &Creds, ino: u64, flags: i32) -> Result<u64> {
         let node = self.node(ino)?;
-        let accmode = flags.0 & libc::O_ACCMODE;
-        let write = accmode != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
+        let accmode = flags & libc::O_ACCMODE;
+        let write = accmode != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if write {
             self.check_writable()?;
         }
@@ -233,7 +206,7 @@ impl Fs {
                 let r = (|| {
                     let key = self.ensure_key(&node)?;
                     let file = self.open_backing(&node, write)?;
-                    if flags.0 & libc::O_TRUNC != 0 {
+                    if flags & libc::O_TRUNC != 0 {
                         if let Some(a) = rlock(&node.state).active.as_ref() {
                             a.prepare_write()?;
                         }
@@ -266,7 +239,7 @@ impl Fs {
         }
     }
 
-    fn do_release(&self, fh: u64) -> Result<()> {
+    pub(super) fn do_release(&self, fh: u64) -> Result<()> {
         let Some(h) = wlock(&self.handles).remove(&fh) else {
             return Err(errno(Errno::BADF, "no such handle"));
         };
@@ -319,7 +292,7 @@ impl Fs {
     /// `writeback`: the kernel is writing back pages of its cache (`FUSE_WRITE_CACHE`: shared
     /// `mmap` stores), data the application already wrote. That is writeout (SEMANTICS.md §3.2),
     /// never refused by deny-writes.
-    fn do_write(&self, fh: u64, off: u64, data: &[u8], writeback: bool) -> Result<u32> {
+    pub(super) fn do_write(&self, fh: u64, off: u64, data: &[u8], writeback: bool) -> Result<u32> {
         self.check_writable()?;
         let h = self.handle(fh)?;
         self.touch_handle(&h);
@@ -337,7 +310,7 @@ impl Fs {
         Ok(data.len() as u32)
     }
 
-    fn do_read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
+    pub(super) fn do_read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
         let h = self.handle(fh)?;
         self.touch_handle(&h);
         let file = h
@@ -346,18 +319,23 @@ impl Fs {
         self.read_data(&h.node, &file, h.key.as_deref(), off, size)
     }
 
-    #[allow(clippy::too_many_arguments)] // FUSE's setattr fields, one each
-    fn do_setattr(
-        &self,
-        ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        fh: Option<u64>,
-    ) -> Result<fuser::FileAttr> {
+    /// SETATTR: the new attributes and their lifetime.
+    pub(super) fn do_setattr(&self, ino: u64, change: &SetAttr) -> Result<(Attr, Duration)> {
+        let attr = self.set_attr(ino, change)?;
+        let node = self.node(ino)?;
+        Ok((attr, self.attr_ttl(&node)))
+    }
+
+    fn set_attr(&self, ino: u64, change: &SetAttr) -> Result<Attr> {
+        let SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+            fh,
+        } = *change;
         let node = self.node(ino)?;
         if mode.is_some()
             || uid.is_some()
@@ -410,17 +388,17 @@ impl Fs {
             }
         }
         if atime.is_some() || mtime.is_some() {
-            let conv = |t: Option<TimeOrNow>| -> rustix::fs::Timespec {
+            let conv = |t: Option<SetTime>| -> rustix::fs::Timespec {
                 match t {
                     None => rustix::fs::Timespec {
                         tv_sec: 0,
                         tv_nsec: rustix::fs::UTIME_OMIT,
                     },
-                    Some(TimeOrNow::Now) => rustix::fs::Timespec {
+                    Some(SetTime::Now) => rustix::fs::Timespec {
                         tv_sec: 0,
                         tv_nsec: rustix::fs::UTIME_NOW,
                     },
-                    Some(TimeOrNow::SpecificTime(t)) => {
+                    Some(SetTime::At(t)) => {
                         let (s, ns) = match t.duration_since(SystemTime::UNIX_EPOCH) {
                             Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
                             Err(e) => {
@@ -461,7 +439,13 @@ impl Fs {
         self.attr(&node)
     }
 
-    fn do_mkdir(&self, req: &Request, parent: u64, name: &OsStr, mode: u32) -> Result<Arc<Node>> {
+    pub(super) fn do_mkdir(
+        &self,
+        req: &Creds,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+    ) -> Result<Arc<Node>> {
         self.check_writable()?;
         let dir = self.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
@@ -507,9 +491,9 @@ impl Fs {
         Ok(self.insert_new(nfd, ino, Kind::Dir, state, dir.ino, name, transit))
     }
 
-    fn do_symlink(
+    pub(super) fn do_symlink(
         &self,
-        req: &Request,
+        req: &Creds,
         parent: u64,
         name: &OsStr,
         target: &Path,
@@ -548,9 +532,9 @@ impl Fs {
         Ok(self.insert_new(pfd, ino, Kind::Symlink, st, dir.ino, name, transit))
     }
 
-    fn do_mknod(
+    pub(super) fn do_mknod(
         &self,
-        req: &Request,
+        req: &Creds,
         parent: u64,
         name: &OsStr,
         mode: u32,
@@ -613,7 +597,7 @@ impl Fs {
         }
     }
 
-    fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Arc<Node>> {
+    pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Arc<Node>> {
         self.check_writable()?;
         let node = self.node(ino)?;
         let dir = self.usable_node(newparent)?;
@@ -656,7 +640,7 @@ impl Fs {
         Ok(node)
     }
 
-    fn do_unlink(&self, parent: u64, name: &OsStr, is_dir: bool) -> Result<()> {
+    pub(super) fn do_unlink(&self, parent: u64, name: &OsStr, is_dir: bool) -> Result<()> {
         self.check_writable()?;
         let dir = self.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
@@ -746,20 +730,20 @@ impl Fs {
         rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(|e| sys_err(what, e))
     }
 
-    fn do_rename(
+    pub(super) fn do_rename(
         &self,
         parent: u64,
         name: &OsStr,
         newparent: u64,
         newname: &OsStr,
-        flags: RenameFlags,
+        flags: u32,
     ) -> Result<()> {
         self.check_writable()?;
-        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+        if flags & libc::RENAME_WHITEOUT != 0 {
             return Err(errno(Errno::INVAL, "RENAME_WHITEOUT is not supported"));
         }
-        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
-        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
         let odir = self.usable_node(parent)?;
         let ndir = self.usable_node(newparent)?;
         // Lock both directories, in inode order.
@@ -909,12 +893,12 @@ impl Fs {
         let mut out = vec![
             DirEnt {
                 ino: node.ino,
-                kind: fuser::FileType::Directory,
+                kind: FileType::Directory,
                 name: OsString::from("."),
             },
             DirEnt {
                 ino: parent,
-                kind: fuser::FileType::Directory,
+                kind: FileType::Directory,
                 name: OsString::from(".."),
             },
         ];
@@ -932,15 +916,7 @@ impl Fs {
             let Some(shown) = self.display_name(&node.fd(), &dk, bname) else {
                 continue;
             };
-            let kind = match ent.file_type() {
-                rustix::fs::FileType::Directory => fuser::FileType::Directory,
-                rustix::fs::FileType::Symlink => fuser::FileType::Symlink,
-                rustix::fs::FileType::Fifo => fuser::FileType::NamedPipe,
-                rustix::fs::FileType::Socket => fuser::FileType::Socket,
-                rustix::fs::FileType::CharacterDevice => fuser::FileType::CharDevice,
-                rustix::fs::FileType::BlockDevice => fuser::FileType::BlockDevice,
-                _ => fuser::FileType::RegularFile,
-            };
+            let kind = FileType::from_backing(ent.file_type());
             // No I/O per entry: the stable number if this mount has seen the object, else
             // FUSE_UNKNOWN_INO, as libfuse reports without `use_ino` (stat always has the real one).
             let ino = self
@@ -955,7 +931,14 @@ impl Fs {
         Ok(out)
     }
 
-    fn do_readdir(&self, fh: u64, offset: u64, reply: &mut ReplyDirectory) -> Result<()> {
+    /// READDIR: entries from `offset` on, each given to `add` with the offset of the next until it
+    /// says the reply is full.
+    pub(super) fn do_readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEnt, u64) -> bool,
+    ) -> Result<()> {
         let h = self.handle(fh)?;
         if offset == 0 {
             let list = self.list_dir(&h.node)?;
@@ -963,7 +946,7 @@ impl Fs {
         }
         let entries = lock(&h.entries);
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
+            if add(e, (i + 1) as u64) {
                 break;
             }
         }
@@ -988,531 +971,212 @@ impl Fs {
     }
 }
 
-/// Reads `size` bytes of an xattr or list into a reply.
-fn xattr_reply(reply: ReplyXattr, size: u32, data: Result<Vec<u8>>) {
-    match data {
-        Ok(d) => {
-            if size == 0 {
-                reply.size(d.len() as u32);
-            } else if d.len() > size as usize {
-                reply.error(fuser::Errno::from_i32(libc::ERANGE));
-            } else {
-                reply.data(&d);
-            }
-        }
-        Err(e) => {
-            log_err(&e);
-            reply.error(fuse_err(&e));
-        }
-    }
-}
-
-impl Filesystem for Fs {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.add_capabilities(fuser::InitFlags::FUSE_HAS_IOCTL_DIR);
-        let _ = config.set_max_write(1 << 20);
-        if self.opts.writeback_cache
-            && config
-                .add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
-                .is_err()
-        {
-            tracing::warn!("the kernel offers no FUSE writeback cache: writes go through at once");
-        }
-        Ok(())
-    }
-
-    fn destroy(&mut self) {
-        self.flush_all();
-    }
-
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let dir = tryr!(reply, self.usable_node(parent.0));
-        let node = tryr!(reply, self.lookup_child(&dir, name));
+/// The requests answered from a node or handle alone: lookup, attributes, xattrs, flush and sync,
+/// statfs, fallocate, copy_file_range.
+impl Fs {
+    /// LOOKUP: the child's entry (its lookup counted; given back if its attributes fail).
+    pub(super) fn do_lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
+        let dir = self.usable_node(parent)?;
+        let node = self.lookup_child(&dir, name)?;
         let attr = match self.attr(&node) {
             Ok(a) => a,
             Err(e) => {
                 self.forget(node.ino, 1);
-                log_err(&e);
-                reply.error(fuse_err(&e));
-                return;
+                return Err(e);
             }
         };
-        reply.entry_with_ttls(
-            &self.attr_ttl(&node),
-            &self.entry_ttl(&dir),
-            &attr,
-            Generation(0),
-        );
+        Ok(Entry {
+            attr,
+            attr_ttl: self.attr_ttl(&node),
+            entry_ttl: self.entry_ttl(&dir),
+        })
     }
 
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        Fs::forget(self, ino.0, nlookup);
+    /// The entry of a node just made in `parent` (MKNOD, MKDIR, SYMLINK, LINK).
+    pub(super) fn new_entry(&self, parent: u64, node: &Arc<Node>) -> Result<Entry> {
+        let attr = self.attr(node)?;
+        let entry_ttl = match self.node(parent) {
+            Ok(d) => self.entry_ttl(&d),
+            Err(_) => Duration::ZERO,
+        };
+        Ok(Entry {
+            attr,
+            attr_ttl: self.attr_ttl(node),
+            entry_ttl,
+        })
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let node = tryr!(reply, self.node(ino.0));
-        let attr = tryr!(reply, self.attr(&node));
-        reply.attr(&self.attr_ttl(&node), &attr);
-    }
-
-    fn setattr(
+    /// CREATE: the new file's entry and its open handle.
+    pub(super) fn do_create_open(
         &self,
-        _req: &Request,
-        ino: INodeNo,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        let attr = tryr!(
-            reply,
-            self.do_setattr(ino.0, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))
-        );
-        let node = tryr!(reply, self.node(ino.0));
-        reply.attr(&self.attr_ttl(&node), &attr);
-    }
-
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let node = tryr!(reply, self.node(ino.0));
-        let t = tryr!(reply, Fs::readlink(self, &node));
-        reply.data(&t);
-    }
-
-    fn mknod(
-        &self,
-        req: &Request,
-        parent: INodeNo,
+        req: &Creds,
+        parent: u64,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
-        rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        let node = tryr!(reply, self.do_mknod(req, parent.0, name, mode, rdev));
-        self.reply_new_entry(parent.0, &node, reply);
+        flags: i32,
+    ) -> Result<(Entry, u64)> {
+        let (node, fh) = self.do_create(req, parent, name, mode, flags, true)?;
+        let attr = self.attr(&node)?;
+        let dir = self.usable_node(parent)?;
+        let entry = Entry {
+            attr,
+            attr_ttl: self.attr_ttl(&node),
+            entry_ttl: self.entry_ttl(&dir),
+        };
+        Ok((entry, fh.unwrap_or(0)))
     }
 
-    fn mkdir(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        let node = tryr!(reply, self.do_mkdir(req, parent.0, name, mode));
-        self.reply_new_entry(parent.0, &node, reply);
+    /// GETATTR: the attributes and their lifetime.
+    pub(super) fn do_getattr(&self, ino: u64) -> Result<(Attr, Duration)> {
+        let node = self.node(ino)?;
+        let attr = self.attr(&node)?;
+        Ok((attr, self.attr_ttl(&node)))
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        tryr!(reply, self.do_unlink(parent.0, name, false));
-        reply.ok();
+    /// READLINK.
+    pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        self.readlink(&node)
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        tryr!(reply, self.do_unlink(parent.0, name, true));
-        reply.ok();
-    }
-
-    fn symlink(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        link_name: &OsStr,
-        target: &Path,
-        reply: ReplyEntry,
-    ) {
-        let node = tryr!(reply, self.do_symlink(req, parent.0, link_name, target));
-        self.reply_new_entry(parent.0, &node, reply);
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        newparent: INodeNo,
-        newname: &OsStr,
-        flags: RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        tryr!(
-            reply,
-            self.do_rename(parent.0, name, newparent.0, newname, flags)
-        );
-        reply.ok();
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        let node = tryr!(reply, self.do_link(ino.0, newparent.0, newname));
-        self.reply_new_entry(newparent.0, &node, reply);
-    }
-
-    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let fh = tryr!(reply, self.do_open(req, ino.0, flags));
-        reply.opened(FileHandle(fh), FopenFlags::empty());
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<fuser::LockOwner>,
-        reply: ReplyData,
-    ) {
-        let d = tryr!(reply, self.do_read(fh.0, offset, size));
-        reply.data(&d);
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        write_flags: fuser::WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<fuser::LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        let writeback = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
-        let n = tryr!(reply, self.do_write(fh.0, offset, data, writeback));
-        reply.written(n);
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _lock_owner: fuser::LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        let h = tryr!(reply, self.handle(fh.0));
+    /// FLUSH (each close(2) of a descriptor): the size into the header, the buffer out.
+    pub(super) fn do_flush(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
         if !h.flushed.swap(true, Ordering::Relaxed) {
             lock(&h.node.meta).flushed += 1;
         }
         if let Some(f) = h.file() {
-            tryr!(reply, self.flush_size(&h.node, Some(&f), false));
+            self.flush_size(&h.node, Some(&f), false)?;
             self.ext_maybe_compact(&h.node);
         }
-        reply.ok();
+        Ok(())
     }
 
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<fuser::LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        tryr!(reply, self.do_release(fh.0));
-        reply.ok();
-    }
-
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        let h = tryr!(reply, self.handle(fh.0));
+    /// FSYNC.
+    pub(super) fn do_fsync(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
         if let Some(f) = h.file() {
-            tryr!(reply, self.flush_size(&h.node, Some(&f), true));
+            self.flush_size(&h.node, Some(&f), true)?;
             self.ext_maybe_compact(&h.node);
         }
-        reply.ok();
+        Ok(())
     }
 
-    fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let fh = tryr!(
-            reply,
-            self.do_open(req, ino.0, OpenFlags(flags.0 & !libc::O_ACCMODE))
-        );
-        reply.opened(FileHandle(fh), FopenFlags::empty());
+    /// FSYNCDIR.
+    pub(super) fn do_fsyncdir(&self, ino: u64) -> Result<()> {
+        let node = self.node(ino)?;
+        crate::store::io::sync_dir(&*node.fd(), &self.describe(&node))
     }
 
-    fn readdir(
+    /// STATFS: the backing filesystem's.
+    pub(super) fn do_statfs(&self) -> Result<rustix::fs::StatVfs> {
+        let root = self.node(crate::store::config::ROOT_INO)?;
+        rustix::fs::fstatvfs(root.fd()).map_err(|e| sys_err(self.backing.display(), e))
+    }
+
+    /// SETXATTR (`user.*` only).
+    pub(super) fn do_setxattr(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        tryr!(reply, self.do_readdir(fh.0, offset, &mut reply));
-        reply.ok();
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        tryr!(reply, self.do_release(fh.0));
-        reply.ok();
-    }
-
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        let node = tryr!(reply, self.node(ino.0));
-        tryr!(
-            reply,
-            crate::store::io::sync_dir(&*node.fd(), &self.describe(&node))
-        );
-        reply.ok();
-    }
-
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let root = tryr!(reply, self.node(crate::store::config::ROOT_INO));
-        let s = tryr!(
-            reply,
-            rustix::fs::fstatvfs(root.fd()).map_err(|e| sys_err(self.backing.display(), e))
-        );
-        reply.statfs(
-            s.f_blocks,
-            s.f_bfree,
-            s.f_bavail,
-            s.f_files,
-            s.f_ffree,
-            s.f_bsize as u32,
-            255,
-            s.f_frsize as u32,
-        );
-    }
-
-    fn setxattr(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
+        ino: u64,
         name: &OsStr,
         value: &[u8],
         flags: i32,
-        _position: u32,
-        reply: ReplyEmpty,
-    ) {
-        tryr!(reply, self.check_writable());
-        tryr!(reply, Self::check_xattr_name(name));
-        let node = tryr!(reply, self.node(ino.0));
-        let p = tryr!(reply, self.xattr_path(&node));
+    ) -> Result<()> {
+        self.check_writable()?;
+        Self::check_xattr_name(name)?;
+        let node = self.node(ino)?;
+        let p = self.xattr_path(&node)?;
         let fl = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
-        tryr!(
-            reply,
-            rustix::fs::setxattr(&p, name, value, fl).map_err(|e| sys_err(self.describe(&node), e))
-        );
-        reply.ok();
+        rustix::fs::setxattr(&p, name, value, fl).map_err(|e| sys_err(self.describe(&node), e))
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let r = (|| {
-            Self::check_xattr_name(name).map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
-            let node = self.node(ino.0)?;
-            let p = self
-                .xattr_path(&node)
-                .map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
-            let mut buf = vec![0u8; 65536];
-            let n = rustix::fs::getxattr(&p, name, &mut buf[..])
-                .map_err(|e| sys_err(self.describe(&node), e))?;
-            buf.truncate(n);
-            Ok(buf)
-        })();
-        xattr_reply(reply, size, r);
+    /// GETXATTR: the value (ENODATA for names we do not keep).
+    pub(super) fn do_getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
+        Self::check_xattr_name(name).map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
+        let node = self.node(ino)?;
+        let p = self
+            .xattr_path(&node)
+            .map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
+        let mut buf = vec![0u8; 65536];
+        let n = rustix::fs::getxattr(&p, name, &mut buf[..])
+            .map_err(|e| sys_err(self.describe(&node), e))?;
+        buf.truncate(n);
+        Ok(buf)
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let r = (|| {
-            let node = self.node(ino.0)?;
-            let Ok(p) = self.xattr_path(&node) else {
-                return Ok(Vec::new());
-            };
-            let mut buf = vec![0u8; 65536];
-            let n = rustix::fs::listxattr(&p, &mut buf[..])
-                .map_err(|e| sys_err(self.describe(&node), e))?;
-            let mut out = Vec::new();
-            for name in buf[..n]
-                .split(|&b| b == 0)
-                .filter(|n| n.starts_with(b"user."))
-            {
-                out.extend_from_slice(name);
-                out.push(0);
-            }
-            Ok(out)
-        })();
-        xattr_reply(reply, size, r);
-    }
-
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        tryr!(reply, self.check_writable());
-        if Self::check_xattr_name(name).is_err() {
-            reply.error(fuser::Errno::from_i32(libc::ENODATA));
-            return;
+    /// LISTXATTR: the `user.*` names, each NUL-terminated.
+    pub(super) fn do_listxattr(&self, ino: u64) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        let Ok(p) = self.xattr_path(&node) else {
+            return Ok(Vec::new());
+        };
+        let mut buf = vec![0u8; 65536];
+        let n = rustix::fs::listxattr(&p, &mut buf[..])
+            .map_err(|e| sys_err(self.describe(&node), e))?;
+        let mut out = Vec::new();
+        for name in buf[..n]
+            .split(|&b| b == 0)
+            .filter(|n| n.starts_with(b"user."))
+        {
+            out.extend_from_slice(name);
+            out.push(0);
         }
-        let node = tryr!(reply, self.node(ino.0));
-        let p = tryr!(reply, self.xattr_path(&node));
-        tryr!(
-            reply,
-            rustix::fs::removexattr(&p, name).map_err(|e| sys_err(self.describe(&node), e))
-        );
-        reply.ok();
+        Ok(out)
     }
 
-    fn create(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        flags: i32,
-        reply: ReplyCreate,
-    ) {
-        let (node, fh) = tryr!(
-            reply,
-            self.do_create(req, parent.0, name, mode, flags, true)
-        );
-        let attr = tryr!(reply, self.attr(&node));
-        let dir = tryr!(reply, self.usable_node(parent.0));
-        let ttl = self.entry_ttl(&dir).min(self.attr_ttl(&node));
-        reply.created(
-            &ttl,
-            &attr,
-            Generation(0),
-            FileHandle(fh.unwrap_or(0)),
-            FopenFlags::empty(),
-        );
+    /// REMOVEXATTR (ENODATA for names we do not keep).
+    pub(super) fn do_removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
+        self.check_writable()?;
+        Self::check_xattr_name(name).map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
+        let node = self.node(ino)?;
+        let p = self.xattr_path(&node)?;
+        rustix::fs::removexattr(&p, name).map_err(|e| sys_err(self.describe(&node), e))
     }
 
-    fn ioctl(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        _flags: fuser::IoctlFlags,
-        cmd: u32,
-        in_data: &[u8],
-        out_size: u32,
-        reply: ReplyIoctl,
-    ) {
-        match self.do_ioctl(req, ino.0, fh.0, cmd, in_data, out_size) {
-            Ok(out) => reply.ioctl(0, &out),
-            Err(e) => {
-                log_err(&e);
-                reply.error(fuse_err(&e));
-            }
+    /// FALLOCATE.
+    pub(super) fn do_fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        self.check_writable()?;
+        let h = self.handle(fh)?;
+        let file = h.file().ok_or_else(|| errno(Errno::BADF, "not a file"))?;
+        if let Some(a) = rlock(&h.node.state).active.as_ref() {
+            a.prepare_write()?;
         }
+        self.allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)?;
+        // A punched range leaves dead records.
+        self.ext_maybe_compact(&h.node);
+        Ok(())
     }
 
-    fn fallocate(
+    /// COPY_FILE_RANGE: bytes copied.
+    pub(super) fn do_copy_file_range(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        length: u64,
-        mode: i32,
-        reply: ReplyEmpty,
-    ) {
-        let r = (|| {
-            self.check_writable()?;
-            let h = self.handle(fh.0)?;
-            let file = h.file().ok_or_else(|| errno(Errno::BADF, "not a file"))?;
-            if let Some(a) = rlock(&h.node.state).active.as_ref() {
-                a.prepare_write()?;
-            }
-            self.allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)?;
-            // A punched range leaves dead records.
-            self.ext_maybe_compact(&h.node);
-            Ok(())
-        })();
-        tryr!(reply, r);
-        reply.ok();
-    }
-
-    fn copy_file_range(
-        &self,
-        _req: &Request,
-        _ino_in: INodeNo,
-        fh_in: FileHandle,
+        fh_in: u64,
         offset_in: u64,
-        _ino_out: INodeNo,
-        fh_out: FileHandle,
+        fh_out: u64,
         offset_out: u64,
         len: u64,
-        _flags: fuser::CopyFileRangeFlags,
-        reply: ReplyWrite,
-    ) {
-        let r = (|| -> Result<u32> {
-            let len = len.min(u64::from(u32::MAX) & !0xfff);
-            let mut done = 0u64;
-            // Per-extent files under one policy: clone the ciphertext (reflink where aligned).
-            {
-                self.check_writable()?;
-                let hi = self.handle(fh_in.0)?;
-                let ho = self.handle(fh_out.0)?;
-                if let Some(n) = self.ext_clone(&hi.node, offset_in, &ho.node, offset_out, len)? {
-                    done = n;
-                    self.ext_maybe_compact(&ho.node);
-                }
+    ) -> Result<u32> {
+        let len = len.min(u64::from(u32::MAX) & !0xfff);
+        let mut done = 0u64;
+        // Per-extent files under one policy: clone the ciphertext (reflink where aligned).
+        {
+            self.check_writable()?;
+            let hi = self.handle(fh_in)?;
+            let ho = self.handle(fh_out)?;
+            if let Some(n) = self.ext_clone(&hi.node, offset_in, &ho.node, offset_out, len)? {
+                done = n;
+                self.ext_maybe_compact(&ho.node);
             }
-            while done < len {
-                let chunk = (len - done).min(1 << 20) as u32;
-                let d = self.do_read(fh_in.0, offset_in + done, chunk)?;
-                if d.is_empty() {
-                    break;
-                }
-                self.do_write(fh_out.0, offset_out + done, &d, false)?;
-                done += d.len() as u64;
+        }
+        while done < len {
+            let chunk = (len - done).min(1 << 20) as u32;
+            let d = self.do_read(fh_in, offset_in + done, chunk)?;
+            if d.is_empty() {
+                break;
             }
-            Ok(done as u32)
-        })();
-        let n = tryr!(reply, r);
-        reply.written(n);
-    }
-}
-
-impl Fs {
-    fn reply_new_entry(&self, parent: u64, node: &Arc<Node>, reply: ReplyEntry) {
-        let attr = tryr!(reply, self.attr(node));
-        let ttl = match self.node(parent) {
-            Ok(d) => self.entry_ttl(&d),
-            Err(_) => Duration::ZERO,
-        };
-        reply.entry_with_ttls(&self.attr_ttl(node), &ttl, &attr, Generation(0));
+            self.do_write(fh_out, offset_out + done, &d, false)?;
+            done += d.len() as u64;
+        }
+        Ok(done as u32)
     }
 }
