@@ -19,7 +19,7 @@ use fscrypt::keyring::{KeyringConfig, RemovalMode, UserQuota};
 use fscrypt::{Errno, Error, Result};
 use fuser::{MountOption, SessionACL};
 
-use super::{Fs, FsOptions};
+use super::mount::{Fs, FsOptions};
 use crate::store::config::{InoAllocator, VolumeConfig};
 use crate::store::io_err;
 

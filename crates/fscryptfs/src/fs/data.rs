@@ -21,7 +21,10 @@ use std::sync::Arc;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 
-use super::{errno, rlock, wlock, Fs, Kind, Node, State};
+use super::locks::{rlock, wlock};
+use super::mount::Fs;
+use super::node::{Kind, Node, State};
+use super::types::errno;
 use crate::store::meta::FileHeader;
 use crate::store::read_full_at;
 use crate::store::{io_err, FILE_HEADER_SIZE};
@@ -335,7 +338,7 @@ impl Fs {
                 rustix::fs::FallocateFlags::empty()
             };
             rustix::fs::fallocate(file, flags, start, blen)
-                .map_err(|e| super::sys_err(self.describe(node), e))?;
+                .map_err(|e| crate::store::sys_err(self.describe(node), e))?;
         }
         if mode & KEEP_SIZE == 0 && end > rlock(&node.state).size {
             self.set_size(node, file, key, end)?;
@@ -420,7 +423,7 @@ impl Fs {
                 }
                 Ok(())
             }
-            Err(e) => Err(super::sys_err(self.describe(node), e)),
+            Err(e) => Err(crate::store::sys_err(self.describe(node), e)),
         }
     }
 

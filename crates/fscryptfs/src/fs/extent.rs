@@ -32,8 +32,11 @@ use fscrypt::keyring::{ActiveRef, SecretNeed};
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::Mode;
 
+use super::locks::{lock, rlock, wlock};
+use super::mount::Fs;
+use super::node::{Kind, Node, State};
+use super::types::errno;
 use super::writeout::Budget;
-use super::{errno, lock, rlock, wlock, Fs, Kind, Node, State};
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
 use crate::store::meta::{LAYOUT_EXTENT, LAYOUT_PER_FILE};
@@ -570,7 +573,7 @@ impl Fs {
         let unlink_tmp = || {
             let _ = rustix::fs::unlinkat(&*dfd, &tmp, rustix::fs::AtFlags::empty());
         };
-        type Reopened = Vec<(std::sync::Arc<super::Handle>, File)>;
+        type Reopened = Vec<(std::sync::Arc<super::handles::Handle>, File)>;
         let prepared = (|| -> Result<(ExtentFile, OwnedFd, Reopened)> {
             copy_inode_attrs(&node.proc_path(), &new_file, &old).map_err(|e| sys_err(&what, e))?;
             let dst = new_file
@@ -626,7 +629,7 @@ impl Fs {
     }
 
     /// The open handles of `node`.
-    fn handles_of(&self, node: &Node) -> Vec<std::sync::Arc<super::Handle>> {
+    fn handles_of(&self, node: &Node) -> Vec<std::sync::Arc<super::handles::Handle>> {
         let hs = rlock(&self.handles);
         hs.values()
             .filter(|h| std::ptr::eq(&*h.node, node))

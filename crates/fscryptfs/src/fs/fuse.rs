@@ -13,8 +13,8 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
 };
 
+use super::mount::Fs;
 use super::types::{Attr, Creds, Entry, FileType, KernelCache, SetAttr, SetTime};
-use super::Fs;
 
 macro_rules! tryr {
     ($reply:expr, $e:expr) => {

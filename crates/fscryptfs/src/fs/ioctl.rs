@@ -14,8 +14,10 @@ use fscrypt::policy::{policy_size, KeySpec, Policy, KEY_DESCRIPTOR_SIZE, KEY_IDE
 use fscrypt::secret::SecretBytes;
 use fscrypt::{Errno, Result};
 
-use super::types::Creds;
-use super::{errno, lock, wlock, Fs, Kind};
+use super::locks::{lock, wlock};
+use super::mount::Fs;
+use super::node::Kind;
+use super::types::{errno, Creds};
 use crate::abi;
 use crate::store::meta::{DirMeta, DIR_META_NAME};
 use crate::store::sys_err;
@@ -290,7 +292,7 @@ impl Fs {
     }
 
     /// Replaces a directory's metadata atomically (fresh temporary file, fsync, rename, fsync).
-    fn replace_dir_meta(&self, node: &super::Node, meta: &DirMeta, what: &str) -> Result<()> {
+    fn replace_dir_meta(&self, node: &super::node::Node, meta: &DirMeta, what: &str) -> Result<()> {
         crate::store::io::replace(
             &*node.fd(),
             std::ffi::OsStr::new(DIR_META_NAME),

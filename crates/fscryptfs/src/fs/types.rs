@@ -6,6 +6,8 @@
 use std::ffi::{OsStr, OsString};
 use std::time::{Duration, SystemTime};
 
+use fscrypt::{Errno, Error};
+
 /// Who sent a request: its fsuid, fsgid and thread-group id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Creds {
@@ -113,4 +115,9 @@ pub trait KernelCache: Send + Sync {
     fn inval_entry(&self, parent: u64, name: &OsStr) -> std::io::Result<()>;
     /// Forget the attributes and cached data of `ino`.
     fn inval_inode(&self, ino: u64) -> std::io::Result<()>;
+}
+
+/// An error with errno `e` and a message.
+pub fn errno(e: Errno, msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::new(e, msg)
 }

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use fscrypt::Result;
 
 use super::extent::writeout_locked;
-use super::{lock, rlock, wlock, Kind, Node};
+use super::locks::{lock, rlock, wlock};
+use super::node::{Kind, Node};
 
 /// Seconds a buffer may stay dirty when the mount does not say (`-o commit=`).
 pub const COMMIT_DEFAULT: u64 = 5;

@@ -1,0 +1,351 @@
+//! Attributes: GETATTR/SETATTR (size changes through the contents path, ownership, mode, times),
+//! the attribute and entry lifetimes the kernel may cache, symlink targets as the caller sees them,
+//! the owner of new inodes, and the `user.*` extended attributes.
+
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, SystemTime};
+
+use fscrypt::{Errno, Error, Result};
+use rustix::fs::{AtFlags, Mode};
+
+use super::locks::rlock;
+use super::mount::Fs;
+use super::node::{check_usable, Kind, Node, State};
+use super::types::{errno, Attr, Creds, SetAttr, SetTime};
+use crate::store::meta::SymlinkTarget;
+use crate::store::names;
+use crate::store::sys_err;
+
+/// Entry and attribute lifetime outside encrypted directories.
+pub(super) const PLAIN_TTL: Duration = Duration::from_secs(1);
+
+/// Inside encrypted directories (and for encrypted inodes): zero, so a key change is seen at once.
+pub(super) const ENC_TTL: Duration = Duration::ZERO;
+
+impl Fs {
+    pub(super) fn attr(&self, node: &Node) -> Result<Attr> {
+        let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(node), e))?;
+        let (size, encrypted) = {
+            let s = rlock(&node.state);
+            let size = match node.kind {
+                Kind::File => s.size,
+                Kind::Symlink => self
+                    .link_text_locked(node, &s)
+                    .map(|t| t.len() as u64)
+                    .unwrap_or(0),
+                _ => st.st_size as u64,
+            };
+            (size, s.ctx.is_some())
+        };
+        let _ = encrypted;
+        let ts = |s: i64, ns: i64| -> std::time::SystemTime {
+            if s >= 0 {
+                std::time::UNIX_EPOCH + Duration::new(s as u64, ns as u32)
+            } else {
+                std::time::UNIX_EPOCH - Duration::from_secs(s.unsigned_abs())
+            }
+        };
+        Ok(Attr {
+            ino: node.ino,
+            size,
+            blocks: st.st_blocks as u64,
+            atime: ts(st.st_atime as i64, st.st_atime_nsec as i64),
+            mtime: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            kind: node.kind.file_type(),
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: 4096,
+        })
+    }
+
+    /// Only an encrypted symlink's attributes depend on the key (its size is the plaintext or the
+    /// no-key target's length); everything else the kernel may cache like any attribute.
+    pub(super) fn attr_ttl(&self, node: &Node) -> Duration {
+        if node.is_encrypted() && node.kind == Kind::Symlink {
+            ENC_TTL
+        } else {
+            PLAIN_TTL
+        }
+    }
+
+    pub(super) fn entry_ttl(&self, dir: &Node) -> Duration {
+        if dir.is_encrypted() {
+            ENC_TTL
+        } else {
+            PLAIN_TTL
+        }
+    }
+
+    /// A symlink's target as the caller sees it: plaintext with the key, the no-key form without.
+    pub(super) fn link_text_locked(&self, node: &Node, st: &State) -> Result<Vec<u8>> {
+        match &st.link {
+            Some(SymlinkTarget::Plain { target, .. }) => Ok(target.clone()),
+            Some(SymlinkTarget::Encrypted { data, .. }) => match &st.key {
+                Some(k) => k.decrypt_symlink(data),
+                None => {
+                    let ct = fscrypt::symlink::ciphertext(data)
+                        .map_err(|e| Error::corrupt(format!("{}: {e}", self.describe(node))))?;
+                    Ok(names::ct_to_backing(ct).as_bytes().to_vec())
+                }
+            },
+            None => Err(errno(Errno::INVAL, "not a symlink")),
+        }
+    }
+
+    pub(super) fn readlink(&self, node: &Node) -> Result<Vec<u8>> {
+        if node.kind != Kind::Symlink {
+            return Err(errno(Errno::INVAL, "not a symlink"));
+        }
+        check_usable(node)?;
+        match self.ensure_key(node) {
+            Ok(_) => {}
+            Err(e) if e.errno() == Errno::NOKEY => {}
+            Err(e) => return Err(e),
+        }
+        let st = rlock(&node.state);
+        self.link_text_locked(node, &st)
+    }
+
+    pub(super) fn owner_for(&self, dir: &Node, req: &Creds) -> (u32, u32) {
+        let mut gid = req.gid();
+        if let Ok(st) = rustix::fs::fstat(dir.fd()) {
+            if st.st_mode & 0o2000 != 0 {
+                gid = st.st_gid;
+            }
+        }
+        (req.uid(), gid)
+    }
+
+    pub(super) fn chown_new(
+        &self,
+        dirfd: &OwnedFd,
+        bname: &OsStr,
+        owner: (u32, u32),
+    ) -> Result<()> {
+        if !self.is_root {
+            return Ok(());
+        }
+        // SAFETY-free: rustix ids from raw are plain integers.
+        let (u, g) = (
+            rustix::fs::Uid::from_raw(owner.0),
+            rustix::fs::Gid::from_raw(owner.1),
+        );
+        rustix::fs::chownat(dirfd, bname, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| sys_err(bname.to_string_lossy(), e))
+    }
+
+    /// SETATTR: the new attributes and their lifetime.
+    pub(super) fn do_setattr(&self, ino: u64, change: &SetAttr) -> Result<(Attr, Duration)> {
+        let attr = self.set_attr(ino, change)?;
+        let node = self.node(ino)?;
+        Ok((attr, self.attr_ttl(&node)))
+    }
+
+    pub(super) fn set_attr(&self, ino: u64, change: &SetAttr) -> Result<Attr> {
+        let SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+            fh,
+        } = *change;
+        let node = self.node(ino)?;
+        if mode.is_some()
+            || uid.is_some()
+            || gid.is_some()
+            || size.is_some()
+            || atime.is_some()
+            || mtime.is_some()
+        {
+            self.check_writable()?;
+        }
+        let what = || self.describe(&node);
+        if let Some(size) = size {
+            if node.kind != Kind::File {
+                return Err(errno(Errno::INVAL, "size change of a non-regular file"));
+            }
+            let h = fh
+                .and_then(|f| self.handle(f).ok())
+                .filter(|h| h.file().is_some());
+            match h {
+                Some(h) => {
+                    if let Some(a) = rlock(&node.state).active.as_ref() {
+                        a.prepare_write()?;
+                    }
+                    let file = h.file().ok_or_else(|| errno(Errno::BADF, "no file"))?;
+                    self.set_size(&node, &file, h.key.as_deref(), size)?;
+                }
+                None => {
+                    let key = self.file_key_for_change(&node)?;
+                    let file = self.open_backing(&node, true)?;
+                    self.set_size(&node, &file, key.as_deref(), size)?;
+                }
+            }
+            // A shrink leaves the log's records past the new size dead.
+            self.ext_maybe_compact(&node);
+        }
+        if uid.is_some() || gid.is_some() {
+            rustix::fs::chownat(
+                node.fd(),
+                "",
+                uid.map(rustix::fs::Uid::from_raw),
+                gid.map(rustix::fs::Gid::from_raw),
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| sys_err(what(), e))?;
+        }
+        if let Some(m) = mode {
+            if node.kind != Kind::Symlink {
+                rustix::fs::chmod(node.proc_path(), Mode::from_raw_mode(m & 0o7777))
+                    .map_err(|e| sys_err(what(), e))?;
+            }
+        }
+        if atime.is_some() || mtime.is_some() {
+            let conv = |t: Option<SetTime>| -> rustix::fs::Timespec {
+                match t {
+                    None => rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: rustix::fs::UTIME_OMIT,
+                    },
+                    Some(SetTime::Now) => rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: rustix::fs::UTIME_NOW,
+                    },
+                    Some(SetTime::At(t)) => {
+                        let (s, ns) = match t.duration_since(SystemTime::UNIX_EPOCH) {
+                            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+                            Err(e) => {
+                                let d = e.duration();
+                                let mut s = -(d.as_secs() as i64);
+                                let mut ns = d.subsec_nanos();
+                                if ns > 0 {
+                                    s -= 1;
+                                    ns = 1_000_000_000 - ns;
+                                }
+                                (s, ns)
+                            }
+                        };
+                        rustix::fs::Timespec {
+                            tv_sec: s,
+                            tv_nsec: ns.into(),
+                        }
+                    }
+                }
+            };
+            let ts = rustix::fs::Timestamps {
+                last_access: conv(atime),
+                last_modification: conv(mtime),
+            };
+            let r = if node.kind == Kind::Symlink {
+                // The node's O_PATH fd is the symlink itself; AT_EMPTY_PATH sets its own times.
+                rustix::fs::utimensat(
+                    node.fd(),
+                    "",
+                    &ts,
+                    AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+                )
+            } else {
+                rustix::fs::utimensat(rustix::fs::CWD, node.proc_path(), &ts, AtFlags::empty())
+            };
+            r.map_err(|e| sys_err(what(), e))?;
+        }
+        self.attr(&node)
+    }
+
+    pub(super) fn xattr_path(&self, node: &Node) -> Result<String> {
+        if node.kind == Kind::Symlink {
+            return Err(errno(Errno::OPNOTSUPP, "no user xattrs on symlinks"));
+        }
+        Ok(node.proc_path())
+    }
+
+    pub(super) fn check_xattr_name(name: &OsStr) -> Result<()> {
+        if !name.as_bytes().starts_with(b"user.") {
+            return Err(errno(
+                Errno::OPNOTSUPP,
+                "only user.* extended attributes are supported",
+            ));
+        }
+        Ok(())
+    }
+
+    /// GETATTR: the attributes and their lifetime.
+    pub(super) fn do_getattr(&self, ino: u64) -> Result<(Attr, Duration)> {
+        let node = self.node(ino)?;
+        let attr = self.attr(&node)?;
+        Ok((attr, self.attr_ttl(&node)))
+    }
+
+    /// READLINK.
+    pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        self.readlink(&node)
+    }
+
+    /// SETXATTR (`user.*` only).
+    pub(super) fn do_setxattr(
+        &self,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        self.check_writable()?;
+        Self::check_xattr_name(name)?;
+        let node = self.node(ino)?;
+        let p = self.xattr_path(&node)?;
+        let fl = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
+        rustix::fs::setxattr(&p, name, value, fl).map_err(|e| sys_err(self.describe(&node), e))
+    }
+
+    /// GETXATTR: the value (ENODATA for names we do not keep).
+    pub(super) fn do_getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
+        Self::check_xattr_name(name).map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
+        let node = self.node(ino)?;
+        let p = self
+            .xattr_path(&node)
+            .map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
+        let mut buf = vec![0u8; 65536];
+        let n = rustix::fs::getxattr(&p, name, &mut buf[..])
+            .map_err(|e| sys_err(self.describe(&node), e))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// LISTXATTR: the `user.*` names, each NUL-terminated.
+    pub(super) fn do_listxattr(&self, ino: u64) -> Result<Vec<u8>> {
+        let node = self.node(ino)?;
+        let Ok(p) = self.xattr_path(&node) else {
+            return Ok(Vec::new());
+        };
+        let mut buf = vec![0u8; 65536];
+        let n = rustix::fs::listxattr(&p, &mut buf[..])
+            .map_err(|e| sys_err(self.describe(&node), e))?;
+        let mut out = Vec::new();
+        for name in buf[..n]
+            .split(|&b| b == 0)
+            .filter(|n| n.starts_with(b"user."))
+        {
+            out.extend_from_slice(name);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// REMOVEXATTR (ENODATA for names we do not keep).
+    pub(super) fn do_removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
+        self.check_writable()?;
+        Self::check_xattr_name(name).map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
+        let node = self.node(ino)?;
+        let p = self.xattr_path(&node)?;
+        rustix::fs::removexattr(&p, name).map_err(|e| sys_err(self.describe(&node), e))
+    }
+}

@@ -1,0 +1,291 @@
+//! Raw backing I/O for nodes: loading a node from its backing object (`node_from_fd`: the file
+//! header, `.fscryptfs.dir`, the symlink target, the `.fscryptfs.special` records of special files),
+//! looking up a child by name, and writing the metadata of new files and directories.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use fscrypt::context::Context;
+use fscrypt::policy::FsParams;
+use fscrypt::{Errno, Error, Result};
+use rustix::fs::AtFlags;
+
+use super::locks::wlock;
+use super::mount::Fs;
+use super::node::{cached_lookup, Claim, Kind, Node, State};
+use super::types::{errno, FileType};
+use crate::store::config::ROOT_INO;
+use crate::store::io as store_io;
+use crate::store::meta::{
+    DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, DIR_META_SIZE, FILE_HEADER_USED,
+    LAYOUT_PER_FILE,
+};
+use crate::store::special::{SpecialRecords, SPECIAL_MAX, SPECIAL_NAME};
+use crate::store::{read_full_at, sys_err, FILE_HEADER_SIZE};
+
+/// Reads and parses a directory's `.fscryptfs.dir`.
+pub(super) fn read_dir_meta(dirfd: &impl AsFd, fsp: &FsParams, what: &str) -> Result<DirMeta> {
+    let what = format!("{what}/{DIR_META_NAME}");
+    let b = store_io::read_bounded(dirfd, OsStr::new(DIR_META_NAME), DIR_META_SIZE, &what)?
+        .ok_or_else(|| Error::corrupt(format!("{what}: directory metadata is missing")))?;
+    DirMeta::parse(&b, fsp, &what)
+}
+
+/// Writes a new directory's metadata file.
+pub(super) fn write_dir_meta(dirfd: &impl AsFd, meta: &DirMeta, what: &str) -> Result<()> {
+    let what = format!("{what}/{DIR_META_NAME}");
+    store_io::write_new(
+        dirfd,
+        OsStr::new(DIR_META_NAME),
+        &meta.to_bytes(),
+        0o644,
+        &what,
+    )
+}
+
+/// The header block of a new regular file.
+pub(super) fn new_file_header(ino: u64, ctx: Option<&Context>) -> Vec<u8> {
+    let h = FileHeader {
+        layout: LAYOUT_PER_FILE,
+        ino,
+        size: 0,
+        ctx: ctx.cloned(),
+    };
+    let mut b = vec![0u8; FILE_HEADER_SIZE as usize];
+    b[..FILE_HEADER_USED].copy_from_slice(&h.to_bytes());
+    b
+}
+
+/// Writes the root directory's metadata into a fresh backing directory (`fscryptfs init`).
+pub fn init_root(backing: &std::path::Path) -> Result<()> {
+    let fd = store_io::open_backing_root(backing)?;
+    write_dir_meta(
+        &fd,
+        &DirMeta {
+            ino: ROOT_INO,
+            ctx: None,
+        },
+        &backing.display().to_string(),
+    )
+}
+
+impl Fs {
+    /// Looks up `name` in `dir`: the child node (lookup count incremented).
+    pub(super) fn lookup_child(&self, dir: &Arc<Node>, name: &OsStr) -> Result<Arc<Node>> {
+        if dir.kind != Kind::Dir {
+            return Err(errno(Errno::NOTDIR, "not a directory"));
+        }
+        let (bname, _) = self.backing_name(dir, name)?;
+        let what = self.describe_child(dir, &bname);
+        let fd = store_io::open_entry(&*dir.fd(), &bname, &what)?;
+        self.node_from_fd(fd, dir.ino, name, &bname, &what)
+    }
+
+    /// The special-file record of `dir` (empty when it has none). A damaged one is logged and
+    /// treated as empty: its files get per-mount numbers until they are recorded again.
+    pub(super) fn read_specials(&self, dir: &Node) -> SpecialRecords {
+        let what = self.describe_child(dir, OsStr::new(SPECIAL_NAME));
+        let b = match store_io::read_bounded(
+            &*dir.fd(),
+            OsStr::new(SPECIAL_NAME),
+            SPECIAL_MAX,
+            &what,
+        ) {
+            Ok(Some(b)) => b,
+            Ok(None) => return SpecialRecords::default(),
+            Err(e) => {
+                tracing::error!("{e}");
+                return SpecialRecords::default();
+            }
+        };
+        SpecialRecords::parse(&b, &what).unwrap_or_else(|e| {
+            tracing::error!("{e}");
+            SpecialRecords::default()
+        })
+    }
+
+    /// Changes `dir`'s special-file record under its `dir_lock` (`f` says whether it changed
+    /// anything); replaced atomically, deleted when empty.
+    pub(super) fn update_specials(
+        &self,
+        dir: &Node,
+        f: impl FnOnce(&mut SpecialRecords) -> bool,
+    ) -> Result<()> {
+        let mut r = self.read_specials(dir);
+        if !f(&mut r) {
+            return Ok(());
+        }
+        let what = self.describe_child(dir, OsStr::new(SPECIAL_NAME));
+        if r.is_empty() {
+            return match rustix::fs::unlinkat(dir.fd(), SPECIAL_NAME, AtFlags::empty()) {
+                Ok(()) => Ok(()),
+                Err(e) if e == Errno::NOENT => Ok(()),
+                Err(e) => Err(sys_err(&what, e)),
+            };
+        }
+        let bytes = r.to_bytes();
+        if bytes.len() > SPECIAL_MAX {
+            return Err(errno(
+                Errno::NOSPC,
+                format!("{what}: the directory has too many special files to record"),
+            ));
+        }
+        store_io::replace(
+            &*dir.fd(),
+            OsStr::new(SPECIAL_NAME),
+            &bytes,
+            0o644,
+            true,
+            &what,
+        )
+    }
+
+    /// Reads what identifies the backing object `fd` (its stable inode number and metadata) and
+    /// returns its node, creating or reusing it; lookup count +1.
+    pub(super) fn node_from_fd(
+        &self,
+        fd: OwnedFd,
+        parent: u64,
+        name: &OsStr,
+        bname: &OsStr,
+        what: &str,
+    ) -> Result<Arc<Node>> {
+        let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
+        let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        let (ino, kind, state) = match ft {
+            rustix::fs::FileType::RegularFile => {
+                let f = store_io::reopen_file(&fd, store_io::Access::ReadNoAtime, what)?;
+                let mut buf = [0u8; FILE_HEADER_USED];
+                let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
+                match FileHeader::parse(&buf[..n], &self.fsp, what) {
+                    Ok(h) => {
+                        self.remember_ino(&st, h.ino);
+                        // A per-extent file's size is in its log, loaded once the number is ours.
+                        (
+                            h.ino,
+                            Kind::File,
+                            State {
+                                ctx: h.ctx,
+                                size: h.size,
+                                layout: h.layout,
+                                ..State::default()
+                            },
+                        )
+                    }
+                    Err(e) => {
+                        // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
+                        tracing::error!("{e}");
+                        (self.per_mount_ino(&st)?, Kind::File, State::corrupt(&e))
+                    }
+                }
+            }
+            rustix::fs::FileType::Directory => {
+                match read_dir_meta(&fd, &self.fsp, what) {
+                    Ok(m) => {
+                        self.remember_ino(&st, m.ino);
+                        (
+                            m.ino,
+                            Kind::Dir,
+                            State {
+                                ctx: m.ctx,
+                                ..State::default()
+                            },
+                        )
+                    }
+                    Err(e) if e.errno() == Errno::UCLEAN => {
+                        // Damaged metadata: still an entry (stat, rename, rmdir when empty);
+                        // everything inside says EUCLEAN.
+                        tracing::error!("{e}");
+                        (self.per_mount_ino(&st)?, Kind::Dir, State::corrupt(&e))
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return Err(e);
+                    }
+                }
+            }
+            rustix::fs::FileType::Symlink => {
+                // A cached symlink needs no readlinkat (which would bump the backing atime: a
+                // symlink's target carries its number, so only an unknown one is read).
+                if let Some(ino) = self.known_ino(st.st_dev, st.st_ino) {
+                    let nodes = wlock(&self.nodes);
+                    if let Some(node) =
+                        cached_lookup(&nodes, ino, Kind::Symlink, parent, name, what)?
+                    {
+                        return Ok(node);
+                    }
+                }
+                let t =
+                    rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
+                match SymlinkTarget::parse(t.as_bytes(), &self.fsp, what) {
+                    Ok(l) => {
+                        let ctx = match &l {
+                            SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
+                            SymlinkTarget::Plain { .. } => None,
+                        };
+                        self.remember_ino(&st, l.ino());
+                        (
+                            l.ino(),
+                            Kind::Symlink,
+                            State {
+                                ctx,
+                                link: Some(l),
+                                ..State::default()
+                            },
+                        )
+                    }
+                    Err(e) => {
+                        // Damaged: still an entry (stat, rename, unlink); readlink says EUCLEAN.
+                        tracing::error!("{e}");
+                        (self.per_mount_ino(&st)?, Kind::Symlink, State::corrupt(&e))
+                    }
+                }
+            }
+            other => {
+                let t = match other {
+                    rustix::fs::FileType::Fifo => FileType::NamedPipe,
+                    rustix::fs::FileType::Socket => FileType::Socket,
+                    rustix::fs::FileType::CharacterDevice => FileType::CharDevice,
+                    rustix::fs::FileType::BlockDevice => FileType::BlockDevice,
+                    _ => return Err(Error::corrupt(format!("{what}: unknown file type"))),
+                };
+                let recorded = self
+                    .node(parent)
+                    .ok()
+                    .and_then(|d| self.read_specials(&d).get(bname));
+                let ino = match recorded {
+                    Some(i) => {
+                        self.remember_ino(&st, i);
+                        i
+                    }
+                    None => self.per_mount_ino(&st)?,
+                };
+                (ino, Kind::Special(t), State::default())
+            }
+        };
+        let mut state = state;
+        let transit = match self.claim_ino(ino, kind, parent, name, what)? {
+            Claim::Cached(node) => return Ok(node),
+            Claim::Ours(t) => t,
+        };
+        // The number is ours: nobody else loads or evicts it until the node is in the table.
+        if state.layout == crate::store::meta::LAYOUT_EXTENT && state.corrupt.is_none() {
+            match self.load_extent_state(&fd, state.ctx.as_ref(), what) {
+                Ok(ext) => {
+                    state.size = ext.file.logical_size();
+                    state.ext = Some(ext);
+                }
+                Err(e) => {
+                    // Like a damaged header: the entry can be stat'ed and deleted; open says EUCLEAN.
+                    tracing::error!("{e}");
+                    state.corrupt = Some(e.message().to_string());
+                }
+            }
+        }
+        let node = Node::looked_up(ino, kind, fd, state, parent, name);
+        wlock(&self.nodes).insert(ino, Arc::clone(&node));
+        drop(transit);
+        Ok(node)
+    }
+}

@@ -1,0 +1,360 @@
+//! Open files and directories: the `Handle` table, OPEN/RELEASE (with the open count the key
+//! locker respects), READ/WRITE through the contents path, READDIR, FLUSH/FSYNC, FALLOCATE and
+//! COPY_FILE_RANGE.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use fscrypt::keysetup::InodeKey;
+use fscrypt::{Errno, Result};
+
+use super::locks::{lock, rlock, wlock};
+use super::mount::Fs;
+use super::node::{check_usable, Kind, Node};
+use super::types::{errno, Creds, DirEnt, FileType};
+use crate::store::sys_err;
+
+/// An open file or directory.
+pub struct Handle {
+    pub(super) node: Arc<Node>,
+    /// Regular files: the backing file, opened read-write where possible (swapped with the node's
+    /// descriptor by compaction of a per-extent file).
+    pub(super) file: RwLock<Option<Arc<File>>>,
+    /// Regular files: the key, fixed at open (None for unencrypted files).
+    pub(super) key: Option<Arc<InodeKey>>,
+    /// The opening process.
+    pub(super) pid: u32,
+    /// FLUSH seen since the last read or write.
+    pub(super) flushed: AtomicBool,
+    /// Directories: the listing taken at offset 0.
+    pub(super) entries: Mutex<Vec<DirEnt>>,
+}
+
+impl Handle {
+    /// The backing file of a regular-file handle.
+    pub(super) fn file(&self) -> Option<Arc<File>> {
+        rlock(&self.file).clone()
+    }
+}
+
+impl Fs {
+    pub(super) fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        rlock(&self.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| errno(Errno::BADF, format!("no open handle {fh}")))
+    }
+
+    pub(super) fn add_handle(
+        &self,
+        node: &Arc<Node>,
+        file: Option<File>,
+        key: Option<Arc<InodeKey>>,
+        pid: u32,
+    ) -> u64 {
+        lock(&node.meta).opens += 1;
+        self.add_reserved_handle(node, file, key, pid)
+    }
+
+    /// Adds a handle whose open was already counted in `meta.opens` (`do_open` counts it before
+    /// taking the key, so the locker never takes the key of an inode being opened: a handle whose
+    /// inode had lost its reference would accept writes it cannot write out).
+    pub(super) fn add_reserved_handle(
+        &self,
+        node: &Arc<Node>,
+        file: Option<File>,
+        key: Option<Arc<InodeKey>>,
+        pid: u32,
+    ) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&node.meta).pids.push(pid);
+        let h = Handle {
+            node: Arc::clone(node),
+            file: RwLock::new(file.map(Arc::new)),
+            key,
+            pid,
+            flushed: std::sync::atomic::AtomicBool::new(false),
+            entries: Mutex::new(Vec::new()),
+        };
+        wlock(&self.handles).insert(fh, Arc::new(h));
+        fh
+    }
+
+    pub(super) fn do_open(&self, req: &Creds, ino: u64, flags: i32) -> Result<u64> {
+        let node = self.node(ino)?;
+        let accmode = flags & libc::O_ACCMODE;
+        let write = accmode != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        if write {
+            self.check_writable()?;
+        }
+        match node.kind {
+            Kind::File => {
+                // Busy from here on (the locker re-checks `opens` under the state lock).
+                lock(&node.meta).opens += 1;
+                let r = (|| {
+                    let key = self.ensure_key(&node)?;
+                    let file = self.open_backing(&node, write)?;
+                    if flags & libc::O_TRUNC != 0 {
+                        if let Some(a) = rlock(&node.state).active.as_ref() {
+                            a.prepare_write()?;
+                        }
+                        self.set_size(&node, &file, key.as_deref(), 0)?;
+                    }
+                    Ok((file, key))
+                })();
+                match r {
+                    Ok((file, key)) => {
+                        Ok(self.add_reserved_handle(&node, Some(file), key, req.pid()))
+                    }
+                    Err(e) => {
+                        {
+                            let mut m = lock(&node.meta);
+                            m.opens = m.opens.saturating_sub(1);
+                        }
+                        self.maybe_lock_after_close(&node);
+                        Err(e)
+                    }
+                }
+            }
+            Kind::Dir => {
+                check_usable(&node)?;
+                Ok(self.add_handle(&node, None, None, req.pid()))
+            }
+            _ => Err(errno(
+                Errno::NXIO,
+                "cannot open this file type through fscryptfs",
+            )),
+        }
+    }
+
+    pub(super) fn do_release(&self, fh: u64) -> Result<()> {
+        let Some(h) = wlock(&self.handles).remove(&fh) else {
+            return Err(errno(Errno::BADF, "no such handle"));
+        };
+        let node = Arc::clone(&h.node);
+        let res = match h.file() {
+            Some(f) => self.flush_size(&node, Some(&f), false),
+            None => Ok(()),
+        };
+        self.ext_maybe_compact(&node);
+        let gone = {
+            let mut m = lock(&node.meta);
+            m.opens = m.opens.saturating_sub(1);
+            if h.flushed.load(Ordering::Relaxed) {
+                m.flushed = m.flushed.saturating_sub(1);
+            }
+            if let Some(i) = m.pids.iter().position(|p| *p == h.pid) {
+                m.pids.remove(i);
+            }
+            m.opens == 0 && m.lookups == 0
+        };
+        drop(h);
+        self.maybe_lock_after_close(&node);
+        if gone {
+            let mut nodes = wlock(&self.nodes);
+            let mut evict = false;
+            if nodes.get(&node.ino).is_some_and(|n| Arc::ptr_eq(n, &node)) {
+                let m = lock(&node.meta);
+                if m.opens == 0 && m.lookups == 0 {
+                    drop(m);
+                    nodes.remove(&node.ino);
+                    lock(&self.transit).insert(node.ino);
+                    evict = true;
+                }
+            }
+            drop(nodes);
+            if evict {
+                self.finish_eviction(&node);
+            }
+        }
+        res
+    }
+
+    pub(super) fn touch_handle(&self, h: &Handle) {
+        if h.flushed.swap(false, Ordering::Relaxed) {
+            let mut m = lock(&h.node.meta);
+            m.flushed = m.flushed.saturating_sub(1);
+        }
+    }
+
+    /// `writeback`: the kernel is writing back pages of its cache (`FUSE_WRITE_CACHE`: shared
+    /// `mmap` stores), data the application already wrote. That is writeout (SEMANTICS.md §3.2),
+    /// never refused by deny-writes.
+    pub(super) fn do_write(&self, fh: u64, off: u64, data: &[u8], writeback: bool) -> Result<u32> {
+        self.check_writable()?;
+        let h = self.handle(fh)?;
+        self.touch_handle(&h);
+        let file = h
+            .file()
+            .ok_or_else(|| errno(Errno::BADF, "not a file handle"))?;
+        if !writeback {
+            if let Some(a) = rlock(&h.node.state).active.as_ref() {
+                a.prepare_write()?;
+            }
+        }
+        self.write_data(&h.node, &file, h.key.as_deref(), off, data)?;
+        // A write may have written the buffer out (full): the log may want compacting.
+        self.ext_maybe_compact(&h.node);
+        Ok(data.len() as u32)
+    }
+
+    pub(super) fn do_read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        self.touch_handle(&h);
+        let file = h
+            .file()
+            .ok_or_else(|| errno(Errno::BADF, "not a file handle"))?;
+        self.read_data(&h.node, &file, h.key.as_deref(), off, size)
+    }
+
+    pub(super) fn list_dir(&self, node: &Node) -> Result<Vec<DirEnt>> {
+        let what = self.describe(node);
+        let dk = self.dir_key(node)?;
+        let dfd = crate::store::io::open_listing(&*node.fd(), &what)?;
+        let parent = if node.ino == crate::store::config::ROOT_INO {
+            node.ino
+        } else {
+            lock(&node.meta).parent
+        };
+        let mut out = vec![
+            DirEnt {
+                ino: node.ino,
+                kind: FileType::Directory,
+                name: OsString::from("."),
+            },
+            DirEnt {
+                ino: parent,
+                kind: FileType::Directory,
+                name: OsString::from(".."),
+            },
+        ];
+        let dev = rustix::fs::fstat(&dfd)
+            .map_err(|e| sys_err(&what, e))?
+            .st_dev;
+        let d = rustix::fs::Dir::read_from(&dfd).map_err(|e| sys_err(&what, e))?;
+        for ent in d {
+            let ent = ent.map_err(|e| sys_err(&what, e))?;
+            let b = ent.file_name().to_bytes();
+            if b == b"." || b == b".." {
+                continue;
+            }
+            let bname = OsStr::from_bytes(b);
+            let Some(shown) = self.display_name(&node.fd(), &dk, bname) else {
+                continue;
+            };
+            let kind = FileType::from_backing(ent.file_type());
+            // No I/O per entry: the stable number if this mount has seen the object, else
+            // FUSE_UNKNOWN_INO, as libfuse reports without `use_ino` (stat always has the real one).
+            let ino = self
+                .known_ino(dev, ent.ino())
+                .unwrap_or(u64::from(u32::MAX));
+            out.push(DirEnt {
+                ino,
+                kind,
+                name: shown,
+            });
+        }
+        Ok(out)
+    }
+
+    /// READDIR: entries from `offset` on, each given to `add` with the offset of the next until it
+    /// says the reply is full.
+    pub(super) fn do_readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEnt, u64) -> bool,
+    ) -> Result<()> {
+        let h = self.handle(fh)?;
+        if offset == 0 {
+            let list = self.list_dir(&h.node)?;
+            *lock(&h.entries) = list;
+        }
+        let entries = lock(&h.entries);
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            if add(e, (i + 1) as u64) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// FLUSH (each close(2) of a descriptor): the size into the header, the buffer out.
+    pub(super) fn do_flush(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        if !h.flushed.swap(true, Ordering::Relaxed) {
+            lock(&h.node.meta).flushed += 1;
+        }
+        if let Some(f) = h.file() {
+            self.flush_size(&h.node, Some(&f), false)?;
+            self.ext_maybe_compact(&h.node);
+        }
+        Ok(())
+    }
+
+    /// FSYNC.
+    pub(super) fn do_fsync(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        if let Some(f) = h.file() {
+            self.flush_size(&h.node, Some(&f), true)?;
+            self.ext_maybe_compact(&h.node);
+        }
+        Ok(())
+    }
+
+    /// FSYNCDIR.
+    pub(super) fn do_fsyncdir(&self, ino: u64) -> Result<()> {
+        let node = self.node(ino)?;
+        crate::store::io::sync_dir(&*node.fd(), &self.describe(&node))
+    }
+
+    /// FALLOCATE.
+    pub(super) fn do_fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
+        self.check_writable()?;
+        let h = self.handle(fh)?;
+        let file = h.file().ok_or_else(|| errno(Errno::BADF, "not a file"))?;
+        if let Some(a) = rlock(&h.node.state).active.as_ref() {
+            a.prepare_write()?;
+        }
+        self.allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)?;
+        // A punched range leaves dead records.
+        self.ext_maybe_compact(&h.node);
+        Ok(())
+    }
+
+    /// COPY_FILE_RANGE: bytes copied.
+    pub(super) fn do_copy_file_range(
+        &self,
+        fh_in: u64,
+        offset_in: u64,
+        fh_out: u64,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<u32> {
+        let len = len.min(u64::from(u32::MAX) & !0xfff);
+        let mut done = 0u64;
+        // Per-extent files under one policy: clone the ciphertext (reflink where aligned).
+        {
+            self.check_writable()?;
+            let hi = self.handle(fh_in)?;
+            let ho = self.handle(fh_out)?;
+            if let Some(n) = self.ext_clone(&hi.node, offset_in, &ho.node, offset_out, len)? {
+                done = n;
+                self.ext_maybe_compact(&ho.node);
+            }
+        }
+        while done < len {
+            let chunk = (len - done).min(1 << 20) as u32;
+            let d = self.do_read(fh_in, offset_in + done, chunk)?;
+            if d.is_empty() {
+                break;
+            }
+            self.do_write(fh_out, offset_out + done, &d, false)?;
+            done += d.len() as u64;
+        }
+        Ok(done as u32)
+    }
+}

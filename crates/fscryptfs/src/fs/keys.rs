@@ -1,0 +1,356 @@
+//! The key lifecycle of inodes: unlocking on demand (`ensure_key`, `unlock_new`, a directory's
+//! key for names: `dir_key`, `require_dir_key`), and key removal — the busy report, the
+//! [`InodeLocker`](fscrypt::keyring::InodeLocker) side (`lock_inodes`: idle inodes drop their keys
+//! and the kernel is told to forget their plaintext), and the last close of an inode whose key is
+//! being removed (`maybe_lock_after_close`). What happens to an open file when its key is removed
+//! is answered here.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fscrypt::context::Context;
+use fscrypt::keyring::{
+    ActiveRef, BusyInode, BusyReport, Caller, KeyStatus, ProcessUids, SecretNeed,
+};
+use fscrypt::keysetup::{InodeKey, InodeParams};
+use fscrypt::policy::KeySpec;
+use fscrypt::{Errno, Error, Result};
+
+use super::extent;
+use super::locks::{lock, rlock, wlock};
+use super::mount::Fs;
+use super::node::{Kind, Node};
+use super::types::Creds;
+use crate::store::config::ROOT_INO;
+
+/// How long key removal waits for RELEASEs of handles already FLUSHed (closed by the application).
+pub(super) const RELEASE_WAIT: Duration = Duration::from_millis(500);
+
+/// A directory's key state for a name operation.
+pub(super) enum DirKey {
+    Plain,
+    Key(Arc<InodeKey>),
+    NoKey,
+}
+
+/// The longest prefix of `/proc/PID/status` read: its `Uid:` line comes within the first few
+/// hundred bytes.
+pub(super) const PROC_STATUS_MAX: u64 = 4096;
+
+/// The uids of process `pid` (`/proc/PID/status`, read with a bound); None when it is gone or the
+/// line cannot be read (the busy report then drops the pid).
+pub(super) fn process_uids(pid: u32) -> Option<ProcessUids> {
+    use std::io::Read;
+    let f = File::open(format!("/proc/{pid}/status")).ok()?;
+    let mut text = Vec::new();
+    f.take(PROC_STATUS_MAX).read_to_end(&mut text).ok()?;
+    parse_status_uids(&text)
+}
+
+/// The real, effective and saved uids of a `/proc/PID/status` text (`Uid:\tR\tE\tS\tFS`).
+pub(super) fn parse_status_uids(text: &[u8]) -> Option<ProcessUids> {
+    let line = text
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut ids = line.split_ascii_whitespace().map(str::parse::<u32>);
+    let mut next = || ids.next()?.ok();
+    Some(ProcessUids {
+        real: next()?,
+        effective: next()?,
+        saved: next()?,
+    })
+}
+
+impl Fs {
+    /// The inode's key, setting it up if the master key is present. Ok(None) for unencrypted
+    /// inodes and for unlocked per-extent files (they have an `ActiveRef` and extent keys, no
+    /// inode key); ENOKEY when it cannot be unlocked.
+    pub(super) fn ensure_key(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
+        {
+            let st = rlock(&node.state);
+            match (&st.ctx, &st.key, &st.active) {
+                (None, _, _) => return Ok(None),
+                (Some(_), Some(k), _) => return Ok(Some(Arc::clone(k))),
+                (Some(_), None, Some(_)) => return Ok(None),
+                _ => {}
+            }
+        }
+        let mut st = wlock(&node.state);
+        if let Some(k) = &st.key {
+            return Ok(Some(Arc::clone(k)));
+        }
+        if st.active.is_some() {
+            return Ok(None);
+        }
+        let Some(ctx) = st.ctx else {
+            return Ok(None);
+        };
+        let need = extent::secret_need(node.kind, st.layout);
+        let (active, key) = self.unlock_new(&ctx, node.ino, node.kind, need)?;
+        let key = key.map(Arc::new);
+        st.key = key.clone();
+        st.active = Some(active);
+        Ok(key)
+    }
+
+    /// Unlocks a new reference for inode `ino`: `need` is `SecretNeed::Later` only for per-extent
+    /// regular files (they derive extent keys at writeout and read, and get no inode key: None).
+    pub(super) fn unlock_new(
+        &self,
+        ctx: &Context,
+        ino: u64,
+        kind: Kind,
+        need: SecretNeed,
+    ) -> Result<(ActiveRef, Option<InodeKey>)> {
+        let spec = ctx.policy().key_spec();
+        let params = InodeParams {
+            kind: kind.inode_kind(),
+            ino,
+            fs_uuid: self.uuid,
+        };
+        self.keyring.unlock_with(&spec, ino, need, |m| {
+            if need == SecretNeed::Later {
+                return Ok(None);
+            }
+            InodeKey::setup(m, ctx, &params, &self.fsp).map(Some)
+        })
+    }
+
+    pub(super) fn dir_key(&self, dir: &Node) -> Result<DirKey> {
+        match self.ensure_key(dir) {
+            Ok(None) => Ok(DirKey::Plain),
+            Ok(Some(k)) => Ok(DirKey::Key(k)),
+            Err(e) if e.errno() == Errno::NOKEY => Ok(DirKey::NoKey),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The directory's key, or ENOKEY (`fscrypt_require_key`). Ok(None) when unencrypted.
+    pub(super) fn require_dir_key(&self, dir: &Node) -> Result<Option<Arc<InodeKey>>> {
+        match self.dir_key(dir)? {
+            DirKey::Plain => Ok(None),
+            DirKey::Key(k) => Ok(Some(k)),
+            DirKey::NoKey => Err(Error::no_key(
+                "the directory's encryption key is not available",
+            )),
+        }
+    }
+
+    /// Inodes that count as busy: open ones and every directory above one.
+    pub(super) fn busy_set(&self) -> HashSet<u64> {
+        let nodes = rlock(&self.nodes);
+        let mut busy = HashSet::new();
+        for n in nodes.values() {
+            let open = lock(&n.meta).opens > 0;
+            if !open {
+                continue;
+            }
+            let mut cur = n.ino;
+            for _ in 0..4096 {
+                if !busy.insert(cur) || cur == ROOT_INO {
+                    break;
+                }
+                let Some(p) = nodes.get(&cur) else { break };
+                cur = lock(&p.meta).parent;
+            }
+        }
+        busy
+    }
+
+    /// How a busy inode is reported: its number, owner (the backing object's, which is the owner
+    /// users see), path and the pids holding it open.
+    pub(super) fn busy_inode(&self, node: &Node) -> BusyInode {
+        let pids = lock(&node.meta).pids.clone();
+        let owner = match rustix::fs::fstat(node.fd()) {
+            Ok(st) => Some(st.st_uid),
+            Err(e) => {
+                // Unknown owner: the report shows the inode to root only.
+                tracing::debug!("busy report: {}: {e}", self.describe(node));
+                None
+            }
+        };
+        BusyInode {
+            ino: node.ino,
+            owner,
+            path: Some(self.path_of(node)),
+            pids,
+        }
+    }
+
+    /// The inodes keeping `spec` busy, as `caller` may see them (`FSCRYPTFS_IOC_BUSY_FILES`;
+    /// the rule is [`BusyReport`]'s: root sees all, anyone else its own inodes and processes).
+    pub(super) fn busy_report(&self, caller: Caller, spec: &KeySpec) -> BusyReport {
+        let busy: Vec<BusyInode> = self
+            .keyring
+            .active_inodes(spec)
+            .into_iter()
+            .map(|ino| match rlock(&self.nodes).get(&ino).cloned() {
+                Some(node) => self.busy_inode(&node),
+                None => BusyInode {
+                    ino,
+                    ..BusyInode::default()
+                },
+            })
+            .collect();
+        BusyReport::for_caller(caller, busy, &process_uids)
+    }
+
+    /// The [`InodeLocker`](fscrypt::keyring::InodeLocker): locks every listed inode that is not
+    /// busy, invalidates the kernel's caches of them (after releasing every lock), and reports the
+    /// busy ones.
+    pub(super) fn lock_inodes(&self, _spec: &KeySpec, inos: &[u64]) -> Vec<BusyInode> {
+        // RELEASE follows close() asynchronously: give handles already FLUSHed a moment to go.
+        // Nodes being evicted right now drop their references within moments: wait for them too.
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        loop {
+            // One lock at a time: `transit` is taken under the table lock elsewhere.
+            let evicting = inos.iter().any(|i| lock(&self.transit).contains(i));
+            let pending = evicting
+                || inos.iter().any(|i| {
+                    rlock(&self.nodes).get(i).is_some_and(|n| {
+                        let m = lock(&n.meta);
+                        m.opens > 0 && m.flushed >= m.opens
+                    })
+                });
+            if !pending || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let busy = self.busy_set();
+        let mut reported = Vec::new();
+        let mut dropped: Vec<(Option<Arc<InodeKey>>, Option<ActiveRef>)> = Vec::new();
+        let mut locked_dirs = HashSet::new();
+        let mut inval_inodes = Vec::new();
+        for &ino in inos {
+            let Some(node) = rlock(&self.nodes).get(&ino).cloned() else {
+                continue;
+            };
+            if busy.contains(&ino) {
+                reported.push(self.busy_inode(&node));
+                continue;
+            }
+            let mut st = wlock(&node.state);
+            if lock(&node.meta).opens > 0 {
+                // Opened since the busy set was taken (`do_open` counts an open before it
+                // takes the key): busy.
+                drop(st);
+                reported.push(self.busy_inode(&node));
+                continue;
+            }
+            if let Err(e) = self.ext_writeout_locked(&node, &mut st, true) {
+                // Accepted data that cannot be written out keeps the inode busy (SEMANTICS.md §3).
+                tracing::error!("{e}");
+                drop(st);
+                reported.push(self.busy_inode(&node));
+                continue;
+            }
+            dropped.push(st.take_keys());
+            drop(st);
+            if node.kind == Kind::Dir {
+                locked_dirs.insert(ino);
+            }
+            inval_inodes.push(ino);
+        }
+        // Entries the kernel holds by plaintext name in directories now locked.
+        let mut inval_entries = Vec::new();
+        for n in rlock(&self.nodes).values() {
+            let m = lock(&n.meta);
+            if n.ino != ROOT_INO && locked_dirs.contains(&m.parent) {
+                inval_entries.push((m.parent, m.name.clone()));
+            }
+        }
+        drop(dropped);
+        if let Some(notifier) = self.notifier.get() {
+            for (parent, name) in inval_entries {
+                if let Err(e) = notifier.inval_entry(parent, &name) {
+                    tracing::debug!("inval_entry({parent}): {e}");
+                }
+            }
+            for ino in inval_inodes {
+                if let Err(e) = notifier.inval_inode(ino) {
+                    tracing::debug!("inval_inode({ino}): {e}");
+                }
+            }
+        }
+        reported
+    }
+
+    /// The caller of a request.
+    pub(super) fn caller(req: &Creds) -> Caller {
+        Caller {
+            uid: req.uid(),
+            privileged: req.uid() == 0,
+        }
+    }
+
+    /// At the last close of a handle: if the inode's key is being removed, the inode locks itself
+    /// (drops its key and active reference; the keyring wipes the secret once nothing else holds it).
+    pub(super) fn maybe_lock_after_close(&self, node: &Node) {
+        if lock(&node.meta).opens > 0 || self.busy_set().contains(&node.ino) {
+            return;
+        }
+        {
+            let mut st = wlock(&node.state);
+            if !st.active.as_ref().is_some_and(|a| a.removal_started()) {
+                return;
+            }
+            // Re-checked under the state lock, as `lock_inodes` does: an open that raced with this
+            // close has counted itself before taking the key, so it keeps the inode unlocked (its
+            // handle must not be left without the key reference its writes need).
+            if lock(&node.meta).opens > 0 {
+                return;
+            }
+            // Per-extent files: nothing accepted may be left behind by the key (RELEASE wrote the
+            // buffer out; if that failed, try once more and stay unlocked on failure).
+            if let Err(e) = self.ext_writeout_locked(node, &mut st, true) {
+                tracing::error!("{e}");
+                return;
+            }
+            // Dropped under the state lock (node state, then keyring locks: the documented
+            // order): a removal racing with this RELEASE either finds the reference here and takes
+            // it itself, or waits for the lock and finds it gone. Dropping it after the lock left a
+            // window in which the reference was detached but still counted, and the racing
+            // removal reported a file that was already closed as busy (generic/580's loop).
+            let (key, active) = st.take_keys();
+            drop(active);
+            drop(key);
+        }
+        if let Some(n) = self.notifier.get() {
+            let _ = n.inval_inode(node.ino);
+        }
+    }
+
+    /// Key status for `spec` as `caller` sees it.
+    pub(super) fn key_status(&self, caller: Caller, spec: KeySpec) -> KeyStatus {
+        self.keyring.status(caller, spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_report_reads_the_uid_line_of_proc_status() {
+        let text = b"Name:\tcat\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t7\n\
+                     Uid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(
+            parse_status_uids(text),
+            Some(ProcessUids {
+                real: 1000,
+                effective: 0,
+                saved: 0
+            })
+        );
+        assert_eq!(parse_status_uids(b"Name:\tx\n"), None);
+        assert_eq!(parse_status_uids(b"Uid:\t1000\t0\n"), None);
+        assert_eq!(parse_status_uids(b"Uid:\t1000\tx\t0\t0\n"), None);
+        // This process exists and is ours.
+        let me = process_uids(std::process::id()).expect("own status");
+        assert_eq!(me.real, rustix::process::getuid().as_raw());
+    }
+}

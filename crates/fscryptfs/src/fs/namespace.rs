@@ -1,0 +1,411 @@
+//! Creating names: LOOKUP's entry, CREATE, MKDIR, SYMLINK, MKNOD and LINK, each new inode
+//! inheriting its directory's policy (`new_inode`) and made under a temporary name, then renamed
+//! into place.
+
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fscrypt::context::Context;
+use fscrypt::keysetup::InodeKey;
+use fscrypt::{Errno, Error, Result};
+use rustix::fs::{AtFlags, Mode};
+
+use super::backing::{new_file_header, write_dir_meta};
+use super::locks::{lock, rlock};
+use super::mount::Fs;
+use super::node::{Kind, Node, State, TransitGuard};
+use super::types::{errno, Creds, Entry};
+use crate::store::meta::{DirMeta, SymlinkTarget};
+use crate::store::names;
+use crate::store::sys_err;
+
+/// What a new inode in a directory gets: its context (inherited) and, when encrypted, its key.
+pub(super) struct NewInode<'a> {
+    pub(super) ino: u64,
+    /// The number is in transit until the node is in the table: a LOOKUP of the new name (visible
+    /// once renamed into place) waits instead of loading a second node. (Today the kernel already
+    /// keeps LOOKUP and CREATE in one directory apart — no FUSE_PARALLEL_DIROPS — so this guards
+    /// the table's invariant rather than a race seen.)
+    pub(super) transit: TransitGuard<'a>,
+    pub(super) ctx: Option<Context>,
+    /// Regular files: the header's layout byte.
+    pub(super) layout: u8,
+    /// The reference and, except for per-extent files (extent keys only), the inode's key.
+    pub(super) key: Option<(fscrypt::keyring::ActiveRef, Option<InodeKey>)>,
+}
+
+impl Fs {
+    /// Allocates an inode number and, in an encrypted directory, a context and an unlocked key for
+    /// a new inode of `kind` (ENOKEY when the key cannot be used for new inodes).
+    pub(super) fn new_inode(&self, dir: &Node, kind: Kind) -> Result<NewInode<'_>> {
+        // fscrypt_policy_to_inherit: the directory's policy, else the dummy policy if mounted with
+        // test_dummy_encryption.
+        let inherit = dir.ctx().map(|c| *c.policy()).or(self.opts.dummy_policy);
+        let ctx = match (inherit, kind) {
+            (Some(p), Kind::File | Kind::Dir | Kind::Symlink) => Some(Context::new_random(p)?),
+            _ => None,
+        };
+        let ino = self.inos.alloc()?;
+        let transit = self.claim_new_ino(ino);
+        let layout = self.new_file_layout(kind, ctx.as_ref());
+        let need = super::extent::secret_need(kind, layout);
+        let key = match &ctx {
+            Some(c) => Some(self.unlock_new(c, ino, kind, need)?),
+            None => None,
+        };
+        Ok(NewInode {
+            ino,
+            transit,
+            ctx,
+            layout,
+            key,
+        })
+    }
+
+    /// The state of a new inode, and its number's claim (for `insert_new`).
+    pub(super) fn state_for_new(ni: NewInode<'_>) -> (State, TransitGuard<'_>) {
+        let (active, key) = match ni.key {
+            Some((a, k)) => (Some(a), k.map(Arc::new)),
+            None => (None, None),
+        };
+        let state = State {
+            ctx: ni.ctx,
+            key,
+            active,
+            layout: ni.layout,
+            trimmed: true,
+            ..State::default()
+        };
+        (state, ni.transit)
+    }
+
+    pub(super) fn open_path(&self, dir: &Node, bname: &OsStr) -> Result<OwnedFd> {
+        crate::store::io::open_entry(&*dir.fd(), bname, &self.describe_child(dir, bname))
+    }
+
+    pub(super) fn rename_noreplace(&self, dir: &Node, from: &OsStr, to: &OsStr) -> Result<()> {
+        rustix::fs::renameat_with(
+            dir.fd(),
+            from,
+            dir.fd(),
+            to,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| sys_err(self.describe_child(dir, to), e))
+    }
+
+    pub(super) fn do_create(
+        &self,
+        req: &Creds,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        open: bool,
+    ) -> Result<(Arc<Node>, Option<u64>)> {
+        self.check_writable()?;
+        let dir = self.usable_node(parent)?;
+        let _g = lock(&dir.dir_lock);
+        let (bname, ct) = self.new_backing_name(&dir, name)?;
+        let ni = self.new_inode(&dir, Kind::File)?;
+        let tmp = names::tmp_name()?;
+        let what = self.describe_child(&dir, &bname);
+        let file = crate::store::io::create_new(&*dir.fd(), &tmp, mode & 0o7777, &what)?;
+        let cleanup = |e: Error| {
+            let _ = rustix::fs::unlinkat(dir.fd(), &tmp, AtFlags::empty());
+            e
+        };
+        let ext = match (ni.layout, &ni.ctx) {
+            (crate::store::meta::LAYOUT_EXTENT, Some(c)) => {
+                Some(self.create_extent_file(&file, ni.ino, c).map_err(cleanup)?)
+            }
+            _ => {
+                file.write_all_at(
+                    &new_file_header(ni.ino, ni.ctx.as_ref())
+                        [..crate::store::meta::FILE_HEADER_USED],
+                    0,
+                )
+                .and_then(|_| file.set_len(crate::store::FILE_HEADER_SIZE))
+                .map_err(|e| cleanup(crate::store::io_err(&what, e)))?;
+                None
+            }
+        };
+        self.chown_new(&dir.fd(), &tmp, self.owner_for(&dir, req))
+            .map_err(cleanup)?;
+        if let Some(ct) = &ct {
+            self.write_side_file(&dir, &bname, ct).map_err(cleanup)?;
+        }
+        self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
+        let pfd = self.open_path(&dir, &bname)?;
+        let ino = ni.ino;
+        let (mut state, transit) = Self::state_for_new(ni);
+        state.ext = ext;
+        let node = self.insert_new(pfd, ino, Kind::File, state, dir.ino, name, transit);
+        let fh = if open {
+            let key = rlock(&node.state).key.clone();
+            let _ = flags;
+            Some(self.add_handle(&node, Some(file), key, req.pid()))
+        } else {
+            None
+        };
+        Ok((node, fh))
+    }
+
+    pub(super) fn do_mkdir(
+        &self,
+        req: &Creds,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+    ) -> Result<Arc<Node>> {
+        self.check_writable()?;
+        let dir = self.usable_node(parent)?;
+        let _g = lock(&dir.dir_lock);
+        let (bname, ct) = self.new_backing_name(&dir, name)?;
+        let ni = self.new_inode(&dir, Kind::Dir)?;
+        let tmp = names::tmp_name()?;
+        let what = self.describe_child(&dir, &bname);
+        let mut mode = mode & 0o7777;
+        if rustix::fs::fstat(dir.fd()).is_ok_and(|s| s.st_mode & 0o2000 != 0) {
+            mode |= 0o2000;
+        }
+        rustix::fs::mkdirat(dir.fd(), &tmp, Mode::from_raw_mode(mode))
+            .map_err(|e| sys_err(&what, e))?;
+        let cleanup = |e: Error| {
+            let _ = rustix::fs::unlinkat(dir.fd(), tmp.clone(), AtFlags::empty()).or_else(|_| {
+                let _ = rustix::fs::unlinkat(
+                    dir.fd(),
+                    Path::new(&tmp).join(crate::store::meta::DIR_META_NAME),
+                    AtFlags::empty(),
+                );
+                rustix::fs::unlinkat(dir.fd(), &tmp, AtFlags::REMOVEDIR)
+            });
+            e
+        };
+        let nfd = self.open_path(&dir, &tmp).map_err(cleanup)?;
+        write_dir_meta(
+            &nfd,
+            &DirMeta {
+                ino: ni.ino,
+                ctx: ni.ctx,
+            },
+            &what,
+        )
+        .map_err(cleanup)?;
+        self.chown_new(&dir.fd(), &tmp, self.owner_for(&dir, req))
+            .map_err(cleanup)?;
+        if let Some(ct) = &ct {
+            self.write_side_file(&dir, &bname, ct).map_err(cleanup)?;
+        }
+        self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
+        let ino = ni.ino;
+        let (state, transit) = Self::state_for_new(ni);
+        Ok(self.insert_new(nfd, ino, Kind::Dir, state, dir.ino, name, transit))
+    }
+
+    pub(super) fn do_symlink(
+        &self,
+        req: &Creds,
+        parent: u64,
+        name: &OsStr,
+        target: &Path,
+    ) -> Result<Arc<Node>> {
+        self.check_writable()?;
+        let dir = self.usable_node(parent)?;
+        let _g = lock(&dir.dir_lock);
+        let (bname, ct) = self.new_backing_name(&dir, name)?;
+        let tbytes = target.as_os_str().as_bytes();
+        if tbytes.is_empty() {
+            return Err(errno(Errno::NOENT, "empty symlink target"));
+        }
+        let ni = self.new_inode(&dir, Kind::Symlink)?;
+        let link = match (&ni.ctx, &ni.key) {
+            (Some(c), Some((_, Some(k)))) => SymlinkTarget::Encrypted {
+                ino: ni.ino,
+                ctx: *c,
+                data: k.encrypt_symlink(tbytes)?,
+            },
+            _ => SymlinkTarget::Plain {
+                ino: ni.ino,
+                target: tbytes.to_vec(),
+            },
+        };
+        let enc = link.encode()?;
+        let what = self.describe_child(&dir, &bname);
+        if let Some(ct) = &ct {
+            self.write_side_file(&dir, &bname, ct)?;
+        }
+        rustix::fs::symlinkat(enc.as_slice(), dir.fd(), &bname).map_err(|e| sys_err(&what, e))?;
+        self.chown_new(&dir.fd(), &bname, self.owner_for(&dir, req))?;
+        let pfd = self.open_path(&dir, &bname)?;
+        let ino = ni.ino;
+        let (mut st, transit) = Self::state_for_new(ni);
+        st.link = Some(link);
+        Ok(self.insert_new(pfd, ino, Kind::Symlink, st, dir.ino, name, transit))
+    }
+
+    pub(super) fn do_mknod(
+        &self,
+        req: &Creds,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+    ) -> Result<Arc<Node>> {
+        let ft = mode & libc::S_IFMT;
+        if ft == libc::S_IFREG || ft == 0 {
+            return self
+                .do_create(req, parent, name, mode, 0, false)
+                .map(|(n, _)| n);
+        }
+        self.check_writable()?;
+        let dir = self.usable_node(parent)?;
+        let _g = lock(&dir.dir_lock);
+        let (bname, ct) = self.new_backing_name(&dir, name)?;
+        let kind = rustix::fs::FileType::from_raw_mode(mode);
+        if !matches!(
+            kind,
+            rustix::fs::FileType::Fifo
+                | rustix::fs::FileType::Socket
+                | rustix::fs::FileType::CharacterDevice
+                | rustix::fs::FileType::BlockDevice
+        ) {
+            return Err(errno(Errno::INVAL, "mknod of an unsupported file type"));
+        }
+        if let Some(ct) = &ct {
+            self.write_side_file(&dir, &bname, ct)?;
+        }
+        let what = self.describe_child(&dir, &bname);
+        // The number is recorded before the entry exists (FORMAT.md, "Special files").
+        let ino = self.inos.alloc()?;
+        self.update_specials(&dir, |r| {
+            r.set(&bname, ino);
+            true
+        })?;
+        if let Err(e) = rustix::fs::mknodat(
+            dir.fd(),
+            &bname,
+            kind,
+            Mode::from_raw_mode(mode & 0o7777),
+            u64::from(rdev),
+        ) {
+            let _ = self.update_specials(&dir, |r| r.remove(&bname));
+            return Err(sys_err(&what, e));
+        }
+        self.chown_new(&dir.fd(), &bname, self.owner_for(&dir, req))?;
+        let fd = self.open_path(&dir, &bname)?;
+        self.node_from_fd(fd, dir.ino, name, &bname, &what)
+    }
+
+    /// `fscrypt_has_permitted_context(parent, child)`.
+    pub(super) fn permitted_context(&self, dir: &Node, child: &Node) -> bool {
+        if matches!(child.kind, Kind::Special(_)) {
+            return true;
+        }
+        let Some(pc) = dir.ctx() else { return true };
+        match child.ctx() {
+            None => false,
+            Some(cc) => pc.policy() == cc.policy(),
+        }
+    }
+
+    pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Arc<Node>> {
+        self.check_writable()?;
+        let node = self.node(ino)?;
+        let dir = self.usable_node(newparent)?;
+        if node.kind == Kind::Dir {
+            return Err(errno(Errno::PERM, "hard link to a directory"));
+        }
+        let _g = lock(&dir.dir_lock);
+        let (bname, ct) = self.new_backing_name(&dir, newname)?;
+        if !self.permitted_context(&dir, &node) {
+            return Err(errno(Errno::XDEV, "link across encryption policies"));
+        }
+        if let Some(ct) = &ct {
+            self.write_side_file(&dir, &bname, ct)?;
+        }
+        let what = self.describe_child(&dir, &bname);
+        if matches!(node.kind, Kind::Special(_)) {
+            let ino = node.ino;
+            self.update_specials(&dir, |r| {
+                r.set(&bname, ino);
+                true
+            })?;
+        }
+        rustix::fs::linkat(node.fd(), "", dir.fd(), &bname, AtFlags::EMPTY_PATH)
+            .or_else(|_| {
+                rustix::fs::linkat(
+                    rustix::fs::CWD,
+                    node.proc_path(),
+                    dir.fd(),
+                    &bname,
+                    AtFlags::SYMLINK_FOLLOW,
+                )
+            })
+            .map_err(|e| sys_err(&what, e))?;
+        {
+            let mut m = lock(&node.meta);
+            m.lookups += 1;
+            m.parent = dir.ino;
+            m.name = newname.to_os_string();
+        }
+        Ok(node)
+    }
+
+    /// LOOKUP: the child's entry (its lookup counted; given back if its attributes fail).
+    pub(super) fn do_lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
+        let dir = self.usable_node(parent)?;
+        let node = self.lookup_child(&dir, name)?;
+        let attr = match self.attr(&node) {
+            Ok(a) => a,
+            Err(e) => {
+                self.forget(node.ino, 1);
+                return Err(e);
+            }
+        };
+        Ok(Entry {
+            attr,
+            attr_ttl: self.attr_ttl(&node),
+            entry_ttl: self.entry_ttl(&dir),
+        })
+    }
+
+    /// The entry of a node just made in `parent` (MKNOD, MKDIR, SYMLINK, LINK).
+    pub(super) fn new_entry(&self, parent: u64, node: &Arc<Node>) -> Result<Entry> {
+        let attr = self.attr(node)?;
+        let entry_ttl = match self.node(parent) {
+            Ok(d) => self.entry_ttl(&d),
+            Err(_) => Duration::ZERO,
+        };
+        Ok(Entry {
+            attr,
+            attr_ttl: self.attr_ttl(node),
+            entry_ttl,
+        })
+    }
+
+    /// CREATE: the new file's entry and its open handle.
+    pub(super) fn do_create_open(
+        &self,
+        req: &Creds,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Entry, u64)> {
+        let (node, fh) = self.do_create(req, parent, name, mode, flags, true)?;
+        let attr = self.attr(&node)?;
+        let dir = self.usable_node(parent)?;
+        let entry = Entry {
+            attr,
+            attr_ttl: self.attr_ttl(&node),
+            entry_ttl: self.entry_ttl(&dir),
+        };
+        Ok((entry, fh.unwrap_or(0)))
+    }
+}

@@ -1,0 +1,416 @@
+//! Nodes and the inode table: `Node` (an inode the kernel knows: its `O_PATH` descriptor, kind,
+//! per-inode `State` and counts), the table with its lookup counts, FORGET and eviction, the
+//! "transit" set of numbers between the table and the outside, and stable inode numbers.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, RwLock};
+
+use fscrypt::context::Context;
+use fscrypt::keyring::ActiveRef;
+use fscrypt::keysetup::{InodeKey, InodeKind};
+use fscrypt::{Errno, Error, Result};
+
+use super::extent;
+use super::locks::{lock, rlock, wlock};
+use super::mount::Fs;
+use super::types::{errno, FileType};
+use crate::store::config::ROOT_INO;
+use crate::store::meta::SymlinkTarget;
+
+/// What kind of inode a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Regular file (with a 4096-byte header).
+    File,
+    /// Directory (with `.fscryptfs.dir`).
+    Dir,
+    /// Symlink (target in our backing form).
+    Symlink,
+    /// FIFO, socket or device: never encrypted.
+    Special(FileType),
+}
+
+impl Kind {
+    pub(super) fn file_type(self) -> FileType {
+        match self {
+            Kind::File => FileType::RegularFile,
+            Kind::Dir => FileType::Directory,
+            Kind::Symlink => FileType::Symlink,
+            Kind::Special(t) => t,
+        }
+    }
+    pub(super) fn inode_kind(self) -> InodeKind {
+        match self {
+            Kind::Dir => InodeKind::Directory,
+            Kind::Symlink => InodeKind::Symlink,
+            _ => InodeKind::Regular,
+        }
+    }
+}
+
+/// Key-related and size state of one inode, under the node's `state` lock.
+#[derive(Default)]
+pub(super) struct State {
+    /// The fscrypt context, for encrypted inodes.
+    pub(super) ctx: Option<Context>,
+    /// The inode's key while unlocked.
+    pub(super) key: Option<Arc<InodeKey>>,
+    /// Its hold on the master key while unlocked.
+    pub(super) active: Option<ActiveRef>,
+    /// Regular files: the logical size (authoritative while the node is cached; for the per-extent
+    /// layout it includes buffered writes).
+    pub(super) size: u64,
+    /// Regular files: the header's layout byte (0 for a damaged header).
+    pub(super) layout: u8,
+    /// Per-extent regular files: the opened log and the write buffer (`extent`).
+    pub(super) ext: Option<extent::ExtState>,
+    /// The size changed and the header does not say so yet.
+    pub(super) size_dirty: bool,
+    /// The backing file was trimmed of any stale tail beyond the last data unit (once per mount).
+    pub(super) trimmed: bool,
+    /// Symlinks: the backing target, parsed.
+    pub(super) link: Option<SymlinkTarget>,
+    /// Regular files, directories and symlinks whose stored metadata (header, `.fscryptfs.dir`,
+    /// backing target) cannot be parsed: why (naming the backing path). Such a node exists so the
+    /// entry can be looked up, stat'ed, renamed and deleted; opening it, reading the link, and any
+    /// operation inside the directory give EUCLEAN.
+    pub(super) corrupt: Option<String>,
+}
+
+impl State {
+    /// The state of an entry whose stored metadata is damaged (`e` says how).
+    pub(super) fn corrupt(e: &Error) -> State {
+        State {
+            corrupt: Some(e.message().to_string()),
+            ..State::default()
+        }
+    }
+
+    /// Locks the inode: takes its key and reference (the caller drops them) and drops every
+    /// extent key cached under that reference.
+    pub(super) fn take_keys(&mut self) -> (Option<Arc<InodeKey>>, Option<ActiveRef>) {
+        if let Some(e) = self.ext.as_mut() {
+            e.drop_keys();
+        }
+        (self.key.take(), self.active.take())
+    }
+}
+
+impl Node {
+    /// A node the kernel has just learnt of (lookup count 1) as `name` in directory `parent`.
+    pub(super) fn looked_up(
+        ino: u64,
+        kind: Kind,
+        fd: OwnedFd,
+        state: State,
+        parent: u64,
+        name: &OsStr,
+    ) -> Arc<Node> {
+        Arc::new(Node {
+            ino,
+            kind,
+            fd: RwLock::new(Arc::new(fd)),
+            state: RwLock::new(state),
+            meta: Mutex::new(Meta {
+                lookups: 1,
+                parent,
+                name: name.to_os_string(),
+                ..Meta::default()
+            }),
+            dir_lock: Mutex::new(()),
+        })
+    }
+}
+
+/// Bookkeeping of one inode, under the node's `meta` lock.
+#[derive(Default)]
+pub(super) struct Meta {
+    /// The kernel's lookup count.
+    pub(super) lookups: u64,
+    /// Open handles (files and directories).
+    pub(super) opens: u32,
+    /// Handles FLUSHed but not yet RELEASEd (the application probably closed them).
+    pub(super) flushed: u32,
+    /// Last known parent and name (for paths in busy reports and cache invalidation).
+    pub(super) parent: u64,
+    pub(super) name: OsString,
+    /// Processes that opened handles.
+    pub(super) pids: Vec<u32>,
+}
+
+/// One inode the daemon knows.
+pub struct Node {
+    pub(super) ino: u64,
+    pub(super) kind: Kind,
+    /// `O_PATH | O_NOFOLLOW` descriptor of the backing object. Swapped only by compaction of a
+    /// per-extent file (`extent::compact`, under the parent's `dir_lock` and this node's `state`
+    /// write lock); a leaf lock, held only to clone the `Arc`.
+    pub(super) fd: RwLock<Arc<OwnedFd>>,
+    pub(super) state: RwLock<State>,
+    pub(super) meta: Mutex<Meta>,
+    /// Serializes entry changes in a directory.
+    pub(super) dir_lock: Mutex<()>,
+}
+
+impl Node {
+    /// The current backing descriptor.
+    pub(super) fn fd(&self) -> Arc<OwnedFd> {
+        Arc::clone(&rlock(&self.fd))
+    }
+
+    /// A `/proc/self/fd` path of the backing object. The descriptor behind it lives as long as
+    /// the node's current one: callers use it at once.
+    pub(super) fn proc_path(&self) -> String {
+        format!("/proc/self/fd/{}", rlock(&self.fd).as_raw_fd())
+    }
+
+    pub(super) fn is_encrypted(&self) -> bool {
+        rlock(&self.state).ctx.is_some()
+    }
+
+    pub(super) fn ctx(&self) -> Option<Context> {
+        rlock(&self.state).ctx
+    }
+}
+
+/// What `Fs::claim_ino` found.
+pub(super) enum Claim<'a> {
+    /// The node in the table (its lookup count raised).
+    Cached(Arc<Node>),
+    /// The number is the caller's to load and insert; dropping the guard ends the claim.
+    Ours(TransitGuard<'a>),
+}
+
+/// A number in `Fs::transit`, taken out again (and its waiters woken) on drop.
+pub(super) struct TransitGuard<'a> {
+    pub(super) fs: &'a Fs,
+    pub(super) ino: u64,
+}
+
+impl Drop for TransitGuard<'_> {
+    fn drop(&mut self) {
+        self.fs.end_transit(self.ino);
+    }
+}
+
+/// EUCLEAN for a node whose stored metadata is damaged.
+pub(super) fn check_usable(node: &Node) -> Result<()> {
+    match &rlock(&node.state).corrupt {
+        Some(why) => Err(Error::corrupt(why.clone())),
+        None => Ok(()),
+    }
+}
+
+/// The node of `ino` in the (locked) table, with its lookup count raised and its name updated.
+pub(super) fn cached_lookup(
+    nodes: &HashMap<u64, Arc<Node>>,
+    ino: u64,
+    kind: Kind,
+    parent: u64,
+    name: &OsStr,
+    what: &str,
+) -> Result<Option<Arc<Node>>> {
+    let Some(node) = nodes.get(&ino) else {
+        return Ok(None);
+    };
+    if node.kind != kind {
+        return Err(Error::corrupt(format!(
+            "{what}: inode number {ino} is used by two objects of different types"
+        )));
+    }
+    let mut m = lock(&node.meta);
+    m.lookups += 1;
+    if ino != ROOT_INO {
+        m.parent = parent;
+        m.name = name.to_os_string();
+    }
+    drop(m);
+    Ok(Some(Arc::clone(node)))
+}
+
+impl Node {
+    /// The directory descriptor for `*at` calls (an `O_PATH` descriptor works for them).
+    pub(super) fn fd_dir(&self) -> Result<Arc<OwnedFd>> {
+        if self.kind != Kind::Dir {
+            return Err(errno(Errno::NOTDIR, "not a directory"));
+        }
+        Ok(self.fd())
+    }
+}
+
+impl Fs {
+    pub(super) fn node(&self, ino: u64) -> Result<Arc<Node>> {
+        rlock(&self.nodes)
+            .get(&ino)
+            .cloned()
+            .ok_or_else(|| errno(Errno::STALE, format!("inode {ino} is not known")))
+    }
+
+    /// The node of an operation that needs its stored metadata — working inside a directory
+    /// (whose context says how its names are stored), policy and nonce ioctls: EUCLEAN when that
+    /// metadata is damaged.
+    pub(super) fn usable_node(&self, ino: u64) -> Result<Arc<Node>> {
+        let node = self.node(ino)?;
+        check_usable(&node)?;
+        Ok(node)
+    }
+
+    /// The lookup side of the node table: the cached node of `ino` with its lookup count raised
+    /// (under the table lock, so a concurrent FORGET cannot evict it in between), or the number
+    /// claimed for the caller to load and insert. While the number is in transit (being loaded by
+    /// another lookup, or its evicted node still dropping its references) this waits: two nodes of
+    /// one inode would mean two logs appending to one backing file.
+    pub(super) fn claim_ino(
+        &self,
+        ino: u64,
+        kind: Kind,
+        parent: u64,
+        name: &OsStr,
+        what: &str,
+    ) -> Result<Claim<'_>> {
+        loop {
+            let nodes = wlock(&self.nodes);
+            if let Some(node) = cached_lookup(&nodes, ino, kind, parent, name, what)? {
+                return Ok(Claim::Cached(node));
+            }
+            let mut transit = lock(&self.transit);
+            if transit.insert(ino) {
+                return Ok(Claim::Ours(TransitGuard { fs: self, ino }));
+            }
+            drop(nodes);
+            // Woken when any number leaves transit; the table is looked at again.
+            drop(
+                self.transit_done
+                    .wait(transit)
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+        }
+    }
+
+    /// Claims a newly allocated number until its node is inserted (`insert_new`).
+    pub(super) fn claim_new_ino(&self, ino: u64) -> TransitGuard<'_> {
+        lock(&self.transit).insert(ino);
+        TransitGuard { fs: self, ino }
+    }
+
+    /// Takes `ino` out of transit and wakes the lookups waiting for it.
+    pub(super) fn end_transit(&self, ino: u64) {
+        lock(&self.transit).remove(&ino);
+        self.transit_done.notify_all();
+    }
+
+    /// Records the stable number of a backing object (for readdir).
+    pub(super) fn remember_ino(&self, st: &rustix::fs::Stat, ino: u64) {
+        lock(&self.known).insert((st.st_dev, st.st_ino), ino);
+    }
+
+    /// The number of a backing object without a stored one, assigned once per mount.
+    pub(super) fn per_mount_ino(&self, st: &rustix::fs::Stat) -> Result<u64> {
+        let key = (st.st_dev, st.st_ino);
+        let mut known = lock(&self.known);
+        if let Some(i) = known.get(&key) {
+            return Ok(*i);
+        }
+        let i = self.inos.alloc()?;
+        known.insert(key, i);
+        Ok(i)
+    }
+
+    /// The stable number readdir reports for backing entry (dev, d_ino), if seen this mount.
+    pub(super) fn known_ino(&self, dev: u64, backing_ino: u64) -> Option<u64> {
+        lock(&self.known).get(&(dev, backing_ino)).copied()
+    }
+
+    /// Forgets a backing object that is being deleted (its backing number may be reused).
+    pub(super) fn forget_backing(&self, st: &rustix::fs::Stat) {
+        if st.st_nlink <= 1 || rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() {
+            lock(&self.known).remove(&(st.st_dev, st.st_ino));
+        }
+    }
+
+    /// Inserts a node just created (lookup count 1), then ends its number's claim.
+    #[allow(clippy::too_many_arguments)] // a node's parts, and the claim it ends
+    pub(super) fn insert_new(
+        &self,
+        fd: OwnedFd,
+        ino: u64,
+        kind: Kind,
+        state: State,
+        parent: u64,
+        name: &OsStr,
+        transit: TransitGuard<'_>,
+    ) -> Arc<Node> {
+        if let Ok(st) = rustix::fs::fstat(&fd) {
+            self.remember_ino(&st, ino);
+        }
+        let node = Node::looked_up(ino, kind, fd, state, parent, name);
+        wlock(&self.nodes).insert(ino, Arc::clone(&node));
+        drop(transit);
+        node
+    }
+
+    pub(super) fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut nodes = wlock(&self.nodes);
+        let Some(node) = nodes.get(&ino).cloned() else {
+            return;
+        };
+        let drop_it = {
+            let mut m = lock(&node.meta);
+            m.lookups = m.lookups.saturating_sub(n);
+            m.lookups == 0 && m.opens == 0
+        };
+        if drop_it {
+            nodes.remove(&ino);
+            lock(&self.transit).insert(ino);
+        }
+        drop(nodes);
+        if drop_it {
+            self.finish_eviction(&node);
+        }
+    }
+
+    /// The second half of evicting a node already taken out of the table (and listed in
+    /// `transit`): writes a dirty size, drops its key and `ActiveRef` now (not whenever the last
+    /// `Arc` goes), then unlists it. A key removal that cannot find the node in the table waits for
+    /// this, so it never counts a reference that is on its way out as busy.
+    pub(super) fn finish_eviction(&self, node: &Node) {
+        if node.kind == Kind::File {
+            if let Err(e) = self.flush_size(node, None, false) {
+                tracing::error!("{e}");
+            }
+        }
+        {
+            let mut st = wlock(&node.state);
+            let (key, active) = st.take_keys();
+            drop(active);
+            drop(key);
+        }
+        self.end_transit(node.ino);
+    }
+
+    /// The path of a node from the mount root, as far as known.
+    pub(super) fn path_of(&self, node: &Node) -> String {
+        let mut parts = Vec::new();
+        let mut cur = node.ino;
+        let nodes = rlock(&self.nodes);
+        for _ in 0..4096 {
+            if cur == ROOT_INO {
+                break;
+            }
+            let Some(n) = nodes.get(&cur) else {
+                parts.push("?".to_string());
+                break;
+            };
+            let m = lock(&n.meta);
+            parts.push(m.name.to_string_lossy().into_owned());
+            cur = m.parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+}

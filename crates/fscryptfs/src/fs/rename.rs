@@ -1,0 +1,261 @@
+//! Removing and moving names: UNLINK, RMDIR (with the emptiness check as the user sees the
+//! directory) and RENAME (with RENAME_NOREPLACE and RENAME_EXCHANGE, and fscrypt's rule that a
+//! name may only move under the same policy).
+
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+
+use fscrypt::{Errno, Result};
+use rustix::fs::AtFlags;
+
+use super::locks::lock;
+use super::mount::Fs;
+use super::node::{Kind, Node};
+use super::types::errno;
+use crate::store::names;
+use crate::store::sys_err;
+
+impl Fs {
+    pub(super) fn do_unlink(&self, parent: u64, name: &OsStr, is_dir: bool) -> Result<()> {
+        self.check_writable()?;
+        let dir = self.usable_node(parent)?;
+        let _g = lock(&dir.dir_lock);
+        let (bname, _) = self.backing_name(&dir, name)?;
+        let what = self.describe_child(&dir, &bname);
+        if !is_dir {
+            let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| sys_err(&what, e))?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+                return Err(errno(Errno::ISDIR, "is a directory"));
+            }
+            rustix::fs::unlinkat(dir.fd(), &bname, AtFlags::empty())
+                .map_err(|e| sys_err(&what, e))?;
+            self.forget_backing(&st);
+            if !matches!(
+                rustix::fs::FileType::from_raw_mode(st.st_mode),
+                rustix::fs::FileType::RegularFile | rustix::fs::FileType::Symlink
+            ) {
+                self.update_specials(&dir, |r| r.remove(&bname))?;
+            }
+        } else {
+            let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| sys_err(&what, e))?;
+            self.remove_dir_entry(&dir, &bname)?;
+            self.forget_backing(&st);
+        }
+        self.remove_side_file(&dir.fd(), &bname);
+        Ok(())
+    }
+
+    /// Is the backing directory `fd` empty apart from our own files?
+    pub(super) fn user_empty(&self, fd: &OwnedFd, what: &str) -> Result<bool> {
+        let dfd = crate::store::io::open_listing(fd, what)?;
+        let d = rustix::fs::Dir::new(dfd).map_err(|e| sys_err(what, e))?;
+        for ent in d {
+            let ent = ent.map_err(|e| sys_err(what, e))?;
+            let n = ent.file_name().to_bytes();
+            if n == b"." || n == b".." || names::is_reserved(n) {
+                continue;
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Removes the (user-empty) directory entry `bname` of `dir`: moved aside to a temporary name
+    /// first, so a crash never leaves a visible directory without its metadata.
+    pub(super) fn remove_dir_entry(&self, dir: &Node, bname: &OsStr) -> Result<()> {
+        let what = self.describe_child(dir, bname);
+        let cfd = crate::store::io::open_subdir(&*dir.fd(), bname, &what)?;
+        if !self.user_empty(&cfd, &what)? {
+            return Err(errno(Errno::NOTEMPTY, "directory not empty"));
+        }
+        let tmp = names::tmp_name()?;
+        rustix::fs::renameat_with(
+            dir.fd(),
+            bname,
+            dir.fd(),
+            &tmp,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| sys_err(&what, e))?;
+        self.purge_dir(&dir.fd(), &tmp, &what)
+    }
+
+    /// Deletes a directory whose remaining entries are all ours.
+    pub(super) fn purge_dir(&self, parent: &OwnedFd, name: &OsStr, what: &str) -> Result<()> {
+        let dfd = crate::store::io::open_subdir_listing(parent, name, what)?;
+        let mut ours = Vec::new();
+        {
+            let d = rustix::fs::Dir::read_from(&dfd).map_err(|e| sys_err(what, e))?;
+            for ent in d {
+                let ent = ent.map_err(|e| sys_err(what, e))?;
+                let n = ent.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    ours.push((OsStr::from_bytes(n).to_os_string(), ent.file_type()));
+                }
+            }
+        }
+        for (n, t) in ours {
+            if t == rustix::fs::FileType::Directory {
+                self.purge_dir(&dfd, &n, what)?;
+            } else {
+                rustix::fs::unlinkat(&dfd, &n, AtFlags::empty()).map_err(|e| sys_err(what, e))?;
+            }
+        }
+        rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(|e| sys_err(what, e))
+    }
+
+    pub(super) fn do_rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if flags & libc::RENAME_WHITEOUT != 0 {
+            return Err(errno(Errno::INVAL, "RENAME_WHITEOUT is not supported"));
+        }
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        let odir = self.usable_node(parent)?;
+        let ndir = self.usable_node(newparent)?;
+        // Lock both directories, in inode order.
+        let (_g1, _g2) = if odir.ino == ndir.ino {
+            (Some(lock(&odir.dir_lock)), None)
+        } else if odir.ino < ndir.ino {
+            let a = lock(&odir.dir_lock);
+            (Some(a), Some(lock(&ndir.dir_lock)))
+        } else {
+            let b = lock(&ndir.dir_lock);
+            (Some(lock(&odir.dir_lock)), Some(b))
+        };
+        // fscrypt_prepare_rename: both directories' keys.
+        self.require_dir_key(&odir)?;
+        self.require_dir_key(&ndir)?;
+        let (obname, _) = self.backing_name(&odir, name)?;
+        let (nbname, nct) = self.new_backing_name(&ndir, newname)?;
+        let owhat = self.describe_child(&odir, &obname);
+        let ofd = self.open_path(&odir, &obname)?;
+        let src = self.node_from_fd(ofd, odir.ino, name, &obname, &owhat)?;
+        let res = (|| {
+            let nwhat = self.describe_child(&ndir, &nbname);
+            let dst = match crate::store::io::open_object(&*ndir.fd(), &nbname, &nwhat)? {
+                Some(fd) => Some(self.node_from_fd(fd, ndir.ino, newname, &nbname, &nwhat)?),
+                None => None,
+            };
+            let res = (|| {
+                if odir.ino != ndir.ino {
+                    if !self.permitted_context(&ndir, &src) {
+                        return Err(errno(Errno::XDEV, "rename across encryption policies"));
+                    }
+                    if exchange {
+                        if let Some(d) = &dst {
+                            if !self.permitted_context(&odir, d) {
+                                return Err(errno(
+                                    Errno::XDEV,
+                                    "exchange across encryption policies",
+                                ));
+                            }
+                        }
+                    }
+                }
+                if exchange {
+                    if dst.is_none() {
+                        return Err(errno(Errno::NOENT, "exchange target does not exist"));
+                    }
+                    // Names stay where they are: side files stay valid.
+                    rustix::fs::renameat_with(
+                        odir.fd(),
+                        &obname,
+                        ndir.fd(),
+                        &nbname,
+                        rustix::fs::RenameFlags::EXCHANGE,
+                    )
+                    .map_err(|e| sys_err(&owhat, e))?;
+                    // Special-file numbers follow their objects.
+                    let at = |n: &Node| matches!(n.kind, Kind::Special(_)).then_some(n.ino);
+                    let (s_ino, d_ino) = (at(&src), dst.as_deref().and_then(at));
+                    self.update_specials(&odir, |r| match d_ino {
+                        Some(i) => {
+                            r.set(&obname, i);
+                            true
+                        }
+                        None => r.remove(&obname),
+                    })?;
+                    self.update_specials(&ndir, |r| match s_ino {
+                        Some(i) => {
+                            r.set(&nbname, i);
+                            true
+                        }
+                        None => r.remove(&nbname),
+                    })?;
+                    return Ok(());
+                }
+                if let Some(d) = &dst {
+                    if noreplace {
+                        return Err(errno(Errno::EXIST, "target exists"));
+                    }
+                    if Arc::ptr_eq(d, &src) {
+                        return Ok(());
+                    }
+                    match (src.kind == Kind::Dir, d.kind == Kind::Dir) {
+                        (true, false) => {
+                            return Err(errno(Errno::NOTDIR, "target is not a directory"))
+                        }
+                        (false, true) => return Err(errno(Errno::ISDIR, "target is a directory")),
+                        (true, true) => self.remove_dir_entry(&ndir, &nbname)?,
+                        _ => {}
+                    }
+                }
+                if let Some(ct) = &nct {
+                    self.write_side_file(&ndir, &nbname, ct)?;
+                }
+                let replaced = dst.as_ref().and_then(|d| rustix::fs::fstat(d.fd()).ok());
+                let src_special = matches!(src.kind, Kind::Special(_));
+                if src_special {
+                    let ino = src.ino;
+                    self.update_specials(&ndir, |r| {
+                        r.set(&nbname, ino);
+                        true
+                    })?;
+                }
+                let fl = if noreplace {
+                    rustix::fs::RenameFlags::NOREPLACE
+                } else {
+                    rustix::fs::RenameFlags::empty()
+                };
+                rustix::fs::renameat_with(odir.fd(), &obname, ndir.fd(), &nbname, fl)
+                    .map_err(|e| sys_err(&owhat, e))?;
+                if let Some(st) = &replaced {
+                    self.forget_backing(st);
+                }
+                if src_special {
+                    self.update_specials(&odir, |r| r.remove(&obname))?;
+                } else if dst
+                    .as_ref()
+                    .is_some_and(|d| matches!(d.kind, Kind::Special(_)))
+                {
+                    self.update_specials(&ndir, |r| r.remove(&nbname))?;
+                }
+                if odir.ino != ndir.ino || obname != nbname {
+                    self.remove_side_file(&odir.fd(), &obname);
+                }
+                let mut m = lock(&src.meta);
+                m.parent = ndir.ino;
+                m.name = newname.to_os_string();
+                Ok(())
+            })();
+            if let Some(d) = dst {
+                self.forget(d.ino, 1);
+            }
+            res
+        })();
+        self.forget(src.ino, 1);
+        res
+    }
+}
