@@ -271,7 +271,10 @@ pub fn serve(
             writeback_cache: !opts.read_only
                 && removal == RemovalMode::Soft
                 && !opts.no_writeback_cache,
-            commit: match opts.commit.unwrap_or(super::writeout::COMMIT_DEFAULT) {
+            commit: match opts
+                .commit
+                .unwrap_or(super::contents::writeout::COMMIT_DEFAULT)
+            {
                 0 => None,
                 n => Some(std::time::Duration::from_secs(n)),
             },

@@ -18,7 +18,7 @@ use fscrypt::keysetup::{InodeKey, InodeParams};
 use fscrypt::policy::KeySpec;
 use fscrypt::{Errno, Error, Result};
 
-use super::extent;
+use super::contents;
 use super::locks::{lock, rlock, wlock};
 use super::mount::Fs;
 use super::node::{Kind, Node};
@@ -88,7 +88,7 @@ impl Fs {
         let Some(ctx) = st.ctx else {
             return Ok(None);
         };
-        let need = extent::secret_need(node.kind, st.layout);
+        let need = contents::secret_need(node.kind, st.layout);
         let (active, key) = self.unlock_new(&ctx, node.ino, node.kind, need)?;
         let key = key.map(Arc::new);
         st.key = key.clone();

@@ -29,9 +29,8 @@
 
 mod attr;
 mod backing;
+mod contents;
 pub mod daemon;
-mod data;
-mod extent;
 mod fuse;
 mod handles;
 mod ioctl;
@@ -43,6 +42,5 @@ mod namespace;
 mod node;
 mod rename;
 mod types;
-mod writeout;
 
 pub use backing::init_root;

@@ -12,11 +12,11 @@ use fscrypt::policy::FsParams;
 use fscrypt::{Errno, Error, Result};
 
 use super::backing::read_dir_meta;
+use super::contents;
 use super::handles::Handle;
 use super::locks::rlock;
 use super::node::{Kind, Meta, Node, State};
 use super::types::{errno, KernelCache};
-use super::writeout;
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
 use crate::store::meta::DIR_META_NAME;
@@ -50,8 +50,8 @@ pub struct Fs {
     pub(super) opts: FsOptions,
     /// The node table (shared, weakly, with the writeout thread).
     pub(super) nodes: Arc<RwLock<HashMap<u64, Arc<Node>>>>,
-    /// Bytes buffered by per-extent files, all together (`writeout`).
-    pub(super) budget: Arc<writeout::Budget>,
+    /// Bytes buffered by per-extent files, all together (`contents::budget`).
+    pub(super) budget: Arc<contents::Budget>,
     /// Stable inode numbers by backing identity (st_dev, st_ino), for every object seen this mount:
     /// readdir reports them without opening entries. For special files and regular files with a
     /// corrupt header (no stored number) it is where their per-mount number is assigned.
@@ -114,7 +114,7 @@ impl Fs {
             inos,
             opts,
             nodes: Arc::new(RwLock::new(nodes)),
-            budget: Arc::new(writeout::Budget::default()),
+            budget: Arc::new(contents::Budget::default()),
             known: Mutex::new(HashMap::new()),
             handles: RwLock::new(HashMap::new()),
             transit: Mutex::new(HashSet::new()),
@@ -130,9 +130,9 @@ impl Fs {
         self.opts.writeback_cache
     }
 
-    /// Starts the background writeout of per-extent buffers (`writeout`: age and memory).
+    /// Starts the background writeout of per-extent buffers (`contents::writeout`: age and memory).
     pub fn start_writeout(&self) -> Result<()> {
-        writeout::start(
+        contents::writeout::start(
             Arc::downgrade(&self.nodes),
             Arc::clone(&self.budget),
             self.opts.commit,

@@ -53,7 +53,7 @@ impl Fs {
         let ino = self.inos.alloc()?;
         let transit = self.claim_new_ino(ino);
         let layout = self.new_file_layout(kind, ctx.as_ref());
-        let need = super::extent::secret_need(kind, layout);
+        let need = super::contents::secret_need(kind, layout);
         let key = match &ctx {
             Some(c) => Some(self.unlock_new(c, ino, kind, need)?),
             None => None,

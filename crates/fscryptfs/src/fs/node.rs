@@ -12,7 +12,7 @@ use fscrypt::keyring::ActiveRef;
 use fscrypt::keysetup::{InodeKey, InodeKind};
 use fscrypt::{Errno, Error, Result};
 
-use super::extent;
+use super::contents;
 use super::locks::{lock, rlock, wlock};
 use super::mount::Fs;
 use super::types::{errno, FileType};
@@ -64,8 +64,8 @@ pub(super) struct State {
     pub(super) size: u64,
     /// Regular files: the header's layout byte (0 for a damaged header).
     pub(super) layout: u8,
-    /// Per-extent regular files: the opened log and the write buffer (`extent`).
-    pub(super) ext: Option<extent::ExtState>,
+    /// Per-extent regular files: the opened log and the write buffer (`contents::per_extent`).
+    pub(super) ext: Option<contents::ExtState>,
     /// The size changed and the header does not say so yet.
     pub(super) size_dirty: bool,
     /// The backing file was trimmed of any stale tail beyond the last data unit (once per mount).
@@ -145,8 +145,8 @@ pub struct Node {
     pub(super) ino: u64,
     pub(super) kind: Kind,
     /// `O_PATH | O_NOFOLLOW` descriptor of the backing object. Swapped only by compaction of a
-    /// per-extent file (`extent::compact`, under the parent's `dir_lock` and this node's `state`
-    /// write lock); a leaf lock, held only to clone the `Arc`.
+    /// per-extent file (`ext_compact` in `contents::per_extent`, under the parent's `dir_lock` and
+    /// this node's `state` write lock); a leaf lock, held only to clone the `Arc`.
     pub(super) fd: RwLock<Arc<OwnedFd>>,
     pub(super) state: RwLock<State>,
     pub(super) meta: Mutex<Meta>,

@@ -1,4 +1,5 @@
-//! Contents of regular files in the per-file-key layout: the kernel's ciphertext, in place.
+//! Contents of regular files in the per-file-key layout ([`PerFile`]): the kernel's ciphertext,
+//! in place.
 //!
 //! Data unit `i` of a file lives at backing offset `4096 + i * du` and is exactly what the kernel
 //! would store for it (`InodeKey::encrypt_data_unit(i, ..)` with the file's own key and IVs); the
@@ -21,10 +22,11 @@ use std::sync::Arc;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 
-use super::locks::{rlock, wlock};
-use super::mount::Fs;
-use super::node::{Kind, Node, State};
-use super::types::errno;
+use super::layout::{Contents, FileIo};
+use crate::fs::locks::{rlock, wlock};
+use crate::fs::mount::Fs;
+use crate::fs::node::{Node, State};
+use crate::fs::types::errno;
 use crate::store::meta::FileHeader;
 use crate::store::read_full_at;
 use crate::store::{io_err, FILE_HEADER_SIZE};
@@ -34,13 +36,13 @@ fn unit_size(key: Option<&InodeKey>) -> u64 {
     key.map_or(4096, |k| k.data_unit_size() as u64)
 }
 
-fn round_up(x: u64, du: u64) -> u64 {
+pub(super) fn round_up(x: u64, du: u64) -> u64 {
     x.div_ceil(du) * du
 }
 
 impl Fs {
     /// Reads `len` bytes at `off` through a handle's key.
-    pub(super) fn read_data(
+    fn pf_read(
         &self,
         node: &Node,
         file: &File,
@@ -48,9 +50,6 @@ impl Fs {
         off: u64,
         len: u32,
     ) -> Result<Vec<u8>> {
-        if self.is_extent(node) {
-            return self.ext_read(node, off, len);
-        }
         let st = rlock(&node.state);
         let size = st.size;
         if off >= size || len == 0 {
@@ -79,7 +78,7 @@ impl Fs {
     }
 
     /// Writes `data` at `off` (the caller checked permission and `prepare_write`).
-    pub(super) fn write_data(
+    fn pf_write(
         &self,
         node: &Node,
         file: &File,
@@ -87,9 +86,6 @@ impl Fs {
         off: u64,
         data: &[u8],
     ) -> Result<()> {
-        if self.is_extent(node) {
-            return self.ext_write(node, off, data);
-        }
         if data.is_empty() {
             return Ok(());
         }
@@ -232,16 +228,13 @@ impl Fs {
     }
 
     /// Changes the size (truncate / ftruncate / O_TRUNC / fallocate growth).
-    pub(super) fn set_size(
+    fn pf_set_size(
         &self,
         node: &Node,
         file: &File,
         key: Option<&InodeKey>,
         new: u64,
     ) -> Result<()> {
-        if self.is_extent(node) {
-            return self.ext_set_size(node, new);
-        }
         if new > self.fsp.max_file_size {
             return Err(errno(Errno::FBIG, "size beyond the maximum file size"));
         }
@@ -282,48 +275,17 @@ impl Fs {
         Ok(())
     }
 
-    /// fallocate mode 0 and FALLOC_FL_KEEP_SIZE.
-    pub(super) fn allocate(
+    /// fallocate mode 0 and FALLOC_FL_KEEP_SIZE over `[off, end)`: the backing range is
+    /// allocated (zeros read as holes), and the size grows unless `keep_size`.
+    fn pf_allocate(
         &self,
         node: &Node,
         file: &File,
         key: Option<&InodeKey>,
         off: u64,
-        len: u64,
-        mode: i32,
+        end: u64,
+        keep_size: bool,
     ) -> Result<()> {
-        const KEEP_SIZE: i32 = 0x01;
-        const PUNCH_HOLE: i32 = 0x02;
-        const ZERO_RANGE: i32 = 0x10;
-        let end = off
-            .checked_add(len)
-            .filter(|e| *e <= self.fsp.max_file_size)
-            .ok_or_else(|| errno(Errno::FBIG, "fallocate beyond the maximum file size"))?;
-        match mode {
-            m if m == PUNCH_HOLE | KEEP_SIZE => return self.zero_range(node, file, key, off, end),
-            m if m & !KEEP_SIZE == ZERO_RANGE => {
-                self.zero_range(node, file, key, off, end)?;
-                if m & KEEP_SIZE == 0 && end > rlock(&node.state).size {
-                    // The extension is a hole: zeros too.
-                    if self.is_extent(node) {
-                        return self.ext_set_size(node, end);
-                    }
-                    return self.set_size(node, file, key, end);
-                }
-                return Ok(());
-            }
-            m if m & !KEEP_SIZE != 0 => {
-                return Err(errno(
-                    Errno::OPNOTSUPP,
-                    "fallocate: only modes 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE are \
-                     supported",
-                ));
-            }
-            _ => {}
-        }
-        if self.is_extent(node) {
-            return self.ext_allocate(node, end, mode & KEEP_SIZE != 0);
-        }
         let du = unit_size(key);
         {
             let mut st = wlock(&node.state);
@@ -332,7 +294,7 @@ impl Fs {
             // fallocated ranges read as zeros, which decrypt to zeros (holes).
             let start = FILE_HEADER_SIZE + (off / du) * du;
             let blen = FILE_HEADER_SIZE + round_up(end, du) - start;
-            let flags = if mode & KEEP_SIZE != 0 || end <= st.size {
+            let flags = if keep_size || end <= st.size {
                 rustix::fs::FallocateFlags::KEEP_SIZE
             } else {
                 rustix::fs::FallocateFlags::empty()
@@ -340,65 +302,22 @@ impl Fs {
             rustix::fs::fallocate(file, flags, start, blen)
                 .map_err(|e| crate::store::sys_err(self.describe(node), e))?;
         }
-        if mode & KEEP_SIZE == 0 && end > rlock(&node.state).size {
-            self.set_size(node, file, key, end)?;
+        if !keep_size && end > rlock(&node.state).size {
+            self.pf_set_size(node, file, key, end)?;
         }
         Ok(())
     }
 
-    /// PUNCH_HOLE and ZERO_RANGE within the size: `[off, end)` reads as zeros afterwards and the
-    /// size stays. Whole data units inside the range are dropped — holes in the backing file (an
-    /// all-zero unit reads as zeros, so no ciphertext of zeros is written), or a punch record in a
-    /// per-extent log — and the partial units at its ends are rewritten with zeros. A unit that
-    /// the end of the file cuts counts as whole.
-    fn zero_range(
+    /// Drops the whole data units `[whole_lo, whole_hi)` (holes in the backing file; zero bytes
+    /// where the backing filesystem cannot punch).
+    fn pf_punch_units(
         &self,
         node: &Node,
         file: &File,
         key: Option<&InodeKey>,
-        off: u64,
-        end: u64,
+        whole_lo: u64,
+        whole_hi: u64,
     ) -> Result<()> {
-        let extent = self.is_extent(node);
-        let (size, du) = {
-            let st = rlock(&node.state);
-            let du = match (&st.ext, key) {
-                (Some(e), _) => e.file.data_unit_size() as u64,
-                (None, Some(k)) => k.data_unit_size() as u64,
-                // Unencrypted: the backing bytes are the file's; any range can be punched.
-                (None, None) => 1,
-            };
-            (st.size, du)
-        };
-        let end = end.min(size);
-        if off >= end {
-            return Ok(());
-        }
-        let whole_lo = round_up(off, du);
-        let whole_hi = if end == size {
-            round_up(end, du)
-        } else {
-            end / du * du
-        };
-        if whole_lo >= whole_hi {
-            // Inside one unit: rewrite it.
-            return self.write_data(node, file, key, off, &vec![0u8; (end - off) as usize]);
-        }
-        if off < whole_lo {
-            self.write_data(node, file, key, off, &vec![0u8; (whole_lo - off) as usize])?;
-        }
-        if whole_hi < end {
-            self.write_data(
-                node,
-                file,
-                key,
-                whole_hi,
-                &vec![0u8; (end - whole_hi) as usize],
-            )?;
-        }
-        if extent {
-            return self.ext_punch(node, whole_lo, whole_hi.min(size) - whole_lo);
-        }
         let mut st = wlock(&node.state);
         self.trim_stale_tail(node, file, key, &mut st)?;
         let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
@@ -463,13 +382,7 @@ impl Fs {
 
     /// Records a changed size in the header (FLUSH, RELEASE, fsync, unmount). With `file` None a
     /// descriptor is opened for it.
-    pub(super) fn flush_size(&self, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
-        if node.kind != Kind::File {
-            return Ok(());
-        }
-        if self.is_extent(node) {
-            return self.ext_flush(node);
-        }
+    fn pf_flush(&self, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
         let mut st = wlock(&node.state);
         if !st.size_dirty && !sync {
             return Ok(());
@@ -485,7 +398,7 @@ impl Fs {
 
     /// Opens the backing file of a regular node (read-write when `write`, else read-write if
     /// possible and read-only otherwise: the kernel may read-modify-write partial units).
-    pub(super) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
+    pub(in crate::fs) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
         use crate::store::io as store_io;
         if let Some(why) = &rlock(&node.state).corrupt {
             return Err(Error::corrupt(why.clone()));
@@ -499,7 +412,7 @@ impl Fs {
     }
 
     /// The key of a regular file for a size change by path (no handle): ENOKEY without it.
-    pub(super) fn file_key_for_change(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
+    pub(in crate::fs) fn file_key_for_change(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
         let k = self.ensure_key(node)?;
         if let Some(a) = rlock(&node.state).active.as_ref() {
             a.prepare_write()?;
@@ -515,4 +428,29 @@ fn decrypt_unit(k: &InodeKey, idx: u64, unit: &mut [u8]) -> Result<()> {
     }
     k.decrypt_data_unit(idx, unit)
         .map_err(|e| Error::new(Errno::IO, format!("decrypting data unit {idx}: {e}")))
+}
+
+/// The per-file-key layout.
+pub(super) struct PerFile;
+
+impl Contents for PerFile {
+    fn read(&self, io: &FileIo<'_>, off: u64, len: u32) -> Result<Vec<u8>> {
+        io.fs.pf_read(io.node, io.file, io.key, off, len)
+    }
+    fn write(&self, io: &FileIo<'_>, off: u64, data: &[u8]) -> Result<()> {
+        io.fs.pf_write(io.node, io.file, io.key, off, data)
+    }
+    fn set_size(&self, io: &FileIo<'_>, new: u64) -> Result<()> {
+        io.fs.pf_set_size(io.node, io.file, io.key, new)
+    }
+    fn allocate(&self, io: &FileIo<'_>, off: u64, end: u64, keep_size: bool) -> Result<()> {
+        io.fs
+            .pf_allocate(io.node, io.file, io.key, off, end, keep_size)
+    }
+    fn punch_units(&self, io: &FileIo<'_>, lo: u64, hi: u64, _size: u64) -> Result<()> {
+        io.fs.pf_punch_units(io.node, io.file, io.key, lo, hi)
+    }
+    fn flush(&self, fs: &Fs, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
+        fs.pf_flush(node, file, sync)
+    }
 }

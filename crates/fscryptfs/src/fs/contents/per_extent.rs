@@ -8,7 +8,7 @@
 //! (`SecretNeed::Later`, so the master secret survives a soft key removal while the file is open).
 //! Writeout happens at fsync, FLUSH, RELEASE, eviction, key removal (the locker), unmount, in the
 //! background (`writeout`: by age and by the volume-wide memory budget) and when the buffer would
-//! exceed [`BUFFER_MAX`] (or the volume's buffers `writeout::BUDGET_HARD`); all but the last end
+//! exceed [`BUFFER_MAX`] (or the volume's buffers `budget::BUDGET_HARD`); all but the last end
 //! with `ExtentFile::sync`. Reads
 //! decrypt what the log maps and overlay the buffer. Truncation writes the buffer out first, then
 //! appends a truncate record. Everything happens under the node's `state` lock (write for changes,
@@ -32,18 +32,19 @@ use fscrypt::keyring::{ActiveRef, SecretNeed};
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::Mode;
 
-use super::locks::{lock, rlock, wlock};
-use super::mount::Fs;
-use super::node::{Kind, Node, State};
-use super::types::errno;
-use super::writeout::Budget;
+use super::budget::Budget;
+use super::layout::{Contents, FileIo};
+use crate::fs::locks::{lock, rlock, wlock};
+use crate::fs::mount::Fs;
+use crate::fs::node::{Kind, Node, State};
+use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
 use crate::store::meta::{LAYOUT_EXTENT, LAYOUT_PER_FILE};
 use crate::store::sys_err;
 
 /// Most plaintext buffered per inode before a writeout is forced.
-pub(super) const BUFFER_MAX: u64 = 4 << 20;
+pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
 
 /// Longest extent one writeout appends (longer runs are split).
 const EXTENT_MAX: u64 = 1 << 20;
@@ -52,15 +53,15 @@ const EXTENT_MAX: u64 = 1 << 20;
 const KEY_CACHE_MAX: usize = 256;
 
 /// The open log of a per-extent file and its write buffer.
-pub(super) struct ExtState {
-    pub(super) file: ExtentFile,
+pub(in crate::fs) struct ExtState {
+    pub(in crate::fs) file: ExtentFile,
     du: u64,
     /// Buffered whole units of plaintext by unit index (bytes beyond the size are zero).
     buf: BTreeMap<u64, Vec<u8>>,
     /// When the buffer last went from empty to not empty (the writeout timer's clock).
     dirty_since: Option<Instant>,
     /// When a background writeout of this buffer last failed (the thread waits before retrying).
-    pub(super) background_failed: Option<Instant>,
+    pub(in crate::fs) background_failed: Option<Instant>,
     /// The volume-wide count of buffered bytes this buffer adds to.
     budget: Arc<Budget>,
     /// Keys of this file's extents, derived once each while the inode holds its `ActiveRef`
@@ -72,7 +73,7 @@ pub(super) struct ExtState {
 /// inputs of the derivation, so a cloned extent shares its source's entry). Each key is a
 /// `PreparedKey` in locked memory, wiped when its last `Arc` drops.
 #[derive(Default)]
-pub(super) struct KeyCache {
+pub(in crate::fs) struct KeyCache {
     map: HashMap<[u8; EXTENT_CONTEXT_SIZE], (Arc<ExtentKey>, u64)>,
     tick: u64,
 }
@@ -116,7 +117,7 @@ impl KeyCache {
 }
 
 impl ExtState {
-    pub(super) fn new(file: ExtentFile, budget: Arc<Budget>) -> Self {
+    pub(in crate::fs) fn new(file: ExtentFile, budget: Arc<Budget>) -> Self {
         let du = file.data_unit_size() as u64;
         ExtState {
             file,
@@ -150,12 +151,12 @@ impl ExtState {
     }
 
     /// Bytes buffered and since when, if any.
-    pub(super) fn dirty(&self) -> Option<(u64, Instant)> {
+    pub(in crate::fs) fn dirty(&self) -> Option<(u64, Instant)> {
         self.dirty_since.map(|t| (self.buffered(), t))
     }
 
     /// Drops every cached extent key (the inode's reference is being dropped).
-    pub(super) fn drop_keys(&mut self) {
+    pub(in crate::fs) fn drop_keys(&mut self) {
         self.keys
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
@@ -176,7 +177,7 @@ impl Drop for ExtState {
 }
 
 /// What an inode's reference must keep: the secret for per-extent regular files, else setup only.
-pub(super) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
+pub(in crate::fs) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
     if kind == Kind::File && layout == LAYOUT_EXTENT {
         SecretNeed::Later
     } else {
@@ -187,7 +188,7 @@ pub(super) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
 /// Writes the buffer out as new extents (each run of consecutive units one extent, with a
 /// fresh nonce and its key derived now), then, with `sync`, commits. Units written leave the
 /// buffer; on an error the rest stays buffered.
-pub(super) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
+pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
     let State {
         ext,
         active,
@@ -249,7 +250,7 @@ fn not_loaded() -> Error {
 impl Fs {
     /// The layout byte of a new regular file with context `ctx`: per-extent for encrypted files of
     /// an extent volume, else per-file.
-    pub(super) fn new_file_layout(&self, kind: Kind, ctx: Option<&Context>) -> u8 {
+    pub(in crate::fs) fn new_file_layout(&self, kind: Kind, ctx: Option<&Context>) -> u8 {
         if kind == Kind::File && ctx.is_some() && self.opts.layout == ContentsLayout::Extent {
             LAYOUT_EXTENT
         } else {
@@ -258,13 +259,13 @@ impl Fs {
     }
 
     /// True for a per-extent regular file.
-    pub(super) fn is_extent(&self, node: &Node) -> bool {
+    pub(in crate::fs) fn is_extent(&self, node: &Node) -> bool {
         node.kind == Kind::File && rlock(&node.state).layout == LAYOUT_EXTENT
     }
 
     /// At lookup of a per-extent file not in the table (the caller holds its number in transit):
     /// opens and recovers its log (its logical size is there, not in the header). No key is needed.
-    pub(super) fn load_extent_state(
+    pub(in crate::fs) fn load_extent_state(
         &self,
         fd: &OwnedFd,
         ctx: Option<&Context>,
@@ -282,7 +283,7 @@ impl Fs {
     }
 
     /// Creates the log of a new per-extent file in `file` (empty, not yet named).
-    pub(super) fn create_extent_file(
+    pub(in crate::fs) fn create_extent_file(
         &self,
         file: &File,
         ino: u64,
@@ -298,7 +299,7 @@ impl Fs {
     }
 
     /// Reads `len` bytes at `off`: the log, then the buffer over it.
-    pub(super) fn ext_read(&self, node: &Node, off: u64, len: u32) -> Result<Vec<u8>> {
+    pub(in crate::fs) fn ext_read(&self, node: &Node, off: u64, len: u32) -> Result<Vec<u8>> {
         let st = rlock(&node.state);
         let size = st.size;
         if off >= size || len == 0 {
@@ -322,7 +323,7 @@ impl Fs {
     }
 
     /// Accepts a write into the buffer (the caller checked permission and `prepare_write`).
-    pub(super) fn ext_write(&self, node: &Node, off: u64, data: &[u8]) -> Result<()> {
+    pub(in crate::fs) fn ext_write(&self, node: &Node, off: u64, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
@@ -372,7 +373,7 @@ impl Fs {
     }
 
     /// Writes the node's buffer out ([`writeout_locked`]).
-    pub(super) fn ext_writeout_locked(
+    pub(in crate::fs) fn ext_writeout_locked(
         &self,
         _node: &Node,
         st: &mut State,
@@ -382,14 +383,14 @@ impl Fs {
     }
 
     /// Writeout and commit (fsync, FLUSH, RELEASE, eviction, unmount).
-    pub(super) fn ext_flush(&self, node: &Node) -> Result<()> {
+    pub(in crate::fs) fn ext_flush(&self, node: &Node) -> Result<()> {
         let mut st = wlock(&node.state);
         self.ext_writeout_locked(node, &mut st, true)
     }
 
     /// Changes the size: the buffer is written out first, then a truncate record (extending makes
     /// a hole).
-    pub(super) fn ext_set_size(&self, node: &Node, new: u64) -> Result<()> {
+    pub(in crate::fs) fn ext_set_size(&self, node: &Node, new: u64) -> Result<()> {
         if new > crate::store::EXTENT_MAX_FILE_SIZE {
             return Err(errno(Errno::FBIG, "size beyond the maximum file size"));
         }
@@ -404,7 +405,7 @@ impl Fs {
     /// Punches whole units `[off, off + len)` (`len` may end at the size with a partial unit):
     /// the buffer is written out first (so the log holds the whole size), then the log gets a
     /// punch record.
-    pub(super) fn ext_punch(&self, node: &Node, off: u64, len: u64) -> Result<()> {
+    pub(in crate::fs) fn ext_punch(&self, node: &Node, off: u64, len: u64) -> Result<()> {
         let mut st = wlock(&node.state);
         writeout_locked(&mut st, false)?;
         let ext = st.ext.as_mut().ok_or_else(not_loaded)?;
@@ -413,7 +414,7 @@ impl Fs {
 
     /// fallocate (mode and range already checked by `allocate`): mode 0 grows the size to `end`
     /// (a hole: a log has nothing to preallocate); KEEP_SIZE does nothing.
-    pub(super) fn ext_allocate(&self, node: &Node, end: u64, keep_size: bool) -> Result<()> {
+    pub(in crate::fs) fn ext_allocate(&self, node: &Node, end: u64, keep_size: bool) -> Result<()> {
         if !keep_size && end > rlock(&node.state).size {
             self.ext_set_size(node, end)?;
         }
@@ -424,7 +425,7 @@ impl Fs {
     /// a ciphertext clone (`ExtentFile::clone_range`: the source's extents keep their nonces and
     /// IVs; blocks shared with `FICLONERANGE` where the backing filesystem can). Both buffers are
     /// written out first. `Ok(None)`: not clonable, the caller copies through plaintext.
-    pub(super) fn ext_clone(
+    pub(in crate::fs) fn ext_clone(
         &self,
         src: &Node,
         off_in: u64,
@@ -509,7 +510,7 @@ impl Fs {
     /// After a writeout (write, fsync, FLUSH, RELEASE, clone): compacts the node's log when
     /// `ExtentFile::needs_compaction` says so and the file has one name. Failures are logged and
     /// leave the file as it was (compaction is never needed for correctness).
-    pub(super) fn ext_maybe_compact(&self, node: &Node) {
+    pub(in crate::fs) fn ext_maybe_compact(&self, node: &Node) {
         if node.kind != Kind::File || self.opts.read_only {
             return;
         }
@@ -573,7 +574,7 @@ impl Fs {
         let unlink_tmp = || {
             let _ = rustix::fs::unlinkat(&*dfd, &tmp, rustix::fs::AtFlags::empty());
         };
-        type Reopened = Vec<(std::sync::Arc<super::handles::Handle>, File)>;
+        type Reopened = Vec<(std::sync::Arc<crate::fs::handles::Handle>, File)>;
         let prepared = (|| -> Result<(ExtentFile, OwnedFd, Reopened)> {
             copy_inode_attrs(&node.proc_path(), &new_file, &old).map_err(|e| sys_err(&what, e))?;
             let dst = new_file
@@ -629,7 +630,7 @@ impl Fs {
     }
 
     /// The open handles of `node`.
-    fn handles_of(&self, node: &Node) -> Vec<std::sync::Arc<super::handles::Handle>> {
+    fn handles_of(&self, node: &Node) -> Vec<std::sync::Arc<crate::fs::handles::Handle>> {
         let hs = rlock(&self.handles);
         hs.values()
             .filter(|h| std::ptr::eq(&*h.node, node))
@@ -679,4 +680,28 @@ fn set_times(dst: &File, old: &rustix::fs::Stat) -> rustix::io::Result<()> {
         },
     };
     rustix::fs::futimens(dst, &ts)
+}
+
+/// The per-extent layout.
+pub(super) struct PerExtent;
+
+impl Contents for PerExtent {
+    fn read(&self, io: &FileIo<'_>, off: u64, len: u32) -> Result<Vec<u8>> {
+        io.fs.ext_read(io.node, off, len)
+    }
+    fn write(&self, io: &FileIo<'_>, off: u64, data: &[u8]) -> Result<()> {
+        io.fs.ext_write(io.node, off, data)
+    }
+    fn set_size(&self, io: &FileIo<'_>, new: u64) -> Result<()> {
+        io.fs.ext_set_size(io.node, new)
+    }
+    fn allocate(&self, io: &FileIo<'_>, _off: u64, end: u64, keep_size: bool) -> Result<()> {
+        io.fs.ext_allocate(io.node, end, keep_size)
+    }
+    fn punch_units(&self, io: &FileIo<'_>, lo: u64, hi: u64, size: u64) -> Result<()> {
+        io.fs.ext_punch(io.node, lo, hi.min(size) - lo)
+    }
+    fn flush(&self, fs: &Fs, node: &Node, _file: Option<&File>, _sync: bool) -> Result<()> {
+        fs.ext_flush(node)
+    }
 }

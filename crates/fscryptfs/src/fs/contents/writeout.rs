@@ -4,100 +4,40 @@
 //! - **Age** (`-o commit=N`, default [`COMMIT_DEFAULT`] seconds, the name ext4 and btrfs use): a
 //!   buffer dirty for that long is written out and committed, so a crash loses at most about that
 //!   much of an open file's unsynced writes.
-//! - **Memory** ([`Budget`]): every buffer counts its bytes in one volume-wide total. Above
-//!   [`BUDGET_HIGH`] the writeout thread is woken and writes the largest buffers out (and commits
-//!   them) until the total is under [`BUDGET_LOW`]; a writer that finds the total above [`BUDGET_HARD`] writes its own
+//! - **Memory** ([`Budget`](super::budget::Budget)): every buffer counts its bytes in one volume-wide total. Above
+//!   `BUDGET_HIGH` the writeout thread is woken and writes the largest buffers out (and commits
+//!   them) until the total is under `BUDGET_LOW`; a writer that finds the total above `BUDGET_HARD` writes its own
 //!   buffer out first (the kernel's `balance_dirty_pages`), so memory stays bounded however many
 //!   files are being written.
 //!
 //! The thread holds the node table only weakly and never two node locks at once; each writeout is
-//! [`writeout_locked`] under the node's `state` lock, through the node's `ActiveRef` like every
+//! `writeout_locked` under the node's `state` lock, through the node's `ActiveRef` like every
 //! other writeout (so a soft-removed key still serves files that are open). A failed writeout
 //! leaves the data buffered and logs; fsync or close reports the error to the application.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use fscrypt::Result;
 
-use super::extent::writeout_locked;
-use super::locks::{lock, rlock, wlock};
-use super::node::{Kind, Node};
+use super::budget::{Budget, BUDGET_HIGH, BUDGET_LOW};
+use super::per_extent::writeout_locked;
+use crate::fs::locks::{rlock, wlock};
+use crate::fs::node::{Kind, Node};
 
 /// Seconds a buffer may stay dirty when the mount does not say (`-o commit=`).
 pub const COMMIT_DEFAULT: u64 = 5;
-
-/// Above this many buffered bytes (all files) the writeout thread writes the largest buffers out.
-pub(super) const BUDGET_HIGH: u64 = 64 << 20;
-
-/// ... until the total is at most this.
-pub(super) const BUDGET_LOW: u64 = 32 << 20;
-
-/// Above this a writer writes its own buffer out before buffering more.
-pub(super) const BUDGET_HARD: u64 = 128 << 20;
-
-/// How often the thread looks at buffer ages.
-const TICK: Duration = Duration::from_millis(500);
 
 /// How long the thread leaves a buffer alone after failing to write it out (a full backing
 /// filesystem would otherwise be retried, and logged, twice a second).
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 
-/// The volume-wide count of buffered plaintext bytes, and the writeout thread's wake-up.
-#[derive(Default)]
-pub(super) struct Budget {
-    bytes: AtomicU64,
-    kicked: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Budget {
-    /// Counts `n` more buffered bytes; wakes the thread when the total goes above the high mark.
-    pub(super) fn add(&self, n: u64) {
-        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
-        if total > BUDGET_HIGH {
-            *lock(&self.kicked) = true;
-            self.wake.notify_one();
-        }
-    }
-
-    /// Counts `n` fewer buffered bytes.
-    pub(super) fn sub(&self, n: u64) {
-        let _ = self
-            .bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some(b.saturating_sub(n))
-            });
-    }
-
-    /// Buffered bytes, all files.
-    pub(super) fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-
-    /// Whether a writer must write its own buffer out before adding to it.
-    pub(super) fn over_hard(&self) -> bool {
-        self.bytes() > BUDGET_HARD
-    }
-
-    /// Sleeps until kicked or `TICK` passes.
-    fn wait(&self) {
-        let guard = lock(&self.kicked);
-        let (mut kicked, _) = self
-            .wake
-            .wait_timeout_while(guard, TICK, |k| !*k)
-            .unwrap_or_else(|p| p.into_inner());
-        *kicked = false;
-    }
-}
-
 type NodeTable = RwLock<HashMap<u64, Arc<Node>>>;
 
 /// Starts the writeout thread for the node table `nodes`; it ends when the table is dropped.
 /// `commit`: the age after which a buffer is written out (`None`: never by age).
-pub(super) fn start(
+pub(in crate::fs) fn start(
     nodes: Weak<NodeTable>,
     budget: Arc<Budget>,
     commit: Option<Duration>,
