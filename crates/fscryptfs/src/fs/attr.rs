@@ -86,7 +86,7 @@ impl Fs {
     pub(super) fn link_text_locked(&self, node: &Node, st: &State) -> Result<Vec<u8>> {
         match &st.link {
             Some(SymlinkTarget::Plain { target, .. }) => Ok(target.clone()),
-            Some(SymlinkTarget::Encrypted { data, .. }) => match &st.key {
+            Some(SymlinkTarget::Encrypted { data, .. }) => match st.key() {
                 Some(k) => k.decrypt_symlink(data),
                 None => {
                     let ct = fscrypt::symlink::ciphertext(data)
@@ -177,7 +177,7 @@ impl Fs {
                 .filter(|h| h.file().is_some());
             match h {
                 Some(h) => {
-                    if let Some(a) = rlock(&node.state).active.as_ref() {
+                    if let Some(a) = rlock(&node.state).active() {
                         a.prepare_write()?;
                     }
                     let file = h.file().ok_or_else(|| errno(Errno::BADF, "no file"))?;

@@ -98,7 +98,7 @@ impl Fs {
                     let key = self.ensure_key(&node)?;
                     let file = self.open_backing(&node, write)?;
                     if flags & libc::O_TRUNC != 0 {
-                        if let Some(a) = rlock(&node.state).active.as_ref() {
+                        if let Some(a) = rlock(&node.state).active() {
                             a.prepare_write()?;
                         }
                         self.set_size(&node, &file, key.as_deref(), 0)?;
@@ -191,7 +191,7 @@ impl Fs {
             .file()
             .ok_or_else(|| errno(Errno::BADF, "not a file handle"))?;
         if !writeback {
-            if let Some(a) = rlock(&h.node.state).active.as_ref() {
+            if let Some(a) = rlock(&h.node.state).active() {
                 a.prepare_write()?;
             }
         }
@@ -316,7 +316,7 @@ impl Fs {
         self.check_writable()?;
         let h = self.handle(fh)?;
         let file = h.file().ok_or_else(|| errno(Errno::BADF, "not a file"))?;
-        if let Some(a) = rlock(&h.node.state).active.as_ref() {
+        if let Some(a) = rlock(&h.node.state).active() {
             a.prepare_write()?;
         }
         self.allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)?;

@@ -21,7 +21,7 @@ use fscrypt::{Errno, Error, Result};
 use super::contents;
 use super::locks::{lock, rlock, wlock};
 use super::mount::Fs;
-use super::node::{Kind, Node};
+use super::node::{Kind, Node, Unlocked};
 use super::types::Creds;
 use crate::store::config::ROOT_INO;
 
@@ -71,19 +71,15 @@ impl Fs {
     pub(super) fn ensure_key(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
         {
             let st = rlock(&node.state);
-            match (&st.ctx, &st.key, &st.active) {
-                (None, _, _) => return Ok(None),
-                (Some(_), Some(k), _) => return Ok(Some(Arc::clone(k))),
-                (Some(_), None, Some(_)) => return Ok(None),
-                _ => {}
+            match (&st.ctx, &st.unlocked) {
+                (None, _) => return Ok(None),
+                (Some(_), Some(u)) => return Ok(u.key.clone()),
+                (Some(_), None) => {}
             }
         }
         let mut st = wlock(&node.state);
-        if let Some(k) = &st.key {
-            return Ok(Some(Arc::clone(k)));
-        }
-        if st.active.is_some() {
-            return Ok(None);
+        if let Some(u) = &st.unlocked {
+            return Ok(u.key.clone());
         }
         let Some(ctx) = st.ctx else {
             return Ok(None);
@@ -91,8 +87,10 @@ impl Fs {
         let need = contents::secret_need(node.kind, st.layout);
         let (active, key) = self.unlock_new(&ctx, node.ino, node.kind, need)?;
         let key = key.map(Arc::new);
-        st.key = key.clone();
-        st.active = Some(active);
+        st.unlocked = Some(Unlocked {
+            active,
+            key: key.clone(),
+        });
         Ok(key)
     }
 
@@ -295,7 +293,7 @@ impl Fs {
         }
         {
             let mut st = wlock(&node.state);
-            if !st.active.as_ref().is_some_and(|a| a.removal_started()) {
+            if !st.active().is_some_and(|a| a.removal_started()) {
                 return;
             }
             // Re-checked under the state lock, as `lock_inodes` does: an open that raced with this

@@ -18,7 +18,7 @@ use rustix::fs::{AtFlags, Mode};
 use super::backing::{new_file_header, write_dir_meta};
 use super::locks::{lock, rlock};
 use super::mount::Fs;
-use super::node::{Kind, Node, State, TransitGuard};
+use super::node::{Kind, Node, State, TransitGuard, Unlocked};
 use super::types::{errno, Creds, Entry};
 use crate::store::meta::{DirMeta, SymlinkTarget};
 use crate::store::names;
@@ -69,14 +69,13 @@ impl Fs {
 
     /// The state of a new inode, and its number's claim (for `insert_new`).
     pub(super) fn state_for_new(ni: NewInode<'_>) -> (State, TransitGuard<'_>) {
-        let (active, key) = match ni.key {
-            Some((a, k)) => (Some(a), k.map(Arc::new)),
-            None => (None, None),
-        };
+        let unlocked = ni.key.map(|(active, k)| Unlocked {
+            active,
+            key: k.map(Arc::new),
+        });
         let state = State {
             ctx: ni.ctx,
-            key,
-            active,
+            unlocked,
             layout: ni.layout,
             trimmed: true,
             ..State::default()
@@ -147,7 +146,7 @@ impl Fs {
         state.ext = ext;
         let node = self.insert_new(pfd, ino, Kind::File, state, dir.ino, name, transit);
         let fh = if open {
-            let key = rlock(&node.state).key.clone();
+            let key = rlock(&node.state).key().cloned();
             let _ = flags;
             Some(self.add_handle(&node, Some(file), key, req.pid()))
         } else {

@@ -50,15 +50,21 @@ impl Kind {
     }
 }
 
+/// An unlocked encrypted inode: its reference on the master key and, except for per-extent files
+/// (which derive extent keys through the reference), its inode key. There is no key without the
+/// reference.
+pub(super) struct Unlocked {
+    pub(super) active: ActiveRef,
+    pub(super) key: Option<Arc<InodeKey>>,
+}
+
 /// Key-related and size state of one inode, under the node's `state` lock.
 #[derive(Default)]
 pub(super) struct State {
     /// The fscrypt context, for encrypted inodes.
     pub(super) ctx: Option<Context>,
-    /// The inode's key while unlocked.
-    pub(super) key: Option<Arc<InodeKey>>,
-    /// Its hold on the master key while unlocked.
-    pub(super) active: Option<ActiveRef>,
+    /// Encrypted inodes while unlocked: the hold on the master key and the inode's key.
+    pub(super) unlocked: Option<Unlocked>,
     /// Regular files: the logical size (authoritative while the node is cached; for the per-extent
     /// layout it includes buffered writes).
     pub(super) size: u64,
@@ -94,7 +100,20 @@ impl State {
         if let Some(e) = self.ext.as_mut() {
             e.drop_keys();
         }
-        (self.key.take(), self.active.take())
+        match self.unlocked.take() {
+            Some(u) => (u.key, Some(u.active)),
+            None => (None, None),
+        }
+    }
+
+    /// The hold on the master key, while unlocked.
+    pub(super) fn active(&self) -> Option<&ActiveRef> {
+        self.unlocked.as_ref().map(|u| &u.active)
+    }
+
+    /// The inode's key, while unlocked (None for per-extent files: extent keys only).
+    pub(super) fn key(&self) -> Option<&Arc<InodeKey>> {
+        self.unlocked.as_ref().and_then(|u| u.key.as_ref())
     }
 }
 

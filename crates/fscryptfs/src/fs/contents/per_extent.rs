@@ -191,7 +191,7 @@ pub(in crate::fs) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
 pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
     let State {
         ext,
-        active,
+        unlocked,
         size,
         ctx,
         ..
@@ -221,8 +221,9 @@ pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
                 }
                 plain.truncate((stop - start) as usize);
                 let ectx = ExtentContext::new_random(&policy)?;
-                let active = active
+                let active = unlocked
                     .as_ref()
+                    .map(|u| &u.active)
                     .ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
                 let key = Arc::new(active.derive_extent_key(&ectx)?);
                 ext.file.write_extent(start, &plain, &ectx, &key)?;
@@ -308,7 +309,7 @@ impl Fs {
         let end = size.min(off.saturating_add(u64::from(len)));
         let ext = st.ext.as_ref().ok_or_else(not_loaded)?;
         let mut out = vec![0u8; (end - off) as usize];
-        let active = st.active.as_ref();
+        let active = st.active();
         ext.file
             .read(off, &mut out, |c| lock(&ext.keys).get(active, c))?;
         let du = ext.du;
@@ -332,7 +333,7 @@ impl Fs {
             .filter(|e| *e <= crate::store::EXTENT_MAX_FILE_SIZE)
             .ok_or_else(|| errno(Errno::FBIG, "write beyond the maximum file size"))?;
         let mut guard = wlock(&node.state);
-        if guard.active.is_none() {
+        if guard.active().is_none() {
             // Never accept what could not be written out (an open handle keeps the reference).
             return Err(Error::no_key("the file's encryption key is not available"));
         }
@@ -346,7 +347,7 @@ impl Fs {
         }
         let st = &mut *guard;
         let ext = st.ext.as_mut().ok_or_else(not_loaded)?;
-        let active = st.active.as_ref();
+        let active = st.unlocked.as_ref().map(|u| &u.active);
         let du = ext.du;
         for idx in off / du..=(end - 1) / du {
             let us = idx * du;
@@ -467,7 +468,7 @@ impl Fs {
         };
         if std::ptr::eq(src, dst) {
             let mut st = wlock(&dst.state);
-            if let Some(a) = st.active.as_ref() {
+            if let Some(a) = st.active() {
                 a.prepare_write()?;
             }
             self.ext_writeout_locked(dst, &mut st, false)?;
@@ -489,7 +490,7 @@ impl Fs {
             let d = wlock(&dst.state);
             (wlock(&src.state), d)
         };
-        if let Some(a) = dg.active.as_ref() {
+        if let Some(a) = dg.active() {
             a.prepare_write()?;
         }
         self.ext_writeout_locked(src, &mut sg, false)?;

@@ -414,7 +414,7 @@ impl Fs {
     /// The key of a regular file for a size change by path (no handle): ENOKEY without it.
     pub(in crate::fs) fn file_key_for_change(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
         let k = self.ensure_key(node)?;
-        if let Some(a) = rlock(&node.state).active.as_ref() {
+        if let Some(a) = rlock(&node.state).active() {
             a.prepare_write()?;
         }
         Ok(k)
