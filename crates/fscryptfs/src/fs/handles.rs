@@ -288,18 +288,20 @@ impl Fs {
         if !h.flushed.swap(true, Ordering::Relaxed) {
             lock(&h.node.meta).flushed += 1;
         }
-        if let Some(f) = h.file() {
-            self.flush_size(&h.node, Some(&f), false)?;
-            self.ext_maybe_compact(&h.node);
-        }
-        Ok(())
+        self.write_back(&h, false)
     }
 
     /// FSYNC.
     pub(super) fn do_fsync(&self, fh: u64) -> Result<()> {
         let h = self.handle(fh)?;
+        self.write_back(&h, true)
+    }
+
+    /// A file handle's buffered data and size into the backing file (durably with `sync`), then
+    /// compaction if the log wants it.
+    fn write_back(&self, h: &Handle, sync: bool) -> Result<()> {
         if let Some(f) = h.file() {
-            self.flush_size(&h.node, Some(&f), true)?;
+            self.flush_size(&h.node, Some(&f), sync)?;
             self.ext_maybe_compact(&h.node);
         }
         Ok(())

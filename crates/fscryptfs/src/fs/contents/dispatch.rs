@@ -36,12 +36,7 @@ impl Fs {
         off: u64,
         len: u32,
     ) -> Result<Vec<u8>> {
-        let io = FileIo {
-            fs: self,
-            node,
-            file,
-            key,
-        };
+        let io = FileIo::new(self, node, file, key);
         self.contents(node).read(&io, off, len)
     }
 
@@ -54,12 +49,7 @@ impl Fs {
         off: u64,
         data: &[u8],
     ) -> Result<()> {
-        let io = FileIo {
-            fs: self,
-            node,
-            file,
-            key,
-        };
+        let io = FileIo::new(self, node, file, key);
         self.contents(node).write(&io, off, data)
     }
 
@@ -71,12 +61,7 @@ impl Fs {
         key: Option<&InodeKey>,
         new: u64,
     ) -> Result<()> {
-        let io = FileIo {
-            fs: self,
-            node,
-            file,
-            key,
-        };
+        let io = FileIo::new(self, node, file, key);
         self.contents(node).set_size(&io, new)
     }
 
@@ -117,12 +102,7 @@ impl Fs {
             }
             _ => {}
         }
-        let io = FileIo {
-            fs: self,
-            node,
-            file,
-            key,
-        };
+        let io = FileIo::new(self, node, file, key);
         self.contents(node)
             .allocate(&io, off, end, mode & KEEP_SIZE != 0)
     }
@@ -176,12 +156,7 @@ impl Fs {
                 &vec![0u8; (end - whole_hi) as usize],
             )?;
         }
-        let io = FileIo {
-            fs: self,
-            node,
-            file,
-            key,
-        };
+        let io = FileIo::new(self, node, file, key);
         self.contents(node)
             .punch_units(&io, whole_lo, whole_hi, size)
     }

@@ -19,6 +19,22 @@ pub(super) struct FileIo<'a> {
     pub(super) key: Option<&'a InodeKey>,
 }
 
+impl<'a> FileIo<'a> {
+    pub(super) fn new(
+        fs: &'a Fs,
+        node: &'a Node,
+        file: &'a File,
+        key: Option<&'a InodeKey>,
+    ) -> Self {
+        FileIo {
+            fs,
+            node,
+            file,
+            key,
+        }
+    }
+}
+
 /// The contents operations whose implementation depends on the file's layout. Permission,
 /// `prepare_write` and the fallocate mode are checked before (`dispatch.rs`).
 pub(super) trait Contents: Sync {
