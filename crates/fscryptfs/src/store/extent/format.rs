@@ -379,6 +379,34 @@ mod tests {
     }
 
     #[test]
+    fn constructors_and_blocks() {
+        let block = RecordHeader::meta(Kind::Punch, 4096, 8192).to_block();
+        assert_eq!(block.len() as u64, RECORD_HEADER_BLOCK);
+        assert!(block[RECORD_HEADER_USED..].iter().all(|&x| x == 0));
+        let h = RecordHeader::parse(&block).unwrap();
+        assert_eq!(
+            (h.kind, h.a, h.b, h.payload_len),
+            (Kind::Punch, 4096, 8192, 0)
+        );
+        assert_eq!(h.payload_sum, checksum(&[]));
+        let x = RecordHeader::extent(0, 5000, 7, 8192, [3; EXTENT_CONTEXT_SIZE]);
+        assert_eq!(
+            (x.kind, x.checked_len, x.first_unit),
+            (Kind::Extent, 8192, 7)
+        );
+        assert_eq!(x.record_len(), Some(3 * 4096));
+        let slot = |gen| {
+            Commit {
+                gen,
+                durable_end: 4096,
+                next_seq: 0,
+            }
+            .slot()
+        };
+        assert_eq!([slot(1), slot(2), slot(3)], [192, 128, 192]);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut x = 0x1234_5678_9abc_def0u64;
         for _ in 0..20_000 {

@@ -20,8 +20,8 @@
 //!
 //! The engine by concern (each file's header says what it owns):
 //! - this file: the [`ExtentFile`] type, the records and mappings it reports, its small accessors;
-//! - [`format`]: the bytes (commit slots, record headers, checkpoint entries), no I/O;
-//! - [`map`]: the in-memory map of logical ranges to stored units, pure arithmetic;
+//! - `format`: the bytes (commit slots, record headers, checkpoint entries), no I/O;
+//! - `map`: the in-memory map of logical ranges to stored units, pure arithmetic;
 //! - `ciphertext`: streamed ciphertext I/O (checksum a range, copy or reflink it);
 //! - `replay`: create and open, the recovery scan of the log;
 //! - `apply`: what each record does to the map, with every field checked (replay and append share it);

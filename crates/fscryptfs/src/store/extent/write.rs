@@ -1,7 +1,7 @@
 //! Changing a per-extent file: appending records at the end of the log — a new extent (encrypted
 //! here with the caller's key), a truncate, a punch — and `sync`, which makes them durable and
-//! writes the next commit slot. Every append goes through [`ExtentFile::append`] or
-//! [`ExtentFile::append_meta`]: a torn or failed tail is cut first, and a failed write marks the
+//! writes the next commit slot. Every append goes through `ExtentFile::append` or
+//! `ExtentFile::append_meta`: a torn or failed tail is cut first, and a failed write marks the
 //! tail to be cut, so no stale record can ever follow a new one.
 
 use std::fs::File;
