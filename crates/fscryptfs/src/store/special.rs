@@ -5,9 +5,11 @@
 //!
 //! Layout: magic `FSCRYPTS`, version 1, then records `le64 ino ‖ u8 name length (1..=255) ‖ name`
 //! (the backing name), then SHA-256 of everything before it, first 8 bytes. Replaced atomically
-//! (a fresh temporary file, renamed over it); removed when it would be empty.
+//! (a fresh temporary file, renamed over it); removed when it would be empty. [`read_special_at`]
+//! is the one reader of the file on the backing store.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
 use fscrypt::{Error, Result};
@@ -102,6 +104,17 @@ impl SpecialRecords {
     /// Every (backing name, inode number).
     pub fn iter(&self) -> impl Iterator<Item = (&OsStr, u64)> {
         self.entries.iter().map(|(n, i)| (n.as_os_str(), *i))
+    }
+}
+
+/// Reads the special-file record of the backing directory open as `dirfd` (empty when it has
+/// none) through `store::io`: a regular file of at most [`SPECIAL_MAX`] bytes, never through a
+/// symlink. EUCLEAN naming `what` (the record file) when it is of the wrong type, too large or
+/// malformed.
+pub fn read_special_at(dirfd: impl AsFd, what: &str) -> Result<SpecialRecords> {
+    match super::io::read_bounded(dirfd, OsStr::new(SPECIAL_NAME), SPECIAL_MAX, what)? {
+        Some(b) => SpecialRecords::parse(&b, what),
+        None => Ok(SpecialRecords::default()),
     }
 }
 
