@@ -410,6 +410,7 @@ mod tests {
     use super::*;
     use fscrypt::policy::{Policy, PolicyV2};
     use fscrypt::EncryptionMode;
+    use std::os::unix::ffi::OsStrExt;
 
     fn ctx() -> Context {
         let p = Policy::V2(PolicyV2 {
@@ -489,5 +490,68 @@ mod tests {
             data,
         };
         assert!(s.encode().unwrap().len() <= BACKING_SYMLINK_MAX);
+    }
+
+    #[test]
+    fn dir_meta_is_read_and_written_through_store_io() {
+        use rustix::fs::{Mode, OFlags};
+        let fs = super::super::fs_params();
+        let t = tempfile::tempdir().unwrap();
+        let d =
+            rustix::fs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let e = read_dir_meta_at(&d, &fs, t.path()).unwrap_err();
+        assert_eq!(e.errno(), fscrypt::Errno::UCLEAN, "{e}");
+        assert!(
+            e.message().ends_with("directory has no .fscryptfs.dir"),
+            "{e}"
+        );
+        let m = DirMeta { ino: 7, ctx: None };
+        write_dir_meta_new(&d, &m, t.path()).unwrap();
+        assert_eq!(
+            write_dir_meta_new(&d, &m, t.path()).unwrap_err().errno(),
+            fscrypt::Errno::EXIST
+        );
+        assert_eq!(read_dir_meta_at(&d, &fs, t.path()).unwrap(), m);
+        let m2 = DirMeta {
+            ino: 7,
+            ctx: Some(ctx()),
+        };
+        replace_dir_meta_at(&d, &m2, t.path()).unwrap();
+        assert_eq!(read_dir_meta_at(&d, &fs, t.path()).unwrap(), m2);
+        // Anything but a regular file of at most 72 bytes is damage, never followed or blocked on.
+        std::fs::remove_file(t.path().join(DIR_META_NAME)).unwrap();
+        rustix::fs::mkfifoat(&d, DIR_META_NAME, Mode::from_raw_mode(0o644)).unwrap();
+        let e = read_dir_meta_at(&d, &fs, t.path()).unwrap_err();
+        assert_eq!(e.errno(), fscrypt::Errno::UCLEAN, "{e}");
+        assert!(e.message().contains(DIR_META_NAME), "{e}");
+    }
+
+    #[test]
+    fn file_headers_and_symlinks_are_read_whole_and_checked() {
+        use rustix::fs::{Mode, OFlags};
+        let fs = super::super::fs_params();
+        let t = tempfile::tempdir().unwrap();
+        let h = FileHeader {
+            layout: LAYOUT_PER_FILE,
+            ino: 20,
+            size: 0,
+            ctx: None,
+        };
+        let p = t.path().join("f");
+        std::fs::write(&p, h.to_bytes()).unwrap();
+        let (block, got) = read_file_header(&File::open(&p).unwrap(), &fs, "f").unwrap();
+        assert_eq!((block.len(), got), (FILE_HEADER_USED, h.clone()));
+        std::fs::write(&p, &h.to_bytes()[..40]).unwrap();
+        let e = read_file_header(&File::open(&p).unwrap(), &fs, "f").unwrap_err();
+        assert_eq!(e.errno(), fscrypt::Errno::UCLEAN, "{e}");
+        let target = SymlinkTarget::Plain {
+            ino: 21,
+            target: b"x".to_vec(),
+        };
+        let l = t.path().join("l");
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target.encode().unwrap()), &l)
+            .unwrap();
+        let fd = rustix::fs::open(&l, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty()).unwrap();
+        assert_eq!(read_symlink_at(&fd, &fs, "l").unwrap(), target);
     }
 }

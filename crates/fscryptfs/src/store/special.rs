@@ -146,4 +146,18 @@ mod tests {
             SpecialRecords::default()
         );
     }
+
+    #[test]
+    fn read_special_at_reads_through_store_io() {
+        use rustix::fs::{Mode, OFlags};
+        let t = tempfile::tempdir().unwrap();
+        let d =
+            rustix::fs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        // None yet: empty.
+        assert_eq!(read_special_at(&d, "r").unwrap(), SpecialRecords::default());
+        // A symlink where the record belongs is damage, never followed.
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join(SPECIAL_NAME)).unwrap();
+        let e = read_special_at(&d, "r").unwrap_err();
+        assert_eq!(e.errno(), fscrypt::Errno::UCLEAN, "{e}");
+    }
 }
