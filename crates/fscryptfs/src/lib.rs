@@ -3,6 +3,7 @@
 
 pub mod abi;
 pub mod fs;
-pub mod fsck;
-pub mod inspect;
+pub mod offline;
 pub mod store;
+
+pub use offline::{fsck, inspect};
