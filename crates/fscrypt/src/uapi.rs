@@ -2,22 +2,23 @@
 //! `include/uapi/linux/fscrypt.h` defines them, plus fscryptfs' own ioctls that carry the same
 //! structs through FUSE.
 //!
-//! Every argument is a typed struct with `encode` (to the bytes the ioctl passes) and `decode` (from
-//! them). Integers are little-endian, as the kernel's ABI on our targets (x86-64, arm64), always
-//! written with `to_le_bytes` / `from_le_bytes`, never read in native order. `decode` checks the
-//! length and fails with EINVAL, as the daemon always has, on a short buffer; it never panics.
-//! Reserved fields are kept as read, so an answer is the caller's argument with the output fields
-//! filled in, as the kernel's `copy_to_user` of its copy leaves it; the kernel's checks of them
-//! (`valid_key_spec`, the `__reserved` arrays) are methods the ioctl handler calls in its order.
+//! Every argument is a typed struct with `encode` (to the bytes the ioctl passes) and `decode`
+//! (from them). Integers are little-endian, as the kernel's ABI on our targets (x86-64, arm64):
+//! always `to_le_bytes` / `from_le_bytes`, never native order. `decode` checks the length and fails
+//! with EINVAL on a short buffer, as the daemon always has; nothing here panics on input. Reserved
+//! fields are kept as read, so an answer is the caller's argument with the output fields filled in,
+//! as the kernel copies back its copy of it; the kernel's checks of them (`valid_key_spec`, the
+//! `__reserved` arrays) are methods the ioctl handler calls in the kernel's order.
 //!
 //! Why fscryptfs has numbers of its own: FUSE passes only *restricted* ioctls, for which the kernel
 //! copies exactly `_IOC_SIZE(cmd)` bytes in (`_IOC_WRITE`) and out (`_IOC_READ`). The kernel's
 //! REMOVE_KEY, REMOVE_KEY_ALL_USERS, GET_KEY_STATUS and GET_NONCE fit, so fscryptfs answers them as
 //! the kernel does and `fscryptctl` works unmodified. SET_POLICY (encoded with the v1 size),
-//! GET_POLICY_EX (encoded with 9 bytes) and ADD_KEY (the raw key follows the 80-byte header) do not;
-//! for them fscryptfs has `FSCRYPTFS_IOC_*` numbers whose encoded sizes hold the whole payload.
-//! Layouts inside the payloads are the kernel's structs. (Documentation/filesystems/fscrypt.rst,
-//! "User API"; docs/SEMANTICS.md §4 for BUSY_FILES.)
+//! GET_POLICY_EX (encoded with 9 bytes) and ADD_KEY (the raw key follows the 80-byte header) do
+//! not; for them fscryptfs has `FSCRYPTFS_IOC_*` numbers whose encoded sizes hold the whole
+//! payload. Layouts inside the payloads are the kernel's structs.
+//! (The kernel's Documentation/filesystems/fscrypt.rst, "User API"; docs/SEMANTICS.md §4 for
+//! BUSY_FILES.)
 
 use crate::error::{Errno, Error, Result};
 use crate::policy::{

@@ -2,8 +2,8 @@
 //! underscore spellings as aliases), and the key ID argument the policy commands share.
 //!
 //! Each command opens its target and issues its ioctl through [`super::ioctl`], so it works on a
-//! mounted fscryptfs volume and on a kernel filesystem with fscrypt (ext4, f2fs); nothing the target
-//! validates is judged here beforehand.
+//! mounted fscryptfs volume and on a kernel filesystem with fscrypt (ext4, f2fs); nothing the
+//! target validates is judged here beforehand.
 //!
 //! Exit status: 0 on success, 1 when the operation failed (the target's errno), 2 on bad arguments
 //! (a malformed identifier, a key of the wrong size on stdin).

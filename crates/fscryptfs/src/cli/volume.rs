@@ -1,15 +1,15 @@
 //! `fscryptfs init` and `fscryptfs mount`: create a volume in a backing directory, and mount one.
 //!
-//! `mount` daemonizes unless `-f`: it starts itself again in the foreground (in its own process
-//! group, with stdout a pipe) and waits until that child says the mount is live, so `mount` returning
-//! 0 means the mount is usable; if the child fails first, its one-line error is on stderr and `mount`
-//! exits 1. The child runs in its own session (`setsid`, its first act), with absolute paths and `/` as its working
-//! directory (so it pins no directory); it logs to `-o log=PATH` (created 0600, never through a
-//! symlink, a regular file of this user's or root's, else `mount` fails before mounting) or to the
-//! system log (`crate::syslog`; when that cannot be reached it says once on stderr, before
-//! detaching, that the log is lost), and once the mount is live it points stdin, stdout and stderr
-//! at /dev/null, so it holds none of the caller's terminal or pipes. When the child fails, its
-//! one-line error is the only line: `mount` exits with its status and adds nothing.
+//! `mount` daemonizes unless `-f`: it starts itself again in the foreground (with stdout a pipe)
+//! and waits until that child says the mount is live, so `mount` returning 0 means the mount is
+//! usable; if the child fails first, its one-line error is on stderr and `mount` exits with its
+//! status, adding nothing. The child's first act is `setsid` (its own session, away from the
+//! caller's terminal); it works with absolute paths and `/` as its working directory (so it pins no
+//! directory); it logs to `-o log=PATH` (created 0600, never through a symlink, a regular file of
+//! this user's or root's, else `mount` fails before mounting) or to the system log
+//! (`crate::syslog`; when that cannot be reached it says once on stderr, before detaching, that the
+//! log is lost), and once the mount is live it points stdin, stdout and stderr at /dev/null, so it
+//! holds none of the caller's terminal or pipes.
 //! With `-f` the daemon stays attached and logs to stderr.
 
 use std::io::{BufRead, BufReader, Write};
@@ -291,7 +291,8 @@ fn spawn_daemon(args: &MountArgs) -> Result<(), CliError> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // The child calls setsid itself (`run_mount` with --detach): no code runs between fork and exec.
+    // The child calls setsid itself (`run_mount` with --detach): no code of ours runs between
+    // fork and exec.
     let mut child = cmd
         .spawn()
         .map_err(|e| CliError::io("starting the fscryptfs daemon", e))?;

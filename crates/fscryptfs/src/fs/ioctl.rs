@@ -1,7 +1,8 @@
-//! The key and policy ioctls (`fscrypt::uapi`: numbers and argument layouts): the kernel's REMOVE_KEY(_ALL_USERS), GET_KEY_STATUS and
-//! GET_NONCE with the kernel's struct layouts, checks and errnos, and fscryptfs' own ADD_KEY,
-//! SET_POLICY, GET_POLICY and BUSY_FILES whose sizes fit FUSE's restricted ioctls. Everything else is
-//! ENOTTY, as on a filesystem without encryption support.
+//! The key and policy ioctls: the kernel's REMOVE_KEY(_ALL_USERS), GET_KEY_STATUS and GET_NONCE
+//! with the kernel's struct layouts, checks and errnos, and fscryptfs' own ADD_KEY, SET_POLICY,
+//! GET_POLICY and BUSY_FILES whose sizes fit FUSE's restricted ioctls. Everything else is ENOTTY,
+//! as on a filesystem without encryption support. Numbers and argument layouts are
+//! `fscrypt::uapi`'s: arguments are decoded and answers encoded there, never by offset here.
 //!
 //! Raw key bytes are copied once, from `fuser`'s request buffer straight into locked memory
 //! (`SecretBytes`); no other buffer of ours ever holds them (the reply is built from the header
