@@ -17,7 +17,9 @@
 //! - [`fname`], [`nokey`], [`symlink`]: names, no-key names, symlink targets (`fname.c`, `hooks.c`);
 //! - [`extent`]: per-extent contexts and keys (the btrfs series);
 //! - [`keyring`]: master keys, per-user claims, active references, soft removal (`keyring.c`);
-//! - [`secret`]: locked, zeroized memory for every secret.
+//! - [`secret`]: locked, zeroized memory for every secret;
+//! - [`uapi`]: the ioctl numbers and argument layouts, byte order explicit
+//!   (`include/uapi/linux/fscrypt.h`), shared by the filesystem's handlers and the command line.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -36,6 +38,7 @@ pub mod nokey;
 pub mod policy;
 pub mod secret;
 pub mod symlink;
+pub mod uapi;
 
 pub use error::{Errno, Error, Result};
 pub use mode::{EncryptionMode, Iv};
