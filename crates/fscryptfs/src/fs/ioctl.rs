@@ -10,14 +10,15 @@
 //! ioctl.
 
 use fscrypt::context::Context;
+use fscrypt::hooks::{self, SetPolicy};
 use fscrypt::keyring::BusyReport;
-use fscrypt::policy::{KeySpec, Policy};
+use fscrypt::policy::KeySpec;
 use fscrypt::secret::SecretBytes;
 use fscrypt::uapi::{self, AddKeyArg, GetKeyStatusArg, GetPolicyExArg, KeySpecifier, RemoveKeyArg};
 use fscrypt::{Errno, Result};
 use fuser::Request;
 
-use super::{errno, lock, wlock, Fs, Kind};
+use super::{errno, lock, wlock, Fs};
 use crate::store::meta::{DirMeta, DIR_META_NAME};
 use crate::store::sys_err;
 
@@ -208,29 +209,21 @@ impl Fs {
         let bytes = uapi::decode_set_policy(input)?;
         let node = self.usable_node(ino)?;
         let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(&node), e))?;
-        if req.uid() != 0 && req.uid() != st.st_uid {
-            return Err(errno(Errno::ACCESS, "only the owner may set a policy"));
-        }
+        hooks::set_policy_permission(Self::caller(req), st.st_uid)?;
         self.check_writable()?;
         let _g = lock(&node.dir_lock);
-        if let Some(existing) = node.ctx() {
-            if existing.policy().to_bytes() == bytes {
-                return Ok(());
-            }
-            return Err(errno(Errno::EXIST, "a different policy is already set"));
-        }
-        if node.kind != Kind::Dir {
-            return Err(errno(Errno::NOTDIR, "policies are set on directories"));
-        }
         let what = self.describe(&node);
-        if !self.user_empty(&node.fd(), &what)? {
-            return Err(errno(Errno::NOTEMPTY, "the directory is not empty"));
-        }
-        let policy = Policy::parse(bytes, &self.fsp)?;
-        if let Policy::V2(p) = &policy {
-            self.keyring
-                .verify_key_added(Self::caller(req), &p.master_key_identifier)?;
-        }
+        let policy = match hooks::prepare_set_policy(
+            &node.hook_inode(),
+            bytes,
+            &self.fsp,
+            || self.user_empty(&node.fd(), &what),
+            &self.keyring,
+            Self::caller(req),
+        )? {
+            SetPolicy::Unchanged => return Ok(()),
+            SetPolicy::Set(p) => p,
+        };
         let ctx = Context::new_random(policy)?;
         let meta = DirMeta {
             ino: node.ino,

@@ -1,7 +1,7 @@
 //! FUSE requests onto the filesystem: each `fuser::Filesystem` method parses its arguments, calls
 //! one `Fs` operation that returns a `Result`, and turns the errno into the reply. fscrypt's rules
-//! (ENOKEY without the key, EXDEV across policies, the no-key view) live in the operations here and
-//! in the parent module.
+//! (ENOKEY without the key, EXDEV across policies, the no-key view) are `fscrypt::hooks`, called by
+//! the operations here and in the parent module.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use fscrypt::context::Context;
+use fscrypt::hooks;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 use fuser::{
@@ -71,13 +72,12 @@ impl Fs {
     /// Allocates an inode number and, in an encrypted directory, a context and an unlocked key for
     /// a new inode of `kind` (ENOKEY when the key cannot be used for new inodes).
     fn new_inode(&self, dir: &Node, kind: Kind) -> Result<NewInode<'_>> {
-        // fscrypt_policy_to_inherit: the directory's policy, else the dummy policy if mounted with
-        // test_dummy_encryption.
-        let inherit = dir.ctx().map(|c| *c.policy()).or(self.opts.dummy_policy);
-        let ctx = match (inherit, kind) {
-            (Some(p), Kind::File | Kind::Dir | Kind::Symlink) => Some(Context::new_random(p)?),
-            _ => None,
-        };
+        // The directory's policy, else the dummy policy if mounted with test_dummy_encryption.
+        let ctx = hooks::prepare_new_inode(
+            dir.ctx().as_ref().map(Context::policy),
+            self.opts.dummy_policy.as_ref(),
+            kind.hook_type(),
+        )?;
         let ino = self.inos.alloc()?;
         let transit = self.claim_new_ino(ino);
         let layout = self.new_file_layout(kind, ctx.as_ref());
@@ -601,18 +601,6 @@ impl Fs {
         self.node_from_fd(fd, dir.ino, name, &bname, &what)
     }
 
-    /// `fscrypt_has_permitted_context(parent, child)`.
-    fn permitted_context(&self, dir: &Node, child: &Node) -> bool {
-        if matches!(child.kind, Kind::Special(_)) {
-            return true;
-        }
-        let Some(pc) = dir.ctx() else { return true };
-        match child.ctx() {
-            None => false,
-            Some(cc) => pc.policy() == cc.policy(),
-        }
-    }
-
     fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Arc<Node>> {
         self.check_writable()?;
         let node = self.node(ino)?;
@@ -622,9 +610,7 @@ impl Fs {
         }
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, newname)?;
-        if !self.permitted_context(&dir, &node) {
-            return Err(errno(Errno::XDEV, "link across encryption policies"));
-        }
+        hooks::prepare_link(&self.dir_key(&dir)?, &dir.hook_inode(), &node.hook_inode())?;
         if let Some(ct) = &ct {
             self.write_side_file(&dir, &bname, ct)?;
         }
@@ -772,9 +758,11 @@ impl Fs {
             let b = lock(&ndir.dir_lock);
             (Some(lock(&odir.dir_lock)), Some(b))
         };
-        // fscrypt_prepare_rename: both directories' keys.
-        self.require_dir_key(&odir)?;
-        self.require_dir_key(&ndir)?;
+        // fscrypt_prepare_rename: both directories' keys (the policies once both entries are known).
+        let okey = self.dir_key(&odir)?;
+        okey.require()?;
+        let nkey = self.dir_key(&ndir)?;
+        nkey.require()?;
         let (obname, _) = self.backing_name(&odir, name)?;
         let (nbname, nct) = self.new_backing_name(&ndir, newname)?;
         let owhat = self.describe_child(&odir, &obname);
@@ -787,21 +775,15 @@ impl Fs {
                 None => None,
             };
             let res = (|| {
-                if odir.ino != ndir.ino {
-                    if !self.permitted_context(&ndir, &src) {
-                        return Err(errno(Errno::XDEV, "rename across encryption policies"));
-                    }
-                    if exchange {
-                        if let Some(d) = &dst {
-                            if !self.permitted_context(&odir, d) {
-                                return Err(errno(
-                                    Errno::XDEV,
-                                    "exchange across encryption policies",
-                                ));
-                            }
-                        }
-                    }
-                }
+                hooks::prepare_rename(
+                    &okey,
+                    &odir.hook_inode(),
+                    &nkey,
+                    &ndir.hook_inode(),
+                    &src.hook_inode(),
+                    dst.as_ref().map(|d| d.hook_inode()).as_ref(),
+                    exchange,
+                )?;
                 if exchange {
                     if dst.is_none() {
                         return Err(errno(Errno::NOENT, "exchange target does not exist"));
