@@ -17,7 +17,15 @@
 //! - [`fname`], [`nokey`], [`symlink`]: names, no-key names, symlink targets (`fname.c`, `hooks.c`);
 //! - [`extent`]: per-extent contexts and keys (the btrfs series);
 //! - [`keyring`]: master keys, per-user claims, active references, soft removal (`keyring.c`);
-//! - [`secret`]: locked, zeroized memory for every secret.
+//! - [`hooks`]: the rules a filesystem applies around its operations — a directory's key state,
+//!   permitted contexts for link and rename, names looked up and shown with and without the key,
+//!   the policy a new inode inherits, set-policy's checks (`hooks.c`, `policy.c`:
+//!   `fscrypt_require_key`, `fscrypt_has_permitted_context`, `__fscrypt_prepare_link`,
+//!   `__fscrypt_prepare_rename`, `fscrypt_setup_filename`, `fscrypt_fname_disk_to_usr`,
+//!   `fscrypt_policy_to_inherit`, `fscrypt_prepare_new_inode`, `fscrypt_ioctl_set_policy`);
+//! - [`secret`]: locked, zeroized memory for every secret;
+//! - [`uapi`]: the ioctl numbers and argument layouts, byte order explicit
+//!   (`include/uapi/linux/fscrypt.h`), shared by the filesystem's handlers and the command line.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -28,6 +36,7 @@ pub mod error;
 pub mod extent;
 pub mod fname;
 pub mod hkdf;
+pub mod hooks;
 pub mod keyring;
 pub mod keysetup;
 pub mod keysetup_v1;
@@ -36,6 +45,7 @@ pub mod nokey;
 pub mod policy;
 pub mod secret;
 pub mod symlink;
+pub mod uapi;
 
 pub use error::{Errno, Error, Result};
 pub use mode::{EncryptionMode, Iv};

@@ -1,8 +1,11 @@
 //! fscryptfs: the FUSE filesystem and the command's shared pieces. The fscrypt layer itself is the
 //! `fscrypt` crate; this crate adapts it to a backing directory and to FUSE.
 
-pub mod abi;
+/// The ioctl numbers and argument layouts under their older name: the definitions are the layer's
+/// [`fscrypt::uapi`] (the kernel's and fscryptfs' own ioctls, byte order explicit).
+pub use fscrypt::uapi as abi;
 pub mod fs;
-pub mod fsck;
-pub mod inspect;
+pub mod offline;
 pub mod store;
+
+pub use offline::{fsck, inspect};

@@ -1,14 +1,14 @@
-//! `fscryptfs`: the command line. Subcommands are thin: they parse arguments and call the layer
-//! (`fscrypt` crate) or, later, the daemon.
+//! `fscryptfs`: the command line. This file parses the command (clap), makes the process
+//! non-dumpable, and dispatches to the `cli` room (one file per command family) or to the offline
+//! tools (`fscryptfs::inspect`, `fscryptfs::fsck`); it prints the one-line error and exits with its
+//! status.
 
-mod cli_error;
-mod crypt;
-mod keycmd;
+mod cli;
 mod syslog;
-mod volume_cmd;
 
 use clap::{Parser, Subcommand};
-use cli_error::{CliError, EXIT_USAGE};
+use cli::error::{CliError, EXIT_USAGE};
+use cli::{crypt, keys, policy, volume};
 
 /// fscrypt, rebuilt in userspace.
 #[derive(Parser, Debug)]
@@ -27,13 +27,15 @@ enum Command {
     /// Encrypt or decrypt raw fscrypt data (fstests' fscrypt-crypt-util interface).
     Crypt(crypt::CryptArgs),
     /// Create an fscryptfs volume in an empty or new backing directory.
-    Init(volume_cmd::InitArgs),
+    Init(volume::InitArgs),
     /// Mount an fscryptfs volume (FUSE).
-    Mount(volume_cmd::MountArgs),
+    Mount(volume::MountArgs),
     Inspect(fscryptfs::inspect::InspectArgs),
     Fsck(fscryptfs::fsck::FsckArgs),
     #[command(flatten)]
-    Key(keycmd::KeyCommand),
+    Key(keys::KeyCommand),
+    #[command(flatten)]
+    Policy(policy::PolicyCommand),
 }
 
 /// Keeps this process out of core dumps and out of other users' reach before any key arrives:
@@ -86,9 +88,10 @@ fn main() {
     };
     let result: Result<(), CliError> = match cli.command {
         Command::Crypt(args) => crypt::run(args),
-        Command::Init(args) => volume_cmd::run_init(args),
-        Command::Mount(args) => volume_cmd::run_mount(args),
-        Command::Key(cmd) => keycmd::run(cmd),
+        Command::Init(args) => volume::run_init(args),
+        Command::Mount(args) => volume::run_mount(args),
+        Command::Key(cmd) => keys::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Inspect(args) => fscryptfs::inspect::run(args).map_err(|f| CliError {
             exit_code: f.exit_code,
             message: f.message,

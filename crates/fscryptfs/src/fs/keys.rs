@@ -1,5 +1,5 @@
 //! The key lifecycle of inodes: unlocking on demand (`ensure_key`, `unlock_new`, a directory's
-//! key for names: `dir_key`, `require_dir_key`), and key removal — the busy report, the
+//! key state for names: `dir_key`, fscrypt's `DirKey`), and key removal — the busy report, the
 //! [`InodeLocker`](fscrypt::keyring::InodeLocker) side (`lock_inodes`: idle inodes drop their keys
 //! and the kernel is told to forget their plaintext), and the last close of an inode whose key is
 //! being removed (`maybe_lock_after_close`). What happens to an open file when its key is removed
@@ -16,7 +16,7 @@ use fscrypt::keyring::{
 };
 use fscrypt::keysetup::{InodeKey, InodeParams};
 use fscrypt::policy::KeySpec;
-use fscrypt::{Errno, Error, Result};
+use fscrypt::Result;
 
 use super::contents;
 use super::locks::{lock, rlock, wlock};
@@ -28,12 +28,8 @@ use crate::store::config::ROOT_INO;
 /// How long key removal waits for RELEASEs of handles already FLUSHed (closed by the application).
 pub(super) const RELEASE_WAIT: Duration = Duration::from_millis(500);
 
-/// A directory's key state for a name operation.
-pub(super) enum DirKey {
-    Plain,
-    Key(Arc<InodeKey>),
-    NoKey,
-}
+/// A directory's key state for a name operation (`fscrypt::hooks`).
+pub(super) use fscrypt::hooks::DirKey;
 
 /// The longest prefix of `/proc/PID/status` read: its `Uid:` line comes within the first few
 /// hundred bytes.
@@ -117,24 +113,10 @@ impl Fs {
         })
     }
 
+    /// A directory's key state (ENOKEY becomes `DirKey::NoKey`; `DirKey::require` is
+    /// `fscrypt_require_key`).
     pub(super) fn dir_key(&self, dir: &Node) -> Result<DirKey> {
-        match self.ensure_key(dir) {
-            Ok(None) => Ok(DirKey::Plain),
-            Ok(Some(k)) => Ok(DirKey::Key(k)),
-            Err(e) if e.errno() == Errno::NOKEY => Ok(DirKey::NoKey),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The directory's key, or ENOKEY (`fscrypt_require_key`). Ok(None) when unencrypted.
-    pub(super) fn require_dir_key(&self, dir: &Node) -> Result<Option<Arc<InodeKey>>> {
-        match self.dir_key(dir)? {
-            DirKey::Plain => Ok(None),
-            DirKey::Key(k) => Ok(Some(k)),
-            DirKey::NoKey => Err(Error::no_key(
-                "the directory's encryption key is not available",
-            )),
-        }
+        DirKey::from_setup(self.ensure_key(dir))
     }
 
     /// Inodes that count as busy: open ones and every directory above one.

@@ -6,6 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
+use fscrypt::hooks::{self, DiskName, FilenameLookup, UsrName};
 use fscrypt::nokey::NokeyName;
 use fscrypt::{Errno, Result};
 use rustix::fs::AtFlags;
@@ -39,17 +40,10 @@ impl Fs {
         if name.len() > names::NAME_MAX {
             return Err(errno(Errno::NAMETOOLONG, "name longer than 255 bytes"));
         }
-        match self.dir_key(dir)? {
-            DirKey::Plain => Ok((names::plain_to_backing(name)?, None)),
-            DirKey::Key(k) => {
-                let ct = k.encrypt_filename(name.as_bytes())?;
-                Ok((names::ct_to_backing(&ct), Some(ct)))
-            }
-            DirKey::NoKey => {
-                let s = name
-                    .to_str()
-                    .ok_or_else(|| errno(Errno::NOENT, "not a no-key name"))?;
-                let n = NokeyName::decode(s)?;
+        match hooks::setup_filename(&self.dir_key(dir)?, name.as_bytes(), true)? {
+            FilenameLookup::Plain => Ok((names::plain_to_backing(name)?, None)),
+            FilenameLookup::Ciphertext(ct) => Ok((names::ct_to_backing(&ct), Some(ct))),
+            FilenameLookup::NoKey(n) => {
                 if n.dirhash() != names::DIRHASH || !names::is_encrypted_entry(name.as_bytes()) {
                     return Err(errno(Errno::NOENT, "not a no-key name of this volume"));
                 }
@@ -67,12 +61,9 @@ impl Fs {
         if name.len() > names::NAME_MAX {
             return Err(errno(Errno::NAMETOOLONG, "name longer than 255 bytes"));
         }
-        match self.require_dir_key(dir)? {
-            None => Ok((names::plain_to_backing(name)?, None)),
-            Some(k) => {
-                let ct = k.encrypt_filename(name.as_bytes())?;
-                Ok((names::ct_to_backing(&ct), Some(ct)))
-            }
+        match hooks::setup_filename(&self.dir_key(dir)?, name.as_bytes(), false)? {
+            FilenameLookup::Ciphertext(ct) => Ok((names::ct_to_backing(&ct), Some(ct))),
+            _ => Ok((names::plain_to_backing(name)?, None)),
         }
     }
 
@@ -102,52 +93,53 @@ impl Fs {
         bname: &OsStr,
     ) -> Option<OsString> {
         use std::os::unix::ffi::OsStringExt;
-        match dk {
-            DirKey::Plain => names::backing_to_plain(bname),
-            DirKey::NoKey => {
-                names::is_encrypted_entry(bname.as_bytes()).then(|| bname.to_os_string())
+        let plain;
+        let ct;
+        let disk = match dk {
+            DirKey::Plain => {
+                plain = names::backing_to_plain(bname)?;
+                DiskName::Plain(plain.as_bytes())
             }
-            DirKey::Key(k) => {
-                if !names::is_encrypted_entry(bname.as_bytes()) {
-                    return None;
-                }
+            _ if !names::is_encrypted_entry(bname.as_bytes()) => return None,
+            DirKey::NoKey => DiskName::Encrypted(None),
+            DirKey::Key(_) => {
+                // The full ciphertext: in the name, or in the side file of a long one (None:
+                // the side file cannot be trusted, the no-key name is shown).
                 let n = NokeyName::decode(bname.to_str()?).ok()?;
-                let ct = match n.full_ciphertext() {
-                    Some(ct) => ct.to_vec(),
+                ct = match n.full_ciphertext() {
+                    Some(ct) => Some(ct.to_vec()),
                     None => {
                         let side = names::side_name(bname);
                         let what = format!("side file {}", side.to_string_lossy());
-                        let buf = match store_io::read_bounded(dirfd, &side, names::NAME_MAX, &what)
-                        {
-                            Ok(Some(b)) => b,
+                        match store_io::read_bounded(dirfd, &side, names::NAME_MAX, &what) {
+                            Ok(Some(buf)) if n.matches(&buf) => Some(buf),
+                            Ok(Some(_)) => {
+                                tracing::warn!(
+                                    "side file of {} does not match its name; showing the no-key name",
+                                    bname.to_string_lossy()
+                                );
+                                None
+                            }
                             Ok(None) => return None,
                             Err(e) => {
                                 tracing::error!("{e}; showing the no-key name");
-                                return Some(bname.to_os_string());
+                                None
                             }
-                        };
-                        if !n.matches(&buf) {
-                            tracing::warn!(
-                                "side file of {} does not match its name; showing the no-key name",
-                                bname.to_string_lossy()
-                            );
-                            return Some(bname.to_os_string());
                         }
-                        buf
                     }
                 };
-                match k.decrypt_filename(&ct) {
-                    Ok(p) if !p.is_empty() && !p.contains(&b'/') && !p.contains(&0) => {
-                        Some(OsString::from_vec(p))
-                    }
-                    _ => {
-                        tracing::warn!(
-                            "cannot decrypt the name {}; showing the no-key name",
-                            bname.to_string_lossy()
-                        );
-                        Some(bname.to_os_string())
-                    }
-                }
+                DiskName::Encrypted(ct.as_deref())
+            }
+        };
+        match hooks::fname_disk_to_usr(dk, disk) {
+            UsrName::Name(n) => Some(OsString::from_vec(n)),
+            UsrName::NoKeyName => Some(bname.to_os_string()),
+            UsrName::Undecryptable => {
+                tracing::warn!(
+                    "cannot decrypt the name {}; showing the no-key name",
+                    bname.to_string_lossy()
+                );
+                Some(bname.to_os_string())
             }
         }
     }

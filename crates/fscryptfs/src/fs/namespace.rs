@@ -43,13 +43,12 @@ impl Fs {
     /// Allocates an inode number and, in an encrypted directory, a context and an unlocked key for
     /// a new inode of `kind` (ENOKEY when the key cannot be used for new inodes).
     pub(super) fn new_inode(&self, dir: &Node, kind: Kind) -> Result<NewInode<'_>> {
-        // fscrypt_policy_to_inherit: the directory's policy, else the dummy policy if mounted with
-        // test_dummy_encryption.
-        let inherit = dir.ctx().map(|c| *c.policy()).or(self.opts.dummy_policy);
-        let ctx = match (inherit, kind) {
-            (Some(p), Kind::File | Kind::Dir | Kind::Symlink) => Some(Context::new_random(p)?),
-            _ => None,
-        };
+        // The directory's policy, else the dummy policy if mounted with test_dummy_encryption.
+        let ctx = fscrypt::hooks::prepare_new_inode(
+            dir.ctx().as_ref().map(Context::policy),
+            self.opts.dummy_policy.as_ref(),
+            kind.hook_type(),
+        )?;
         let ino = self.inos.alloc()?;
         let transit = self.claim_new_ino(ino);
         let layout = self.new_file_layout(kind, ctx.as_ref());
@@ -301,18 +300,6 @@ impl Fs {
         self.node_from_fd(fd, dir.ino, name, &bname, &what)
     }
 
-    /// `fscrypt_has_permitted_context(parent, child)`.
-    pub(super) fn permitted_context(&self, dir: &Node, child: &Node) -> bool {
-        if matches!(child.kind, Kind::Special(_)) {
-            return true;
-        }
-        let Some(pc) = dir.ctx() else { return true };
-        match child.ctx() {
-            None => false,
-            Some(cc) => pc.policy() == cc.policy(),
-        }
-    }
-
     pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Arc<Node>> {
         self.check_writable()?;
         let node = self.node(ino)?;
@@ -322,9 +309,7 @@ impl Fs {
         }
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, newname)?;
-        if !self.permitted_context(&dir, &node) {
-            return Err(errno(Errno::XDEV, "link across encryption policies"));
-        }
+        fscrypt::hooks::prepare_link(&self.dir_key(&dir)?, &dir.hook_inode(), &node.hook_inode())?;
         if let Some(ct) = &ct {
             self.write_side_file(&dir, &bname, ct)?;
         }

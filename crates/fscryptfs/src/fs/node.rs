@@ -41,6 +41,15 @@ impl Kind {
             Kind::Special(t) => t,
         }
     }
+    /// The type fscrypt's hooks see.
+    pub(super) fn hook_type(self) -> fscrypt::hooks::FileType {
+        match self {
+            Kind::File => fscrypt::hooks::FileType::Regular,
+            Kind::Dir => fscrypt::hooks::FileType::Directory,
+            Kind::Symlink => fscrypt::hooks::FileType::Symlink,
+            Kind::Special(_) => fscrypt::hooks::FileType::Special,
+        }
+    }
     pub(super) fn inode_kind(self) -> InodeKind {
         match self {
             Kind::Dir => InodeKind::Directory,
@@ -191,6 +200,15 @@ impl Node {
 
     pub(super) fn ctx(&self) -> Option<Context> {
         rlock(&self.state).ctx
+    }
+
+    /// The inode as fscrypt's hooks see it.
+    pub(super) fn hook_inode(&self) -> fscrypt::hooks::Inode {
+        fscrypt::hooks::Inode {
+            ino: self.ino,
+            file_type: self.kind.hook_type(),
+            policy: self.ctx().map(|c| *c.policy()),
+        }
     }
 }
 

@@ -134,9 +134,11 @@ impl Fs {
             let b = lock(&ndir.dir_lock);
             (Some(lock(&odir.dir_lock)), Some(b))
         };
-        // fscrypt_prepare_rename: both directories' keys.
-        self.require_dir_key(&odir)?;
-        self.require_dir_key(&ndir)?;
+        // fscrypt_prepare_rename: both directories' keys (the policies once both entries are known).
+        let okey = self.dir_key(&odir)?;
+        okey.require()?;
+        let nkey = self.dir_key(&ndir)?;
+        nkey.require()?;
         let (obname, _) = self.backing_name(&odir, name)?;
         let (nbname, nct) = self.new_backing_name(&ndir, newname)?;
         let owhat = self.describe_child(&odir, &obname);
@@ -149,21 +151,15 @@ impl Fs {
                 None => None,
             };
             let res = (|| {
-                if odir.ino != ndir.ino {
-                    if !self.permitted_context(&ndir, &src) {
-                        return Err(errno(Errno::XDEV, "rename across encryption policies"));
-                    }
-                    if exchange {
-                        if let Some(d) = &dst {
-                            if !self.permitted_context(&odir, d) {
-                                return Err(errno(
-                                    Errno::XDEV,
-                                    "exchange across encryption policies",
-                                ));
-                            }
-                        }
-                    }
-                }
+                fscrypt::hooks::prepare_rename(
+                    &okey,
+                    &odir.hook_inode(),
+                    &nkey,
+                    &ndir.hook_inode(),
+                    &src.hook_inode(),
+                    dst.as_ref().map(|d| d.hook_inode()).as_ref(),
+                    exchange,
+                )?;
                 if exchange {
                     if dst.is_none() {
                         return Err(errno(Errno::NOENT, "exchange target does not exist"));

@@ -5,15 +5,25 @@
 //! bytes, the kernel's bytes), because the IV_INO_LBLK flags and the nonce-derived keys depend on them
 //! and they must survive copies of the backing store. Binary structures end in a checksum, so a
 //! damaged header is reported (EUCLEAN, naming the backing path) instead of decrypting garbage.
+//!
+//! Besides the parsers and encoders, this module owns the one reader (and writers) of each object on
+//! the backing store, built on [`super::io`]: [`read_dir_meta_at`], [`write_dir_meta_new`] and
+//! [`replace_dir_meta_at`] for directory metadata, [`read_file_header`] for a regular file's header
+//! block and [`read_symlink_at`] for a backing symlink target.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::Path;
 
 use fscrypt::context::{Context, CONTEXT_V2_SIZE};
 use fscrypt::nokey::{base64url_decode, base64url_encode};
 use fscrypt::policy::FsParams;
 use fscrypt::{Error, Result};
 
-use super::checksum;
 use super::config::INO_LIMIT;
-use super::BACKING_SYMLINK_MAX;
+use super::io as store_io;
+use super::{checksum, io_err, read_full_at, sys_err, BACKING_SYMLINK_MAX, FILE_HEADER_SIZE};
 
 /// Name of the metadata file in every backing directory.
 pub const DIR_META_NAME: &str = ".fscryptfs.dir";
@@ -322,11 +332,85 @@ impl SymlinkTarget {
     }
 }
 
+// ---- reading and writing them on the backing store ----
+
+/// The path of directory `dir`'s metadata file, as messages name it.
+fn dir_meta_what(dir: &Path) -> String {
+    dir.join(DIR_META_NAME).display().to_string()
+}
+
+/// Reads and checks the metadata of the backing directory open as `dirfd` (any descriptor of it,
+/// `O_PATH` included), which messages call `dir`. Through `store::io`: never through a symlink,
+/// never blocking, at most [`DIR_META_SIZE`] bytes. EUCLEAN naming the metadata file when it is of
+/// the wrong type, too large or malformed, naming `dir` when it is missing.
+pub fn read_dir_meta_at(
+    dirfd: impl AsFd,
+    fsp: &FsParams,
+    dir: impl AsRef<Path>,
+) -> Result<DirMeta> {
+    let dir = dir.as_ref();
+    let what = dir_meta_what(dir);
+    match store_io::read_bounded(dirfd, OsStr::new(DIR_META_NAME), DIR_META_SIZE, &what)? {
+        None => Err(Error::corrupt(format!(
+            "{}: directory has no {DIR_META_NAME}",
+            dir.display()
+        ))),
+        Some(b) => DirMeta::parse(&b, fsp, &what),
+    }
+}
+
+/// Writes the metadata file of a new backing directory open as `dirfd` (called `dir` in
+/// messages): `EEXIST` when anything is already at its name.
+pub fn write_dir_meta_new(dirfd: impl AsFd, meta: &DirMeta, dir: impl AsRef<Path>) -> Result<()> {
+    let what = dir_meta_what(dir.as_ref());
+    store_io::write_new(
+        dirfd,
+        OsStr::new(DIR_META_NAME),
+        &meta.to_bytes(),
+        0o644,
+        &what,
+    )
+}
+
+/// Replaces the metadata of the backing directory open as `dirfd` (called `dir` in messages)
+/// atomically and durably: a fresh temporary file, synced, renamed over it, the directory synced.
+pub fn replace_dir_meta_at(dirfd: impl AsFd, meta: &DirMeta, dir: impl AsRef<Path>) -> Result<()> {
+    let what = dir_meta_what(dir.as_ref());
+    store_io::replace(
+        dirfd,
+        OsStr::new(DIR_META_NAME),
+        &meta.to_bytes(),
+        0o644,
+        true,
+        &what,
+    )
+}
+
+/// Reads the header block of the open regular file `f`: its first [`FILE_HEADER_SIZE`] bytes
+/// (fewer when the file is shorter) and the header parsed from them. EUCLEAN naming `what` for a
+/// damaged header or one cut short of [`FILE_HEADER_USED`] bytes. (Whether the whole block is
+/// there is the caller's question: the file's length says.)
+pub fn read_file_header(f: &File, fsp: &FsParams, what: &str) -> Result<(Vec<u8>, FileHeader)> {
+    let mut block = vec![0u8; FILE_HEADER_SIZE as usize];
+    let n = read_full_at(f, &mut block, 0).map_err(|e| io_err(what, e))?;
+    block.truncate(n);
+    let h = FileHeader::parse(&block[..n.min(FILE_HEADER_USED)], fsp, what)?;
+    Ok((block, h))
+}
+
+/// Reads and parses the backing symlink open as `fd` (an `O_PATH` descriptor of the link itself:
+/// nothing is followed). EUCLEAN naming `what` for a target that is not ours or malformed.
+pub fn read_symlink_at(fd: impl AsFd, fsp: &FsParams, what: &str) -> Result<SymlinkTarget> {
+    let t = rustix::fs::readlinkat(fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
+    SymlinkTarget::parse(t.as_bytes(), fsp, what)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use fscrypt::policy::{Policy, PolicyV2};
     use fscrypt::EncryptionMode;
+    use std::os::unix::ffi::OsStrExt;
 
     fn ctx() -> Context {
         let p = Policy::V2(PolicyV2 {
@@ -406,5 +490,68 @@ mod tests {
             data,
         };
         assert!(s.encode().unwrap().len() <= BACKING_SYMLINK_MAX);
+    }
+
+    #[test]
+    fn dir_meta_is_read_and_written_through_store_io() {
+        use rustix::fs::{Mode, OFlags};
+        let fs = super::super::fs_params();
+        let t = tempfile::tempdir().unwrap();
+        let d =
+            rustix::fs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let e = read_dir_meta_at(&d, &fs, t.path()).unwrap_err();
+        assert_eq!(e.errno(), fscrypt::Errno::UCLEAN, "{e}");
+        assert!(
+            e.message().ends_with("directory has no .fscryptfs.dir"),
+            "{e}"
+        );
+        let m = DirMeta { ino: 7, ctx: None };
+        write_dir_meta_new(&d, &m, t.path()).unwrap();
+        assert_eq!(
+            write_dir_meta_new(&d, &m, t.path()).unwrap_err().errno(),
+            fscrypt::Errno::EXIST
+        );
+        assert_eq!(read_dir_meta_at(&d, &fs, t.path()).unwrap(), m);
+        let m2 = DirMeta {
+            ino: 7,
+            ctx: Some(ctx()),
+        };
+        replace_dir_meta_at(&d, &m2, t.path()).unwrap();
+        assert_eq!(read_dir_meta_at(&d, &fs, t.path()).unwrap(), m2);
+        // Anything but a regular file of at most 72 bytes is damage, never followed or blocked on.
+        std::fs::remove_file(t.path().join(DIR_META_NAME)).unwrap();
+        rustix::fs::mkfifoat(&d, DIR_META_NAME, Mode::from_raw_mode(0o644)).unwrap();
+        let e = read_dir_meta_at(&d, &fs, t.path()).unwrap_err();
+        assert_eq!(e.errno(), fscrypt::Errno::UCLEAN, "{e}");
+        assert!(e.message().contains(DIR_META_NAME), "{e}");
+    }
+
+    #[test]
+    fn file_headers_and_symlinks_are_read_whole_and_checked() {
+        use rustix::fs::{Mode, OFlags};
+        let fs = super::super::fs_params();
+        let t = tempfile::tempdir().unwrap();
+        let h = FileHeader {
+            layout: LAYOUT_PER_FILE,
+            ino: 20,
+            size: 0,
+            ctx: None,
+        };
+        let p = t.path().join("f");
+        std::fs::write(&p, h.to_bytes()).unwrap();
+        let (block, got) = read_file_header(&File::open(&p).unwrap(), &fs, "f").unwrap();
+        assert_eq!((block.len(), got), (FILE_HEADER_USED, h.clone()));
+        std::fs::write(&p, &h.to_bytes()[..40]).unwrap();
+        let e = read_file_header(&File::open(&p).unwrap(), &fs, "f").unwrap_err();
+        assert_eq!(e.errno(), fscrypt::Errno::UCLEAN, "{e}");
+        let target = SymlinkTarget::Plain {
+            ino: 21,
+            target: b"x".to_vec(),
+        };
+        let l = t.path().join("l");
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target.encode().unwrap()), &l)
+            .unwrap();
+        let fd = rustix::fs::open(&l, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty()).unwrap();
+        assert_eq!(read_symlink_at(&fd, &fs, "l").unwrap(), target);
     }
 }

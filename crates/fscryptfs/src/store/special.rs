@@ -5,9 +5,11 @@
 //!
 //! Layout: magic `FSCRYPTS`, version 1, then records `le64 ino ‖ u8 name length (1..=255) ‖ name`
 //! (the backing name), then SHA-256 of everything before it, first 8 bytes. Replaced atomically
-//! (a fresh temporary file, renamed over it); removed when it would be empty.
+//! (a fresh temporary file, renamed over it); removed when it would be empty. [`read_special_at`]
+//! is the one reader of the file on the backing store.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
 use fscrypt::{Error, Result};
@@ -105,6 +107,17 @@ impl SpecialRecords {
     }
 }
 
+/// Reads the special-file record of the backing directory open as `dirfd` (empty when it has
+/// none) through `store::io`: a regular file of at most [`SPECIAL_MAX`] bytes, never through a
+/// symlink. EUCLEAN naming `what` (the record file) when it is of the wrong type, too large or
+/// malformed.
+pub fn read_special_at(dirfd: impl AsFd, what: &str) -> Result<SpecialRecords> {
+    match super::io::read_bounded(dirfd, OsStr::new(SPECIAL_NAME), SPECIAL_MAX, what)? {
+        Some(b) => SpecialRecords::parse(&b, what),
+        None => Ok(SpecialRecords::default()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +145,19 @@ mod tests {
             SpecialRecords::parse(&SpecialRecords::default().to_bytes(), "x").unwrap(),
             SpecialRecords::default()
         );
+    }
+
+    #[test]
+    fn read_special_at_reads_through_store_io() {
+        use rustix::fs::{Mode, OFlags};
+        let t = tempfile::tempdir().unwrap();
+        let d =
+            rustix::fs::open(t.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        // None yet: empty.
+        assert_eq!(read_special_at(&d, "r").unwrap(), SpecialRecords::default());
+        // A symlink where the record belongs is damage, never followed.
+        std::os::unix::fs::symlink("/etc/passwd", t.path().join(SPECIAL_NAME)).unwrap();
+        let e = read_special_at(&d, "r").unwrap_err();
+        assert_eq!(e.errno(), fscrypt::Errno::UCLEAN, "{e}");
     }
 }

@@ -9,6 +9,7 @@ use fscrypt::{Error, Result};
 use crate::store::checksum;
 pub use crate::store::meta::LAYOUT_EXTENT;
 use crate::store::meta::{FileHeader, FILE_HEADER_USED};
+
 /// Alignment of records and of ciphertext in the backing file (reflink and direct I/O need it).
 pub const ALIGN: u64 = 4096;
 /// Size of a record's header block; its payload starts right after it.
@@ -139,6 +140,55 @@ impl RecordHeader {
     pub fn record_len(&self) -> Option<u64> {
         round_up(self.payload_len, ALIGN)?.checked_add(RECORD_HEADER_BLOCK)
     }
+
+    /// The whole 4096-byte header block: the used bytes, then zeros.
+    pub fn to_block(self) -> Vec<u8> {
+        let mut block = vec![0u8; RECORD_HEADER_BLOCK as usize];
+        block[..RECORD_HEADER_USED].copy_from_slice(&self.to_bytes());
+        block
+    }
+
+    /// An extent record: logical `[a, a + b)` stored as the `payload_len` bytes of ciphertext that
+    /// follow, the IV of their first unit `first_unit`, all of them checked. The payload checksum,
+    /// sequence number and data-unit size are filled in when it is appended.
+    pub fn extent(
+        a: u64,
+        b: u64,
+        first_unit: u64,
+        payload_len: u64,
+        ctx: [u8; EXTENT_CONTEXT_SIZE],
+    ) -> RecordHeader {
+        RecordHeader {
+            kind: Kind::Extent,
+            du_bits: 0,
+            seq: 0,
+            a,
+            b,
+            first_unit,
+            payload_len,
+            checked_len: payload_len,
+            ctx,
+            payload_sum: [0; 8],
+        }
+    }
+
+    /// A record without payload (truncate or punch): `a` and `b` as the kind defines them, the
+    /// rest zero, the checksum that of the empty payload. Sequence number and data-unit size are
+    /// filled in when it is appended.
+    pub fn meta(kind: Kind, a: u64, b: u64) -> RecordHeader {
+        RecordHeader {
+            kind,
+            du_bits: 0,
+            seq: 0,
+            a,
+            b,
+            first_unit: 0,
+            payload_len: 0,
+            checked_len: 0,
+            ctx: [0; EXTENT_CONTEXT_SIZE],
+            payload_sum: checksum(&[]),
+        }
+    }
 }
 
 /// One entry of a checkpoint's table: a run of stored ciphertext units and where it is mapped.
@@ -218,6 +268,11 @@ impl Commit {
         let sum = checksum(&b[..56]);
         b[56..64].copy_from_slice(&sum);
         b
+    }
+
+    /// Offset of the slot this commit goes to (`gen % 2`).
+    pub fn slot(self) -> u64 {
+        COMMIT_SLOTS[(self.gen % 2) as usize]
     }
 
     /// A valid slot, or None (zeros, torn, or damaged: the other slot then decides).
@@ -321,6 +376,34 @@ mod tests {
             ctx: [2; EXTENT_CONTEXT_SIZE],
         };
         assert_eq!(CheckpointEntry::parse(&e.to_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn constructors_and_blocks() {
+        let block = RecordHeader::meta(Kind::Punch, 4096, 8192).to_block();
+        assert_eq!(block.len() as u64, RECORD_HEADER_BLOCK);
+        assert!(block[RECORD_HEADER_USED..].iter().all(|&x| x == 0));
+        let h = RecordHeader::parse(&block).unwrap();
+        assert_eq!(
+            (h.kind, h.a, h.b, h.payload_len),
+            (Kind::Punch, 4096, 8192, 0)
+        );
+        assert_eq!(h.payload_sum, checksum(&[]));
+        let x = RecordHeader::extent(0, 5000, 7, 8192, [3; EXTENT_CONTEXT_SIZE]);
+        assert_eq!(
+            (x.kind, x.checked_len, x.first_unit),
+            (Kind::Extent, 8192, 7)
+        );
+        assert_eq!(x.record_len(), Some(3 * 4096));
+        let slot = |gen| {
+            Commit {
+                gen,
+                durable_end: 4096,
+                next_seq: 0,
+            }
+            .slot()
+        };
+        assert_eq!([slot(1), slot(2), slot(3)], [192, 128, 192]);
     }
 
     #[test]

@@ -2,15 +2,20 @@
 //! model, (key, IV) uniqueness, decryption with the layer's `ExtentKey` alone, crash simulation by
 //! cutting and damaging the log, the compaction bound, and context validation.
 
-use std::collections::HashMap;
-use std::fs::OpenOptions;
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use fscrypt::context::Context;
+use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::keysetup::MasterSecret;
-use fscrypt::policy::PolicyV2;
-use fscrypt::EncryptionMode;
+use fscrypt::policy::{Policy, PolicyV2};
+use fscrypt::{EncryptionMode, Errno, Result};
 
-use super::*;
+use super::format::{encode_base_header, COMMIT_SLOTS};
+use super::{ExtentFile, COMPACT_SLACK};
+use crate::store::read_full_at;
 
 struct Rng(u64);
 

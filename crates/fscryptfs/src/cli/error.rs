@@ -1,4 +1,4 @@
-//! Command-line errors and exit codes.
+//! Command-line errors and exit codes: `CliError`, one line with its exit status, for any command.
 //!
 //! Exit status 0 is success, 1 a failure of the operation (I/O, crypto, the daemon said no), 2 bad
 //! arguments. Every error is one line on stderr: `fscryptfs: <what went wrong>`.

@@ -15,7 +15,7 @@ use fscrypt::keysetup_v1;
 use fscrypt::secret::SecretBytes;
 use fscrypt::{cipher::PreparedKey, EncryptionMode};
 
-use crate::cli_error::CliError;
+use super::error::CliError;
 
 /// Options of `fscryptfs crypt` (fscrypt-crypt-util's names).
 #[derive(Args, Debug)]

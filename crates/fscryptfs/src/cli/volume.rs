@@ -1,15 +1,15 @@
 //! `fscryptfs init` and `fscryptfs mount`: create a volume in a backing directory, and mount one.
 //!
-//! `mount` daemonizes unless `-f`: it starts itself again in the foreground (in its own process
-//! group, with stdout a pipe) and waits until that child says the mount is live, so `mount` returning
-//! 0 means the mount is usable; if the child fails first, its one-line error is on stderr and `mount`
-//! exits 1. The child runs in its own session (`setsid`), with absolute paths and `/` as its working
-//! directory (so it pins no directory); it logs to `-o log=PATH` (created 0600, never through a
-//! symlink, a regular file of this user's or root's, else `mount` fails before mounting) or to the
-//! system log (`crate::syslog`; when that cannot be reached it says once on stderr, before
-//! detaching, that the log is lost), and once the mount is live it points stdin, stdout and stderr
-//! at /dev/null, so it holds none of the caller's terminal or pipes. When the child fails, its
-//! one-line error is the only line: `mount` exits with its status and adds nothing.
+//! `mount` daemonizes unless `-f`: it starts itself again in the foreground (with stdout a pipe)
+//! and waits until that child says the mount is live, so `mount` returning 0 means the mount is
+//! usable; if the child fails first, its one-line error is on stderr and `mount` exits with its
+//! status, adding nothing. The child's first act is `setsid` (its own session, away from the
+//! caller's terminal); it works with absolute paths and `/` as its working directory (so it pins no
+//! directory); it logs to `-o log=PATH` (created 0600, never through a symlink, a regular file of
+//! this user's or root's, else `mount` fails before mounting) or to the system log
+//! (`crate::syslog`; when that cannot be reached it says once on stderr, before detaching, that the
+//! log is lost), and once the mount is live it points stdin, stdout and stderr at /dev/null, so it
+//! holds none of the caller's terminal or pipes.
 //! With `-f` the daemon stays attached and logs to stderr.
 
 use std::io::{BufRead, BufReader, Write};
@@ -20,7 +20,7 @@ use clap::Args;
 use fscryptfs::fs::daemon::{self, MountOptions};
 use fscryptfs::store::config::{parse_removal, ContentsLayout, VolumeConfig, CONFIG_NAME};
 
-use crate::cli_error::CliError;
+use super::error::CliError;
 
 /// `fscryptfs init`.
 #[derive(Args, Debug)]
@@ -208,16 +208,20 @@ fn detach_stdio() {
         .write(true)
         .open("/dev/null")
     {
-        for fd in 0..=2 {
-            // SAFETY: dup2 onto the standard descriptors, which this process owns; nothing else
-            // holds Rust-level ownership of them.
-            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
-        }
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
     }
 }
 
 /// Runs `mount`.
 pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
+    if args.detach {
+        // The daemon child leaves the caller's session (and terminal) first of all. It was started
+        // in the caller's process group, so it is no group leader and setsid cannot fail with
+        // EPERM; any other failure leaves it where it is, as before.
+        let _ = rustix::process::setsid();
+    }
     let opts = MountOptions::parse(&args.options).map_err(CliError::usage)?;
     // Refuse a bad backing directory here, with one line, before daemonizing.
     daemon::open_volume(&args.backing).map_err(|e| CliError::failure(e.message()))?;
@@ -255,7 +259,6 @@ pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
 }
 
 fn spawn_daemon(args: &MountArgs) -> Result<(), CliError> {
-    use std::os::unix::process::CommandExt;
     let exe =
         std::env::current_exe().map_err(|e| CliError::io("finding the fscryptfs binary", e))?;
     let abs = |p: &std::path::Path| {
@@ -288,13 +291,8 @@ fn spawn_daemon(args: &MountArgs) -> Result<(), CliError> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    // The child calls setsid itself (`run_mount` with --detach): no code of ours runs between
+    // fork and exec.
     let mut child = cmd
         .spawn()
         .map_err(|e| CliError::io("starting the fscryptfs daemon", e))?;

@@ -1,0 +1,17 @@
+//! The command line's rooms: one file per command family, each mapping its options onto the layer
+//! (`fscrypt`), the filesystem (`fscryptfs`) or a mounted filesystem's ioctls. `main.rs` parses
+//! the command and dispatches here (and to `fscryptfs::inspect` / `fscryptfs::fsck`).
+//!
+//! - [`keys`]: `add-key`, `remove-key`, `key-status`, and the key ID argument;
+//! - [`policy`]: `set-policy`, `get-policy`, `get-nonce`, and fscryptctl's rendering of a policy;
+//! - [`volume`]: `init` and `mount` (the daemon's front: daemonizing, logging, detaching);
+//! - [`crypt`]: `crypt`, fstests' `fscrypt-crypt-util` interface;
+//! - [`ioctl`]: the client's ioctls on top of `fscrypt::uapi`, opening targets, strerror;
+//! - [`error`]: `CliError` and the exit statuses (0 ok, 1 failure, 2 bad arguments).
+
+pub mod crypt;
+pub mod error;
+pub mod ioctl;
+pub mod keys;
+pub mod policy;
+pub mod volume;

@@ -1,0 +1,208 @@
+//! `fscryptfs fsck`: check a volume's backing store against docs/FORMAT.md, offline and without keys.
+//!
+//! Checked: the config parses (a newer format version stops the check); every directory has valid
+//! metadata (size, magic, version, checksum, context) and the root is inode 1; file headers are valid
+//! (magic, version, layout, checksum, context, reserved bytes) and whole; contexts parse, and every
+//! child of an encrypted directory (but FIFOs, sockets and devices) is encrypted with the directory's
+//! policy; names in encrypted directories are canonical no-key names with a zero dirhash whose
+//! ciphertext length is a valid padded length, long names have their side file with matching
+//! contents (an orphaned side file is a note); escaped names in unencrypted directories are canonical;
+//! no unknown `.fscryptfs*` names; stable inode numbers are unique except for hard links, in range
+//! and below the config's `next-ino`; nonces are unique except for hard links; symlink encodings
+//! are valid; a file's backing length covers its recorded size; `.fscryptfs.special` parses, names
+//! each name once, and every special file of the directory has a record (checked like every other
+//! inode number); every object where fscryptfs's own files belong (config, directory metadata,
+//! special-file record, side files) is a regular file within FORMAT.md's bound.
+//!
+//! The tree is walked with directory descriptors and every object is opened through `store::io`
+//! relative to its directory: no symlink is followed, no FIFO or device is opened (type checked on an
+//! `O_PATH` descriptor first), metadata is read with its bound. A planted object is a problem, never
+//! a hang, a huge read or a read outside the volume.
+//!
+//! The volume lock (`.fscryptfs.lock`) is held shared during the check: a volume mounted read-write
+//! is refused (exit 2) unless `--force`, and no read-write mount can start while it runs. The lock
+//! file itself must be a regular file with one link.
+//!
+//! Findings are *problems* (exit 1) or *notes* (exit 0): notes are what a crash legitimately leaves
+//! behind and the daemon cleans up or ignores (temporary names, orphan side files, data beyond the
+//! recorded size, special-file records of names that are gone or no longer special files).
+//!
+//! This file owns the command (its arguments, the walk over the tree, the summary and the exit
+//! status); the checks are in `checker` (inode numbers and nonces across the volume), `objects`
+//! (one backing object) and `entries` (one directory's names and special-file record), on top of
+//! the offline reader ([`crate::offline::objects`]). [`report`] holds what was found.
+
+mod checker;
+mod entries;
+mod objects;
+pub mod report;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use fscrypt::Errno;
+
+use crate::offline::error::Failure;
+use crate::offline::lock::lock_for_reading;
+use crate::store::config::{VolumeConfig, CONFIG_NAME};
+use crate::store::fs_params;
+use crate::store::io as store_io;
+use crate::store::meta::{read_dir_meta_at, DIR_META_NAME};
+pub use checker::valid_ct_len;
+use checker::{strip, Checker, DirState};
+pub use report::{Finding, Report, Severity};
+
+/// `fscryptfs fsck`.
+#[derive(Args, Debug)]
+#[command(
+    about = "Check a volume's backing store offline (no keys needed)",
+    long_about = "Check the backing directory of an unmounted (or read-only mounted) volume against \
+its format (docs/FORMAT.md): config, directory metadata, file headers and checksums, contexts and \
+policy inheritance, no-key names and long-name side files, inode-number and nonce uniqueness, \
+symlink encodings, sizes, special-file records, and the type and size of every object where \
+fscryptfs's own files belong (no symlink inside the volume is followed, no FIFO opened). Each finding is one line `BACKING_PATH: message` on stdout (`note:` \
+before the message for what a crash legitimately leaves behind), then a summary line.\n\n\
+A volume mounted read-write is refused unless --force (its lock is held).\n\n\
+Exit status: 0 no problems (notes allowed), 1 problems found, 2 the check could not run \
+(missing or unreadable backing directory, not a volume, mounted read-write, bad arguments)."
+)]
+pub struct FsckArgs {
+    /// The volume's backing directory.
+    backing: PathBuf,
+    /// Print only problems and notes, no summary line.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Check even while the volume is mounted read-write (what is on disk may lag behind, and
+    /// the check may report what a running daemon is changing).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Checks the volume in `backing`. Err (exit 2) when the check cannot run.
+///
+/// Every object is opened through `store::io`, relative to its directory's descriptor: never
+/// through a symlink, never blocking on a FIFO or device (`O_PATH` and a type check first), and
+/// metadata is read with the bound FORMAT.md gives (larger is a problem).
+pub fn check(backing: &Path) -> Result<Report, Failure> {
+    let md =
+        fs::metadata(backing).map_err(|e| Failure::usage(format!("{}: {e}", backing.display())))?;
+    if !md.is_dir() {
+        return Err(Failure::usage(format!(
+            "{}: not a directory",
+            backing.display()
+        )));
+    }
+    let root = store_io::open_backing_root(backing).map_err(|e| Failure::usage(e.message()))?;
+    store_io::open_listing(&root, &backing.display().to_string())
+        .map_err(|e| Failure::usage(e.message()))?;
+    let mut c = Checker {
+        root: backing.to_path_buf(),
+        fsp: fs_params(),
+        config: None,
+        report: Report::default(),
+        inos: HashMap::new(),
+        nonces: HashMap::new(),
+    };
+    let conf = backing.join(CONFIG_NAME);
+    let exists = |name: &str| {
+        store_io::open_object(&root, OsStr::new(name), name).is_ok_and(|o| o.is_some())
+    };
+    match VolumeConfig::load(backing) {
+        Ok(cfg) => c.config = Some(cfg),
+        Err(e) if e.errno() == Errno::NOENT && !exists(CONFIG_NAME) => {
+            if !exists(DIR_META_NAME) {
+                return Err(Failure::usage(e.message()));
+            }
+            c.problem(&conf, "volume config is missing");
+        }
+        Err(e) if e.errno() == Errno::PROTONOSUPPORT => {
+            c.error(&conf, &e);
+            return Ok(c.report);
+        }
+        Err(e) => c.error(&conf, &e),
+    }
+    let root_state = match read_dir_meta_at(&root, &c.fsp, backing) {
+        Ok(m) => {
+            c.report.dirs += 1;
+            c.check_ino(backing, m.ino, &md, true);
+            if let Some(ctx) = &m.ctx {
+                c.check_nonce(backing, ctx, &md);
+            }
+            DirState::Known(m.ctx)
+        }
+        Err(e) => {
+            c.error(backing, &e);
+            DirState::Unknown
+        }
+    };
+    // Directories still to check: the parent's descriptor (None: the root itself) and the name.
+    type Pending = (Option<(Arc<OwnedFd>, OsString)>, PathBuf, DirState);
+    let mut stack: Vec<Pending> = vec![(None, backing.to_path_buf(), root_state)];
+    let root = Arc::new(root);
+    while let Some((loc, dir, state)) = stack.pop() {
+        let fd = match &loc {
+            None => root
+                .try_clone()
+                .map_err(|e| crate::store::io_err(dir.display(), e)),
+            Some((parent, name)) => {
+                store_io::open_subdir(&**parent, name, &dir.display().to_string())
+            }
+        };
+        let fd = match fd {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                c.problem(&dir, format!("cannot open: {}", strip(e.message(), &dir)));
+                continue;
+            }
+        };
+        let mut sub = c.check_dir(&fd, &dir, state);
+        sub.reverse();
+        stack.extend(
+            sub.into_iter()
+                .map(|(name, path, s)| (Some((fd.clone(), name)), path, s)),
+        );
+    }
+    Ok(c.report)
+}
+
+/// Runs `fscryptfs fsck`.
+pub fn run(args: FsckArgs) -> Result<(), Failure> {
+    let b = &args.backing;
+    let _lock = lock_for_reading(b, args.force, Failure::usage)?;
+    let report = check(b)?;
+    let mut out = String::new();
+    for f in &report.findings {
+        out.push_str(&format!("{f}\n"));
+    }
+    let (p, n) = (report.problems(), report.notes());
+    if !args.quiet {
+        out.push_str(&format!(
+            "{}: {} directories, {} files, {} symlinks, {} special files; {p} problem{}, {n} note{}\n",
+            b.display(),
+            report.dirs,
+            report.files,
+            report.symlinks,
+            report.special,
+            if p == 1 { "" } else { "s" },
+            if n == 1 { "" } else { "s" },
+        ));
+    }
+    use std::io::Write;
+    io::stdout()
+        .write_all(out.as_bytes())
+        .map_err(|e| Failure::usage(format!("writing stdout: {e}")))?;
+    if p > 0 {
+        return Err(Failure::op(format!(
+            "{p} problem{} found in {}",
+            if p == 1 { "" } else { "s" },
+            b.display()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! `fsck`'s checks of one backing object: it reads (directory metadata, file header, symlink
+//! target), its inode number and nonce (through the checker), its policy against its directory's,
+//! a per-file file's length against its size and its header's reserved bytes, a per-extent file's
+//! log (`ExtentFile::check`), an encrypted symlink's ciphertext length.
+
+use std::fs::{File, Metadata};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use super::checker::{valid_ct_len, Checker, DirState};
+use crate::offline::objects::{read_object_at, read_regular_at, Kind, Stored};
+use crate::store::extent::ExtentFile;
+use crate::store::meta::{FileHeader, SymlinkTarget, FILE_HEADER_USED, LAYOUT_EXTENT};
+use crate::store::{FILE_HEADER_SIZE, SYMLINK_CIPHERTEXT_MAX};
+
+impl Checker {
+    /// Checks one backing object, open as `fd` (`O_PATH`, from `open_entry_md`); returns the
+    /// state of a directory to descend into.
+    pub(super) fn check_object(
+        &mut self,
+        fd: &OwnedFd,
+        path: &Path,
+        md: &Metadata,
+        parent: DirState,
+    ) -> Option<DirState> {
+        // A regular file is opened once: its header block and descriptor serve every check.
+        let mut opened: Option<(File, Vec<u8>)> = None;
+        let read = if md.is_file() {
+            let what = path.display().to_string();
+            read_regular_at(fd, md, &what, &self.fsp).map(|(f, block, header)| {
+                opened = Some((f, block));
+                Stored::File {
+                    header,
+                    backing_len: md.len(),
+                }
+            })
+        } else {
+            read_object_at(fd, md, path, &self.fsp)
+        };
+        let stored = match read {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(path, &e);
+                return md.is_dir().then_some(DirState::Unknown);
+            }
+        };
+        match stored.kind() {
+            Kind::Dir => self.report.dirs += 1,
+            Kind::Regular => self.report.files += 1,
+            Kind::Symlink => self.report.symlinks += 1,
+            _ => self.report.special += 1,
+        }
+        if let Some(ino) = stored.ino() {
+            self.check_ino(path, ino, md, false);
+        }
+        if let DirState::Known(Some(pctx)) = parent {
+            if !matches!(stored, Stored::Special(_)) {
+                match stored.ctx() {
+                    None => self.problem(
+                        path,
+                        format!(
+                            "unencrypted {} in an encrypted directory",
+                            stored.kind().name()
+                        ),
+                    ),
+                    Some(c) if c.policy() != pctx.policy() => self.problem(
+                        path,
+                        format!(
+                            "encryption policy differs from its directory's ({} vs {})",
+                            hex::encode(c.policy().to_bytes()),
+                            hex::encode(pctx.policy().to_bytes())
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        if let Some(c) = stored.ctx() {
+            let c = *c;
+            self.check_nonce(path, &c, md);
+        }
+        match &stored {
+            Stored::Dir(m) => return Some(DirState::Known(m.ctx)),
+            Stored::File { header, .. } if header.layout == LAYOUT_EXTENT => {
+                if let Some((f, _)) = opened {
+                    self.check_extent_file(path, header, f);
+                }
+            }
+            Stored::File {
+                header,
+                backing_len,
+            } => {
+                let du = header
+                    .ctx
+                    .map_or(4096, |c| 1u64 << c.policy().data_unit_bits(&self.fsp));
+                // Encrypted files hold whole units; unencrypted ones may end mid-block.
+                let want = FILE_HEADER_SIZE + header.size.div_ceil(du) * du;
+                let need = if header.ctx.is_some() {
+                    want
+                } else {
+                    FILE_HEADER_SIZE + header.size
+                };
+                if *backing_len < need {
+                    self.problem(
+                        path,
+                        format!(
+                            "backing file is {backing_len} bytes; size {} needs {need}",
+                            header.size
+                        ),
+                    );
+                } else if *backing_len > want {
+                    self.note(
+                        path,
+                        format!(
+                            "{} bytes beyond the recorded size {} (left by a crash; cut at the next change)",
+                            backing_len - want,
+                            header.size
+                        ),
+                    );
+                }
+                if let Some((_, block)) = &opened {
+                    self.check_header_reserved(path, block);
+                }
+            }
+            Stored::Symlink(SymlinkTarget::Encrypted { data, ctx, .. }) => {
+                match fscrypt::symlink::ciphertext(data) {
+                    Err(e) => self.problem(path, format!("bad symlink data: {}", e.message())),
+                    Ok(ct) => {
+                        let pad = ctx.policy().padding();
+                        if data.len() != 2 + ct.len() {
+                            self.problem(
+                                path,
+                                format!(
+                                    "symlink data has {} bytes after its ciphertext",
+                                    data.len() - 2 - ct.len()
+                                ),
+                            );
+                        }
+                        if !valid_ct_len(ct.len(), pad, SYMLINK_CIPHERTEXT_MAX) {
+                            self.problem(
+                                path,
+                                format!(
+                                    "symlink ciphertext length {} is not a valid length for padding {pad}",
+                                    ct.len()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            Stored::Symlink(SymlinkTarget::Plain { .. }) | Stored::Special(_) => {}
+        }
+        None
+    }
+
+    /// A per-extent file: its log recovers (`ExtentFile::open`) and passes `ExtentFile::check`
+    /// (every stored run against its checksum, the map's invariants; crash leftovers are notes).
+    fn check_extent_file(&mut self, path: &Path, header: &FileHeader, file: File) {
+        let Some(ctx) = header.ctx else {
+            self.problem(path, "per-extent file without an encryption context");
+            return;
+        };
+        let policy = *ctx.policy();
+        let du = 1usize << policy.data_unit_bits(&self.fsp);
+        let r = ExtentFile::open(file, &policy, du).and_then(|ef| ef.check());
+        match r {
+            Err(e) => self.error(path, &e),
+            Ok(findings) => {
+                for f in findings {
+                    let m = match f.offset {
+                        Some(o) => format!("backing offset {o}: {}", f.message),
+                        None => f.message,
+                    };
+                    if f.note {
+                        self.note(path, m);
+                    } else {
+                        self.problem(path, m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The reserved bytes of a file header (80..4096) must be zero.
+    fn check_header_reserved(&mut self, path: &Path, block: &[u8]) {
+        if block
+            .get(FILE_HEADER_USED..)
+            .is_some_and(|r| r.iter().any(|&b| b != 0))
+        {
+            self.problem(path, "nonzero reserved bytes in the file header (80..4096)");
+        }
+    }
+}

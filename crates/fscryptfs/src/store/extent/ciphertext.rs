@@ -1,0 +1,96 @@
+//! Streamed ciphertext I/O on backing files, for the rest of the engine: reading a range whole,
+//! checksumming a range (replay, check) and copying or reflinking a range with its checksum (clone,
+//! compaction). Never more than [`CHUNK`] bytes in memory at once; never any key.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+use fscrypt::{Errno, Error, Result};
+use sha2::{Digest, Sha256};
+
+use super::format::ALIGN;
+use super::CHUNK;
+use crate::store::{io_err, read_full_at};
+
+/// Fills `buf` from `f` at `off`; EIO naming `what` and the backing offset when the file ends first.
+pub(super) fn read_exact_at(f: &File, buf: &mut [u8], off: u64, what: &str) -> Result<()> {
+    let got = read_full_at(f, buf, off)
+        .map_err(|e| io_err(format!("{what}: backing offset {off}"), e))?;
+    if got != buf.len() {
+        return Err(Error::new(
+            Errno::IO,
+            format!("{what}: backing offset {}: short read", off + got as u64),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `len` bytes of `f` at `off` a chunk at a time, hands each chunk and its position within the
+/// range to `each`, and returns the first 8 bytes of SHA-256 over them all.
+fn stream(
+    f: &File,
+    off: u64,
+    len: u64,
+    what: &str,
+    mut each: impl FnMut(&[u8], u64) -> Result<()>,
+) -> Result<[u8; 8]> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; len.min(CHUNK) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(CHUNK) as usize;
+        read_exact_at(f, &mut buf[..n], off + done, what)?;
+        h.update(&buf[..n]);
+        each(&buf[..n], done)?;
+        done += n as u64;
+    }
+    let d = h.finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&d[..8]);
+    Ok(out)
+}
+
+/// First 8 bytes of SHA-256 over `len` bytes of `f` at `off` (streamed). EIO if they are not all there.
+pub(super) fn sum_range(f: &File, off: u64, len: u64, what: &str) -> Result<[u8; 8]> {
+    stream(f, off, len, what, |_, _| Ok(()))
+}
+
+/// Copies `len` bytes of ciphertext from `src` at `src_off` to `dst` at `dst_off` (4096-aligned):
+/// `FICLONERANGE` (shared blocks) when both ranges are block-aligned and the backing filesystem can,
+/// else a byte copy. Returns the checksum of the bytes.
+pub(super) fn copy_ciphertext(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: u64,
+    what: &str,
+) -> Result<[u8; 8]> {
+    let cloned = src_off.is_multiple_of(ALIGN)
+        && dst_off.is_multiple_of(ALIGN)
+        && len.is_multiple_of(ALIGN)
+        && len > 0
+        && ficlonerange(src, src_off, dst, dst_off, len);
+    if cloned {
+        return sum_range(src, src_off, len, what);
+    }
+    stream(src, src_off, len, what, |chunk, done| {
+        dst.write_all_at(chunk, dst_off + done)
+            .map_err(|e| io_err(format!("{what}: writing at {}", dst_off + done), e))
+    })
+}
+
+/// `ioctl(FICLONERANGE)`; false when the backing filesystem cannot (EOPNOTSUPP, EXDEV, EINVAL, ...).
+fn ficlonerange(src: &File, src_off: u64, dst: &File, dst_off: u64, len: u64) -> bool {
+    let arg = libc::file_clone_range {
+        src_fd: i64::from(src.as_raw_fd()),
+        src_offset: src_off,
+        src_length: len,
+        dest_offset: dst_off,
+    };
+    // SAFETY: FICLONERANGE reads one `struct file_clone_range`, which `arg` is and outlives the
+    // call; both descriptors are open for the duration.
+    let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONERANGE, &arg) };
+    rc == 0
+}

@@ -1,0 +1,170 @@
+//! Creating and opening a per-extent file, and recovery: the scan that replays the log from 4096 in
+//! sequence order up to the first record that is not whole, trusting what the last commit covers
+//! and dropping a torn tail beyond it (docs/FORMAT.md, "Per-extent layout"). What each record does
+//! to the map is `apply`'s.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use fscrypt::context::Context;
+use fscrypt::extent::extent_policy;
+use fscrypt::policy::Policy;
+use fscrypt::{Error, Result};
+
+use super::ciphertext::sum_range;
+use super::format::{
+    encode_base_header, parse_base_header, Commit, RecordHeader, COMMIT_SLOTS, COMMIT_SLOT_SIZE,
+    RECORD_HEADER_BLOCK, RECORD_HEADER_USED,
+};
+use super::map::Map;
+use super::{backing_name, corrupt_at, ExtentFile};
+use crate::store::{fs_params, io_err, read_full_at, FILE_HEADER_SIZE};
+
+impl ExtentFile {
+    /// Writes the header of a new, empty per-extent file (layout 2, no commit yet) into `file`
+    /// (which must be empty) and opens it. The caller makes it durable (`sync`) and names it.
+    pub fn create(file: File, ino: u64, ctx: &Context) -> Result<ExtentFile> {
+        let what = backing_name(&file);
+        let policy = *ctx.policy();
+        extent_policy(&policy)?;
+        let mut block = vec![0u8; FILE_HEADER_SIZE as usize];
+        block[..80].copy_from_slice(&encode_base_header(ino, 0, ctx));
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(&block, 0))
+            .map_err(|e| io_err(&what, e))?;
+        let du = 1usize << policy.data_unit_bits(&fs_params());
+        ExtentFile::open(file, &policy, du)
+    }
+
+    /// Opens a per-extent backing file and recovers its map: replays the log from 4096 in sequence
+    /// order, trusting (header checksums only) what the last commit covers and checking payloads
+    /// beyond it, and drops a torn tail. Every extent's context is checked against `policy`
+    /// (EUCLEAN naming the backing offset, logged, on a mismatch). EINVAL when `policy` cannot have
+    /// extents or `du_size` is not its data-unit size; EUCLEAN for a damaged header or committed
+    /// record.
+    pub fn open(file: File, policy: &Policy, du_size: usize) -> Result<ExtentFile> {
+        let what = backing_name(&file);
+        extent_policy(policy)?;
+        let du_bits = policy.data_unit_bits(&fs_params());
+        if du_size != 1usize << du_bits {
+            return Err(Error::invalid(format!(
+                "{what}: data-unit size {du_size} is not the policy's ({})",
+                1u64 << du_bits
+            )));
+        }
+        let mut header = vec![0u8; FILE_HEADER_SIZE as usize];
+        read_full_at(&file, &mut header, 0).map_err(|e| io_err(&what, e))?;
+        let (_ino, ctx) = parse_base_header(&header, &what)?;
+        if ctx.policy() != policy {
+            return Err(Error::invalid(format!(
+                "{what}: the file's policy is not the policy given"
+            )));
+        }
+        let commit = COMMIT_SLOTS
+            .iter()
+            .filter_map(|&o| Commit::parse(&header[o as usize..o as usize + COMMIT_SLOT_SIZE]))
+            .max_by_key(|c| c.gen);
+        let file_len = file.metadata().map_err(|e| io_err(&what, e))?.len();
+        let mut ef = ExtentFile {
+            file,
+            what,
+            policy: *policy,
+            du: du_size as u64,
+            du_bits,
+            runs: Vec::new(),
+            map: Map::default(),
+            records: Vec::new(),
+            nonces: HashSet::new(),
+            end: FILE_HEADER_SIZE,
+            durable_end: commit.map_or(FILE_HEADER_SIZE, |c| c.durable_end),
+            next_seq: 0,
+            gen: commit.map_or(0, |c| c.gen),
+            trim_pending: false,
+            compacted_memo: std::sync::Mutex::new(None),
+        };
+        ef.replay(file_len)?;
+        if let Some(c) = commit {
+            ef.next_seq = ef.next_seq.max(c.next_seq);
+        }
+        Ok(ef)
+    }
+
+    /// The recovery scan (see [`open`](Self::open)).
+    fn replay(&mut self, file_len: u64) -> Result<()> {
+        let mut pos = FILE_HEADER_SIZE;
+        let mut seq = 0u64;
+        loop {
+            let trusted = pos < self.durable_end;
+            // A committed record that fails is corruption; a later one is a torn tail.
+            let torn = |why: &str| -> Result<()> {
+                if trusted {
+                    return Err(corrupt_at(&self.what, pos, why));
+                }
+                tracing::info!(
+                    "{}: backing offset {pos}: dropping an incomplete record ({why})",
+                    self.what
+                );
+                Ok(())
+            };
+            if pos >= file_len {
+                // The end of the log: torn only if a commit promised more.
+                if trusted {
+                    torn("the log ends before its last commit")?;
+                }
+                break;
+            }
+            let mut hb = [0u8; RECORD_HEADER_USED];
+            let got = read_full_at(&self.file, &mut hb, pos).map_err(|e| io_err(&self.what, e))?;
+            let h = match RecordHeader::parse(&hb[..got]) {
+                Ok(h) if h.seq == seq => h,
+                Ok(_) => {
+                    torn("out-of-sequence record")?;
+                    break;
+                }
+                Err(why) => {
+                    torn(why)?;
+                    break;
+                }
+            };
+            let Some(rec_end) = h.record_len().and_then(|l| pos.checked_add(l)) else {
+                return Err(corrupt_at(&self.what, pos, "record length overflows"));
+            };
+            if rec_end > file_len {
+                torn("record extends beyond the end of the file")?;
+                break;
+            }
+            if trusted && rec_end > self.durable_end {
+                return Err(corrupt_at(
+                    &self.what,
+                    pos,
+                    "record straddles the last commit",
+                ));
+            }
+            if h.checked_len > h.payload_len {
+                return Err(corrupt_at(&self.what, pos, "bad checked length"));
+            }
+            let payload = pos + RECORD_HEADER_BLOCK;
+            if !trusted
+                && sum_range(&self.file, payload, h.checked_len, &self.what)? != h.payload_sum
+            {
+                torn("payload checksum mismatch")?;
+                break;
+            }
+            self.apply_record(&h, pos, rec_end - pos)?;
+            pos = rec_end;
+            seq += 1;
+        }
+        if pos < self.durable_end {
+            return Err(corrupt_at(
+                &self.what,
+                pos,
+                format!("log ends before its last commit ({})", self.durable_end),
+            ));
+        }
+        self.end = pos;
+        self.next_seq = seq;
+        self.trim_pending = file_len > pos;
+        Ok(())
+    }
+}

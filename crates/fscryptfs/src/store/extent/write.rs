@@ -1,0 +1,191 @@
+//! Changing a per-extent file: appending records at the end of the log — a new extent (encrypted
+//! here with the caller's key), a truncate, a punch — and `sync`, which makes them durable and
+//! writes the next commit slot. Every append goes through `ExtentFile::append` or
+//! `ExtentFile::append_meta`: a torn or failed tail is cut first, and a failed write marks the
+//! tail to be cut, so no stale record can ever follow a new one.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use fscrypt::extent::{ExtentContext, ExtentKey};
+use fscrypt::{Errno, Error, Result};
+
+use super::format::{Commit, Kind, RecordHeader, RECORD_HEADER_BLOCK};
+use super::ExtentFile;
+use crate::store::{checksum, io_err, EXTENT_MAX_FILE_SIZE};
+
+impl ExtentFile {
+    /// Before writing beyond `end`: cut a torn or failed tail, durably, so that no stale record can
+    /// ever follow the new one.
+    fn prepare_append(&mut self) -> Result<()> {
+        if self.trim_pending {
+            self.file
+                .set_len(self.end)
+                .and_then(|()| self.file.sync_data())
+                .map_err(|e| io_err(format!("{}: cutting a torn tail", self.what), e))?;
+            self.trim_pending = false;
+        }
+        Ok(())
+    }
+
+    /// Appends a record whose payload (if any) is already at `end + 4096`: writes the header block
+    /// and the padding, applies the record, advances the log.
+    fn finish_append(&mut self, mut h: RecordHeader) -> Result<()> {
+        h.seq = self.next_seq;
+        h.du_bits = self.du_bits;
+        let pos = self.end;
+        let rec_len = h
+            .record_len()
+            .ok_or_else(|| Error::invalid("record too large"))?;
+        let res = self.file.write_all_at(&h.to_block(), pos).and_then(|()| {
+            let pad = rec_len - RECORD_HEADER_BLOCK - h.payload_len;
+            if pad > 0 {
+                let zeros = vec![0u8; pad as usize];
+                self.file
+                    .write_all_at(&zeros, pos + RECORD_HEADER_BLOCK + h.payload_len)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = res {
+            self.trim_pending = true;
+            return Err(io_err(format!("{}: appending at {pos}", self.what), e));
+        }
+        self.apply_record(&h, pos, rec_len)?;
+        self.end = pos + rec_len;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Appends the record `h` with a payload: `write_payload(file, at, what)` writes the
+    /// `h.payload_len` bytes at `at` (right after the record's header block) and returns their
+    /// checksum, which goes into the header.
+    pub(super) fn append(
+        &mut self,
+        mut h: RecordHeader,
+        write_payload: impl FnOnce(&File, u64, &str) -> Result<[u8; 8]>,
+    ) -> Result<()> {
+        self.prepare_append()?;
+        match write_payload(&self.file, self.end + RECORD_HEADER_BLOCK, &self.what) {
+            Ok(sum) => h.payload_sum = sum,
+            Err(e) => {
+                self.trim_pending = true;
+                return Err(e);
+            }
+        }
+        self.finish_append(h)
+    }
+
+    /// Appends a record without payload ([`RecordHeader::meta`]).
+    pub(super) fn append_meta(&mut self, kind: Kind, a: u64, b: u64) -> Result<()> {
+        self.prepare_append()?;
+        self.finish_append(RecordHeader::meta(kind, a, b))
+    }
+
+    /// `off + len`, or EFBIG when it is beyond the maximum file size.
+    pub(super) fn check_end(&self, off: u64, len: u64) -> Result<u64> {
+        off.checked_add(len)
+            .filter(|&e| e <= EXTENT_MAX_FILE_SIZE)
+            .ok_or_else(|| {
+                Error::new(
+                    Errno::FBIG,
+                    format!("{}: beyond the maximum file size", self.what),
+                )
+            })
+    }
+
+    /// Writes out one new extent: `plaintext` at logical `offset`, encrypted with `key` (derived
+    /// from `ctx`, whose nonce was just drawn) with IVs 0, 1, ... from the extent's start, appended
+    /// to the log. It replaces whole data units: `offset` must be unit-aligned and the length a
+    /// whole number of units unless the extent reaches the end of the file (the caller merges
+    /// partial units, read-modify-write, before writeout). EINVAL for a misaligned extent, a
+    /// context that does not match the file's policy or a nonce already used in this file (that
+    /// would reuse a (key, IV) pair); EFBIG beyond the maximum size. Not durable until `sync`.
+    pub fn write_extent(
+        &mut self,
+        offset: u64,
+        plaintext: &[u8],
+        ctx: &ExtentContext,
+        key: &ExtentKey,
+    ) -> Result<()> {
+        if plaintext.is_empty() {
+            return Ok(());
+        }
+        let du = self.du;
+        ctx.validate_against(&self.policy)
+            .map_err(|e| Error::invalid(format!("{}: new extent: {}", self.what, e.message())))?;
+        if self.nonces.contains(&ctx.nonce) {
+            return Err(Error::invalid(format!(
+                "{}: new extent reuses a nonce already in the file",
+                self.what
+            )));
+        }
+        let len = plaintext.len() as u64;
+        let end = self.check_end(offset, len)?;
+        if !offset.is_multiple_of(du) || (!len.is_multiple_of(du) && end < self.map.size()) {
+            return Err(Error::invalid(format!(
+                "{}: extent [{offset}, {end}) is not whole data units of {du} bytes",
+                self.what
+            )));
+        }
+        let mut buf = vec![0u8; (len.div_ceil(du) * du) as usize];
+        buf[..plaintext.len()].copy_from_slice(plaintext);
+        key.encrypt_units(0, du as usize, &mut buf)?;
+        let h = RecordHeader::extent(offset, len, 0, buf.len() as u64, ctx.to_bytes());
+        self.append(h, |f, at, what| {
+            f.write_all_at(&buf, at)
+                .map_err(|e| io_err(format!("{what}: appending at {at}"), e))?;
+            Ok(checksum(&buf))
+        })
+    }
+
+    /// Sets the logical size (a truncate record; extending makes a hole). Bytes beyond a
+    /// smaller size are gone, also from a partial final unit. Not durable until `sync`.
+    pub fn truncate(&mut self, len: u64) -> Result<()> {
+        self.check_end(len, 0)?;
+        if len == self.map.size() {
+            return Ok(());
+        }
+        self.append_meta(Kind::Truncate, len, 0)
+    }
+
+    /// Makes `[offset, offset + len)` a hole (a punch record); the size is unchanged. `offset` must
+    /// be unit-aligned and `len` whole units unless the range reaches the end of the file.
+    pub fn punch_hole(&mut self, offset: u64, len: u64) -> Result<()> {
+        let end = self.check_end(offset, len)?;
+        if !offset.is_multiple_of(self.du)
+            || (!len.is_multiple_of(self.du) && end < self.map.size())
+        {
+            return Err(Error::invalid(format!(
+                "{}: hole [{offset}, {end}) is not whole data units",
+                self.what
+            )));
+        }
+        if len == 0 || offset >= self.map.size() {
+            return Ok(());
+        }
+        self.append_meta(Kind::Punch, offset, len)
+    }
+
+    /// Makes everything appended so far durable: `fdatasync` (the records), then the next commit
+    /// slot (the one not holding the latest commit), then `fdatasync` again.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.end == self.durable_end {
+            return Ok(());
+        }
+        let what = self.what.clone();
+        self.file.sync_data().map_err(|e| io_err(&what, e))?;
+        let c = Commit {
+            gen: self.gen + 1,
+            durable_end: self.end,
+            next_seq: self.next_seq,
+        };
+        self.file
+            .write_all_at(&c.to_bytes(), c.slot())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io_err(format!("{what}: commit"), e))?;
+        self.gen = c.gen;
+        self.durable_end = self.end;
+        Ok(())
+    }
+}
