@@ -428,28 +428,21 @@ enum Unmounter {
 /// Mounts through setuid `fusermount3` (libfuse's protocol: it mounts, then passes the /dev/fuse
 /// descriptor back over the socket named by `_FUSE_COMMFD`).
 fn fusermount_mount(mountpoint: &Path, options: &str) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::process::CommandExt;
+    use std::os::fd::AsRawFd;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-    let child_fd = theirs.as_raw_fd();
+    // fusermount3 inherits its end: close-on-exec cleared here, before the spawn (the mount
+    // happens before the daemon starts any other thread, so no other child can inherit it).
+    rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty())?;
     let mut cmd = std::process::Command::new("fusermount3");
     cmd.arg("-o")
         .arg(options)
         .arg("--")
         .arg(mountpoint)
-        .env("_FUSE_COMMFD", child_fd.to_string())
+        .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
         .stdin(std::process::Stdio::null());
-    // SAFETY: fcntl is async-signal-safe; it only clears close-on-exec of the inherited socket.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::fcntl(child_fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
+    let spawned = cmd.spawn();
     drop(theirs);
+    let mut child = spawned?;
     let received = recv_fd(&ours);
     drop(ours);
     let status = child.wait()?;
@@ -457,49 +450,40 @@ fn fusermount_mount(mountpoint: &Path, options: &str) -> std::io::Result<std::os
     if !status.success() {
         return Err(std::io::Error::other(format!("fusermount3: {status}")));
     }
-    // SAFETY: recv_fd returned a descriptor the kernel just installed for us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(fd)
 }
 
-/// Receives one descriptor (SCM_RIGHTS) from `sock`.
-fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::io::Result<i32> {
-    use std::os::fd::AsRawFd;
+/// Receives one descriptor (SCM_RIGHTS) from `sock`, close-on-exec.
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::mem::MaybeUninit;
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let n = loop {
+        match rustix::net::recvmsg(
+            sock,
+            &mut [std::io::IoSliceMut::new(&mut byte)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(r) => break r.bytes,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
     };
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; every pointer set below outlives the recvmsg call, and the
-    // control message is read only after the kernel filled it, within its declared length.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        loop {
-            let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "fusermount3 sent no descriptor (see its message above)",
-                ));
-            }
-            break;
-        }
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS
-        {
-            return Err(std::io::Error::other("fusermount3 sent no descriptor"));
-        }
-        Ok(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()))
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "fusermount3 sent no descriptor (see its message above)",
+        ));
     }
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(std::io::Error::other("fusermount3 sent no descriptor"))
 }
