@@ -30,14 +30,14 @@ impl Fs {
         let (size, encrypted) = {
             let s = rlock(&node.state);
             let size = match node.kind {
-                Kind::File => s.size,
+                Kind::File => s.size(),
                 Kind::Symlink => self
                     .link_text_locked(node, &s)
                     .map(|t| t.len() as u64)
                     .unwrap_or(0),
                 _ => st.st_size as u64,
             };
-            (size, s.ctx.is_some())
+            (size, s.ctx().is_some())
         };
         let _ = encrypted;
         let ts = |s: i64, ns: i64| -> std::time::SystemTime {
@@ -84,7 +84,7 @@ impl Fs {
 
     /// A symlink's target as the caller sees it: plaintext with the key, the no-key form without.
     pub(super) fn link_text_locked(&self, node: &Node, st: &State) -> Result<Vec<u8>> {
-        match &st.link {
+        match st.link() {
             Some(SymlinkTarget::Plain { target, .. }) => Ok(target.clone()),
             Some(SymlinkTarget::Encrypted { data, .. }) => match st.key() {
                 Some(k) => k.decrypt_symlink(data),

@@ -13,7 +13,7 @@ use rustix::fs::AtFlags;
 
 use super::locks::wlock;
 use super::mount::Fs;
-use super::node::{cached_lookup, Claim, Kind, Node, State};
+use super::node::{cached_lookup, Claim, FileContents, Keys, Kind, Node, PerFileState, State};
 use super::types::{errno, FileType};
 use crate::store::config::ROOT_INO;
 use crate::store::io as store_io;
@@ -153,7 +153,7 @@ impl Fs {
     ) -> Result<Arc<Node>> {
         let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
         let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
-        let (ino, kind, state) = match ft {
+        let (ino, kind, found) = match ft {
             rustix::fs::FileType::RegularFile => {
                 let f = store_io::reopen_file(&fd, store_io::Access::ReadNoAtime, what)?;
                 let mut buf = [0u8; FILE_HEADER_USED];
@@ -162,21 +162,24 @@ impl Fs {
                     Ok(h) => {
                         self.remember_ino(&st, h.ino);
                         // A per-extent file's size is in its log, loaded once the number is ours.
-                        (
-                            h.ino,
-                            Kind::File,
-                            State {
-                                ctx: h.ctx,
-                                size: h.size,
-                                layout: h.layout,
-                                ..State::default()
-                            },
-                        )
+                        let found = if h.layout == crate::store::meta::LAYOUT_EXTENT {
+                            Found::Extent(h.ctx)
+                        } else {
+                            Found::State(State::File {
+                                keys: Keys::locked(h.ctx),
+                                contents: FileContents::PerFile(PerFileState::loaded(h.size)),
+                            })
+                        };
+                        (h.ino, Kind::File, found)
                     }
                     Err(e) => {
                         // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
                         tracing::error!("{e}");
-                        (self.per_mount_ino(&st)?, Kind::File, State::corrupt(&e))
+                        (
+                            self.per_mount_ino(&st)?,
+                            Kind::File,
+                            Found::State(State::corrupt(&e)),
+                        )
                     }
                 }
             }
@@ -187,17 +190,20 @@ impl Fs {
                         (
                             m.ino,
                             Kind::Dir,
-                            State {
-                                ctx: m.ctx,
-                                ..State::default()
-                            },
+                            Found::State(State::Dir {
+                                keys: Keys::locked(m.ctx),
+                            }),
                         )
                     }
                     Err(e) if e.errno() == Errno::UCLEAN => {
                         // Damaged metadata: still an entry (stat, rename, rmdir when empty);
                         // everything inside says EUCLEAN.
                         tracing::error!("{e}");
-                        (self.per_mount_ino(&st)?, Kind::Dir, State::corrupt(&e))
+                        (
+                            self.per_mount_ino(&st)?,
+                            Kind::Dir,
+                            Found::State(State::corrupt(&e)),
+                        )
                     }
                     Err(e) => {
                         tracing::error!("{e}");
@@ -228,17 +234,20 @@ impl Fs {
                         (
                             l.ino(),
                             Kind::Symlink,
-                            State {
-                                ctx,
-                                link: Some(l),
-                                ..State::default()
-                            },
+                            Found::State(State::Symlink {
+                                keys: Keys::locked(ctx),
+                                target: l,
+                            }),
                         )
                     }
                     Err(e) => {
                         // Damaged: still an entry (stat, rename, unlink); readlink says EUCLEAN.
                         tracing::error!("{e}");
-                        (self.per_mount_ino(&st)?, Kind::Symlink, State::corrupt(&e))
+                        (
+                            self.per_mount_ino(&st)?,
+                            Kind::Symlink,
+                            Found::State(State::corrupt(&e)),
+                        )
                     }
                 }
             }
@@ -261,31 +270,40 @@ impl Fs {
                     }
                     None => self.per_mount_ino(&st)?,
                 };
-                (ino, Kind::Special(t), State::default())
+                (ino, Kind::Special(t), Found::State(State::Special))
             }
         };
-        let mut state = state;
         let transit = match self.claim_ino(ino, kind, parent, name, what)? {
             Claim::Cached(node) => return Ok(node),
             Claim::Ours(t) => t,
         };
         // The number is ours: nobody else loads or evicts it until the node is in the table.
-        if state.layout == crate::store::meta::LAYOUT_EXTENT && state.corrupt.is_none() {
-            match self.load_extent_state(&fd, state.ctx.as_ref(), what) {
-                Ok(ext) => {
-                    state.size = ext.file.logical_size();
-                    state.ext = Some(ext);
-                }
+        let state = match found {
+            Found::State(s) => s,
+            // Its logical size is in the log.
+            Found::Extent(ctx) => match self.load_extent_state(&fd, ctx.as_ref(), what) {
+                Ok(ext) => State::File {
+                    keys: Keys::locked(ctx),
+                    contents: FileContents::PerExtent(Box::new(ext)),
+                },
                 Err(e) => {
                     // Like a damaged header: the entry can be stat'ed and deleted; open says EUCLEAN.
                     tracing::error!("{e}");
-                    state.corrupt = Some(e.message().to_string());
+                    State::corrupt(&e)
                 }
-            }
-        }
+            },
+        };
         let node = Node::looked_up(ino, kind, fd, state, parent, name);
         wlock(&self.nodes).insert(ino, Arc::clone(&node));
         drop(transit);
         Ok(node)
     }
+}
+
+/// What a backing object turned out to be, before its number is claimed.
+enum Found {
+    /// Its state, complete.
+    State(State),
+    /// A per-extent file with this context: its log is opened once the number is ours.
+    Extent(Option<fscrypt::context::Context>),
 }

@@ -231,7 +231,9 @@ impl Fs {
             ctx: Some(ctx),
         };
         self.replace_dir_meta(&node, &meta, &what)?;
-        wlock(&node.state).ctx = Some(ctx);
+        if let Some(keys) = wlock(&node.state).keys_mut() {
+            keys.ctx = Some(ctx);
+        }
         Ok(())
     }
 

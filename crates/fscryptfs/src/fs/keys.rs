@@ -21,7 +21,7 @@ use fscrypt::Result;
 use super::contents;
 use super::locks::{lock, rlock, wlock};
 use super::mount::Fs;
-use super::node::{Kind, Node, Unlocked};
+use super::node::{Keys, Kind, Node, Unlocked};
 use super::types::Creds;
 use crate::store::config::ROOT_INO;
 
@@ -67,23 +67,32 @@ impl Fs {
     pub(super) fn ensure_key(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
         {
             let st = rlock(&node.state);
-            match (&st.ctx, &st.unlocked) {
-                (None, _) => return Ok(None),
-                (Some(_), Some(u)) => return Ok(u.key.clone()),
-                (Some(_), None) => {}
+            match st.keys() {
+                None | Some(Keys { ctx: None, .. }) => return Ok(None),
+                Some(Keys {
+                    ctx: Some(_),
+                    unlocked: Some(u),
+                }) => return Ok(u.key.clone()),
+                Some(Keys {
+                    ctx: Some(_),
+                    unlocked: None,
+                }) => {}
             }
         }
         let mut st = wlock(&node.state);
-        if let Some(u) = &st.unlocked {
-            return Ok(u.key.clone());
-        }
-        let Some(ctx) = st.ctx else {
+        let need = contents::secret_need(node.kind, st.is_extent());
+        let Some(keys) = st.keys_mut() else {
             return Ok(None);
         };
-        let need = contents::secret_need(node.kind, st.layout);
+        if let Some(u) = &keys.unlocked {
+            return Ok(u.key.clone());
+        }
+        let Some(ctx) = keys.ctx else {
+            return Ok(None);
+        };
         let (active, key) = self.unlock_new(&ctx, node.ino, node.kind, need)?;
         let key = key.map(Arc::new);
-        st.unlocked = Some(Unlocked {
+        keys.unlocked = Some(Unlocked {
             active,
             key: key.clone(),
         });

@@ -6,8 +6,9 @@
 //! - [`fuse`] — the `fuser::Filesystem` adapter (decode, call one `Fs` method, encode); with
 //!   [`daemon`] (mounting) the only files that name `fuser`. [`types`] holds what they exchange.
 //! - [`mount`] — the `Fs` object, its options and tables, construction, unmount flush.
-//! - [`node`] — `Node` and the per-inode `State`, the inode table, lookup counts, FORGET and
-//!   eviction, transit, stable inode numbers. [`backing`] loads nodes from backing objects.
+//! - [`node`] — `Node` and the per-inode `State` (an enum by kind), the inode table, lookup
+//!   counts, FORGET and eviction, transit, stable inode numbers. [`backing`] loads nodes from
+//!   backing objects.
 //! - [`keys`] — the key lifecycle: unlock on demand, the busy report and the inode locker at key
 //!   removal, kernel cache invalidation.
 //! - [`names`] — user names ↔ backing names, the filename view with and without the key.

@@ -15,7 +15,7 @@ use super::backing::read_dir_meta;
 use super::contents;
 use super::handles::Handle;
 use super::locks::rlock;
-use super::node::{Kind, Meta, Node, State};
+use super::node::{Keys, Kind, Meta, Node, State};
 use super::types::{errno, KernelCache};
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
@@ -93,9 +93,8 @@ impl Fs {
             ino: ROOT_INO,
             kind: Kind::Dir,
             fd: RwLock::new(Arc::new(root_fd)),
-            state: RwLock::new(State {
-                ctx: meta.ctx,
-                ..State::default()
+            state: RwLock::new(State::Dir {
+                keys: Keys::locked(meta.ctx),
             }),
             meta: Mutex::new(Meta {
                 lookups: u64::MAX / 2,

@@ -18,7 +18,7 @@ use rustix::fs::{AtFlags, Mode};
 use super::backing::{new_file_header, write_dir_meta};
 use super::locks::{lock, rlock};
 use super::mount::Fs;
-use super::node::{Kind, Node, State, TransitGuard, Unlocked};
+use super::node::{FileContents, Keys, Kind, Node, PerFileState, State, TransitGuard, Unlocked};
 use super::types::{errno, Creds, Entry};
 use crate::store::meta::{DirMeta, SymlinkTarget};
 use crate::store::names;
@@ -52,7 +52,7 @@ impl Fs {
         let ino = self.inos.alloc()?;
         let transit = self.claim_new_ino(ino);
         let layout = self.new_file_layout(kind, ctx.as_ref());
-        let need = super::contents::secret_need(kind, layout);
+        let need = super::contents::secret_need(kind, layout == crate::store::meta::LAYOUT_EXTENT);
         let key = match &ctx {
             Some(c) => Some(self.unlock_new(c, ino, kind, need)?),
             None => None,
@@ -66,20 +66,17 @@ impl Fs {
         })
     }
 
-    /// The state of a new inode, and its number's claim (for `insert_new`).
-    pub(super) fn state_for_new(ni: NewInode<'_>) -> (State, TransitGuard<'_>) {
+    /// The key state of a new inode, and its number's claim (for `insert_new`).
+    pub(super) fn keys_for_new(ni: NewInode<'_>) -> (Keys, TransitGuard<'_>) {
         let unlocked = ni.key.map(|(active, k)| Unlocked {
             active,
             key: k.map(Arc::new),
         });
-        let state = State {
+        let keys = Keys {
             ctx: ni.ctx,
             unlocked,
-            layout: ni.layout,
-            trimmed: true,
-            ..State::default()
         };
-        (state, ni.transit)
+        (keys, ni.transit)
     }
 
     pub(super) fn open_path(&self, dir: &Node, bname: &OsStr) -> Result<OwnedFd> {
@@ -141,8 +138,17 @@ impl Fs {
         self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
         let pfd = self.open_path(&dir, &bname)?;
         let ino = ni.ino;
-        let (mut state, transit) = Self::state_for_new(ni);
-        state.ext = ext;
+        let (keys, transit) = Self::keys_for_new(ni);
+        let contents = match ext {
+            Some(e) => FileContents::PerExtent(Box::new(e)),
+            // A new file has no stale tail to trim.
+            None => FileContents::PerFile(PerFileState {
+                size: 0,
+                size_dirty: false,
+                trimmed: true,
+            }),
+        };
+        let state = State::File { keys, contents };
         let node = self.insert_new(pfd, ino, Kind::File, state, dir.ino, name, transit);
         let fh = if open {
             let key = rlock(&node.state).key().cloned();
@@ -202,7 +208,8 @@ impl Fs {
         }
         self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
         let ino = ni.ino;
-        let (state, transit) = Self::state_for_new(ni);
+        let (keys, transit) = Self::keys_for_new(ni);
+        let state = State::Dir { keys };
         Ok(self.insert_new(nfd, ino, Kind::Dir, state, dir.ino, name, transit))
     }
 
@@ -242,8 +249,8 @@ impl Fs {
         self.chown_new(&dir.fd(), &bname, self.owner_for(&dir, req))?;
         let pfd = self.open_path(&dir, &bname)?;
         let ino = ni.ino;
-        let (mut st, transit) = Self::state_for_new(ni);
-        st.link = Some(link);
+        let (keys, transit) = Self::keys_for_new(ni);
+        let st = State::Symlink { keys, target: link };
         Ok(self.insert_new(pfd, ino, Kind::Symlink, st, dir.ino, name, transit))
     }
 

@@ -1,6 +1,13 @@
 //! Nodes and the inode table: `Node` (an inode the kernel knows: its `O_PATH` descriptor, kind,
 //! per-inode `State` and counts), the table with its lookup counts, FORGET and eviction, the
 //! "transit" set of numbers between the table and the outside, and stable inode numbers.
+//!
+//! `State` is an enum by kind, so only what a kind has can be written: a damaged entry holds why
+//! and nothing else; a regular file its `Keys` (context and, while unlocked, `Unlocked`) and its
+//! contents state (`FileContents`: per-file size, dirty and trimmed flags, or the per-extent
+//! `ExtState` with its own size); a directory its `Keys`; a symlink its `Keys` and parsed target; a
+//! FIFO, socket or device nothing. Callers read it through its accessors (`ctx`, `key`, `active`,
+//! `size`, `per_file`, `ext`, `link`, `corrupt_why`).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -67,49 +74,199 @@ pub(super) struct Unlocked {
     pub(super) key: Option<Arc<InodeKey>>,
 }
 
-/// Key-related and size state of one inode, under the node's `state` lock.
-#[derive(Default)]
-pub(super) struct State {
+/// The fscrypt side of an inode that has one: its context (None: unencrypted) and, while
+/// unlocked, its key state.
+pub(super) struct Keys {
     /// The fscrypt context, for encrypted inodes.
     pub(super) ctx: Option<Context>,
     /// Encrypted inodes while unlocked: the hold on the master key and the inode's key.
     pub(super) unlocked: Option<Unlocked>,
-    /// Regular files: the logical size (authoritative while the node is cached; for the per-extent
-    /// layout it includes buffered writes).
+}
+
+impl Keys {
+    /// Unencrypted or locked (no key yet), with context `ctx`.
+    pub(super) fn locked(ctx: Option<Context>) -> Keys {
+        Keys {
+            ctx,
+            unlocked: None,
+        }
+    }
+}
+
+/// A per-file regular file's size state.
+pub(super) struct PerFileState {
+    /// The logical size (authoritative while the node is cached).
     pub(super) size: u64,
-    /// Regular files: the header's layout byte (0 for a damaged header).
-    pub(super) layout: u8,
-    /// Per-extent regular files: the opened log and the write buffer (`contents::per_extent`).
-    pub(super) ext: Option<contents::ExtState>,
     /// The size changed and the header does not say so yet.
     pub(super) size_dirty: bool,
     /// The backing file was trimmed of any stale tail beyond the last data unit (once per mount).
     pub(super) trimmed: bool,
-    /// Symlinks: the backing target, parsed.
-    pub(super) link: Option<SymlinkTarget>,
-    /// Regular files, directories and symlinks whose stored metadata (header, `.fscryptfs.dir`,
-    /// backing target) cannot be parsed: why (naming the backing path). Such a node exists so the
-    /// entry can be looked up, stat'ed, renamed and deleted; opening it, reading the link, and any
-    /// operation inside the directory give EUCLEAN.
-    pub(super) corrupt: Option<String>,
+}
+
+impl PerFileState {
+    /// A file whose header says `size` (its tail not yet checked this mount).
+    pub(super) fn loaded(size: u64) -> PerFileState {
+        PerFileState {
+            size,
+            size_dirty: false,
+            trimmed: false,
+        }
+    }
+}
+
+/// A regular file's contents state, by layout.
+pub(super) enum FileContents {
+    /// Per-file layout: the size is in the header.
+    PerFile(PerFileState),
+    /// Per-extent layout: the opened log, the write buffer and the logical size
+    /// (`contents::per_extent`).
+    PerExtent(Box<contents::ExtState>),
+}
+
+/// The per-inode state by kind, under the node's `state` lock. Only a regular file has a size and
+/// contents state (per-extent data only in the per-extent layout), only a symlink a target, and a
+/// damaged entry nothing but why.
+pub(super) enum State {
+    /// A regular file, directory or symlink whose stored metadata (header, `.fscryptfs.dir`,
+    /// backing target, per-extent log) cannot be parsed: why (naming the backing path). Such a node
+    /// exists so the entry can be looked up, stat'ed, renamed and deleted; opening it, reading the
+    /// link, and any operation inside the directory give EUCLEAN.
+    Corrupt { why: String },
+    /// A regular file.
+    File { keys: Keys, contents: FileContents },
+    /// A directory.
+    Dir { keys: Keys },
+    /// A symlink and its backing target, parsed.
+    Symlink { keys: Keys, target: SymlinkTarget },
+    /// A FIFO, socket or device: never encrypted.
+    Special,
 }
 
 impl State {
     /// The state of an entry whose stored metadata is damaged (`e` says how).
     pub(super) fn corrupt(e: &Error) -> State {
-        State {
-            corrupt: Some(e.message().to_string()),
-            ..State::default()
+        State::Corrupt {
+            why: e.message().to_string(),
         }
+    }
+
+    /// Why the stored metadata is damaged, for a corrupt entry.
+    pub(super) fn corrupt_why(&self) -> Option<&str> {
+        match self {
+            State::Corrupt { why } => Some(why),
+            _ => None,
+        }
+    }
+
+    /// The key state of a file, directory or symlink.
+    pub(super) fn keys(&self) -> Option<&Keys> {
+        match self {
+            State::File { keys, .. } | State::Dir { keys } | State::Symlink { keys, .. } => {
+                Some(keys)
+            }
+            State::Corrupt { .. } | State::Special => None,
+        }
+    }
+
+    pub(super) fn keys_mut(&mut self) -> Option<&mut Keys> {
+        match self {
+            State::File { keys, .. } | State::Dir { keys } | State::Symlink { keys, .. } => {
+                Some(keys)
+            }
+            State::Corrupt { .. } | State::Special => None,
+        }
+    }
+
+    /// The fscrypt context, for encrypted inodes.
+    pub(super) fn ctx(&self) -> Option<Context> {
+        self.keys().and_then(|k| k.ctx)
+    }
+
+    /// The symlink's target, for a symlink.
+    pub(super) fn link(&self) -> Option<&SymlinkTarget> {
+        match self {
+            State::Symlink { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// A regular file's logical size (for the per-extent layout it includes buffered writes);
+    /// 0 for anything else.
+    pub(super) fn size(&self) -> u64 {
+        match self {
+            State::File {
+                contents: FileContents::PerFile(p),
+                ..
+            } => p.size,
+            State::File {
+                contents: FileContents::PerExtent(e),
+                ..
+            } => e.size,
+            _ => 0,
+        }
+    }
+
+    /// The per-file size state, for a per-file regular file.
+    pub(super) fn per_file(&self) -> Option<&PerFileState> {
+        match self {
+            State::File {
+                contents: FileContents::PerFile(p),
+                ..
+            } => Some(p),
+            _ => None,
+        }
+    }
+
+    pub(super) fn per_file_mut(&mut self) -> Option<&mut PerFileState> {
+        match self {
+            State::File {
+                contents: FileContents::PerFile(p),
+                ..
+            } => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The log and buffer, for a per-extent regular file.
+    pub(super) fn ext(&self) -> Option<&contents::ExtState> {
+        match self {
+            State::File {
+                contents: FileContents::PerExtent(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(super) fn ext_mut(&mut self) -> Option<&mut contents::ExtState> {
+        self.ext_and_active().map(|(e, _)| e)
+    }
+
+    /// The log and buffer of a per-extent file with its hold on the master key (if unlocked).
+    pub(super) fn ext_and_active(
+        &mut self,
+    ) -> Option<(&mut contents::ExtState, Option<&ActiveRef>)> {
+        match self {
+            State::File {
+                keys,
+                contents: FileContents::PerExtent(e),
+            } => Some((e, keys.unlocked.as_ref().map(|u| &u.active))),
+            _ => None,
+        }
+    }
+
+    /// True for a per-extent regular file.
+    pub(super) fn is_extent(&self) -> bool {
+        self.ext().is_some()
     }
 
     /// Locks the inode: takes its key and reference (the caller drops them) and drops every
     /// extent key cached under that reference.
     pub(super) fn take_keys(&mut self) -> (Option<Arc<InodeKey>>, Option<ActiveRef>) {
-        if let Some(e) = self.ext.as_mut() {
+        if let Some(e) = self.ext_mut() {
             e.drop_keys();
         }
-        match self.unlocked.take() {
+        match self.keys_mut().and_then(|k| k.unlocked.take()) {
             Some(u) => (u.key, Some(u.active)),
             None => (None, None),
         }
@@ -117,12 +274,16 @@ impl State {
 
     /// The hold on the master key, while unlocked.
     pub(super) fn active(&self) -> Option<&ActiveRef> {
-        self.unlocked.as_ref().map(|u| &u.active)
+        self.keys()
+            .and_then(|k| k.unlocked.as_ref())
+            .map(|u| &u.active)
     }
 
     /// The inode's key, while unlocked (None for per-extent files: extent keys only).
     pub(super) fn key(&self) -> Option<&Arc<InodeKey>> {
-        self.unlocked.as_ref().and_then(|u| u.key.as_ref())
+        self.keys()
+            .and_then(|k| k.unlocked.as_ref())
+            .and_then(|u| u.key.as_ref())
     }
 }
 
@@ -195,11 +356,11 @@ impl Node {
     }
 
     pub(super) fn is_encrypted(&self) -> bool {
-        rlock(&self.state).ctx.is_some()
+        rlock(&self.state).ctx().is_some()
     }
 
     pub(super) fn ctx(&self) -> Option<Context> {
-        rlock(&self.state).ctx
+        rlock(&self.state).ctx()
     }
 
     /// The inode as fscrypt's hooks see it.
@@ -234,8 +395,8 @@ impl Drop for TransitGuard<'_> {
 
 /// EUCLEAN for a node whose stored metadata is damaged.
 pub(super) fn check_usable(node: &Node) -> Result<()> {
-    match &rlock(&node.state).corrupt {
-        Some(why) => Err(Error::corrupt(why.clone())),
+    match rlock(&node.state).corrupt_why() {
+        Some(why) => Err(Error::corrupt(why.to_string())),
         None => Ok(()),
     }
 }

@@ -24,8 +24,7 @@ impl Fs {
             return;
         }
         let wanted = rlock(&node.state)
-            .ext
-            .as_ref()
+            .ext()
             .is_some_and(|e| e.file.needs_compaction());
         if !wanted {
             return;
@@ -54,7 +53,7 @@ impl Fs {
         }
         let _dg = lock(&dir.dir_lock);
         let mut st = wlock(&node.state);
-        let Some(ext) = st.ext.as_mut() else {
+        let Some(ext) = st.ext_mut() else {
             return Ok(false);
         };
         if !ext.file.needs_compaction() {

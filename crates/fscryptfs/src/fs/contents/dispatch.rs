@@ -87,7 +87,7 @@ impl Fs {
             m if m == PUNCH_HOLE | KEEP_SIZE => return self.zero_range(node, file, key, off, end),
             m if m & !KEEP_SIZE == ZERO_RANGE => {
                 self.zero_range(node, file, key, off, end)?;
-                if m & KEEP_SIZE == 0 && end > rlock(&node.state).size {
+                if m & KEEP_SIZE == 0 && end > rlock(&node.state).size() {
                     // The extension is a hole: zeros too.
                     return self.set_size(node, file, key, end);
                 }
@@ -122,13 +122,13 @@ impl Fs {
     ) -> Result<()> {
         let (size, du) = {
             let st = rlock(&node.state);
-            let du = match (&st.ext, key) {
+            let du = match (st.ext(), key) {
                 (Some(e), _) => e.file.data_unit_size() as u64,
                 (None, Some(k)) => k.data_unit_size() as u64,
                 // Unencrypted: the backing bytes are the file's; any range can be punched.
                 (None, None) => 1,
             };
-            (st.size, du)
+            (st.size(), du)
         };
         let end = end.min(size);
         if off >= end {

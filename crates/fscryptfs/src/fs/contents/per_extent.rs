@@ -34,7 +34,7 @@ use super::budget::Budget;
 use super::layout::{Contents, FileIo};
 use crate::fs::locks::{lock, rlock, wlock};
 use crate::fs::mount::Fs;
-use crate::fs::node::{Kind, Node, State};
+use crate::fs::node::{FileContents, Keys, Kind, Node, State};
 use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
@@ -52,6 +52,8 @@ const KEY_CACHE_MAX: usize = 256;
 /// The open log of a per-extent file and its write buffer.
 pub(in crate::fs) struct ExtState {
     pub(in crate::fs) file: ExtentFile,
+    /// The logical size: the log's, or beyond it by buffered writes.
+    pub(in crate::fs) size: u64,
     du: u64,
     /// Buffered whole units of plaintext by unit index (bytes beyond the size are zero).
     buf: BTreeMap<u64, Vec<u8>>,
@@ -117,6 +119,7 @@ impl ExtState {
     pub(in crate::fs) fn new(file: ExtentFile, budget: Arc<Budget>) -> Self {
         let du = file.data_unit_size() as u64;
         ExtState {
+            size: file.logical_size(),
             file,
             du,
             buf: BTreeMap::new(),
@@ -173,9 +176,10 @@ impl Drop for ExtState {
     }
 }
 
-/// What an inode's reference must keep: the secret for per-extent regular files, else setup only.
-pub(in crate::fs) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
-    if kind == Kind::File && layout == LAYOUT_EXTENT {
+/// What an inode's reference must keep: the secret for per-extent regular files (`extent`), else
+/// setup only.
+pub(in crate::fs) fn secret_need(kind: Kind, extent: bool) -> SecretNeed {
+    if kind == Kind::File && extent {
         SecretNeed::Later
     } else {
         SecretNeed::SetupOnly
@@ -186,14 +190,11 @@ pub(in crate::fs) fn secret_need(kind: Kind, layout: u8) -> SecretNeed {
 /// fresh nonce and its key derived now), then, with `sync`, commits. Units written leave the
 /// buffer; on an error the rest stays buffered.
 pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
-    let State {
-        ext,
-        unlocked,
-        size,
-        ctx,
-        ..
-    } = st;
-    let Some(ext) = ext.as_mut() else {
+    let State::File {
+        keys: Keys { ctx, unlocked },
+        contents: FileContents::PerExtent(ext),
+    } = st
+    else {
         return Ok(());
     };
     if !ext.buf.is_empty() {
@@ -208,7 +209,7 @@ pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
                 last += 1;
             }
             let start = first * du;
-            let stop = ((last + 1) * du).min(*size);
+            let stop = ((last + 1) * du).min(ext.size);
             if stop > start {
                 let mut plain = Vec::with_capacity(((last + 1 - first) * du) as usize);
                 for i in first..=last {
@@ -258,7 +259,7 @@ impl Fs {
 
     /// True for a per-extent regular file.
     pub(in crate::fs) fn is_extent(&self, node: &Node) -> bool {
-        node.kind == Kind::File && rlock(&node.state).layout == LAYOUT_EXTENT
+        node.kind == Kind::File && rlock(&node.state).is_extent()
     }
 
     /// At lookup of a per-extent file not in the table (the caller holds its number in transit):
@@ -299,12 +300,12 @@ impl Fs {
     /// Reads `len` bytes at `off`: the log, then the buffer over it.
     pub(in crate::fs) fn ext_read(&self, node: &Node, off: u64, len: u32) -> Result<Vec<u8>> {
         let st = rlock(&node.state);
-        let size = st.size;
+        let ext = st.ext().ok_or_else(not_loaded)?;
+        let size = ext.size;
         if off >= size || len == 0 {
             return Ok(Vec::new());
         }
         let end = size.min(off.saturating_add(u64::from(len)));
-        let ext = st.ext.as_ref().ok_or_else(not_loaded)?;
         let mut out = vec![0u8; (end - off) as usize];
         let active = st.active();
         ext.file
@@ -335,16 +336,14 @@ impl Fs {
             return Err(Error::no_key("the file's encryption key is not available"));
         }
         {
-            let ext = guard.ext.as_ref().ok_or_else(not_loaded)?;
+            let ext = guard.ext().ok_or_else(not_loaded)?;
             if ext.buffered() > 0
                 && (ext.buffered() + data.len() as u64 > BUFFER_MAX || self.budget.over_hard())
             {
                 self.ext_writeout_locked(node, &mut guard, false)?;
             }
         }
-        let st = &mut *guard;
-        let ext = st.ext.as_mut().ok_or_else(not_loaded)?;
-        let active = st.unlocked.as_ref().map(|u| &u.active);
+        let (ext, active) = guard.ext_and_active().ok_or_else(not_loaded)?;
         let du = ext.du;
         for idx in off / du..=(end - 1) / du {
             let us = idx * du;
@@ -364,8 +363,8 @@ impl Fs {
                     .copy_from_slice(&data[(lo - off) as usize..(hi - off) as usize]);
             }
         }
-        if end > st.size {
-            st.size = end;
+        if end > ext.size {
+            ext.size = end;
         }
         Ok(())
     }
@@ -394,9 +393,9 @@ impl Fs {
         }
         let mut st = wlock(&node.state);
         self.ext_writeout_locked(node, &mut st, false)?;
-        let ext = st.ext.as_mut().ok_or_else(not_loaded)?;
+        let ext = st.ext_mut().ok_or_else(not_loaded)?;
         ext.file.truncate(new)?;
-        st.size = new;
+        ext.size = new;
         Ok(())
     }
 
@@ -406,14 +405,14 @@ impl Fs {
     pub(in crate::fs) fn ext_punch(&self, node: &Node, off: u64, len: u64) -> Result<()> {
         let mut st = wlock(&node.state);
         writeout_locked(&mut st, false)?;
-        let ext = st.ext.as_mut().ok_or_else(not_loaded)?;
+        let ext = st.ext_mut().ok_or_else(not_loaded)?;
         ext.file.punch_hole(off, len)
     }
 
     /// fallocate (mode and range already checked by `allocate`): mode 0 grows the size to `end`
     /// (a hole: a log has nothing to preallocate); KEEP_SIZE does nothing.
     pub(in crate::fs) fn ext_allocate(&self, node: &Node, end: u64, keep_size: bool) -> Result<()> {
-        if !keep_size && end > rlock(&node.state).size {
+        if !keep_size && end > rlock(&node.state).size() {
             self.ext_set_size(node, end)?;
         }
         Ok(())
@@ -469,14 +468,14 @@ impl Fs {
                 a.prepare_write()?;
             }
             self.ext_writeout_locked(dst, &mut st, false)?;
-            let ext = st.ext.as_mut().ok_or_else(not_loaded)?;
+            let ext = st.ext_mut().ok_or_else(not_loaded)?;
             let size = ext.file.logical_size();
             let n = clip(size, size);
             if n == 0 {
                 return Ok(None);
             }
             let done = ext.file.clone_within(off_in, off_out, n)?;
-            st.size = ext.file.logical_size();
+            ext.size = ext.file.logical_size();
             return Ok(Some(done));
         }
         // Two nodes: both state locks, in inode order.
@@ -492,14 +491,14 @@ impl Fs {
         }
         self.ext_writeout_locked(src, &mut sg, false)?;
         self.ext_writeout_locked(dst, &mut dg, false)?;
-        let sext = sg.ext.as_ref().ok_or_else(not_loaded)?;
-        let dext = dg.ext.as_mut().ok_or_else(not_loaded)?;
+        let sext = sg.ext().ok_or_else(not_loaded)?;
+        let dext = dg.ext_mut().ok_or_else(not_loaded)?;
         let n = clip(sext.file.logical_size(), dext.file.logical_size());
         if n == 0 {
             return Ok(None);
         }
         let done = dext.file.clone_range(&sext.file, off_in, off_out, n)?;
-        dg.size = dext.file.logical_size();
+        dext.size = dext.file.logical_size();
         Ok(Some(done))
     }
 }

@@ -25,7 +25,7 @@ use fscrypt::{Errno, Error, Result};
 use super::layout::{Contents, FileIo};
 use crate::fs::locks::{rlock, wlock};
 use crate::fs::mount::Fs;
-use crate::fs::node::{Node, State};
+use crate::fs::node::{Node, PerFileState, State};
 use crate::fs::types::errno;
 use crate::store::meta::FileHeader;
 use crate::store::read_full_at;
@@ -51,7 +51,7 @@ impl Fs {
         len: u32,
     ) -> Result<Vec<u8>> {
         let st = rlock(&node.state);
-        let size = st.size;
+        let size = st.size();
         if off >= size || len == 0 {
             return Ok(Vec::new());
         }
@@ -106,11 +106,18 @@ impl Fs {
                 let last = (end - 1) / du;
                 let mut buf = vec![0u8; ((last - first + 1) * du) as usize];
                 if !off.is_multiple_of(du) {
-                    self.load_unit(node, file, k, st.size, first, &mut buf[..du as usize])?;
+                    self.load_unit(node, file, k, st.size(), first, &mut buf[..du as usize])?;
                 }
                 if end % du != 0 && (last != first || off.is_multiple_of(du)) {
                     let at = ((last - first) * du) as usize;
-                    self.load_unit(node, file, k, st.size, last, &mut buf[at..at + du as usize])?;
+                    self.load_unit(
+                        node,
+                        file,
+                        k,
+                        st.size(),
+                        last,
+                        &mut buf[at..at + du as usize],
+                    )?;
                 }
                 let start = (off - first * du) as usize;
                 buf[start..start + data.len()].copy_from_slice(data);
@@ -119,9 +126,10 @@ impl Fs {
                     .map_err(|e| io_err(what(), e))?;
             }
         }
-        if end > st.size {
-            st.size = end;
-            st.size_dirty = true;
+        let pf = per_file(&mut st)?;
+        if end > pf.size {
+            pf.size = end;
+            pf.size_dirty = true;
         }
         Ok(())
     }
@@ -162,10 +170,12 @@ impl Fs {
         key: Option<&InodeKey>,
         st: &mut State,
     ) -> Result<()> {
-        if st.trimmed {
-            return Ok(());
-        }
-        let want = FILE_HEADER_SIZE + round_up(st.size, unit_size(key));
+        let size = match st.per_file() {
+            Some(p) if p.trimmed => return Ok(()),
+            Some(p) => p.size,
+            None => return Err(not_per_file()),
+        };
+        let want = FILE_HEADER_SIZE + round_up(size, unit_size(key));
         let have = file
             .metadata()
             .map_err(|e| io_err(self.describe(node), e))?
@@ -179,8 +189,8 @@ impl Fs {
             file.set_len(want)
                 .map_err(|e| io_err(self.describe(node), e))?;
         }
-        self.zero_partial_tail(node, file, key, st.size)?;
-        st.trimmed = true;
+        self.zero_partial_tail(node, file, key, size)?;
+        per_file(st)?.trimmed = true;
         Ok(())
     }
 
@@ -242,10 +252,10 @@ impl Fs {
         self.trim_stale_tail(node, file, key, &mut st)?;
         let what = || self.describe(node);
         let du = unit_size(key);
-        let old = st.size;
+        let old = st.size();
         if new < old {
             // Size first, then cut: a crash in between leaves a tail that is trimmed later.
-            st.size = new;
+            per_file(&mut st)?.size = new;
             self.write_header(node, file, &mut st)?;
             if let Some(k) = key {
                 if !new.is_multiple_of(du) {
@@ -268,8 +278,9 @@ impl Fs {
             // Data (holes) first, then the size.
             file.set_len(FILE_HEADER_SIZE + round_up(new, du))
                 .map_err(|e| io_err(what(), e))?;
-            st.size = new;
-            st.size_dirty = true;
+            let pf = per_file(&mut st)?;
+            pf.size = new;
+            pf.size_dirty = true;
             self.flush_size_locked(node, file, &mut st, false)?;
         }
         Ok(())
@@ -294,7 +305,7 @@ impl Fs {
             // fallocated ranges read as zeros, which decrypt to zeros (holes).
             let start = FILE_HEADER_SIZE + (off / du) * du;
             let blen = FILE_HEADER_SIZE + round_up(end, du) - start;
-            let flags = if keep_size || end <= st.size {
+            let flags = if keep_size || end <= st.size() {
                 rustix::fs::FallocateFlags::KEEP_SIZE
             } else {
                 rustix::fs::FallocateFlags::empty()
@@ -302,7 +313,7 @@ impl Fs {
             rustix::fs::fallocate(file, flags, start, blen)
                 .map_err(|e| crate::store::sys_err(self.describe(node), e))?;
         }
-        if !keep_size && end > rlock(&node.state).size {
+        if !keep_size && end > rlock(&node.state).size() {
             self.pf_set_size(node, file, key, end)?;
         }
         Ok(())
@@ -348,15 +359,17 @@ impl Fs {
 
     /// Writes the header with the current size.
     fn write_header(&self, node: &Node, file: &File, st: &mut State) -> Result<()> {
+        let ctx = st.ctx();
+        let pf = per_file(st)?;
         let h = FileHeader {
             layout: crate::store::meta::LAYOUT_PER_FILE,
             ino: node.ino,
-            size: st.size,
-            ctx: st.ctx,
+            size: pf.size,
+            ctx,
         };
         file.write_all_at(&h.to_bytes(), 0)
             .map_err(|e| io_err(self.describe(node), e))?;
-        st.size_dirty = false;
+        pf.size_dirty = false;
         Ok(())
     }
 
@@ -367,7 +380,7 @@ impl Fs {
         st: &mut State,
         sync: bool,
     ) -> Result<()> {
-        if st.size_dirty {
+        if size_dirty(st) {
             // The data reaches the disk before the size that covers it.
             file.sync_data()
                 .map_err(|e| io_err(self.describe(node), e))?;
@@ -384,7 +397,7 @@ impl Fs {
     /// descriptor is opened for it.
     fn pf_flush(&self, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
         let mut st = wlock(&node.state);
-        if !st.size_dirty && !sync {
+        if !size_dirty(&st) && !sync {
             return Ok(());
         }
         match file {
@@ -400,8 +413,8 @@ impl Fs {
     /// possible and read-only otherwise: the kernel may read-modify-write partial units).
     pub(in crate::fs) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
         use crate::store::io as store_io;
-        if let Some(why) = &rlock(&node.state).corrupt {
-            return Err(Error::corrupt(why.clone()));
+        if let Some(why) = rlock(&node.state).corrupt_why() {
+            return Err(Error::corrupt(why.to_string()));
         }
         let access = if write {
             store_io::Access::ReadWrite
@@ -453,4 +466,22 @@ impl Contents for PerFile {
     fn flush(&self, fs: &Fs, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
         fs.pf_flush(node, file, sync)
     }
+}
+
+/// The size state of a per-file regular file (EIO for any other node: the caller dispatched it
+/// here by its layout).
+fn per_file(st: &mut State) -> Result<&mut PerFileState> {
+    st.per_file_mut().ok_or_else(not_per_file)
+}
+
+/// The size changed and the header does not say so yet.
+fn size_dirty(st: &State) -> bool {
+    st.per_file().is_some_and(|p| p.size_dirty)
+}
+
+fn not_per_file() -> Error {
+    errno(
+        Errno::IO,
+        "per-file contents operation on another kind of node",
+    )
 }

@@ -66,8 +66,7 @@ fn run(nodes: &Weak<NodeTable>, budget: &Budget, commit: Option<Duration>) {
             .into_iter()
             .filter_map(|n| {
                 let d = rlock(&n.state)
-                    .ext
-                    .as_ref()
+                    .ext()
                     .filter(|e| {
                         e.background_failed
                             .is_none_or(|t| now.duration_since(t) >= RETRY_AFTER)
@@ -110,7 +109,7 @@ fn write_out(node: &Node, why: &str) {
             RETRY_AFTER.as_secs()
         );
     }
-    if let Some(ext) = st.ext.as_mut() {
+    if let Some(ext) = st.ext_mut() {
         ext.background_failed = failed.map(|_| Instant::now());
     }
 }
