@@ -6,7 +6,7 @@ mod support;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -153,44 +153,10 @@ fn without_f_the_daemon_detaches_and_logs_to_the_log_option() {
 /// unmounts it.
 #[test]
 fn an_ordinary_user_mounts_through_fusermount3() {
-    if !can_mount() {
+    if !users_can_mount() {
         return;
     }
-    let fm = Path::new("/usr/bin/fusermount3");
-    let setuid = fs::metadata(fm).is_ok_and(|md| md.uid() == 0 && md.mode() & 0o4000 != 0);
-    if !setuid {
-        if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("fusermount3 is not setuid root (FSCRYPTFS_REQUIRE_PRIVILEGED=1)");
-        }
-        eprintln!("\n******** SKIPPED (fusermount3 is not setuid root) ********\n");
-        return;
-    }
-    // fusermount3 opens /dev/fuse as the calling user: its mode decides who may use FUSE (0666
-    // on distributions; some containers keep it 0600, and then no user mount can work).
-    let dev = fs::metadata("/dev/fuse").map(|m| m.mode()).unwrap_or(0);
-    if dev & 0o006 != 0o006 {
-        if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!(
-                "/dev/fuse has mode {:o}: ordinary users cannot mount (FSCRYPTFS_REQUIRE_PRIVILEGED=1; \
-                 distributions ship it 0666 — .ci/run sets that)",
-                dev & 0o777
-            );
-        }
-        eprintln!(
-            "\n******** SKIPPED (/dev/fuse has mode {:o}: users cannot open it, so fusermount3 \
-             cannot mount for them) ********\n",
-            dev & 0o777
-        );
-        return;
-    }
-    const NOBODY: u32 = 65534;
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
-    for d in [&backing, &mnt] {
-        fs::create_dir(d).unwrap();
-        std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
-    }
+    let (tmp, backing, mnt) = nobody_volume_dirs();
     let as_user = |cmd: &mut Command| -> std::process::Output {
         cmd.uid(NOBODY)
             .gid(NOBODY)

@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-const NOBODY: u32 = 65534;
-
 /// `fscryptfs ARGS...` under a 30 s timeout: (exit code, stdout, stderr).
 fn run(args: &[&OsStr], envs: &[(&str, &OsStr)]) -> (Option<i32>, String, String) {
     let tmp = tempfile::tempdir().unwrap();
@@ -395,26 +393,6 @@ fn the_root_daemon_makes_no_core_dump() {
     assert_eq!(core_limits(pid), ("0".into(), "0".into()));
 }
 
-/// Whether an ordinary user can mount here (setuid fusermount3, /dev/fuse open to users); prints
-/// SKIPPED or panics (FSCRYPTFS_REQUIRE_PRIVILEGED=1) otherwise.
-fn users_can_mount() -> bool {
-    if !can_mount() {
-        return false;
-    }
-    let setuid = fs::metadata("/usr/bin/fusermount3")
-        .is_ok_and(|md| md.uid() == 0 && md.mode() & 0o4000 != 0);
-    let dev = fs::metadata("/dev/fuse").map(|m| m.mode()).unwrap_or(0);
-    if setuid && dev & 0o006 == 0o006 {
-        return true;
-    }
-    let why = "fusermount3 is not setuid root or /dev/fuse is not open to users";
-    if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{why} (FSCRYPTFS_REQUIRE_PRIVILEGED=1)");
-    }
-    eprintln!("\n******** SKIPPED ({why}) ********\n");
-    false
-}
-
 /// An ordinary user's daemon: its /proc files belong to root and the user cannot read its
 /// environment (nor its memory); its core limit is 0.
 #[test]
@@ -422,13 +400,7 @@ fn an_ordinary_users_daemon_is_not_dumpable() {
     if !users_can_mount() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
-    for d in [&backing, &mnt] {
-        fs::create_dir(d).unwrap();
-        std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
-    }
+    let (tmp, backing, mnt) = nobody_volume_dirs();
     let as_user = |cmd: &mut Command| cmd.uid(NOBODY).gid(NOBODY).env("HOME", "/").output();
     let out = as_user(Command::new(bin()).arg("init").arg(&backing)).unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -30,6 +30,15 @@ impl Fs {
         format!("{}/{}", self.describe(dir), bname.to_string_lossy())
     }
 
+    /// `fscrypt_setup_filename` for `name` in `dir` (a lookup when `lookup`, else a creation).
+    /// The length is checked before the directory's key is looked at: ENAMETOOLONG comes first.
+    fn setup_filename(&self, dir: &Node, name: &OsStr, lookup: bool) -> Result<FilenameLookup> {
+        if name.len() > names::NAME_MAX {
+            return Err(errno(Errno::NAMETOOLONG, "name longer than 255 bytes"));
+        }
+        hooks::setup_filename(&self.dir_key(dir)?, name.as_bytes(), lookup)
+    }
+
     /// The backing name of `name` in `dir`, and the ciphertext name when encrypted (the caller
     /// needs it for a side file). ENOENT for a name that cannot exist without the key.
     pub(super) fn backing_name(
@@ -37,10 +46,7 @@ impl Fs {
         dir: &Node,
         name: &OsStr,
     ) -> Result<(OsString, Option<Vec<u8>>)> {
-        if name.len() > names::NAME_MAX {
-            return Err(errno(Errno::NAMETOOLONG, "name longer than 255 bytes"));
-        }
-        match hooks::setup_filename(&self.dir_key(dir)?, name.as_bytes(), true)? {
+        match self.setup_filename(dir, name, true)? {
             FilenameLookup::Plain => Ok((names::plain_to_backing(name)?, None)),
             FilenameLookup::Ciphertext(ct) => Ok((names::ct_to_backing(&ct), Some(ct))),
             FilenameLookup::NoKey(n) => {
@@ -58,10 +64,7 @@ impl Fs {
         dir: &Node,
         name: &OsStr,
     ) -> Result<(OsString, Option<Vec<u8>>)> {
-        if name.len() > names::NAME_MAX {
-            return Err(errno(Errno::NAMETOOLONG, "name longer than 255 bytes"));
-        }
-        match hooks::setup_filename(&self.dir_key(dir)?, name.as_bytes(), false)? {
+        match self.setup_filename(dir, name, false)? {
             FilenameLookup::Ciphertext(ct) => Ok((names::ct_to_backing(&ct), Some(ct))),
             _ => Ok((names::plain_to_backing(name)?, None)),
         }

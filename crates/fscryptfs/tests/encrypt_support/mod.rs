@@ -33,7 +33,8 @@ pub const TEST_KEY_IDENTIFIER: &str = "69b2f6edeee720cce0577937eb8a6751";
 pub const TEST_KEY_DESCRIPTOR: &str = "0000111122223333";
 
 /// The unprivileged user of the ported tests (fstests' `fsgqa`).
-pub const NOBODY: u32 = 65534;
+#[allow(unused_imports)]
+pub use crate::support::NOBODY;
 
 /// [`TEST_KEY_IDENTIFIER`] as bytes.
 pub fn test_key_id() -> [u8; 16] {

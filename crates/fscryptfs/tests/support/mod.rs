@@ -848,3 +848,46 @@ pub fn run_bounded(args: &[&std::ffi::OsStr], deadline: Duration) -> Bounded {
         elapsed,
     }
 }
+
+/// The ordinary user the tests mount as.
+pub const NOBODY: u32 = 65534;
+
+/// Whether an ordinary user can mount here: root to set the test up, setuid `fusermount3`, and
+/// `/dev/fuse` open to users (distributions ship it 0666; `.ci/run` sets that). Prints SKIPPED, or
+/// panics with FSCRYPTFS_REQUIRE_PRIVILEGED=1, otherwise.
+pub fn users_can_mount() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if !can_mount() {
+        return false;
+    }
+    let setuid = std::fs::metadata("/usr/bin/fusermount3")
+        .is_ok_and(|md| md.uid() == 0 && md.mode() & 0o4000 != 0);
+    if !setuid {
+        return require_or_skip("fusermount3 is not setuid root");
+    }
+    // fusermount3 opens /dev/fuse as the calling user: its mode decides who may use FUSE.
+    let dev = std::fs::metadata("/dev/fuse")
+        .map(|m| m.mode())
+        .unwrap_or(0);
+    if dev & 0o006 != 0o006 {
+        return require_or_skip(&format!(
+            "/dev/fuse has mode {:o}: users cannot open it, so fusermount3 cannot mount for them",
+            dev & 0o777
+        ));
+    }
+    true
+}
+
+/// A temporary directory (0755) with a backing directory `b` and a mountpoint `m` owned by
+/// [`NOBODY`], for a volume an ordinary user makes and mounts.
+pub fn nobody_volume_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (backing, mnt) = (tmp.path().join("b"), tmp.path().join("m"));
+    for d in [&backing, &mnt] {
+        std::fs::create_dir(d).expect("mkdir");
+        std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).expect("chown");
+    }
+    (tmp, backing, mnt)
+}
