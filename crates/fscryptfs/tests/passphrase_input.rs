@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use fscryptfs::passphrase::{
     EXIT_INTERRUPTED, EXIT_PASSPHRASE_EMPTY, EXIT_READ_PASSPHRASE, MAX_PASSPHRASE_LEN,
 };
-use pty::{expect, pty_run, send_bytes, send_line, CTRL_C};
+use pty::{expect, pty_run, pty_run_with_timeout, send_bytes, send_line, CTRL_C};
 use sha2::{Digest, Sha256};
 
 /// The example binary, built on first use: `cargo test --test passphrase_input` builds only the test
@@ -610,4 +610,30 @@ fn pty_driver_shows_echo_and_gives_a_controlling_terminal() {
         out.transcript
     );
     assert!(out.terminal_sane());
+}
+
+#[test]
+fn pty_driver_times_out_with_the_transcript() {
+    // A prompt that never comes fails the test (with what was shown) instead of hanging it, and the
+    // child is killed.
+    let started = std::time::Instant::now();
+    let result = std::panic::catch_unwind(|| {
+        pty_run_with_timeout(
+            "sh",
+            &["-c", "echo waiting; exec sleep 60"],
+            &[],
+            &[expect("Enter passphrase: ")],
+            std::time::Duration::from_secs(1),
+        )
+    });
+    let msg = match result {
+        Ok(out) => panic!("expected a timeout, got {out:?}"),
+        Err(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(msg.contains("timed out waiting for"), "{msg}");
+    assert!(msg.contains("waiting"), "transcript in the message: {msg}");
 }

@@ -148,6 +148,9 @@ struct Session {
 
 impl Session {
     fn fail(&mut self, why: &str) -> ! {
+        // The child leads its own session and process group: take its children down with it.
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.drain(Duration::from_millis(50));
@@ -262,12 +265,24 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Runs `program args…` on a fresh pty (its controlling terminal; stdin, stdout and stderr on the
 /// slave), with `env` added to the environment, plays `script`, waits for the child to exit, and
 /// returns its status, the transcript and the terminal's modes afterwards. Panics with the
-/// transcript when any of it takes longer than [`PTY_TIMEOUT`] in all.
+/// transcript when any of it takes longer than [`PTY_TIMEOUT`] in all (the child's process group is
+/// killed first).
 pub fn pty_run<S: AsRef<OsStr>>(
     program: impl AsRef<OsStr>,
     args: &[S],
     env: &[(&str, &str)],
     script: &[Step],
+) -> PtyOutcome {
+    pty_run_with_timeout(program, args, env, script, PTY_TIMEOUT)
+}
+
+/// [`pty_run`] with another hard limit than [`PTY_TIMEOUT`].
+pub fn pty_run_with_timeout<S: AsRef<OsStr>>(
+    program: impl AsRef<OsStr>,
+    args: &[S],
+    env: &[(&str, &str)],
+    script: &[Step],
+    timeout: Duration,
 ) -> PtyOutcome {
     let pty = open_pty();
     let program_name = program.as_ref().to_string_lossy().into_owned();
@@ -292,7 +307,7 @@ pub fn pty_run<S: AsRef<OsStr>>(
         pty,
         transcript: Vec::new(),
         cursor: 0,
-        deadline: Instant::now() + PTY_TIMEOUT,
+        deadline: Instant::now() + timeout,
         program: program_name,
     };
     for step in script {
