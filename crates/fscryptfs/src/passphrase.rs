@@ -105,6 +105,13 @@ impl std::error::Error for PassphraseError {}
 /// `custom passphrase for protector "home"`); it is shown as `Enter {prompt}: ` on a terminal and
 /// nowhere else. With `new` and a terminal, the passphrase is asked a second time
 /// (`Confirm passphrase: `) and must match. An empty passphrase is refused whatever the source.
+///
+/// # Errors
+///
+/// [`EXIT_PASSPHRASE_EMPTY`] "empty passphrase"; [`EXIT_INTERRUPTED`] "interrupted" (Ctrl-C at the
+/// prompt, the terminal restored); [`EXIT_READ_PASSPHRASE`] for everything else: "entered
+/// passphrases do not match", a file that cannot be read or is too big (its path named), an extpass
+/// program that cannot be run, fails, or prints too much (the program named), a closed terminal.
 pub fn read_passphrase(
     source: &PassphraseSource,
     prompt: &str,
