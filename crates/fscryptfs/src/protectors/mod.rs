@@ -28,8 +28,7 @@ pub mod wrap;
 use std::fmt;
 use std::io;
 
-/// Exit status for an incorrect passphrase or key (gocryptfs uses 12 for a wrong password).
-pub const EXIT_BAD_PASSPHRASE: i32 = 12;
+pub use crate::passphrase::EXIT_BAD_PASSPHRASE;
 
 /// Why a metadata operation failed.
 #[derive(Debug)]

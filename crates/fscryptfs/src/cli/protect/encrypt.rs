@@ -17,7 +17,7 @@ use fscryptfs::protectors::{mounts, Error as MetaError};
 
 use super::{
     describe_protector, interactive, provision, read_secret, unlock_protector, Context, MetaRef,
-    SecretArgs, UnlockSecretArgs,
+    SecretArgs,
 };
 use crate::cli::error::CliError;
 use crate::cli::ioctl::{self, failed, open_target};
@@ -151,11 +151,16 @@ pub fn create_protector(
         _ => format!("protector \"{name}\""),
     };
     let secret = read_secret(source, &description, secret_args, source == SourceType::CustomPassphrase)?;
+    let costs = if source.is_passphrase() {
+        ctx.new_costs()?
+    } else {
+        Default::default()
+    };
     let (data, key) = actions::create_protector(
         &NewProtector {
             source,
             name: &name,
-            costs: &ctx.config.hash_costs,
+            costs: &costs,
             uid,
         },
         secret.as_ref(),
@@ -444,11 +449,12 @@ fn add_recovery(
         i += 1;
     }
     let pass = actions::recovery_passphrase()?;
+    let costs = ctx.new_costs()?;
     let (data, key) = actions::create_protector(
         &NewProtector {
             source: SourceType::CustomPassphrase,
             name: &name,
-            costs: &ctx.config.hash_costs,
+            costs: &costs,
             uid: 0,
         },
         pass.as_ref(),

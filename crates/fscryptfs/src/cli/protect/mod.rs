@@ -131,7 +131,7 @@ fn stdin_line(what: &str) -> Result<SecretBytes, CliError> {
             Err(e) => return Err(failed("error reading from stdin", &e)),
         }
     }
-    byte[0] = 0;
+    zeroize::Zeroize::zeroize(&mut byte);
     if n == 0 {
         return Err(CliError {
             exit_code: passphrase::EXIT_PASSPHRASE_EMPTY,
@@ -286,21 +286,40 @@ impl std::str::FromStr for MetaRef {
 
 /// The configuration and what follows from it for this process.
 pub struct Context {
-    /// `/etc/fscrypt.conf` (or `$FSCRYPTFS_CONFIG`), or defaults with costs calibrated now.
+    /// `/etc/fscrypt.conf` (or `$FSCRYPTFS_CONFIG`), or the tool's defaults.
     pub config: Config,
+    /// Whether a configuration file was found (else new costs are calibrated when needed).
+    configured: bool,
     /// Whose metadata we accept.
     pub trust: Trust,
 }
 
 impl Context {
-    /// Loads the configuration; without one, the tool's defaults with costs calibrated to 1 s.
+    /// Loads the configuration (the tool's defaults when there is none).
     pub fn load() -> Result<Context, CliError> {
-        let config = match Config::load(&config_path())? {
-            Some(c) => c,
-            None => Config::with_costs(passhash::calibrate(Duration::from_secs(1))?),
+        let (config, configured) = match Config::load(&config_path())? {
+            Some(c) => (c, true),
+            None => (
+                Config::with_costs(fscryptfs::protectors::proto::HashingCosts::default()),
+                false,
+            ),
         };
         let trust = Trust::for_caller(config.allow_cross_user_metadata);
-        Ok(Context { config, trust })
+        Ok(Context {
+            config,
+            configured,
+            trust,
+        })
+    }
+
+    /// The Argon2id costs of a new passphrase protector: the configuration's, or (without one)
+    /// calibrated now to 1 s, as `setup` would.
+    pub fn new_costs(&self) -> Result<fscryptfs::protectors::proto::HashingCosts, CliError> {
+        if self.configured {
+            Ok(self.config.hash_costs.clone())
+        } else {
+            Ok(passhash::calibrate(Duration::from_secs(1))?)
+        }
     }
 
     /// The `.fscrypt` tree of the mount at `mount`.
@@ -388,7 +407,7 @@ pub fn provision(target: &Path, policy: &PolicyData, key: &SecretBytes) -> Resul
 }
 
 /// Whether the policy's key is present on the filesystem of `target` (and the status flags).
-pub fn key_present(target: &Path, policy: &PolicyData) -> Result<(u8, u32), CliError> {
+pub fn key_present(target: &Path, policy: &PolicyData) -> Result<(u32, u32), CliError> {
     let spec = actions::key_spec(policy)?;
     let f = open_target(target, false)?;
     let s = ioctl::key_status(f.as_fd(), spec)
@@ -397,7 +416,7 @@ pub fn key_present(target: &Path, policy: &PolicyData) -> Result<(u8, u32), CliE
 }
 
 /// `Yes`, `No` or `Partially (incompletely locked)`, as `status` prints it.
-pub fn unlocked_word(status: u8) -> &'static str {
+pub fn unlocked_word(status: u32) -> &'static str {
     match status {
         KEY_STATUS_PRESENT => "Yes",
         fscrypt::uapi::KEY_STATUS_INCOMPLETELY_REMOVED => "Partially (incompletely locked)",
