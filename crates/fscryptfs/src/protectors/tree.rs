@@ -256,8 +256,8 @@ impl MetadataDir {
             .join(name)
     }
 
-    /// The descriptors of every record of `kind` (a `.link` counts as its protector), sorted;
-    /// temporary and hidden files, and (with a trusted user) other users' files, are skipped.
+    /// The descriptors of every record of `kind` (a `.link` counts as its protector), in directory
+    /// order as the tool lists them; temporary and hidden files, and (with a trusted user) other users' files, are skipped.
     pub fn list(&self, kind: Kind) -> Result<Vec<String>> {
         let what = self.path_of(kind, "");
         let dfd = sio::open_listing(self.dir(kind), &what.to_string_lossy()).map_err(store_err)?;
@@ -280,7 +280,6 @@ impl MetadataDir {
                 out.push(desc);
             }
         }
-        out.sort();
         Ok(out)
     }
 

@@ -71,9 +71,10 @@ fn actions_is_v1(policy: &fscryptfs::protectors::proto::PolicyData) -> bool {
 pub fn run_lock(args: LockArgs) -> Result<(), CliError> {
     let ctx = Context::load()?;
     let dir = &args.dir;
-    let (_, policy, _) = policy_of_dir(&ctx, dir)?;
+    let (_, policy, mount) = policy_of_dir(&ctx, dir)?;
     let spec = fscryptfs::protectors::actions::key_spec(&policy)?;
-    let f = open_target(dir, false)?;
+    // The ioctl goes to the mount point: a descriptor of DIR itself would keep DIR busy.
+    let f = open_target(&mount.path, false)?;
     let flags = match ioctl::remove_key(f.as_fd(), spec, args.all_users) {
         Ok(flags) => flags,
         Err(e) if e.raw_os_error() == Some(libc::ENOKEY) => {

@@ -67,8 +67,7 @@ fn global(ctx: &Context) -> Result<(), CliError> {
     ]];
     let (mut supporting, mut with_meta) = (0, 0);
     for m in mounts::all_mounts()? {
-        let ours = m.fs_type == "fuse.fscryptfs" || (m.is_fuse() && m.source.contains("fscryptfs"));
-        if !ENCRYPTING_TYPES.contains(&m.fs_type.as_str()) && !ours {
+        if !ENCRYPTING_TYPES.contains(&m.fs_type.as_str()) && !is_ours(&m) {
             continue;
         }
         let support = encryption_support(&m);
@@ -78,7 +77,7 @@ fn global(ctx: &Context) -> Result<(), CliError> {
         rows.push(vec![
             m.path.display().to_string(),
             m.source.clone(),
-            m.fs_type.clone(),
+            fs_name(&m),
             support.to_string(),
             if has_meta { "Yes" } else { "No" }.to_string(),
         ]);
@@ -88,6 +87,25 @@ fn global(ctx: &Context) -> Result<(), CliError> {
     println!();
     print_table(&rows);
     Ok(())
+}
+
+/// Whether a mount is an fscryptfs volume (a root mount shows as plain `fuse`: then its source is
+/// a volume's backing directory).
+fn is_ours(m: &mounts::Mount) -> bool {
+    m.fs_type == "fuse.fscryptfs"
+        || (m.is_fuse()
+            && Path::new(&m.source)
+                .join(fscryptfs::store::config::CONFIG_NAME)
+                .exists())
+}
+
+/// The filesystem's name in the tables: `fscryptfs` for ours.
+fn fs_name(m: &mounts::Mount) -> String {
+    if is_ours(m) {
+        "fscryptfs".into()
+    } else {
+        m.fs_type.clone()
+    }
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -121,7 +139,7 @@ fn filesystem(ctx: &Context, m: &mounts::Mount) -> Result<(), CliError> {
     let policies = meta.list(tree::Kind::Policy)?;
     println!(
         "{} filesystem \"{}\" has {} and {}.",
-        m.fs_type,
+        fs_name(m),
         m.path.display(),
         plural(protectors.len(), "protector", "protectors"),
         plural(policies.len(), "policy", "policies")
