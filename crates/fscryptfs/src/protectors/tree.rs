@@ -121,6 +121,7 @@ impl Error {
 /// The open `.fscrypt` tree of one filesystem.
 pub struct MetadataDir {
     mount: PathBuf,
+    tree_name: &'static str,
     policies: OwnedFd,
     protectors: OwnedFd,
     trust: Trust,
@@ -160,6 +161,12 @@ fn open_mount_dir(mount: &Path, trust: Trust) -> Result<OwnedFd> {
 impl MetadataDir {
     /// Opens the tree at `mount` (`CheckSetup`).
     pub fn open(mount: &Path, trust: Trust) -> Result<Self> {
+        Self::open_named(mount, FSCRYPT_DIR, trust)
+    }
+
+    /// Opens a tree of the same layout named `tree_name` in directory `mount` (an encrypted-root
+    /// volume keeps its own in the backing directory, docs/FORMAT.md).
+    pub fn open_named(mount: &Path, tree_name: &'static str, trust: Trust) -> Result<Self> {
         let not_setup = || {
             Error::NotSetup(format!(
                 "filesystem {} is not setup for use with fscrypt (run: fscryptfs setup {})",
@@ -171,15 +178,15 @@ impl MetadataDir {
         // `.fscrypt` itself may be a symlink (the tool allows it, e.g. for a read-only root).
         let base = rustix::fs::openat(
             &mnt,
-            FSCRYPT_DIR,
+            tree_name,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| match e {
             Errno::NOENT | Errno::NOTDIR | Errno::LOOP => not_setup(),
-            e => sys(mount.join(FSCRYPT_DIR).display(), e),
+            e => sys(mount.join(tree_name).display(), e),
         })?;
-        let what = mount.join(FSCRYPT_DIR);
+        let what = mount.join(tree_name);
         let st = rustix::fs::fstat(&base).map_err(|e| sys(what.display(), e))?;
         if !trust.accepts(st.st_uid) {
             return Err(Error::Insecure(format!(
@@ -189,7 +196,7 @@ impl MetadataDir {
             )));
         }
         let sub = |name: &str| -> Result<OwnedFd> {
-            let what = mount.join(FSCRYPT_DIR).join(name);
+            let what = mount.join(tree_name).join(name);
             let fd = rustix::fs::openat(
                 &base,
                 name,
@@ -227,6 +234,7 @@ impl MetadataDir {
             policies: sub(POLICIES)?,
             protectors: sub(PROTECTORS)?,
             mount: mount.to_path_buf(),
+            tree_name,
             trust,
         })
     }
@@ -251,7 +259,7 @@ impl MetadataDir {
     /// The path of a record, for messages.
     pub fn path_of(&self, kind: Kind, name: &str) -> PathBuf {
         self.mount
-            .join(FSCRYPT_DIR)
+            .join(self.tree_name)
             .join(kind.dir_name())
             .join(name)
     }
@@ -539,6 +547,11 @@ impl MetadataDir {
 
 /// Creates `MNT/.fscrypt` atomically (built under a temporary name, then renamed into place).
 pub fn setup(mount: &Path, mode: SetupMode) -> Result<()> {
+    setup_named(mount, FSCRYPT_DIR, mode)
+}
+
+/// Creates a tree named `tree_name` in directory `mount` (see [`MetadataDir::open_named`]).
+pub fn setup_named(mount: &Path, tree_name: &str, mode: SetupMode) -> Result<()> {
     let mnt = open_mount_dir(mount, Trust::for_caller(false))?;
     let tmp = crate::store::names::tmp_name().map_err(store_err)?;
     let what = mount.join(&tmp);
@@ -562,26 +575,20 @@ pub fn setup(mount: &Path, mode: SetupMode) -> Result<()> {
     };
     let built = (|| -> Result<()> {
         let tmpdir = mkdir(&mnt, &tmp, 0o700)?;
-        let base = mkdir(&tmpdir, OsStr::new(FSCRYPT_DIR), 0o755)?;
+        let base = mkdir(&tmpdir, OsStr::new(tree_name), 0o755)?;
         for sub in [POLICIES, PROTECTORS] {
             let fd = mkdir(&base, OsStr::new(sub), sub_mode)?;
             rustix::fs::fsync(&fd).map_err(|e| sys(what.display(), e))?;
         }
         rustix::fs::fsync(&base).map_err(|e| sys(what.display(), e))?;
-        rustix::fs::renameat_with(
-            &tmpdir,
-            FSCRYPT_DIR,
-            &mnt,
-            FSCRYPT_DIR,
-            RenameFlags::NOREPLACE,
-        )
-        .map_err(|e| match e {
-            Errno::EXIST | Errno::NOTEMPTY => Error::AlreadySetup(format!(
-                "filesystem {} is already setup for use with fscrypt",
-                mount.display()
-            )),
-            e => sys(mount.join(FSCRYPT_DIR).display(), e),
-        })?;
+        rustix::fs::renameat_with(&tmpdir, tree_name, &mnt, tree_name, RenameFlags::NOREPLACE)
+            .map_err(|e| match e {
+                Errno::EXIST | Errno::NOTEMPTY => Error::AlreadySetup(format!(
+                    "filesystem {} is already setup for use with fscrypt",
+                    mount.display()
+                )),
+                e => sys(mount.join(tree_name).display(), e),
+            })?;
         Ok(())
     })();
     // Whatever happened, the temporary directory goes (with the tree if the rename failed).

@@ -69,9 +69,7 @@ pub fn protector_name(given: &Option<String>) -> Result<String, CliError> {
         return Ok(n.clone());
     }
     if !interactive() {
-        return Err(CliError::usage(
-            "a new protector needs a name: --name=NAME",
-        ));
+        return Err(CliError::usage("a new protector needs a name: --name=NAME"));
     }
     eprint!("Enter a name for the new protector: ");
     let mut line = String::new();
@@ -150,7 +148,12 @@ pub fn create_protector(
         SourceType::RawKey => format!("raw key protector \"{name}\""),
         _ => format!("protector \"{name}\""),
     };
-    let secret = read_secret(source, &description, secret_args, source == SourceType::CustomPassphrase)?;
+    let secret = read_secret(
+        source,
+        &description,
+        secret_args,
+        source == SourceType::CustomPassphrase,
+    )?;
     let costs = if source.is_passphrase() {
         ctx.new_costs()?
     } else {
@@ -282,14 +285,20 @@ fn encrypt(
             let key = if args.skip_unlock {
                 None
             } else {
-                Some(unlock_policy(ctx, meta, &policy, &args.unlock_with, &args.secret)?)
+                Some(unlock_policy(
+                    ctx,
+                    meta,
+                    &policy,
+                    &args.unlock_with,
+                    &args.secret,
+                )?)
             };
             (policy, key, None)
         }
         None => {
             let protector = match &args.protector {
                 Some(r) => {
-                    let other = ctx.open(&mounts::mount_at(&r.mount)?.path)?;
+                    let other = ctx.open(&super::tree_root(&r.mount)?)?;
                     let p = other.read_protector(&r.desc)?;
                     let key = unlock_protector(&p, &args.secret)?;
                     Created {
@@ -349,7 +358,10 @@ fn encrypt(
         if let Some(p) = &undo.provisioned {
             let _ = p;
         }
-        return Ok(format!("\"{}\" is now encrypted, but it is still locked.", dir.display()));
+        return Ok(format!(
+            "\"{}\" is now encrypted, but it is still locked.",
+            dir.display()
+        ));
     }
     Ok(format!(
         "\"{}\" is now encrypted, unlocked, and ready for use.",
@@ -460,10 +472,15 @@ fn add_recovery(
         pass.as_ref(),
     )?;
     meta.write_protector(&data, None)?;
-    undo.protectors
-        .push((meta.mount().to_path_buf(), data.protector_descriptor.clone()));
+    undo.protectors.push((
+        meta.mount().to_path_buf(),
+        data.protector_descriptor.clone(),
+    ));
     actions::add_slot(policy, &data, &key, policy_key)?;
-    Ok((pass, format!("{}:{}", meta.mount().display(), data.protector_descriptor)))
+    Ok((
+        pass,
+        format!("{}:{}", meta.mount().display(), data.protector_descriptor),
+    ))
 }
 
 fn write_recovery_readme(
@@ -498,7 +515,12 @@ It is safe to keep it around though, as this recovery passphrase is high-entropy
         String::from_utf8_lossy(pass.as_ref()),
         protector
             .rsplit_once(':')
-            .map(|_| format!("Recovery passphrase for {}", dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()))
+            .map(|_| format!(
+                "Recovery passphrase for {}",
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ))
             .unwrap_or_default(),
         mount.display(),
         policy.key_descriptor

@@ -49,8 +49,7 @@ pub fn run_unlock(args: UnlockArgs) -> Result<(), CliError> {
     let (meta, policy, _) = policy_of_dir(&ctx, &args.dir)?;
     let (status, flags) = key_present(&args.dir, &policy)?;
     if status == KEY_STATUS_PRESENT
-        && (flags & fscrypt::uapi::KEY_STATUS_FLAG_ADDED_BY_SELF != 0
-            || actions_is_v1(&policy))
+        && (flags & fscrypt::uapi::KEY_STATUS_FLAG_ADDED_BY_SELF != 0 || actions_is_v1(&policy))
     {
         return Err(CliError::failure(format!(
             "\"{}\" is already unlocked",
@@ -59,7 +58,10 @@ pub fn run_unlock(args: UnlockArgs) -> Result<(), CliError> {
     }
     let key = unlock_policy(&ctx, &meta, &policy, &args.unlock_with, &args.secret)?;
     provision(&args.dir, &policy, &key)?;
-    println!("\"{}\" is now unlocked and ready for use.", args.dir.display());
+    println!(
+        "\"{}\" is now unlocked and ready for use.",
+        args.dir.display()
+    );
     Ok(())
 }
 

@@ -166,11 +166,11 @@ pub fn run(cmd: MetadataCommand) -> Result<(), CliError> {
 
 /// The mount point a reference names (it must be one).
 fn mount_of_ref(r: &MetaRef) -> Result<PathBuf, CliError> {
-    Ok(mounts::mount_at(&r.mount)?.path)
+    super::tree_root(&r.mount)
 }
 
 fn create_protector_cmd(ctx: &Context, a: CreateProtectorArgs) -> Result<(), CliError> {
-    let meta = ctx.open(&mounts::mount_at(&a.mount)?.path)?;
+    let meta = ctx.open(&super::tree_root(&a.mount)?)?;
     let c = create_protector(ctx, &meta, &a.new, &a.secret)?;
     println!(
         "Protector {} created on filesystem \"{}\".",
@@ -181,7 +181,7 @@ fn create_protector_cmd(ctx: &Context, a: CreateProtectorArgs) -> Result<(), Cli
 }
 
 fn create_policy_cmd(ctx: &Context, a: CreatePolicyArgs) -> Result<(), CliError> {
-    let mount = mounts::mount_at(&a.mount)?.path;
+    let mount = super::tree_root(&a.mount)?;
     let meta = ctx.open(&mount)?;
     let pmount = mount_of_ref(&a.protector)?;
     let pmeta = ctx.open(&pmount)?;
@@ -189,7 +189,11 @@ fn create_policy_cmd(ctx: &Context, a: CreatePolicyArgs) -> Result<(), CliError>
     let key = unlock_protector(&p, &a.secret)?;
     let (policy, _policy_key) = actions::create_policy(&ctx.config.options, &p, &key)?;
     if pmount != mount && !meta.exists(tree::Kind::Protector, &p.protector_descriptor) {
-        meta.write_link(&p.protector_descriptor, &tree::link_text(None, &pmount), None)?;
+        meta.write_link(
+            &p.protector_descriptor,
+            &tree::link_text(None, &pmount),
+            None,
+        )?;
     }
     meta.write_policy(&policy, None)?;
     println!(
@@ -299,12 +303,11 @@ fn add_protector(ctx: &Context, a: AddProtectorArgs) -> Result<(), CliError> {
             policy.key_descriptor, p.protector_descriptor
         )));
     }
-    eprintln!(
-        "WARNING: All files using this policy will be accessible with this protector!!"
-    );
+    eprintln!("WARNING: All files using this policy will be accessible with this protector!!");
     let pkey = unlock_protector(&p, &a.secret)?;
     let policy_key = unlock_policy(ctx, &meta, &policy, &a.unlock_with, &a.unlock_secret.into())?;
-    if protector_mount != policy_mount && !meta.exists(tree::Kind::Protector, &p.protector_descriptor)
+    if protector_mount != policy_mount
+        && !meta.exists(tree::Kind::Protector, &p.protector_descriptor)
     {
         meta.write_link(
             &p.protector_descriptor,
@@ -366,7 +369,11 @@ fn dump(ctx: &Context, a: DumpArgs) -> Result<(), CliError> {
                     c.time,
                     c.memory,
                     c.parallelism,
-                    if c.truncation_fixed { " (truncation fixed)" } else { "" }
+                    if c.truncation_fixed {
+                        " (truncation fixed)"
+                    } else {
+                        ""
+                    }
                 );
             }
             println!("salt: {}", hex_or_none(&p.salt));

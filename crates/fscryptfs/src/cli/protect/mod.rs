@@ -13,6 +13,7 @@
 //! - [`encrypt`]: `encrypt DIR`;
 //! - [`lockcmd`]: `unlock DIR`, `lock DIR`;
 //! - [`status`]: `status [PATH]`;
+//! - [`volume_key`]: the volume encrypted from its root (`init --encrypt`, `mount` asking);
 //! - [`metadata`]: `metadata create|destroy|change-passphrase|add-protector-to-policy|
 //!   remove-protector-from-policy|dump`.
 
@@ -21,6 +22,7 @@ pub mod lockcmd;
 pub mod metadata;
 pub mod setup;
 pub mod status;
+pub mod volume_key;
 
 use std::io::{IsTerminal, Read};
 use std::os::fd::AsFd;
@@ -179,7 +181,8 @@ pub fn describe_protector(p: &ProtectorData) -> String {
 /// A user's name from `/etc/passwd` (bounded read), else the uid as a number.
 pub fn user_name(uid: u32) -> String {
     let mut text = String::new();
-    let _ = std::fs::File::open("/etc/passwd").and_then(|f| f.take(4 << 20).read_to_string(&mut text));
+    let _ =
+        std::fs::File::open("/etc/passwd").and_then(|f| f.take(4 << 20).read_to_string(&mut text));
     text.lines()
         .find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -284,6 +287,15 @@ impl std::str::FromStr for MetaRef {
     }
 }
 
+/// Where the metadata named by `MNT:ID` lives: MNT must be a mount point, or the backing
+/// directory of a volume encrypted from its root.
+pub fn tree_root(path: &Path) -> Result<PathBuf, CliError> {
+    if volume_key::is_encrypted_volume(path) {
+        return std::fs::canonicalize(path).map_err(|e| CliError::io(&path.to_string_lossy(), e));
+    }
+    Ok(mounts::mount_at(path)?.path)
+}
+
 /// The configuration and what follows from it for this process.
 pub struct Context {
     /// `/etc/fscrypt.conf` (or `$FSCRYPTFS_CONFIG`), or the tool's defaults.
@@ -322,8 +334,12 @@ impl Context {
         }
     }
 
-    /// The `.fscrypt` tree of the mount at `mount`.
+    /// The `.fscrypt` tree of the mount at `mount` (or, for the backing directory of a volume
+    /// encrypted from its root, that volume's tree).
     pub fn open(&self, mount: &Path) -> Result<MetadataDir, CliError> {
+        if volume_key::is_encrypted_volume(mount) {
+            return volume_key::open_tree(self, mount);
+        }
         Ok(MetadataDir::open(mount, self.trust)?)
     }
 
@@ -357,10 +373,14 @@ pub fn policy_of_dir(
 ) -> Result<(MetadataDir, PolicyData, mounts::Mount), CliError> {
     let f = open_target(dir, false)?;
     let bytes = ioctl::get_policy(f.as_fd()).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENODATA) => {
-            CliError::failure(format!("file or directory \"{}\" is not encrypted", dir.display()))
-        }
-        _ => failed(format_args!("error getting policy of {}", dir.display()), &e),
+        Some(libc::ENODATA) => CliError::failure(format!(
+            "file or directory \"{}\" is not encrypted",
+            dir.display()
+        )),
+        _ => failed(
+            format_args!("error getting policy of {}", dir.display()),
+            &e,
+        ),
     })?;
     let (options, desc) = actions::options_of(&bytes)?;
     let (meta, mount) = ctx.open_for(dir)?;
@@ -410,8 +430,8 @@ pub fn provision(target: &Path, policy: &PolicyData, key: &SecretBytes) -> Resul
 pub fn key_present(target: &Path, policy: &PolicyData) -> Result<(u32, u32), CliError> {
     let spec = actions::key_spec(policy)?;
     let f = open_target(target, false)?;
-    let s = ioctl::key_status(f.as_fd(), spec)
-        .map_err(|e| failed("error getting key status", &e))?;
+    let s =
+        ioctl::key_status(f.as_fd(), spec).map_err(|e| failed("error getting key status", &e))?;
     Ok((s.status, s.status_flags))
 }
 

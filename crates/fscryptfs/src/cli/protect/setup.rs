@@ -124,7 +124,11 @@ fn setup_global(args: &SetupArgs) -> Result<(), CliError> {
     match tree::setup(Path::new("/"), mode) {
         Ok(()) => println!(
             "Metadata directories created at \"/.fscrypt\", writable by {}.",
-            if args.all_users { "everyone" } else { "root only" }
+            if args.all_users {
+                "everyone"
+            } else {
+                "root only"
+            }
         ),
         Err(MetaError::AlreadySetup(_)) => {}
         Err(e) => eprintln!("fscryptfs: warning: cannot set up /.fscrypt: {e}"),

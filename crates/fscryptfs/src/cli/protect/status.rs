@@ -32,7 +32,8 @@ pub fn run(args: StatusArgs) -> Result<(), CliError> {
         None => global(&ctx),
         Some(p) => {
             let m = mounts::mount_of(p)?;
-            let canonical = std::fs::canonicalize(p).map_err(|e| CliError::io(&p.to_string_lossy(), e))?;
+            let canonical =
+                std::fs::canonicalize(p).map_err(|e| CliError::io(&p.to_string_lossy(), e))?;
             if canonical == m.path {
                 filesystem(&ctx, &m)
             } else {
