@@ -79,22 +79,22 @@ pub struct SecretArgs {
 #[derive(Args, Debug, Default, Clone)]
 pub struct UnlockSecretArgs {
     /// The raw key of the --unlock-with protector.
-    #[arg(long = "unlock-key", value_name = "FILE")]
-    pub key: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub unlock_key: Option<PathBuf>,
     /// The passphrase of the --unlock-with protector, from FILE.
-    #[arg(long = "unlock-passphrase-file", value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub unlock_passphrase_file: Option<PathBuf>,
     /// The passphrase of the --unlock-with protector, from PROGRAM's output.
-    #[arg(long = "unlock-extpass", value_name = "PROGRAM")]
-    pub extpass: Option<String>,
+    #[arg(long, value_name = "PROGRAM")]
+    pub unlock_extpass: Option<String>,
 }
 
 impl From<UnlockSecretArgs> for SecretArgs {
     fn from(u: UnlockSecretArgs) -> Self {
         SecretArgs {
-            key: u.key,
-            passphrase_file: u.passphrase_file,
-            extpass: u.extpass,
+            key: u.unlock_key,
+            passphrase_file: u.unlock_passphrase_file,
+            extpass: u.unlock_extpass,
         }
     }
 }
