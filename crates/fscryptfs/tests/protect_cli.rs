@@ -5,9 +5,9 @@
 //! configuration with cheap Argon2id costs (`FSCRYPTFS_CONFIG`), so a protector opens in
 //! milliseconds.
 
-mod support;
 #[path = "support/pty.rs"]
 mod pty;
+mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -145,7 +145,10 @@ fn encrypt_lock_unlock_with_a_piped_passphrase() {
     );
     let again = v.run(&["unlock", &d], "correct horse\n");
     assert_eq!(again.code, 1);
-    assert_eq!(again.stderr, format!("fscryptfs: \"{d}\" is already unlocked\n"));
+    assert_eq!(
+        again.stderr,
+        format!("fscryptfs: \"{d}\" is already unlocked\n")
+    );
 }
 
 #[test]
@@ -235,7 +238,10 @@ fn change_passphrase_and_a_second_protector() {
     );
     assert_eq!(
         out,
-        format!("Passphrase for protector {} successfully changed.\n", first[0])
+        format!(
+            "Passphrase for protector {} successfully changed.\n",
+            first[0]
+        )
     );
     v.ok(&["lock", &d], "");
     assert_eq!(v.run(&["unlock", &d], "old pass\n").code, 12);
@@ -315,18 +321,33 @@ fn change_passphrase_and_a_second_protector() {
     // Remove the first protector; the last one cannot be removed.
     let fref = format!("--protector={}:{}", v.mnt(), first[0]);
     v.ok(
-        &["metadata", "remove-protector-from-policy", &fref, &polref, "--force"],
+        &[
+            "metadata",
+            "remove-protector-from-policy",
+            &fref,
+            &polref,
+            "--force",
+        ],
         "",
     );
     let last = v.run(
-        &["metadata", "remove-protector-from-policy", &sref, &polref, "--force"],
+        &[
+            "metadata",
+            "remove-protector-from-policy",
+            &sref,
+            &polref,
+            "--force",
+        ],
         "",
     );
     assert_ne!(last.code, 0, "{last:?}");
     assert!(last.stderr.contains("only protector"), "{last:?}");
     let st = v.ok(&["status", &d], "");
     assert!(st.contains("Protected with 1 protector:"), "{st}");
-    assert!(st.contains(&format!("{second}  No      raw key protector \"backup\"")), "{st}");
+    assert!(
+        st.contains(&format!("{second}  No      raw key protector \"backup\"")),
+        "{st}"
+    );
 }
 
 #[test]
@@ -347,7 +368,10 @@ fn lock_with_a_file_open_names_it() {
         ),
         "{out:?}"
     );
-    assert!(out.stderr.contains("/busy/open.txt"), "names the file: {out:?}");
+    assert!(
+        out.stderr.contains("/busy/open.txt"),
+        "names the file: {out:?}"
+    );
     // The process that holds it: FUSE names the thread that opened the file (here, the test's
     // own thread; `/proc/thread-self` is `PID/task/TID`).
     let me = std::fs::read_link("/proc/thread-self").unwrap();
@@ -358,7 +382,10 @@ fn lock_with_a_file_open_names_it() {
         "names the process: {out:?}"
     );
     let st = v.ok(&["status", &d], "");
-    assert!(st.contains("Unlocked: Partially (incompletely locked)"), "{st}");
+    assert!(
+        st.contains("Unlocked: Partially (incompletely locked)"),
+        "{st}"
+    );
     drop(held);
     // Closed: the key goes with the last open file (the release reaches the daemon just after
     // close returns), and the directory is then locked.
@@ -373,7 +400,10 @@ fn lock_with_a_file_open_names_it() {
     }
     let again = v.run(&["lock", &d], "");
     assert_eq!(again.code, 1);
-    assert_eq!(again.stderr, format!("fscryptfs: \"{d}\" is already locked\n"));
+    assert_eq!(
+        again.stderr,
+        format!("fscryptfs: \"{d}\" is already locked\n")
+    );
     assert!(!shows(&d, "open.txt"));
 }
 
@@ -391,7 +421,10 @@ fn status_views() {
         )),
         "{fs_view}"
     );
-    assert!(fs_view.contains("PROTECTOR         LINKED  DESCRIPTION\n"), "{fs_view}");
+    assert!(
+        fs_view.contains("PROTECTOR         LINKED  DESCRIPTION\n"),
+        "{fs_view}"
+    );
     assert!(fs_view.contains("custom protector \"viewer\""), "{fs_view}");
     let policies = table_column(&fs_view, "POLICY");
     assert_eq!(policies.len(), 1);
@@ -404,12 +437,18 @@ fn status_views() {
     ));
     assert!(dir_view.contains("Unlocked: Yes\n"));
     let global = v.ok(&["status"], "");
-    assert!(global.contains("filesystems with fscrypt metadata:"), "{global}");
+    assert!(
+        global.contains("filesystems with fscrypt metadata:"),
+        "{global}"
+    );
     let row = global
         .lines()
         .find(|l| l.starts_with(&format!("{} ", v.mnt())))
         .unwrap_or_else(|| panic!("no row for the mount: {global}"));
-    assert!(row.contains("fscryptfs") && row.contains("supported") && row.ends_with("Yes"), "{row}");
+    assert!(
+        row.contains("fscryptfs") && row.contains("supported") && row.ends_with("Yes"),
+        "{row}"
+    );
     // An unencrypted directory.
     let plain = v.path("plain");
     std::fs::create_dir(&plain).unwrap();
@@ -476,7 +515,10 @@ fn a_volume_encrypted_from_its_root_in_two_commands() {
             }
         }
     }
-    assert!(hits.is_empty(), "plaintext in the backing directory: {hits:?}");
+    assert!(
+        hits.is_empty(),
+        "plaintext in the backing directory: {hits:?}"
+    );
     // Mounted again with the passphrase on stdin, the files are there.
     {
         let _unmount = Unmount::mount(&config, &[], b, &mnt, "vault words\n");
