@@ -8,7 +8,7 @@ mod syslog;
 
 use clap::{Parser, Subcommand};
 use cli::error::{CliError, EXIT_USAGE};
-use cli::protect::{encrypt, lockcmd, metadata, setup, status};
+use cli::protect::{encrypt, lockcmd, metadata, pam, setup, status};
 use cli::{crypt, keys, policy, volume};
 
 /// fscrypt, rebuilt in userspace.
@@ -44,6 +44,8 @@ enum Command {
     /// Manage protectors and policies.
     #[command(subcommand)]
     Metadata(metadata::MetadataCommand),
+    /// Unlock login-protected directories at login, lock them at logout (run by pam_exec).
+    Pam,
     Inspect(fscryptfs::inspect::InspectArgs),
     Fsck(fscryptfs::fsck::FsckArgs),
     #[command(flatten)]
@@ -110,6 +112,7 @@ fn main() {
         Command::Lock(args) => lockcmd::run_lock(args),
         Command::Status(args) => status::run(args),
         Command::Metadata(cmd) => metadata::run(cmd),
+        Command::Pam => pam::run(),
         Command::Key(cmd) => keys::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Inspect(args) => fscryptfs::inspect::run(args).map_err(|f| CliError {

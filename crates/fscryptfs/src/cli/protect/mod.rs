@@ -14,12 +14,14 @@
 //! - [`lockcmd`]: `unlock DIR`, `lock DIR`;
 //! - [`status`]: `status [PATH]`;
 //! - [`volume_key`]: the volume encrypted from its root (`init --encrypt`, `mount` asking);
+//! - [`pam`]: login and logout through `pam_exec`;
 //! - [`metadata`]: `metadata create|destroy|change-passphrase|add-protector-to-policy|
 //!   remove-protector-from-policy|dump`.
 
 pub mod encrypt;
 pub mod lockcmd;
 pub mod metadata;
+pub mod pam;
 pub mod setup;
 pub mod status;
 pub mod volume_key;
