@@ -7,7 +7,8 @@
 //! - [`volume`]: `init` and `mount` (the daemon's front: daemonizing, logging, detaching);
 //! - [`crypt`]: `crypt`, fstests' `fscrypt-crypt-util` interface;
 //! - [`ioctl`]: the client's ioctls on top of `fscrypt::uapi`, opening targets, strerror;
-//! - [`error`]: `CliError` and the exit statuses (0 ok, 1 failure, 2 bad arguments).
+//! - [`error`]: `CliError`, the library's `CommandError` that the offline tools return too, and the
+//!   exit statuses (0 ok, 1 failure, 2 bad arguments).
 
 pub mod crypt;
 pub mod error;
