@@ -4,6 +4,7 @@
 /// The ioctl numbers and argument layouts under their older name: the definitions are the layer's
 /// [`fscrypt::uapi`] (the kernel's and fscryptfs' own ioctls, byte order explicit).
 pub use fscrypt::uapi as abi;
+pub mod error;
 pub mod fs;
 pub mod offline;
 pub mod passphrase;

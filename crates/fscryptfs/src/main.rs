@@ -115,14 +115,8 @@ fn main() {
         Command::Pam => pam::run(),
         Command::Key(cmd) => keys::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
-        Command::Inspect(args) => fscryptfs::inspect::run(args).map_err(|f| CliError {
-            exit_code: f.exit_code,
-            message: f.message,
-        }),
-        Command::Fsck(args) => fscryptfs::fsck::run(args).map_err(|f| CliError {
-            exit_code: f.exit_code,
-            message: f.message,
-        }),
+        Command::Inspect(args) => fscryptfs::inspect::run(args),
+        Command::Fsck(args) => fscryptfs::fsck::run(args),
     };
     if let Err(e) = result {
         if !e.message.is_empty() {

@@ -9,7 +9,8 @@
 //!   `metadata …`) on protectors and policies in its own format;
 //! - [`crypt`]: `crypt`, fstests' `fscrypt-crypt-util` interface;
 //! - [`ioctl`]: the client's ioctls on top of `fscrypt::uapi`, opening targets, strerror;
-//! - [`error`]: `CliError` and the exit statuses (0 ok, 1 failure, 2 bad arguments).
+//! - [`error`]: `CliError`, the library's `CommandError` that the offline tools return too, and the
+//!   exit statuses (0 ok, 1 failure, 2 bad arguments).
 
 pub mod crypt;
 pub mod error;

@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::error::Failure;
+use crate::error::CommandError;
 
 /// Takes the volume lock shared for an offline tool (None: no lock file, or `force`). A volume
 /// mounted read-write is refused with one line (`refused` gives the exit status) unless `force`,
@@ -15,8 +15,8 @@ use super::error::Failure;
 pub fn lock_for_reading(
     backing: &Path,
     force: bool,
-    refused: fn(String) -> Failure,
-) -> Result<Option<crate::store::lock::VolumeLock>, Failure> {
+    refused: fn(String) -> CommandError,
+) -> Result<Option<crate::store::lock::VolumeLock>, CommandError> {
     if force {
         warn_if_mounted_rw(backing);
         return Ok(None);

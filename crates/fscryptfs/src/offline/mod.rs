@@ -3,7 +3,6 @@
 //!
 //! The room has two levels. Below, the volume reader that both commands share:
 //!
-//! - [`error`]: how an offline command fails ([`Failure`]: exit status and one line);
 //! - [`lock`]: the volume lock taken shared while a tool reads (`lock_for_reading`), and the
 //!   warning about a read-write mount;
 //! - [`objects`]: one backing object as the store keeps it (directory metadata, file header,
@@ -17,12 +16,11 @@
 //! and its one reader of each object (`store::meta`, `store::special`, `store::config`): relative
 //! to directory descriptors, never through a symlink, never opening a FIFO or device, metadata
 //! with its bound. The room uses `store` and the `fscrypt` layer, never the filesystem (`fs`).
+//! Both commands fail with the crate's [`CommandError`](crate::error::CommandError) (exit status
+//! and one line), the type every command shares.
 
-pub mod error;
 pub mod fsck;
 pub mod inspect;
 pub mod lock;
 pub mod objects;
 pub mod volume;
-
-pub use error::{Failure, EXIT_FAILURE, EXIT_USAGE};

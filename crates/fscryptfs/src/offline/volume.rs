@@ -19,8 +19,8 @@ use fscrypt::context::Context;
 use fscrypt::policy::FsParams;
 use fscrypt::{Error, Result};
 
-use super::error::Failure;
 use super::objects::{list_names, open_entry_md, read_object_at, Kind, Stored};
+use crate::error::CommandError;
 use crate::store::config::{VolumeConfig, ROOT_INO};
 use crate::store::io as store_io;
 use crate::store::meta::read_dir_meta_at;
@@ -99,11 +99,11 @@ impl Entry {
 
 impl Volume {
     /// Opens the volume in `backing` (its config must parse).
-    pub fn open(backing: &Path) -> std::result::Result<Volume, Failure> {
+    pub fn open(backing: &Path) -> std::result::Result<Volume, CommandError> {
         let md = fs::metadata(backing)
-            .map_err(|e| Failure::op(format!("{}: {e}", backing.display())))?;
+            .map_err(|e| CommandError::op(format!("{}: {e}", backing.display())))?;
         if !md.is_dir() {
-            return Err(Failure::op(format!(
+            return Err(CommandError::op(format!(
                 "{}: not a directory",
                 backing.display()
             )));

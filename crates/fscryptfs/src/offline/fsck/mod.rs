@@ -48,7 +48,7 @@ use std::sync::Arc;
 use clap::Args;
 use fscrypt::Errno;
 
-use crate::offline::error::Failure;
+use crate::error::CommandError;
 use crate::offline::lock::lock_for_reading;
 use crate::store::config::{VolumeConfig, CONFIG_NAME};
 use crate::store::fs_params;
@@ -89,18 +89,19 @@ pub struct FsckArgs {
 /// Every object is opened through `store::io`, relative to its directory's descriptor: never
 /// through a symlink, never blocking on a FIFO or device (`O_PATH` and a type check first), and
 /// metadata is read with the bound FORMAT.md gives (larger is a problem).
-pub fn check(backing: &Path) -> Result<Report, Failure> {
-    let md =
-        fs::metadata(backing).map_err(|e| Failure::usage(format!("{}: {e}", backing.display())))?;
+pub fn check(backing: &Path) -> Result<Report, CommandError> {
+    let md = fs::metadata(backing)
+        .map_err(|e| CommandError::usage(format!("{}: {e}", backing.display())))?;
     if !md.is_dir() {
-        return Err(Failure::usage(format!(
+        return Err(CommandError::usage(format!(
             "{}: not a directory",
             backing.display()
         )));
     }
-    let root = store_io::open_backing_root(backing).map_err(|e| Failure::usage(e.message()))?;
+    let root =
+        store_io::open_backing_root(backing).map_err(|e| CommandError::usage(e.message()))?;
     store_io::open_listing(&root, &backing.display().to_string())
-        .map_err(|e| Failure::usage(e.message()))?;
+        .map_err(|e| CommandError::usage(e.message()))?;
     let mut c = Checker {
         root: backing.to_path_buf(),
         fsp: fs_params(),
@@ -117,7 +118,7 @@ pub fn check(backing: &Path) -> Result<Report, Failure> {
         Ok(cfg) => c.config = Some(cfg),
         Err(e) if e.errno() == Errno::NOENT && !exists(CONFIG_NAME) => {
             if !exists(DIR_META_NAME) {
-                return Err(Failure::usage(e.message()));
+                return Err(CommandError::usage(e.message()));
             }
             c.problem(&conf, "volume config is missing");
         }
@@ -172,9 +173,9 @@ pub fn check(backing: &Path) -> Result<Report, Failure> {
 }
 
 /// Runs `fscryptfs fsck`.
-pub fn run(args: FsckArgs) -> Result<(), Failure> {
+pub fn run(args: FsckArgs) -> Result<(), CommandError> {
     let b = &args.backing;
-    let _lock = lock_for_reading(b, args.force, Failure::usage)?;
+    let _lock = lock_for_reading(b, args.force, CommandError::usage)?;
     let report = check(b)?;
     let mut out = String::new();
     for f in &report.findings {
@@ -196,9 +197,9 @@ pub fn run(args: FsckArgs) -> Result<(), Failure> {
     use std::io::Write;
     io::stdout()
         .write_all(out.as_bytes())
-        .map_err(|e| Failure::usage(format!("writing stdout: {e}")))?;
+        .map_err(|e| CommandError::usage(format!("writing stdout: {e}")))?;
     if p > 0 {
-        return Err(Failure::op(format!(
+        return Err(CommandError::op(format!(
             "{p} problem{} found in {}",
             if p == 1 { "" } else { "s" },
             b.display()

@@ -11,7 +11,7 @@ use fscrypt::context::Context;
 use fscrypt::policy::{flags, Policy};
 use fscrypt::EncryptionMode;
 
-use crate::offline::error::Failure;
+use crate::error::CommandError;
 use crate::offline::objects::{Kind, Stored};
 use crate::offline::volume::{Entry, Volume};
 use crate::store::config::ROOT_INO;
@@ -240,9 +240,9 @@ fn symlink_unit_size(s: &Stored) -> usize {
 
 /// Opens a per-extent file's log read-only (its map recovered as the daemon would; nothing is
 /// written).
-pub fn open_extent_file(vol: &Volume, e: &Entry) -> std::result::Result<ExtentFile, Failure> {
+pub fn open_extent_file(vol: &Volume, e: &Entry) -> std::result::Result<ExtentFile, CommandError> {
     let Stored::File { header, .. } = &e.stored else {
-        return Err(Failure::op(format!(
+        return Err(CommandError::op(format!(
             "{}: not a regular file",
             e.path.display()
         )));
@@ -250,7 +250,7 @@ pub fn open_extent_file(vol: &Volume, e: &Entry) -> std::result::Result<ExtentFi
     let ctx = match (&header.ctx, header.layout) {
         (Some(c), LAYOUT_EXTENT) => c,
         _ => {
-            return Err(Failure::op(format!(
+            return Err(CommandError::op(format!(
                 "{}: not a per-extent file (use `data`)",
                 e.path.display()
             )))

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use fscrypt::{Error, Result};
 
-use crate::offline::error::Failure;
+use crate::error::CommandError;
 use crate::offline::lock::lock_for_reading;
 use crate::offline::objects::{name_ciphertext_at, Kind, Stored};
 use crate::offline::volume::{Entry, Volume};
@@ -156,12 +156,12 @@ fn write_bytes(out: &mut impl Write, bytes: &[u8], raw: bool) -> io::Result<()> 
 }
 
 /// Runs `fscryptfs inspect`.
-pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
-    let _lock = lock_for_reading(&args.backing, args.force, Failure::op)?;
+pub fn run(args: InspectArgs) -> std::result::Result<(), CommandError> {
+    let _lock = lock_for_reading(&args.backing, args.force, CommandError::op)?;
     let vol = Volume::open(&args.backing)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let wr = |e: io::Error| Failure::op(format!("writing stdout: {e}"));
+    let wr = |e: io::Error| CommandError::op(format!("writing stdout: {e}"));
     match &args.what {
         What::Volume => print_volume(&vol, &mut out).map_err(wr)?,
         What::Inode { target } => {
@@ -171,7 +171,7 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
         What::Ls { target } => {
             let dir = target_entry(&vol, target)?;
             if dir.stored.kind() != Kind::Dir {
-                return Err(Failure::op(format!(
+                return Err(CommandError::op(format!(
                     "{}: not a directory",
                     dir.path.display()
                 )));
@@ -198,7 +198,7 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
             }
             if damaged > 0 {
                 out.flush().map_err(wr)?;
-                return Err(Failure::op(format!(
+                return Err(CommandError::op(format!(
                     "{damaged} entries of {} could not be read (run fscryptfs fsck)",
                     dir.path.display()
                 )));
@@ -207,11 +207,14 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
         What::Name { dir, entry, raw } => {
             let d = vol.resolve(dir)?;
             if d.stored.kind() != Kind::Dir {
-                return Err(Failure::op(format!("{}: not a directory", dir.display())));
+                return Err(CommandError::op(format!(
+                    "{}: not a directory",
+                    dir.display()
+                )));
             }
             let name = entry.as_os_str();
             if name.is_empty() || name.as_bytes().contains(&b'/') {
-                return Err(Failure::usage("ENTRY must be a single name"));
+                return Err(CommandError::usage("ENTRY must be a single name"));
             }
             let bname = Volume::backing_name(&d, name)?;
             // The entry must exist (and be one of the directory's entries, not one of our files).
@@ -254,7 +257,7 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
             let ef = open_extent_file(&vol, &e)?;
             let list = ef.extents();
             let x = list.get(*index).ok_or_else(|| {
-                Failure::op(format!(
+                CommandError::op(format!(
                     "{}: no mapping {index} (it has {})",
                     e.path.display(),
                     list.len()
@@ -265,9 +268,9 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
             let f = e.open_file()?;
             let mut buf = vec![0u8; (x.len.div_ceil(du) * du) as usize];
             let n = read_full_at(&f, &mut buf, x.backing_offset)
-                .map_err(|err| Failure::from(io_err(&what, err)))?;
+                .map_err(|err| CommandError::from(io_err(&what, err)))?;
             if n != buf.len() {
-                return Err(Failure::op(format!(
+                return Err(CommandError::op(format!(
                     "{what}: backing offset {}: short read",
                     x.backing_offset + n as u64
                 )));
@@ -285,14 +288,19 @@ pub fn run(args: InspectArgs) -> std::result::Result<(), Failure> {
                 Stored::Symlink(SymlinkTarget::Encrypted { data, .. }) => {
                     let what = e.backing.display().to_string();
                     let ct = fscrypt::symlink::ciphertext(data)
-                        .map_err(|err| Failure::op(format!("{what}: {}", err.message())))?;
+                        .map_err(|err| CommandError::op(format!("{what}: {}", err.message())))?;
                     if *with_length {
                         data[..2 + ct.len()].to_vec()
                     } else {
                         ct.to_vec()
                     }
                 }
-                _ => return Err(Failure::op(format!("{}: not a symlink", e.path.display()))),
+                _ => {
+                    return Err(CommandError::op(format!(
+                        "{}: not a symlink",
+                        e.path.display()
+                    )))
+                }
             };
             write_bytes(&mut out, &bytes, *raw).map_err(wr)?;
         }
@@ -305,15 +313,15 @@ fn print_data(
     raw: bool,
     skip_holes: bool,
     out: &mut impl Write,
-) -> std::result::Result<(), Failure> {
+) -> std::result::Result<(), CommandError> {
     let Stored::File { header, .. } = &e.stored else {
-        return Err(Failure::op(format!(
+        return Err(CommandError::op(format!(
             "{}: not a regular file",
             e.path.display()
         )));
     };
     if header.layout == crate::store::meta::LAYOUT_EXTENT {
-        return Err(Failure::op(format!(
+        return Err(CommandError::op(format!(
             "{}: a per-extent file: use `extents` and `extent-data`",
             e.path.display()
         )));
@@ -322,11 +330,11 @@ fn print_data(
     let du = vol.data_unit_size(header.ctx.as_ref());
     let f = e.open_file()?;
     let mut buf = vec![0u8; du as usize];
-    let wr = |err: io::Error| Failure::op(format!("writing stdout: {err}"));
+    let wr = |err: io::Error| CommandError::op(format!("writing stdout: {err}"));
     for i in 0..header.size.div_ceil(du) {
         buf.fill(0);
         read_full_at(&f, &mut buf, FILE_HEADER_SIZE + i * du)
-            .map_err(|err| Failure::from(io_err(&what, err)))?;
+            .map_err(|err| CommandError::from(io_err(&what, err)))?;
         if skip_holes && buf.iter().all(|&b| b == 0) {
             continue;
         }
