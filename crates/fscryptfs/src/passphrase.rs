@@ -436,6 +436,15 @@ fn read_line_no_echo(
     Ok(SecretBytes::copy_from(&buf.as_ref()[..pos]))
 }
 
+impl From<PassphraseError> for crate::error::CommandError {
+    fn from(e: PassphraseError) -> Self {
+        crate::error::CommandError {
+            exit_code: e.exit_code,
+            message: e.message,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

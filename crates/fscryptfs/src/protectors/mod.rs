@@ -12,7 +12,7 @@
 //! - [`proto`]: the records and their validity checks.
 //! - [`wrap`]: encrypt-then-MAC key wrapping and descriptors.
 //! - [`passhash`]: Argon2id and cost calibration.
-//! - [`config`]: `/etc/fscrypt.conf`.
+//! - [`config`]: the global configuration, `/etc/fscrypt.conf`.
 //! - [`mounts`]: which mount a path is on (`/proc/self/mountinfo`).
 //! - [`tree`]: the `.fscrypt` directory: trust checks, bounded reads, atomic writes.
 //! - [`actions`]: create, unlock, rewrap, add and remove slots — the steps the commands combine.
@@ -86,6 +86,15 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<Error> for crate::error::CommandError {
+    fn from(e: Error) -> Self {
+        crate::error::CommandError {
+            exit_code: e.exit_code(),
+            message: e.to_string(),
+        }
+    }
+}
 
 /// Results of this module.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use fscrypt::secret::SecretBytes;
 use fscryptfs::protectors::actions::{self, NewProtector};
+use fscryptfs::protectors::mounts;
 use fscryptfs::protectors::proto::{PolicyData, ProtectorData, SourceType};
 use fscryptfs::protectors::tree::{self, MetadataDir};
-use fscryptfs::protectors::{mounts, Error as MetaError};
 
 use super::{
     describe_protector, interactive, provision, read_secret, unlock_protector, Context, MetaRef,
@@ -144,7 +144,7 @@ pub fn create_protector(
         }
     }
     let description = match source {
-        SourceType::PamPassphrase => format!("{}", super::user_name(uid)),
+        SourceType::PamPassphrase => super::user_name(uid),
         SourceType::RawKey => format!("raw key protector \"{name}\""),
         _ => format!("protector \"{name}\""),
     };
@@ -529,13 +529,4 @@ It is safe to keep it around though, as this recovery passphrase is high-entropy
     let mut text = text.into_bytes();
     zeroize::Zeroize::zeroize(&mut text);
     r.map_err(|e| CliError::io(&path.to_string_lossy(), e))
-}
-
-impl From<&MetaError> for CliError {
-    fn from(e: &MetaError) -> Self {
-        CliError {
-            exit_code: e.exit_code(),
-            message: e.to_string(),
-        }
-    }
 }

@@ -274,12 +274,8 @@ fn change_passphrase(ctx: &Context, a: ChangePassphraseArgs) -> Result<(), CliEr
         passphrase_file: a.new_file.clone(),
         extpass: a.new_extpass.clone(),
     };
-    let key = match read_secret(source, &format!("old {description}"), &old, false)
-        .and_then(|s| Ok(actions::unlock_protector(&p, s.as_ref())?))
-    {
-        Ok(k) => k,
-        Err(e) => return Err(e),
-    };
+    let old_secret = read_secret(source, &format!("old {description}"), &old, false)?;
+    let key = actions::unlock_protector(&p, old_secret.as_ref())?;
     let secret = read_secret(source, &format!("new {description}"), &new, true)?;
     actions::rewrap_protector(&mut p, &key, secret.as_ref())?;
     meta.write_protector(&p, None)?;

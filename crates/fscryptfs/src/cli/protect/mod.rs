@@ -44,24 +44,6 @@ use fscryptfs::protectors::{actions, mounts, passhash, Error as MetaError};
 use super::error::CliError;
 use super::ioctl::{self, failed, open_target};
 
-impl From<MetaError> for CliError {
-    fn from(e: MetaError) -> Self {
-        CliError {
-            exit_code: e.exit_code(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<passphrase::PassphraseError> for CliError {
-    fn from(e: passphrase::PassphraseError) -> Self {
-        CliError {
-            exit_code: e.exit_code,
-            message: e.message,
-        }
-    }
-}
-
 /// Where the secret of a protector comes from (`--key`, `--passphrase-file`, `--extpass`; else a
 /// prompt on the terminal, or one line of stdin).
 #[derive(Args, Debug, Default, Clone)]
