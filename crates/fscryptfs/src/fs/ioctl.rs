@@ -225,6 +225,15 @@ impl Fs {
             SetPolicy::Unchanged => return Ok(()),
             SetPolicy::Set(p) => p,
         };
+        // ext4's rule: the root directory gets no policy (EPERM). A volume encrypted from its root
+        // gets its root's policy at `init --encrypt`, never through this ioctl.
+        if node.ino == crate::store::config::ROOT_INO {
+            return Err(errno(
+                Errno::PERM,
+                "the root directory cannot be given a policy (fscryptfs init --encrypt makes a \
+                 volume encrypted from its root)",
+            ));
+        }
         let ctx = Context::new_random(policy)?;
         let meta = DirMeta {
             ino: node.ino,
