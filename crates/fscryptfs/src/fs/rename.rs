@@ -20,7 +20,7 @@ use crate::store::sys_err;
 impl Fs {
     pub(super) fn do_unlink(&self, parent: u64, name: &OsStr, is_dir: bool) -> Result<()> {
         self.check_writable()?;
-        let dir = self.usable_node(parent)?;
+        let dir = self.inodes.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, _) = self.backing_name(&dir, name)?;
         let what = self.describe_child(&dir, &bname);
@@ -32,7 +32,7 @@ impl Fs {
             }
             rustix::fs::unlinkat(dir.fd(), &bname, AtFlags::empty())
                 .map_err(|e| sys_err(&what, e))?;
-            self.forget_backing(&st);
+            self.inodes.forget_backing(&st);
             if !matches!(
                 rustix::fs::FileType::from_raw_mode(st.st_mode),
                 rustix::fs::FileType::RegularFile | rustix::fs::FileType::Symlink
@@ -43,7 +43,7 @@ impl Fs {
             let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| sys_err(&what, e))?;
             self.remove_dir_entry(&dir, &bname)?;
-            self.forget_backing(&st);
+            self.inodes.forget_backing(&st);
         }
         self.remove_side_file(&dir.fd(), &bname);
         Ok(())
@@ -122,8 +122,8 @@ impl Fs {
         }
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
-        let odir = self.usable_node(parent)?;
-        let ndir = self.usable_node(newparent)?;
+        let odir = self.inodes.usable_node(parent)?;
+        let ndir = self.inodes.usable_node(newparent)?;
         // Lock both directories, in inode order.
         let (_g1, _g2) = if odir.ino == ndir.ino {
             (Some(lock(&odir.dir_lock)), None)
@@ -228,7 +228,7 @@ impl Fs {
                 rustix::fs::renameat_with(odir.fd(), &obname, ndir.fd(), &nbname, fl)
                     .map_err(|e| sys_err(&owhat, e))?;
                 if let Some(st) = &replaced {
-                    self.forget_backing(st);
+                    self.inodes.forget_backing(st);
                 }
                 if src_special {
                     self.update_specials(&odir, |r| r.remove(&obname))?;
