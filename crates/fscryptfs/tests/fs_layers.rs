@@ -182,18 +182,18 @@ fn resolve(file: &str, path: &str) -> Option<String> {
     let segs: Vec<&str> = path.split("::").collect();
     let mut module = module_of(file);
     let mut rest: &[&str] = &segs;
-    match segs.first()? {
-        &"crate" => {
+    match *segs.first()? {
+        "crate" => {
             module.clear();
             rest = &segs[1..];
         }
-        &"super" => {
+        "super" => {
             while rest.first() == Some(&"super") {
                 module.pop();
                 rest = &rest[1..];
             }
         }
-        &"self" => rest = &segs[1..],
+        "self" => rest = &segs[1..],
         _ => return None,
     }
     let mut full = module;
