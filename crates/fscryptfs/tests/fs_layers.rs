@@ -13,6 +13,9 @@
 //!    may mention it).
 //! 4. **No file above [`MAX_LINES`] lines** in `src`, except the ones in [`LONG_FILES`], each with
 //!    its reason (a table, tests); an entry that is no longer long must leave the list.
+//! 5. **One name for one thing**: the kind of a file is `store::kind::Kind`, defined nowhere else;
+//!    a contents layout is `store::config::ContentsLayout`, its raw bytes (`LAYOUT_*`) named only
+//!    in `store/meta.rs`, which encodes and decodes the header.
 //!
 //! Imports are read simply, as text: every `use` statement (brace groups expanded) and every
 //! `crate::fs::…` / `super::…` path written inline in code, with `//` comments stripped and inline
@@ -458,4 +461,26 @@ fn no_file_is_longer_than_the_limit_unless_listed() {
         }
     }
     assert!(long.is_empty(), "{}", long.join("\n"));
+}
+
+#[test]
+fn one_kind_enum_and_layout_bytes_only_in_the_header_code() {
+    let mut found = Vec::new();
+    for file in rs_files(&src()) {
+        let text = fs::read_to_string(src().join(&file)).unwrap();
+        for line in code_lines(&text, false) {
+            let t = line.trim_start();
+            let t = t.strip_prefix("pub ").unwrap_or(t);
+            let defines_kind = ["enum Kind ", "enum InodeKind ", "enum Kind{"]
+                .iter()
+                .any(|d| t.starts_with(d));
+            if defines_kind && file != "store/kind.rs" {
+                found.push(format!("{file}: {}", line.trim()));
+            }
+            if line.contains("LAYOUT_") && file != "store/meta.rs" {
+                found.push(format!("{file}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }

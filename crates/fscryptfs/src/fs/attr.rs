@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, Mode};
 use super::locks::rlock;
 use super::mount::Fs;
 use super::node::{check_usable, Kind, Node, State};
-use super::types::{errno, Attr, Creds, SetAttr, SetTime};
+use super::types::{errno, Attr, Creds, FileType, SetAttr, SetTime};
 use crate::store::meta::SymlinkTarget;
 use crate::store::names;
 use crate::store::sys_err;
@@ -54,7 +54,7 @@ impl Fs {
             atime: ts(st.st_atime as i64, st.st_atime_nsec as i64),
             mtime: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
             ctime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
-            kind: node.kind.file_type(),
+            kind: FileType::of_kind(node.kind),
             perm: (st.st_mode & 0o7777) as u16,
             nlink: st.st_nlink as u32,
             uid: st.st_uid,

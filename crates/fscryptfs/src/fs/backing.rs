@@ -14,12 +14,11 @@ use super::inodes::{cached_lookup, Claim};
 use super::locks::wlock;
 use super::mount::Fs;
 use super::node::{FileContents, Keys, Kind, Node, PerFileState, State};
-use super::types::{errno, FileType};
-use crate::store::config::ROOT_INO;
+use super::types::errno;
+use crate::store::config::{ContentsLayout, ROOT_INO};
 use crate::store::io as store_io;
 use crate::store::meta::{
     read_dir_meta_at, DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED,
-    LAYOUT_PER_FILE,
 };
 use crate::store::special::{SpecialRecords, SPECIAL_MAX, SPECIAL_NAME};
 use crate::store::{read_full_at, sys_err, FILE_HEADER_SIZE};
@@ -39,7 +38,7 @@ pub(super) fn write_dir_meta(dirfd: &impl AsFd, meta: &DirMeta, what: &str) -> R
 /// The header block of a new regular file.
 pub(super) fn new_file_header(ino: u64, ctx: Option<&Context>) -> Vec<u8> {
     let h = FileHeader {
-        layout: LAYOUT_PER_FILE,
+        layout: ContentsLayout::PerFile,
         ino,
         size: 0,
         ctx: ctx.cloned(),
@@ -154,7 +153,7 @@ impl Fs {
                     Ok(h) => {
                         self.inodes.remember_ino(&st, h.ino);
                         // A per-extent file's size is in its log, loaded once the number is ours.
-                        let found = if h.layout == crate::store::meta::LAYOUT_EXTENT {
+                        let found = if h.layout == ContentsLayout::Extent {
                             Found::Extent(h.ctx)
                         } else {
                             Found::State(State::File {
@@ -244,13 +243,9 @@ impl Fs {
                 }
             }
             other => {
-                let t = match other {
-                    rustix::fs::FileType::Fifo => FileType::NamedPipe,
-                    rustix::fs::FileType::Socket => FileType::Socket,
-                    rustix::fs::FileType::CharacterDevice => FileType::CharDevice,
-                    rustix::fs::FileType::BlockDevice => FileType::BlockDevice,
-                    _ => return Err(Error::corrupt(format!("{what}: unknown file type"))),
-                };
+                let kind = Kind::of_type(other)
+                    .filter(|k| k.is_special())
+                    .ok_or_else(|| Error::corrupt(format!("{what}: unknown file type")))?;
                 let recorded = self
                     .inodes
                     .node(parent)
@@ -263,7 +258,7 @@ impl Fs {
                     }
                     None => self.inodes.per_mount_ino(&st)?,
                 };
-                (ino, Kind::Special(t), Found::State(State::Special))
+                (ino, kind, Found::State(State::Special))
             }
         };
         let transit = match self.inodes.claim_ino(ino, kind, parent, name, what)? {

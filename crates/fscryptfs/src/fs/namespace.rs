@@ -22,6 +22,7 @@ use super::mount::Fs;
 use super::node::extent::secret_need;
 use super::node::{FileContents, Keys, Kind, Node, PerFileState, State, Unlocked};
 use super::types::{errno, Creds, Entry};
+use crate::store::config::ContentsLayout;
 use crate::store::meta::{DirMeta, SymlinkTarget};
 use crate::store::names;
 use crate::store::sys_err;
@@ -35,8 +36,8 @@ pub(super) struct NewInode<'a> {
     /// the table's invariant rather than a race seen.)
     pub(super) transit: TransitGuard<'a>,
     pub(super) ctx: Option<Context>,
-    /// Regular files: the header's layout byte.
-    pub(super) layout: u8,
+    /// Regular files: the layout of its contents.
+    pub(super) layout: ContentsLayout,
     /// The reference and, except for per-extent files (extent keys only), the inode's key.
     pub(super) key: Option<(fscrypt::keyring::ActiveRef, Option<InodeKey>)>,
 }
@@ -54,7 +55,7 @@ impl Fs {
         let ino = self.inodes.inos.alloc()?;
         let transit = self.inodes.claim_new_ino(ino);
         let layout = self.contents().new_file_layout(kind, ctx.as_ref());
-        let need = secret_need(kind, layout == crate::store::meta::LAYOUT_EXTENT);
+        let need = secret_need(kind, layout == ContentsLayout::Extent);
         let key = match &ctx {
             Some(c) => Some(self.unlock_new(c, ino, kind, need)?),
             None => None,
@@ -118,7 +119,7 @@ impl Fs {
             e
         };
         let ext = match (ni.layout, &ni.ctx) {
-            (crate::store::meta::LAYOUT_EXTENT, Some(c)) => Some(
+            (ContentsLayout::Extent, Some(c)) => Some(
                 self.contents()
                     .create_extent_file(&file, ni.ino, c)
                     .map_err(cleanup)?,
@@ -331,7 +332,7 @@ impl Fs {
             self.write_side_file(&dir, &bname, ct)?;
         }
         let what = self.describe_child(&dir, &bname);
-        if matches!(node.kind, Kind::Special(_)) {
+        if node.kind.is_special() {
             let ino = node.ino;
             self.update_specials(&dir, |r| {
                 r.set(&bname, ino);

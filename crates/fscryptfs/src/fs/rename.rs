@@ -174,7 +174,7 @@ impl Fs {
                     )
                     .map_err(|e| sys_err(&owhat, e))?;
                     // Special-file numbers follow their objects.
-                    let at = |n: &Node| matches!(n.kind, Kind::Special(_)).then_some(n.ino);
+                    let at = |n: &Node| n.kind.is_special().then_some(n.ino);
                     let (s_ino, d_ino) = (at(&src), dst.as_deref().and_then(at));
                     self.update_specials(&odir, |r| match d_ino {
                         Some(i) => {
@@ -212,7 +212,7 @@ impl Fs {
                     self.write_side_file(&ndir, &nbname, ct)?;
                 }
                 let replaced = dst.as_ref().and_then(|d| rustix::fs::fstat(d.fd()).ok());
-                let src_special = matches!(src.kind, Kind::Special(_));
+                let src_special = src.kind.is_special();
                 if src_special {
                     let ino = src.ino;
                     self.update_specials(&ndir, |r| {
@@ -232,10 +232,7 @@ impl Fs {
                 }
                 if src_special {
                     self.update_specials(&odir, |r| r.remove(&obname))?;
-                } else if dst
-                    .as_ref()
-                    .is_some_and(|d| matches!(d.kind, Kind::Special(_)))
-                {
+                } else if dst.as_ref().is_some_and(|d| d.kind.is_special()) {
                     self.update_specials(&ndir, |r| r.remove(&nbname))?;
                 }
                 if odir.ino != ndir.ino || obname != nbname {

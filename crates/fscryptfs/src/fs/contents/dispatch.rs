@@ -1,5 +1,5 @@
 //! The contents operations the rest of the filesystem calls (`read_data`, `write_data`,
-//! `set_size`, `allocate`, `flush_size`): each picks the file's layout once, in [`Fs::contents`],
+//! `set_size`, `allocate`, `flush_size`): each picks the file's layout once, in `Engine::layout_of`,
 //! and hands the layout-specific part to its [`Contents`] implementation. What both layouts share
 //! stays here: the fallocate modes and their limits, and zeroing the partial units at the ends of a
 //! punched range.

@@ -34,16 +34,19 @@ use crate::fs::node::{Kind, Node, State};
 use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
-use crate::store::meta::{LAYOUT_EXTENT, LAYOUT_PER_FILE};
 
 impl Engine<'_> {
-    /// The layout byte of a new regular file with context `ctx`: per-extent for encrypted files of
-    /// an extent volume, else per-file.
-    pub(in crate::fs) fn new_file_layout(&self, kind: Kind, ctx: Option<&Context>) -> u8 {
+    /// The layout of a new regular file with context `ctx`: per-extent for encrypted files of an
+    /// extent volume, else per-file.
+    pub(in crate::fs) fn new_file_layout(
+        &self,
+        kind: Kind,
+        ctx: Option<&Context>,
+    ) -> ContentsLayout {
         if kind == Kind::File && ctx.is_some() && self.layout == ContentsLayout::Extent {
-            LAYOUT_EXTENT
+            ContentsLayout::Extent
         } else {
-            LAYOUT_PER_FILE
+            ContentsLayout::PerFile
         }
     }
 

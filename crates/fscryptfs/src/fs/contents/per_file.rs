@@ -361,7 +361,7 @@ impl Engine<'_> {
         let ctx = st.ctx();
         let pf = per_file(st)?;
         let h = FileHeader {
-            layout: crate::store::meta::LAYOUT_PER_FILE,
+            layout: crate::store::config::ContentsLayout::PerFile,
             ino: node.ino,
             size: pf.size,
             ctx,

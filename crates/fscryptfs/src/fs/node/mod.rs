@@ -17,55 +17,16 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use fscrypt::context::Context;
 use fscrypt::keyring::ActiveRef;
-use fscrypt::keysetup::{InodeKey, InodeKind};
+use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 
 use super::locks::rlock;
-use super::types::{errno, FileType};
+use super::types::errno;
+pub(super) use crate::store::kind::Kind;
 use crate::store::meta::SymlinkTarget;
 
 pub(super) mod budget;
 pub(super) mod extent;
-
-/// What kind of inode a node is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Regular file (with a 4096-byte header).
-    File,
-    /// Directory (with `.fscryptfs.dir`).
-    Dir,
-    /// Symlink (target in our backing form).
-    Symlink,
-    /// FIFO, socket or device: never encrypted.
-    Special(FileType),
-}
-
-impl Kind {
-    pub(super) fn file_type(self) -> FileType {
-        match self {
-            Kind::File => FileType::RegularFile,
-            Kind::Dir => FileType::Directory,
-            Kind::Symlink => FileType::Symlink,
-            Kind::Special(t) => t,
-        }
-    }
-    /// The type fscrypt's hooks see.
-    pub(super) fn hook_type(self) -> fscrypt::hooks::FileType {
-        match self {
-            Kind::File => fscrypt::hooks::FileType::Regular,
-            Kind::Dir => fscrypt::hooks::FileType::Directory,
-            Kind::Symlink => fscrypt::hooks::FileType::Symlink,
-            Kind::Special(_) => fscrypt::hooks::FileType::Special,
-        }
-    }
-    pub(super) fn inode_kind(self) -> InodeKind {
-        match self {
-            Kind::Dir => InodeKind::Directory,
-            Kind::Symlink => InodeKind::Symlink,
-            _ => InodeKind::Regular,
-        }
-    }
-}
 
 /// An unlocked encrypted inode: its reference on the master key and, except for per-extent files
 /// (which derive extent keys through the reference), its inode key. There is no key without the
@@ -120,7 +81,7 @@ pub(super) enum FileContents {
     /// Per-file layout: the size is in the header.
     PerFile(PerFileState),
     /// Per-extent layout: the opened log, the write buffer and the logical size
-    /// (`contents::per_extent`).
+    /// (`node::extent`; its operations in `contents::per_extent`).
     PerExtent(Box<extent::ExtState>),
 }
 
@@ -333,7 +294,7 @@ pub struct Node {
     pub(super) ino: u64,
     pub(super) kind: Kind,
     /// `O_PATH | O_NOFOLLOW` descriptor of the backing object. Swapped only by compaction of a
-    /// per-extent file (`ext_compact` in `contents::per_extent`, under the parent's `dir_lock` and
+    /// per-extent file (`ext_compact` in `contents::compaction`, under the parent's `dir_lock` and
     /// this node's `state` write lock); a leaf lock, held only to clone the `Arc`.
     pub(super) fd: RwLock<Arc<OwnedFd>>,
     pub(super) state: RwLock<State>,
