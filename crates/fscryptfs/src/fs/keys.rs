@@ -2,8 +2,9 @@
 //! key state for names: `dir_key`, fscrypt's `DirKey`), and key removal — the busy report, the
 //! [`InodeLocker`](fscrypt::keyring::InodeLocker) side (`lock_inodes`: idle inodes drop their keys
 //! and the kernel is told to forget their plaintext), and the last close of an inode whose key is
-//! being removed (`maybe_lock_after_close`). What happens to an open file when its key is removed
-//! is answered here.
+//! being removed (`maybe_lock_after_close`), and the key a size change by path needs
+//! (`file_key_for_change`: the contents room gets keys handed in, never fetches them). What happens
+//! to an open file when its key is removed is answered here.
 
 use std::collections::HashSet;
 use std::fs::File;
