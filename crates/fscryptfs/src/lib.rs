@@ -6,6 +6,8 @@
 pub use fscrypt::uapi as abi;
 pub mod fs;
 pub mod offline;
+pub mod passphrase;
+pub mod protectors;
 pub mod store;
 
 pub use offline::{fsck, inspect};

@@ -8,6 +8,7 @@ mod syslog;
 
 use clap::{Parser, Subcommand};
 use cli::error::{CliError, EXIT_USAGE};
+use cli::protect::{encrypt, lockcmd, metadata, setup, status};
 use cli::{crypt, keys, policy, volume};
 
 /// fscrypt, rebuilt in userspace.
@@ -30,6 +31,19 @@ enum Command {
     Init(volume::InitArgs),
     /// Mount an fscryptfs volume (FUSE).
     Mount(volume::MountArgs),
+    /// Write the configuration, or set up a filesystem's .fscrypt metadata directory.
+    Setup(setup::SetupArgs),
+    /// Encrypt an empty directory with a new policy, protected by a passphrase or key.
+    Encrypt(encrypt::EncryptArgs),
+    /// Unlock an encrypted directory with one of its protectors.
+    Unlock(lockcmd::UnlockArgs),
+    /// Lock an encrypted directory (remove its key).
+    Lock(lockcmd::LockArgs),
+    /// Show encrypted filesystems, a filesystem's metadata, or a directory's status.
+    Status(status::StatusArgs),
+    /// Manage protectors and policies.
+    #[command(subcommand)]
+    Metadata(metadata::MetadataCommand),
     Inspect(fscryptfs::inspect::InspectArgs),
     Fsck(fscryptfs::fsck::FsckArgs),
     #[command(flatten)]
@@ -90,6 +104,12 @@ fn main() {
         Command::Crypt(args) => crypt::run(args),
         Command::Init(args) => volume::run_init(args),
         Command::Mount(args) => volume::run_mount(args),
+        Command::Setup(args) => setup::run(args),
+        Command::Encrypt(args) => encrypt::run(args),
+        Command::Unlock(args) => lockcmd::run_unlock(args),
+        Command::Lock(args) => lockcmd::run_lock(args),
+        Command::Status(args) => status::run(args),
+        Command::Metadata(cmd) => metadata::run(cmd),
         Command::Key(cmd) => keys::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Inspect(args) => fscryptfs::inspect::run(args).map_err(|f| CliError {

@@ -101,6 +101,24 @@ pub fn add_key(fd: BorrowedFd<'_>, arg: &mut [u8; ADD_KEY_BUF]) -> io::Result<Ad
     AddKeyArg::decode(arg).map_err(layout)
 }
 
+/// ADD_KEY of a raw key already in memory (`raw`, 16..=64 bytes): the argument is built in locked
+/// memory that is zeroed on drop. Returns the header as answered.
+pub fn add_raw_key(fd: BorrowedFd<'_>, spec: KeySpec, raw: &[u8]) -> io::Result<AddKeyArg> {
+    let mut arg = fscrypt::secret::SecretBytes::zeroed(ADD_KEY_BUF);
+    let buf: &mut [u8; ADD_KEY_BUF] = arg
+        .as_mut()
+        .try_into()
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let end = uapi::ADD_KEY_HEADER_SIZE + raw.len();
+    let room = buf
+        .get_mut(uapi::ADD_KEY_HEADER_SIZE..end)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    room.copy_from_slice(raw);
+    let header = AddKeyArg::new(spec, raw.len() as u32).encode();
+    buf[..uapi::ADD_KEY_HEADER_SIZE].copy_from_slice(&header);
+    add_key(fd, buf)
+}
+
 /// SET_POLICY: fscryptfs' number, else (ENOTTY) the kernel's. `policy` is the policy struct.
 pub fn set_policy(fd: BorrowedFd<'_>, policy: &[u8]) -> io::Result<()> {
     let mut arg = uapi::encode_set_policy(policy).map_err(layout)?;

@@ -129,7 +129,7 @@ pub fn parse_key_id(s: &str) -> Result<KeySpec, CliError> {
 }
 
 /// `identifier HEX` or `descriptor HEX`, as xfs_io words it.
-fn describe(spec: KeySpec) -> String {
+pub fn describe(spec: KeySpec) -> String {
     match spec {
         KeySpec::Descriptor(_) => format!("descriptor {spec}"),
         KeySpec::Identifier(_) => format!("identifier {spec}"),
@@ -269,7 +269,7 @@ fn key_status(args: KeyStatusArgs) -> Result<(), CliError> {
 /// The BUSY_FILES text (layout in `uapi::FSCRYPTFS_IOC_BUSY_FILES`) as `remove-key` prints it: the
 /// files shown as they come (`ino path [pids]`), a `+N` of other users' processes spelled out, then
 /// what the daemon kept back as counts ("and 3 more in use by other users").
-fn busy_lines(text: &str) -> Vec<String> {
+pub fn busy_lines(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         if let Some(counts) = line.strip_prefix("hidden ") {

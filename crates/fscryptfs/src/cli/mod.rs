@@ -5,6 +5,8 @@
 //! - [`keys`]: `add-key`, `remove-key`, `key-status`, and the key ID argument;
 //! - [`policy`]: `set-policy`, `get-policy`, `get-nonce`, and fscryptctl's rendering of a policy;
 //! - [`volume`]: `init` and `mount` (the daemon's front: daemonizing, logging, detaching);
+//! - [`protect`]: the `fscrypt` tool's commands (`setup`, `encrypt`, `unlock`, `lock`, `status`,
+//!   `metadata …`) on protectors and policies in its own format;
 //! - [`crypt`]: `crypt`, fstests' `fscrypt-crypt-util` interface;
 //! - [`ioctl`]: the client's ioctls on top of `fscrypt::uapi`, opening targets, strerror;
 //! - [`error`]: `CliError` and the exit statuses (0 ok, 1 failure, 2 bad arguments).
@@ -14,4 +16,5 @@ pub mod error;
 pub mod ioctl;
 pub mod keys;
 pub mod policy;
+pub mod protect;
 pub mod volume;

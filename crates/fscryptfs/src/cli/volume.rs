@@ -21,6 +21,8 @@ use fscryptfs::fs::daemon::{self, MountOptions};
 use fscryptfs::store::config::{parse_removal, ContentsLayout, VolumeConfig, CONFIG_NAME};
 
 use super::error::CliError;
+use super::protect::provision;
+use super::protect::volume_key;
 
 /// `fscryptfs init`.
 #[derive(Args, Debug)]
@@ -33,6 +35,20 @@ pub struct InitArgs {
     /// DIRECT_KEY / IV_INO_LBLK flags only).
     #[arg(long, default_value = "extent", value_name = "LAYOUT")]
     contents_layout: String,
+    /// Encrypt the whole volume, its top level included, under a new passphrase protector (or a
+    /// raw key with --key); `mount` then asks for the passphrase.
+    #[arg(long)]
+    encrypt: bool,
+    /// With --encrypt: the protector's name.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "volume",
+        requires = "encrypt"
+    )]
+    name: String,
+    #[command(flatten)]
+    secret: super::protect::SecretArgs,
     /// The backing directory (created if missing; must be empty).
     backing: PathBuf,
 }
@@ -104,7 +120,27 @@ pub fn run_init(args: InitArgs) -> Result<(), CliError> {
     cfg.layout = layout;
     // The root's metadata first; the config last, as the commit point of a volume.
     fscryptfs::fs::init_root(b).map_err(CliError::failure)?;
+    if args.encrypt {
+        // The root's policy and its protector before the config: a volume exists only complete.
+        super::protect::volume_key::init_encrypted(b, &args.name, &args.secret)?;
+        cfg.store(b).map_err(CliError::failure)?;
+        return Ok(());
+    }
+    let given = args.secret.key.is_some()
+        || args.secret.passphrase_file.is_some()
+        || args.secret.extpass.is_some();
+    if given {
+        return Err(CliError::usage(
+            "--key, --passphrase-file and --extpass go with --encrypt",
+        ));
+    }
     cfg.store(b).map_err(CliError::failure)?;
+    println!(
+        "Created an fscryptfs volume in \"{}\". Its top level is not encrypted (the fscrypt \
+         model): after mounting, encrypt a directory with `fscryptfs encrypt DIR`. For a volume \
+         encrypted from its root, use `fscryptfs init --encrypt`.",
+        b.display()
+    );
     Ok(())
 }
 
@@ -222,14 +258,39 @@ pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
         // EPERM; any other failure leaves it where it is, as before.
         let _ = rustix::process::setsid();
     }
+    let (options, secret) = volume_key::split_secret_options(&args.options)?;
+    let args = MountArgs { options, ..args };
     let opts = MountOptions::parse(&args.options).map_err(CliError::usage)?;
     // Refuse a bad backing directory here, with one line, before daemonizing.
     daemon::open_volume(&args.backing).map_err(|e| CliError::failure(e.message()))?;
     daemon::check_mountpoint(&args.mountpoint, opts.nonempty)
         .map_err(|e| CliError::failure(e.message()))?;
+    // An encrypted-root volume: its key is unwrapped before mounting (a wrong passphrase fails
+    // here) and added once the mount is live. The detached child never asks: its parent did.
+    let volume_key = if args.detach {
+        None
+    } else {
+        volume_key::unlock_for_mount(&args.backing, &secret)?
+    };
     if !args.foreground {
-        return spawn_daemon(&args);
+        spawn_daemon(&args)?;
+        if let Some((policy, key)) = &volume_key {
+            if let Err(e) = provision(&args.mountpoint, policy, key) {
+                // Not left mounted and locked: fusermount3 for users, umount for root.
+                let done = Command::new("fusermount3")
+                    .arg("-u")
+                    .arg(&args.mountpoint)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !done {
+                    let _ = Command::new("umount").arg(&args.mountpoint).status();
+                }
+                return Err(e);
+            }
+        }
+        return Ok(());
     }
+    let mut volume_key = volume_key;
     let detach = args.detach;
     let mut lost_log = None;
     if detach {
@@ -241,6 +302,7 @@ pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
         init_logging(opts.debug, LogTo::Stderr);
     }
     let ready_stdout = args.ready_stdout;
+    let mountpoint = args.mountpoint.clone();
     daemon::serve(&args.backing, &args.mountpoint, &opts, || {
         // Before "ready": the caller returns on it, and the line must be on its stderr by then.
         if let Some(w) = &lost_log {
@@ -253,6 +315,15 @@ pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
         }
         if detach {
             detach_stdio();
+        }
+        // Foreground: the key goes in from a thread, as the session serves its ioctl.
+        if let Some((policy, key)) = volume_key.take() {
+            let mnt = mountpoint.clone();
+            std::thread::spawn(move || {
+                if let Err(e) = provision(&mnt, &policy, &key) {
+                    eprintln!("fscryptfs: {e}");
+                }
+            });
         }
     })
     .map_err(|e| CliError::failure(e.message()))

@@ -16,6 +16,10 @@ use fscrypt::{Errno, Error, Result};
 
 /// The config file's name in the backing root.
 pub const CONFIG_NAME: &str = ".fscryptfs.conf";
+/// In the backing root of a volume encrypted from its root: the protector and policy records of
+/// its root policy, in the `fscrypt` tool's layout (`policies/`, `protectors/`; docs/FORMAT.md).
+/// The daemon never opens it (the command line does, before mounting).
+pub const VOLUME_TREE_NAME: &str = ".fscryptfs.fscrypt";
 /// The largest config file read (docs/FORMAT.md); a larger one is damage (EUCLEAN).
 pub const CONFIG_MAX: usize = 4096;
 /// The format version this code writes and reads.

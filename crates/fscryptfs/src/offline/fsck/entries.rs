@@ -187,6 +187,11 @@ impl Checker {
             CONFIG_NAME => {
                 self.problem(path, "volume config outside the backing root");
             }
+            crate::store::config::VOLUME_TREE_NAME if is_root => match fs::symlink_metadata(path) {
+                Ok(md) if md.file_type().is_dir() => {}
+                Ok(_) => self.problem(path, "protector metadata is not a directory"),
+                Err(e) => self.problem(path, format!("cannot stat: {e}")),
+            },
             // The fixed temporary names of versions before the hardened store (which writes every
             // replacement under a fresh random temporary name instead).
             ".fscryptfs.conf.tmp" | ".fscryptfs.dir.new" | ".fscryptfs.special.new" => {

@@ -1,0 +1,720 @@
+//! The `.fscrypt` directory of one filesystem: `MNT/.fscrypt/{policies,protectors}/<descriptor>`,
+//! opened and written under the `fscrypt` tool's trust rules (docs/SECURITY.md, "Protector
+//! metadata").
+//!
+//! Metadata is hostile input like the backing store: another user may own `.fscrypt` on a shared
+//! filesystem, plant symlinks or FIFOs, or grow a file without bound. So the mount point must not
+//! be a symlink; the two subdirectories are opened without following symlinks; every directory and
+//! file must be owned by root or the trusted user (the caller, unless root or
+//! `allow_cross_user_metadata`); a world-writable subdirectory needs the sticky bit; files are
+//! opened `O_PATH`, checked to be regular, reopened non-blocking, and read to at most 16384 bytes.
+//! Writes are atomic (a fresh temporary file, `fchmod`, `fchown`, write, `fsync`, `rename`,
+//! directory `fsync`), keep an existing file's mode and (for root) owner, and fall back to an
+//! in-place rewrite only where the directory refuses new files (`EACCES`) and the file exists, as
+//! the tool does for a user's login protector in root's `/.fscrypt`.
+
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+
+use super::proto::{is_descriptor, PolicyData, ProtectorData, SourceType, MAX_METADATA_LEN};
+use super::{Error, Result};
+use crate::store::io as sio;
+
+/// The tree's directory name at the root of a filesystem.
+pub const FSCRYPT_DIR: &str = ".fscrypt";
+/// The subdirectory of policies.
+pub const POLICIES: &str = "policies";
+/// The subdirectory of protectors.
+pub const PROTECTORS: &str = "protectors";
+/// The suffix of a link to a protector on another filesystem.
+pub const LINK_SUFFIX: &str = ".link";
+
+/// Whose metadata we accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trust {
+    /// Accept only objects owned by root or this uid; `None` accepts any owner.
+    pub trusted_uid: Option<u32>,
+}
+
+impl Trust {
+    /// The tool's rule: a non-root caller trusts only itself and root, unless the config allows
+    /// cross-user metadata.
+    pub fn for_caller(allow_cross_user_metadata: bool) -> Self {
+        let euid = rustix::process::geteuid().as_raw();
+        Trust {
+            trusted_uid: (euid != 0 && !allow_cross_user_metadata).then_some(euid),
+        }
+    }
+
+    fn accepts(&self, uid: u32) -> bool {
+        match self.trusted_uid {
+            None => true,
+            Some(t) => uid == 0 || uid == t,
+        }
+    }
+}
+
+/// How `setup` makes the subdirectories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupMode {
+    /// 0755: only the owner (root) writes metadata.
+    SingleUser,
+    /// 01777: every user may write metadata (sticky).
+    AllUsers,
+}
+
+/// The two kinds of record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `policies/`.
+    Policy,
+    /// `protectors/`.
+    Protector,
+}
+
+impl Kind {
+    fn dir_name(self) -> &'static str {
+        match self {
+            Kind::Policy => POLICIES,
+            Kind::Protector => PROTECTORS,
+        }
+    }
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Policy => "policy",
+            Kind::Protector => "protector",
+        }
+    }
+}
+
+fn sys(what: impl std::fmt::Display, e: Errno) -> Error {
+    Error::io(what, std::io::Error::from_raw_os_error(e.raw_os_error()))
+}
+
+fn store_err(e: fscrypt::Error) -> Error {
+    if e.errno() == Errno::UCLEAN {
+        Error::Corrupt(e.to_string())
+    } else {
+        Error::Io(
+            String::new(),
+            std::io::Error::from_raw_os_error(e.errno().raw_os_error()),
+        )
+        .with_message(e.to_string())
+    }
+}
+
+impl Error {
+    fn with_message(self, m: String) -> Self {
+        match self {
+            Error::Io(_, e) => Error::Io(m, e),
+            other => other,
+        }
+    }
+}
+
+/// The open `.fscrypt` tree of one filesystem.
+pub struct MetadataDir {
+    mount: PathBuf,
+    tree_name: &'static str,
+    policies: OwnedFd,
+    protectors: OwnedFd,
+    trust: Trust,
+}
+
+impl std::fmt::Debug for MetadataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MetadataDir({})", self.mount.display())
+    }
+}
+
+/// Opens the mount point itself (not through a symlink) and checks its owner.
+fn open_mount_dir(mount: &Path, trust: Trust) -> Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        mount,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::NOTDIR | Errno::LOOP => Error::NotSetup(format!(
+            "filesystem {}: not a directory (or a symlink)",
+            mount.display()
+        )),
+        e => sys(mount.display(), e),
+    })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| sys(mount.display(), e))?;
+    if !trust.accepts(st.st_uid) {
+        return Err(Error::Insecure(format!(
+            "filesystem {}: owned by another user (uid {})",
+            mount.display(),
+            st.st_uid
+        )));
+    }
+    Ok(fd)
+}
+
+impl MetadataDir {
+    /// Opens the tree at `mount` (`CheckSetup`).
+    pub fn open(mount: &Path, trust: Trust) -> Result<Self> {
+        Self::open_named(mount, FSCRYPT_DIR, trust)
+    }
+
+    /// Opens a tree of the same layout named `tree_name` in directory `mount` (an encrypted-root
+    /// volume keeps its own in the backing directory, docs/FORMAT.md).
+    pub fn open_named(mount: &Path, tree_name: &'static str, trust: Trust) -> Result<Self> {
+        let not_setup = || {
+            Error::NotSetup(format!(
+                "filesystem {} is not setup for use with fscrypt (run: fscryptfs setup {})",
+                mount.display(),
+                mount.display()
+            ))
+        };
+        let mnt = open_mount_dir(mount, trust)?;
+        // `.fscrypt` itself may be a symlink (the tool allows it, e.g. for a read-only root).
+        let base = rustix::fs::openat(
+            &mnt,
+            tree_name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::NOENT | Errno::NOTDIR | Errno::LOOP => not_setup(),
+            e => sys(mount.join(tree_name).display(), e),
+        })?;
+        let what = mount.join(tree_name);
+        let st = rustix::fs::fstat(&base).map_err(|e| sys(what.display(), e))?;
+        if !trust.accepts(st.st_uid) {
+            return Err(Error::Insecure(format!(
+                "{}: owned by another user (uid {})",
+                what.display(),
+                st.st_uid
+            )));
+        }
+        let sub = |name: &str| -> Result<OwnedFd> {
+            let what = mount.join(tree_name).join(name);
+            let fd = rustix::fs::openat(
+                &base,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| match e {
+                Errno::NOENT => not_setup(),
+                e => sys(what.display(), e),
+            })?;
+            let st = rustix::fs::fstat(&fd).map_err(|e| sys(what.display(), e))?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                return Err(Error::Insecure(format!(
+                    "{}: {}, not a directory",
+                    what.display(),
+                    sio::type_noun(FileType::from_raw_mode(st.st_mode))
+                )));
+            }
+            if !trust.accepts(st.st_uid) {
+                return Err(Error::Insecure(format!(
+                    "{}: setup by another user (uid {})",
+                    what.display(),
+                    st.st_uid
+                )));
+            }
+            if st.st_mode & 0o002 != 0 && st.st_mode & 0o1000 == 0 {
+                return Err(Error::Insecure(format!(
+                    "{}: insecure permissions (world-writable without the sticky bit)",
+                    what.display()
+                )));
+            }
+            Ok(fd)
+        };
+        Ok(MetadataDir {
+            policies: sub(POLICIES)?,
+            protectors: sub(PROTECTORS)?,
+            mount: mount.to_path_buf(),
+            tree_name,
+            trust,
+        })
+    }
+
+    /// The mount point this tree belongs to.
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Whose metadata this tree accepts.
+    pub fn trust(&self) -> Trust {
+        self.trust
+    }
+
+    fn dir(&self, kind: Kind) -> &OwnedFd {
+        match kind {
+            Kind::Policy => &self.policies,
+            Kind::Protector => &self.protectors,
+        }
+    }
+
+    /// The path of a record, for messages.
+    pub fn path_of(&self, kind: Kind, name: &str) -> PathBuf {
+        self.mount
+            .join(self.tree_name)
+            .join(kind.dir_name())
+            .join(name)
+    }
+
+    /// The descriptors of every record of `kind` (a `.link` counts as its protector), in directory
+    /// order as the tool lists them; temporary and hidden files, and (with a trusted user) other users' files, are skipped.
+    pub fn list(&self, kind: Kind) -> Result<Vec<String>> {
+        let what = self.path_of(kind, "");
+        let dfd = sio::open_listing(self.dir(kind), &what.to_string_lossy()).map_err(store_err)?;
+        let dir = rustix::fs::Dir::read_from(&dfd).map_err(|e| sys(what.display(), e))?;
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| sys(what.display(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(t) = self.trust.trusted_uid {
+                match rustix::fs::statat(self.dir(kind), &name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if st.st_uid == 0 || st.st_uid == t => {}
+                    _ => continue,
+                }
+            }
+            let desc = name.strip_suffix(LINK_SUFFIX).unwrap_or(&name).to_string();
+            if !out.contains(&desc) {
+                out.push(desc);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a record's bytes under the trust rules; `None` when there is no such file.
+    fn read_raw(&self, kind: Kind, name: &str) -> Result<Option<(Vec<u8>, u32)>> {
+        let what = self.path_of(kind, name).to_string_lossy().into_owned();
+        let Some(obj) =
+            sio::open_object(self.dir(kind), OsStr::new(name), &what).map_err(store_err)?
+        else {
+            return Ok(None);
+        };
+        let st = rustix::fs::fstat(&obj).map_err(|e| sys(&what, e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(Error::Insecure(format!(
+                "{what}: {}, not a regular file",
+                sio::type_noun(FileType::from_raw_mode(st.st_mode))
+            )));
+        }
+        if !self.trust.accepts(st.st_uid) {
+            return Err(Error::Insecure(format!(
+                "{what}: owned by another user (uid {})",
+                st.st_uid
+            )));
+        }
+        let f = sio::reopen_file(&obj, sio::Access::Read, &what).map_err(store_err)?;
+        let bytes = sio::read_bounded_file(&f, MAX_METADATA_LEN as usize, &what)
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok(Some((bytes, st.st_uid)))
+    }
+
+    fn check_name(kind: Kind, desc: &str) -> Result<()> {
+        let ok = match kind {
+            Kind::Protector => is_descriptor(desc, 16),
+            Kind::Policy => is_descriptor(desc, 16) || is_descriptor(desc, 32),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "{desc:?} is not a {} descriptor",
+                kind.noun()
+            )))
+        }
+    }
+
+    /// Reads and checks the protector `desc` of this filesystem (not following `.link`s).
+    pub fn read_protector(&self, desc: &str) -> Result<ProtectorData> {
+        Self::check_name(Kind::Protector, desc)?;
+        let path = self.path_of(Kind::Protector, desc);
+        let (bytes, owner) = self.read_raw(Kind::Protector, desc)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "protector metadata for {desc} not found on filesystem {}",
+                self.mount.display()
+            ))
+        })?;
+        let p = ProtectorData::decode(&bytes[..])
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        p.check()
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        if p.protector_descriptor != desc {
+            return Err(Error::Corrupt(format!(
+                "{}: holds protector {}",
+                path.display(),
+                p.protector_descriptor
+            )));
+        }
+        if p.source_type()? == SourceType::PamPassphrase && owner != 0 && owner as i64 != p.uid {
+            return Err(Error::Insecure(format!(
+                "{}: login protector of uid {} owned by uid {owner}",
+                path.display(),
+                p.uid
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Reads and checks the policy `desc`.
+    pub fn read_policy(&self, desc: &str) -> Result<PolicyData> {
+        Self::check_name(Kind::Policy, desc)?;
+        let path = self.path_of(Kind::Policy, desc);
+        let (bytes, _) = self.read_raw(Kind::Policy, desc)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "policy metadata for {desc} not found on filesystem {}",
+                self.mount.display()
+            ))
+        })?;
+        let p = PolicyData::decode(&bytes[..])
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        p.check()
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        if p.key_descriptor != desc {
+            return Err(Error::Corrupt(format!(
+                "{}: holds policy {}",
+                path.display(),
+                p.key_descriptor
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Whether a record (or, for protectors, a link) named `desc` exists.
+    pub fn exists(&self, kind: Kind, desc: &str) -> bool {
+        let at = |name: &str| {
+            rustix::fs::statat(self.dir(kind), name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+        };
+        at(desc) || (kind == Kind::Protector && at(&format!("{desc}{LINK_SUFFIX}")))
+    }
+
+    /// The text of `protectors/<desc>.link`, if there is one.
+    pub fn read_link(&self, desc: &str) -> Result<Option<String>> {
+        Self::check_name(Kind::Protector, desc)?;
+        let name = format!("{desc}{LINK_SUFFIX}");
+        Ok(self
+            .read_raw(Kind::Protector, &name)?
+            .map(|(b, _)| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Writes a protector atomically (`owner`: chown to this uid, for root acting for a user).
+    pub fn write_protector(&self, p: &ProtectorData, owner: Option<u32>) -> Result<()> {
+        p.check()?;
+        Self::check_name(Kind::Protector, &p.protector_descriptor)?;
+        if self.exists(
+            Kind::Protector,
+            &format!("{}{LINK_SUFFIX}", p.protector_descriptor),
+        ) {
+            return Err(Error::Exists(format!(
+                "protector {} is already linked on filesystem {}",
+                p.protector_descriptor,
+                self.mount.display()
+            )));
+        }
+        self.write_raw(
+            Kind::Protector,
+            &p.protector_descriptor,
+            &p.encode_to_vec(),
+            owner,
+        )
+    }
+
+    /// Writes a policy atomically.
+    pub fn write_policy(&self, p: &PolicyData, owner: Option<u32>) -> Result<()> {
+        p.check()?;
+        Self::check_name(Kind::Policy, &p.key_descriptor)?;
+        self.write_raw(Kind::Policy, &p.key_descriptor, &p.encode_to_vec(), owner)
+    }
+
+    /// Writes `protectors/<desc>.link`.
+    pub fn write_link(&self, desc: &str, text: &str, owner: Option<u32>) -> Result<()> {
+        Self::check_name(Kind::Protector, desc)?;
+        self.write_raw(
+            Kind::Protector,
+            &format!("{desc}{LINK_SUFFIX}"),
+            text.as_bytes(),
+            owner,
+        )
+    }
+
+    /// Removes a protector (its `.link` if it has one, else its file).
+    pub fn remove_protector(&self, desc: &str) -> Result<()> {
+        Self::check_name(Kind::Protector, desc)?;
+        let link = format!("{desc}{LINK_SUFFIX}");
+        let name = if self.exists(Kind::Protector, &link) {
+            link
+        } else {
+            desc.to_string()
+        };
+        self.remove(Kind::Protector, &name)
+    }
+
+    /// Removes a policy file.
+    pub fn remove_policy(&self, desc: &str) -> Result<()> {
+        Self::check_name(Kind::Policy, desc)?;
+        self.remove(Kind::Policy, desc)
+    }
+
+    fn remove(&self, kind: Kind, name: &str) -> Result<()> {
+        let path = self.path_of(kind, name);
+        match rustix::fs::unlinkat(self.dir(kind), name, AtFlags::empty()) {
+            Ok(()) => sio::sync_dir(self.dir(kind), &path.to_string_lossy()).map_err(store_err),
+            Err(Errno::NOENT) => Err(Error::NotFound(format!(
+                "{} {name} not found on filesystem {}",
+                kind.noun(),
+                self.mount.display()
+            ))),
+            Err(e) => Err(sys(path.display(), e)),
+        }
+    }
+
+    /// The atomic write of §"Atomic write" (module comment).
+    fn write_raw(&self, kind: Kind, name: &str, bytes: &[u8], owner: Option<u32>) -> Result<()> {
+        let dir = self.dir(kind);
+        let path = self.path_of(kind, name);
+        let what = path.to_string_lossy().into_owned();
+        let existing = sio::open_object(dir, OsStr::new(name), &what).map_err(store_err)?;
+        let (mut mode, mut chown) = (0o600, owner);
+        if let Some(old) = &existing {
+            let st = rustix::fs::fstat(old).map_err(|e| sys(&what, e))?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                return Err(Error::Insecure(format!(
+                    "{what}: {}, not a regular file",
+                    sio::type_noun(FileType::from_raw_mode(st.st_mode))
+                )));
+            }
+            mode = st.st_mode & 0o777;
+            if chown.is_none() && rustix::process::geteuid().is_root() {
+                chown = Some(st.st_uid);
+            }
+        }
+        let tmp = crate::store::names::tmp_name().map_err(store_err)?;
+        let f = match sio::create_new(dir, &tmp, 0o600, &what) {
+            Ok(f) => f,
+            Err(e) if e.errno() == Errno::ACCESS => {
+                // The tool's fallback: rewrite an existing file in place (not atomic).
+                let Some(old) = existing else {
+                    return Err(Error::Insecure(format!(
+                        "{}: no permission to create metadata here",
+                        path.parent().unwrap_or(&path).display()
+                    )));
+                };
+                let f = sio::reopen_file(&old, sio::Access::Write, &what).map_err(store_err)?;
+                return f
+                    .set_len(0)
+                    .and_then(|()| f.write_all_at(bytes, 0))
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| Error::io(&what, e));
+            }
+            Err(e) => return Err(store_err(e)),
+        };
+        let unlink_tmp = || {
+            let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+        };
+        let written = rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))
+            .and_then(|()| match chown {
+                Some(uid) => {
+                    rustix::fs::fchown(&f, Some(rustix::process::Uid::from_raw(uid)), None)
+                }
+                None => Ok(()),
+            })
+            .map_err(|e| sys(&what, e))
+            .and_then(|()| {
+                f.write_all_at(bytes, 0)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| Error::io(&what, e))
+            });
+        if let Err(e) = written {
+            unlink_tmp();
+            return Err(e);
+        }
+        drop(f);
+        if let Err(e) = rustix::fs::renameat(dir, &tmp, dir, name) {
+            unlink_tmp();
+            return Err(sys(&what, e));
+        }
+        sio::sync_dir(dir, &what).map_err(store_err)
+    }
+}
+
+/// Creates `MNT/.fscrypt` atomically (built under a temporary name, then renamed into place).
+pub fn setup(mount: &Path, mode: SetupMode) -> Result<()> {
+    setup_named(mount, FSCRYPT_DIR, mode)
+}
+
+/// Creates a tree named `tree_name` in directory `mount` (see [`MetadataDir::open_named`]).
+pub fn setup_named(mount: &Path, tree_name: &str, mode: SetupMode) -> Result<()> {
+    let mnt = open_mount_dir(mount, Trust::for_caller(false))?;
+    let tmp = crate::store::names::tmp_name().map_err(store_err)?;
+    let what = mount.join(&tmp);
+    let mkdir = |dir: &OwnedFd, name: &OsStr, perm: u32| -> Result<OwnedFd> {
+        let w = what.join(name);
+        rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+            .map_err(|e| sys(w.display(), e))?;
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| sys(w.display(), e))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(perm)).map_err(|e| sys(w.display(), e))?;
+        Ok(fd)
+    };
+    let sub_mode = match mode {
+        SetupMode::SingleUser => 0o755,
+        SetupMode::AllUsers => 0o1777,
+    };
+    let built = (|| -> Result<()> {
+        let tmpdir = mkdir(&mnt, &tmp, 0o700)?;
+        let base = mkdir(&tmpdir, OsStr::new(tree_name), 0o755)?;
+        for sub in [POLICIES, PROTECTORS] {
+            let fd = mkdir(&base, OsStr::new(sub), sub_mode)?;
+            rustix::fs::fsync(&fd).map_err(|e| sys(what.display(), e))?;
+        }
+        rustix::fs::fsync(&base).map_err(|e| sys(what.display(), e))?;
+        rustix::fs::renameat_with(&tmpdir, tree_name, &mnt, tree_name, RenameFlags::NOREPLACE)
+            .map_err(|e| match e {
+                Errno::EXIST | Errno::NOTEMPTY => Error::AlreadySetup(format!(
+                    "filesystem {} is already setup for use with fscrypt",
+                    mount.display()
+                )),
+                e => sys(mount.join(tree_name).display(), e),
+            })?;
+        Ok(())
+    })();
+    // Whatever happened, the temporary directory goes (with the tree if the rename failed).
+    let _ = remove_tree(&mnt, &tmp);
+    built?;
+    sio::sync_dir(&mnt, &mount.to_string_lossy()).map_err(store_err)
+}
+
+/// Removes `MNT/.fscrypt` and everything in it (`metadata destroy MNT`): renamed away first, so a
+/// half-removed tree is never seen as set up.
+pub fn destroy(mount: &Path) -> Result<()> {
+    let mnt = open_mount_dir(mount, Trust::for_caller(false))?;
+    let tmp = crate::store::names::tmp_name().map_err(store_err)?;
+    rustix::fs::renameat_with(&mnt, FSCRYPT_DIR, &mnt, &tmp, RenameFlags::NOREPLACE).map_err(
+        |e| match e {
+            Errno::NOENT => Error::NotSetup(format!(
+                "filesystem {} is not setup for use with fscrypt",
+                mount.display()
+            )),
+            e => sys(mount.join(FSCRYPT_DIR).display(), e),
+        },
+    )?;
+    remove_tree(&mnt, &tmp)?;
+    sio::sync_dir(&mnt, &mount.to_string_lossy()).map_err(store_err)
+}
+
+/// Removes `name` in `parent`: a directory recursively (without following symlinks; only the
+/// tree's own depth, three levels), anything else by unlinking it.
+fn remove_tree(parent: &OwnedFd, name: &OsStr) -> Result<()> {
+    fn inner(parent: &OwnedFd, name: &OsStr, depth: u32) -> Result<()> {
+        let st = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| sys(name.to_string_lossy(), e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            return rustix::fs::unlinkat(parent, name, AtFlags::empty())
+                .map_err(|e| sys(name.to_string_lossy(), e));
+        }
+        if depth > 3 {
+            return Err(Error::Insecure(format!(
+                "{}: unexpected nested directory",
+                name.to_string_lossy()
+            )));
+        }
+        let dfd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| sys(name.to_string_lossy(), e))?;
+        let names: Vec<std::ffi::OsString> = rustix::fs::Dir::read_from(&dfd)
+            .map_err(|e| sys(name.to_string_lossy(), e))?
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                use std::os::unix::ffi::OsStrExt;
+                OsStr::from_bytes(e.file_name().to_bytes()).to_os_string()
+            })
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        for n in names {
+            inner(&dfd, &n, depth + 1)?;
+        }
+        rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
+            .map_err(|e| sys(name.to_string_lossy(), e))
+    }
+    inner(parent, name, 0)
+}
+
+/// A `.link` file's text: `UUID=` (when known) and `PATH=` lines.
+pub fn link_text(uuid: Option<&str>, mount: &Path) -> String {
+    let mut s = String::new();
+    if let Some(u) = uuid {
+        s.push_str(&format!("UUID={u}\n"));
+    }
+    s.push_str(&format!("PATH={}\n", mount.display()));
+    s
+}
+
+/// Parses a `.link` file: `(uuid, path)`; at least one is present.
+pub fn parse_link(text: &str) -> Result<(Option<String>, Option<PathBuf>)> {
+    let (mut uuid, mut path) = (None, None);
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split('=').collect();
+        if parts.len() != 2 {
+            continue;
+        }
+        match parts[0] {
+            "UUID" => uuid = Some(parts[1].to_string()),
+            "PATH" => path = Some(PathBuf::from(parts[1])),
+            _ => {}
+        }
+    }
+    if uuid.is_none() && path.is_none() {
+        return Err(Error::Corrupt(
+            "protector link names neither UUID nor PATH".into(),
+        ));
+    }
+    Ok((uuid, path))
+}
+
+/// The mount point a `.link` leads to: by UUID (`/dev/disk/by-uuid`) first, then by path.
+pub fn resolve_link(text: &str) -> Result<PathBuf> {
+    let (uuid, path) = parse_link(text)?;
+    if let Some(u) = uuid {
+        if let Ok(dev) = std::fs::canonicalize(Path::new("/dev/disk/by-uuid").join(&u)) {
+            let dev = dev.to_string_lossy().into_owned();
+            if let Ok(mounts) = super::mounts::all_mounts() {
+                if let Some(m) = mounts.iter().find(|m| m.source == dev) {
+                    return Ok(m.path.clone());
+                }
+            }
+        }
+    }
+    path.ok_or_else(|| Error::NotFound("protector link: filesystem not found".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_format() {
+        let t = link_text(Some("abcd"), Path::new("/"));
+        assert_eq!(t, "UUID=abcd\nPATH=/\n");
+        let (u, p) = parse_link("junk\nPATH=/x\nFOO=1\na=b=c\n").unwrap();
+        assert_eq!(u, None);
+        assert_eq!(p, Some(PathBuf::from("/x")));
+        assert!(parse_link("\n").is_err());
+    }
+}
