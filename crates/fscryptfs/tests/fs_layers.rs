@@ -13,7 +13,8 @@
 //!    fuser`, a `fuser::` path; comments may mention it, and messages the psmisc command).
 //! 4. **No file above [`MAX_LINES`] lines** in `src`, except the ones in [`LONG_FILES`], each with
 //!    its reason (a table, tests); an entry that is no longer long must leave the list.
-//! 5. **One name for one thing**: the kind of a file is `store::kind::Kind`, defined nowhere else;
+//! 5. **One name for one thing**: the kind of a file is `store::kind::Kind`, defined nowhere else
+//!    in `fs/`, `store/` and `offline/` ([`KIND_ROOMS`]);
 //!    a contents layout is `store::config::ContentsLayout`, its raw bytes (`LAYOUT_*`) named only
 //!    in `store/meta.rs`, which encodes and decodes the header.
 //!
@@ -62,8 +63,16 @@ const FUSER_FILES: &[&str] = &["fs/fuse.rs", "fs/daemon.rs"];
 /// The longest a file in `src` may be.
 const MAX_LINES: usize = 700;
 
-/// Files allowed above [`MAX_LINES`], with the reason (paths relative to `src`). None today.
-const LONG_FILES: &[(&str, &str)] = &[];
+/// Files allowed above [`MAX_LINES`], with the reason (paths relative to `src`).
+const LONG_FILES: &[(&str, &str)] = &[(
+    "protectors/tree.rs",
+    "720 lines as it landed with the protectors work (the `.fscrypt` tree under the fscrypt \
+     tool's trust rules), which another change owns; to be split there, then taken off this list",
+)];
+
+/// The rooms whose file kinds rule 5 makes one `Kind` (the `fscrypt` tool's record kinds in
+/// `protectors` are another thing, policies and protectors).
+const KIND_ROOMS: &[&str] = &["fs/", "store/", "offline/"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -477,7 +486,8 @@ fn one_kind_enum_and_layout_bytes_only_in_the_header_code() {
             let defines_kind = ["enum Kind ", "enum InodeKind ", "enum Kind{"]
                 .iter()
                 .any(|d| t.starts_with(d));
-            if defines_kind && file != "store/kind.rs" {
+            let kind_room = KIND_ROOMS.iter().any(|r| file.starts_with(r));
+            if defines_kind && kind_room && file != "store/kind.rs" {
                 found.push(format!("{file}: {}", line.trim()));
             }
             if line.contains("LAYOUT_") && file != "store/meta.rs" {
