@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use fscrypt::extent::ExtentKey;
 use fscrypt::keysetup::MasterSecret;
-use fscryptfs::store::extent::{ExtentFile, ExtentInfo, Kind};
-use fscryptfs::store::meta::{FileHeader, LAYOUT_EXTENT};
+use fscryptfs::store::config::ContentsLayout;
+use fscryptfs::store::extent::{ExtentFile, ExtentInfo, RecordKind};
+use fscryptfs::store::meta::FileHeader;
 use support::*;
 
 const FILES_BUSY: u32 = 1;
@@ -48,7 +49,7 @@ fn open_extent_file(p: &Path) -> ExtentFile {
     let h = FileHeader::parse(&b, &fscryptfs::store::fs_params(), "f").unwrap();
     assert_eq!(
         h.layout,
-        LAYOUT_EXTENT,
+        ContentsLayout::Extent,
         "{} is a per-extent file",
         p.display()
     );
@@ -349,7 +350,7 @@ fn every_writeout_is_a_new_extent_with_a_fresh_nonce() {
     let extents: Vec<_> = ef
         .records()
         .iter()
-        .filter(|r| r.kind == Kind::Extent)
+        .filter(|r| r.kind == RecordKind::Extent)
         .collect();
     assert_eq!(extents.len(), 4, "one extent record per writeout");
     let maps = decrypt_mappings(&bp);

@@ -18,7 +18,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use fscryptfs::store::meta::LAYOUT_EXTENT;
+use fscryptfs::store::config::ContentsLayout;
 use support::{add_key, backing_file_of, can_mount, pattern, policy_v2, set_policy, KEY};
 
 const MIB: usize = 1 << 20;
@@ -143,7 +143,12 @@ fn copy_all(src: &Path, dst: &Path) {
 /// per-extent one).
 fn backing_of(dir: &Path, ino: u64) -> PathBuf {
     let (p, h) = backing_file_of(dir, ino);
-    assert_eq!(h.layout, LAYOUT_EXTENT, "{} is per-extent", p.display());
+    assert_eq!(
+        h.layout,
+        ContentsLayout::Extent,
+        "{} is per-extent",
+        p.display()
+    );
     p
 }
 

@@ -25,7 +25,7 @@ use fscrypt::policy::{FsParams, Policy, PolicyV1, PolicyV2};
 use fscrypt::{EncryptionMode, Errno};
 use fscryptfs::store::config::{ContentsLayout, VolumeConfig, FIRST_INO, INO_LIMIT};
 use fscryptfs::store::extent::ExtentFile;
-use fscryptfs::store::meta::{DirMeta, FileHeader, SymlinkTarget, LAYOUT_EXTENT, LAYOUT_PER_FILE};
+use fscryptfs::store::meta::{DirMeta, FileHeader, SymlinkTarget};
 use fscryptfs::store::special::SpecialRecords;
 use fscryptfs::store::{fs_params, FILE_HEADER_SIZE};
 use proptest::prelude::*;
@@ -219,14 +219,14 @@ fn file_header() -> impl Strategy<Value = FileHeader> {
     prop_oneof![
         (ino(), 0..=max, proptest::option::of(context(policy()))).prop_map(|(ino, size, ctx)| {
             FileHeader {
-                layout: LAYOUT_PER_FILE,
+                layout: ContentsLayout::PerFile,
                 ino,
                 size,
                 ctx,
             }
         }),
         (ino(), 0..=max, context(policy_v2())).prop_map(|(ino, size, c)| FileHeader {
-            layout: LAYOUT_EXTENT,
+            layout: ContentsLayout::Extent,
             ino,
             size,
             ctx: Some(c),

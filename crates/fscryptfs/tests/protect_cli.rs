@@ -527,7 +527,15 @@ fn a_volume_encrypted_from_its_root_in_two_commands() {
             "dear diary"
         );
     }
-    let fsck = run_with(&config, &["fsck", b], "");
+    // The daemon lets go of the volume just after the unmount returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let fsck = loop {
+        let fsck = run_with(&config, &["fsck", b], "");
+        if !fsck.stderr.contains("in use") || std::time::Instant::now() > deadline {
+            break fsck;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert_eq!(fsck.code, 0, "{fsck:?}");
 }
 

@@ -13,7 +13,7 @@ use rustix::fs::{AtFlags, Mode};
 use super::locks::rlock;
 use super::mount::Fs;
 use super::node::{check_usable, Kind, Node, State};
-use super::types::{errno, Attr, Creds, SetAttr, SetTime};
+use super::types::{errno, Attr, Creds, FileType, SetAttr, SetTime};
 use crate::store::meta::SymlinkTarget;
 use crate::store::names;
 use crate::store::sys_err;
@@ -54,7 +54,7 @@ impl Fs {
             atime: ts(st.st_atime as i64, st.st_atime_nsec as i64),
             mtime: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
             ctime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
-            kind: node.kind.file_type(),
+            kind: FileType::of_kind(node.kind),
             perm: (st.st_mode & 0o7777) as u16,
             nlink: st.st_nlink as u32,
             uid: st.st_uid,
@@ -143,7 +143,7 @@ impl Fs {
     /// SETATTR: the new attributes and their lifetime.
     pub(super) fn do_setattr(&self, ino: u64, change: &SetAttr) -> Result<(Attr, Duration)> {
         let attr = self.set_attr(ino, change)?;
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         Ok((attr, self.attr_ttl(&node)))
     }
 
@@ -157,7 +157,7 @@ impl Fs {
             mtime,
             fh,
         } = *change;
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         if mode.is_some()
             || uid.is_some()
             || gid.is_some()
@@ -173,7 +173,7 @@ impl Fs {
                 return Err(errno(Errno::INVAL, "size change of a non-regular file"));
             }
             let h = fh
-                .and_then(|f| self.handle(f).ok())
+                .and_then(|f| self.handles.get(f).ok())
                 .filter(|h| h.file().is_some());
             match h {
                 Some(h) => {
@@ -181,16 +181,18 @@ impl Fs {
                         a.prepare_write()?;
                     }
                     let file = h.file().ok_or_else(|| errno(Errno::BADF, "no file"))?;
-                    self.set_size(&node, &file, h.key.as_deref(), size)?;
+                    self.contents()
+                        .set_size(&node, &file, h.key.as_deref(), size)?;
                 }
                 None => {
                     let key = self.file_key_for_change(&node)?;
-                    let file = self.open_backing(&node, true)?;
-                    self.set_size(&node, &file, key.as_deref(), size)?;
+                    let file = self.contents().open_backing(&node, true)?;
+                    self.contents()
+                        .set_size(&node, &file, key.as_deref(), size)?;
                 }
             }
             // A shrink leaves the log's records past the new size dead.
-            self.ext_maybe_compact(&node);
+            self.contents().ext_maybe_compact(&node);
         }
         if uid.is_some() || gid.is_some() {
             rustix::fs::chownat(
@@ -279,14 +281,14 @@ impl Fs {
 
     /// GETATTR: the attributes and their lifetime.
     pub(super) fn do_getattr(&self, ino: u64) -> Result<(Attr, Duration)> {
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         let attr = self.attr(&node)?;
         Ok((attr, self.attr_ttl(&node)))
     }
 
     /// READLINK.
     pub(super) fn do_readlink(&self, ino: u64) -> Result<Vec<u8>> {
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         self.readlink(&node)
     }
 
@@ -300,7 +302,7 @@ impl Fs {
     ) -> Result<()> {
         self.check_writable()?;
         Self::check_xattr_name(name)?;
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         let p = self.xattr_path(&node)?;
         let fl = rustix::fs::XattrFlags::from_bits_retain(flags as u32);
         rustix::fs::setxattr(&p, name, value, fl).map_err(|e| sys_err(self.describe(&node), e))
@@ -309,7 +311,7 @@ impl Fs {
     /// GETXATTR: the value (ENODATA for names we do not keep).
     pub(super) fn do_getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>> {
         Self::check_xattr_name(name).map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         let p = self
             .xattr_path(&node)
             .map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
@@ -322,7 +324,7 @@ impl Fs {
 
     /// LISTXATTR: the `user.*` names, each NUL-terminated.
     pub(super) fn do_listxattr(&self, ino: u64) -> Result<Vec<u8>> {
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         let Ok(p) = self.xattr_path(&node) else {
             return Ok(Vec::new());
         };
@@ -344,7 +346,7 @@ impl Fs {
     pub(super) fn do_removexattr(&self, ino: u64, name: &OsStr) -> Result<()> {
         self.check_writable()?;
         Self::check_xattr_name(name).map_err(|_| errno(Errno::NODATA, "no such attribute"))?;
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         let p = self.xattr_path(&node)?;
         rustix::fs::removexattr(&p, name).map_err(|e| sys_err(self.describe(&node), e))
     }

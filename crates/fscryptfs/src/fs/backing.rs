@@ -7,30 +7,21 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 use fscrypt::context::Context;
-use fscrypt::policy::FsParams;
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::AtFlags;
 
+use super::inodes::{cached_lookup, Claim};
 use super::locks::wlock;
 use super::mount::Fs;
-use super::node::{cached_lookup, Claim, FileContents, Keys, Kind, Node, PerFileState, State};
-use super::types::{errno, FileType};
-use crate::store::config::ROOT_INO;
+use super::node::{FileContents, Keys, Kind, Node, PerFileState, State};
+use super::types::errno;
+use crate::store::config::{ContentsLayout, ROOT_INO};
 use crate::store::io as store_io;
 use crate::store::meta::{
-    DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, DIR_META_SIZE, FILE_HEADER_USED,
-    LAYOUT_PER_FILE,
+    read_dir_meta_at, DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED,
 };
 use crate::store::special::{SpecialRecords, SPECIAL_MAX, SPECIAL_NAME};
 use crate::store::{read_full_at, sys_err, FILE_HEADER_SIZE};
-
-/// Reads and parses a directory's `.fscryptfs.dir`.
-pub(super) fn read_dir_meta(dirfd: &impl AsFd, fsp: &FsParams, what: &str) -> Result<DirMeta> {
-    let what = format!("{what}/{DIR_META_NAME}");
-    let b = store_io::read_bounded(dirfd, OsStr::new(DIR_META_NAME), DIR_META_SIZE, &what)?
-        .ok_or_else(|| Error::corrupt(format!("{what}: directory metadata is missing")))?;
-    DirMeta::parse(&b, fsp, &what)
-}
 
 /// Writes a new directory's metadata file.
 pub(super) fn write_dir_meta(dirfd: &impl AsFd, meta: &DirMeta, what: &str) -> Result<()> {
@@ -47,7 +38,7 @@ pub(super) fn write_dir_meta(dirfd: &impl AsFd, meta: &DirMeta, what: &str) -> R
 /// The header block of a new regular file.
 pub(super) fn new_file_header(ino: u64, ctx: Option<&Context>) -> Vec<u8> {
     let h = FileHeader {
-        layout: LAYOUT_PER_FILE,
+        layout: ContentsLayout::PerFile,
         ino,
         size: 0,
         ctx: ctx.cloned(),
@@ -160,9 +151,9 @@ impl Fs {
                 let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
                 match FileHeader::parse(&buf[..n], &self.fsp, what) {
                     Ok(h) => {
-                        self.remember_ino(&st, h.ino);
+                        self.inodes.remember_ino(&st, h.ino);
                         // A per-extent file's size is in its log, loaded once the number is ours.
-                        let found = if h.layout == crate::store::meta::LAYOUT_EXTENT {
+                        let found = if h.layout == ContentsLayout::Extent {
                             Found::Extent(h.ctx)
                         } else {
                             Found::State(State::File {
@@ -176,7 +167,7 @@ impl Fs {
                         // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
                         tracing::error!("{e}");
                         (
-                            self.per_mount_ino(&st)?,
+                            self.inodes.per_mount_ino(&st)?,
                             Kind::File,
                             Found::State(State::corrupt(&e)),
                         )
@@ -184,9 +175,9 @@ impl Fs {
                 }
             }
             rustix::fs::FileType::Directory => {
-                match read_dir_meta(&fd, &self.fsp, what) {
+                match read_dir_meta_at(&fd, &self.fsp, what) {
                     Ok(m) => {
-                        self.remember_ino(&st, m.ino);
+                        self.inodes.remember_ino(&st, m.ino);
                         (
                             m.ino,
                             Kind::Dir,
@@ -200,7 +191,7 @@ impl Fs {
                         // everything inside says EUCLEAN.
                         tracing::error!("{e}");
                         (
-                            self.per_mount_ino(&st)?,
+                            self.inodes.per_mount_ino(&st)?,
                             Kind::Dir,
                             Found::State(State::corrupt(&e)),
                         )
@@ -214,8 +205,8 @@ impl Fs {
             rustix::fs::FileType::Symlink => {
                 // A cached symlink needs no readlinkat (which would bump the backing atime: a
                 // symlink's target carries its number, so only an unknown one is read).
-                if let Some(ino) = self.known_ino(st.st_dev, st.st_ino) {
-                    let nodes = wlock(&self.nodes);
+                if let Some(ino) = self.inodes.known_ino(st.st_dev, st.st_ino) {
+                    let nodes = wlock(&self.inodes.table);
                     if let Some(node) =
                         cached_lookup(&nodes, ino, Kind::Symlink, parent, name, what)?
                     {
@@ -230,7 +221,7 @@ impl Fs {
                             SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
                             SymlinkTarget::Plain { .. } => None,
                         };
-                        self.remember_ino(&st, l.ino());
+                        self.inodes.remember_ino(&st, l.ino());
                         (
                             l.ino(),
                             Kind::Symlink,
@@ -244,7 +235,7 @@ impl Fs {
                         // Damaged: still an entry (stat, rename, unlink); readlink says EUCLEAN.
                         tracing::error!("{e}");
                         (
-                            self.per_mount_ino(&st)?,
+                            self.inodes.per_mount_ino(&st)?,
                             Kind::Symlink,
                             Found::State(State::corrupt(&e)),
                         )
@@ -252,28 +243,25 @@ impl Fs {
                 }
             }
             other => {
-                let t = match other {
-                    rustix::fs::FileType::Fifo => FileType::NamedPipe,
-                    rustix::fs::FileType::Socket => FileType::Socket,
-                    rustix::fs::FileType::CharacterDevice => FileType::CharDevice,
-                    rustix::fs::FileType::BlockDevice => FileType::BlockDevice,
-                    _ => return Err(Error::corrupt(format!("{what}: unknown file type"))),
-                };
+                let kind = Kind::of_type(other)
+                    .filter(|k| k.is_special())
+                    .ok_or_else(|| Error::corrupt(format!("{what}: unknown file type")))?;
                 let recorded = self
+                    .inodes
                     .node(parent)
                     .ok()
                     .and_then(|d| self.read_specials(&d).get(bname));
                 let ino = match recorded {
                     Some(i) => {
-                        self.remember_ino(&st, i);
+                        self.inodes.remember_ino(&st, i);
                         i
                     }
-                    None => self.per_mount_ino(&st)?,
+                    None => self.inodes.per_mount_ino(&st)?,
                 };
-                (ino, Kind::Special(t), Found::State(State::Special))
+                (ino, kind, Found::State(State::Special))
             }
         };
-        let transit = match self.claim_ino(ino, kind, parent, name, what)? {
+        let transit = match self.inodes.claim_ino(ino, kind, parent, name, what)? {
             Claim::Cached(node) => return Ok(node),
             Claim::Ours(t) => t,
         };
@@ -281,20 +269,22 @@ impl Fs {
         let state = match found {
             Found::State(s) => s,
             // Its logical size is in the log.
-            Found::Extent(ctx) => match self.load_extent_state(&fd, ctx.as_ref(), what) {
-                Ok(ext) => State::File {
-                    keys: Keys::locked(ctx),
-                    contents: FileContents::PerExtent(Box::new(ext)),
-                },
-                Err(e) => {
-                    // Like a damaged header: the entry can be stat'ed and deleted; open says EUCLEAN.
-                    tracing::error!("{e}");
-                    State::corrupt(&e)
+            Found::Extent(ctx) => {
+                match self.contents().load_extent_state(&fd, ctx.as_ref(), what) {
+                    Ok(ext) => State::File {
+                        keys: Keys::locked(ctx),
+                        contents: FileContents::PerExtent(Box::new(ext)),
+                    },
+                    Err(e) => {
+                        // Like a damaged header: the entry can be stat'ed and deleted; open says EUCLEAN.
+                        tracing::error!("{e}");
+                        State::corrupt(&e)
+                    }
                 }
-            },
+            }
         };
         let node = Node::looked_up(ino, kind, fd, state, parent, name);
-        wlock(&self.nodes).insert(ino, Arc::clone(&node));
+        wlock(&self.inodes.table).insert(ino, Arc::clone(&node));
         drop(transit);
         Ok(node)
     }

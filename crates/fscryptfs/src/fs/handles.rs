@@ -1,90 +1,24 @@
-//! Open files and directories: the `Handle` table, OPEN/RELEASE (with the open count the key
+//! Open files and directories (the table of handles is `fs::handle_table`): OPEN/RELEASE (with the open count the key
 //! locker respects), READ/WRITE through the contents path, READDIR, FLUSH/FSYNC, FALLOCATE and
 //! COPY_FILE_RANGE.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Result};
 
-use super::locks::{lock, rlock, wlock};
+use super::handle_table::Handle;
+use super::locks::{lock, rlock};
 use super::mount::Fs;
 use super::node::{check_usable, Kind, Node};
 use super::types::{errno, Creds, DirEnt, FileType};
 use crate::store::sys_err;
 
-/// An open file or directory.
-pub struct Handle {
-    pub(super) node: Arc<Node>,
-    /// Regular files: the backing file, opened read-write where possible (swapped with the node's
-    /// descriptor by compaction of a per-extent file).
-    pub(super) file: RwLock<Option<Arc<File>>>,
-    /// Regular files: the key, fixed at open (None for unencrypted files).
-    pub(super) key: Option<Arc<InodeKey>>,
-    /// The opening process.
-    pub(super) pid: u32,
-    /// FLUSH seen since the last read or write.
-    pub(super) flushed: AtomicBool,
-    /// Directories: the listing taken at offset 0.
-    pub(super) entries: Mutex<Vec<DirEnt>>,
-}
-
-impl Handle {
-    /// The backing file of a regular-file handle.
-    pub(super) fn file(&self) -> Option<Arc<File>> {
-        rlock(&self.file).clone()
-    }
-}
-
 impl Fs {
-    pub(super) fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
-        rlock(&self.handles)
-            .get(&fh)
-            .cloned()
-            .ok_or_else(|| errno(Errno::BADF, format!("no open handle {fh}")))
-    }
-
-    pub(super) fn add_handle(
-        &self,
-        node: &Arc<Node>,
-        file: Option<File>,
-        key: Option<Arc<InodeKey>>,
-        pid: u32,
-    ) -> u64 {
-        lock(&node.meta).opens += 1;
-        self.add_reserved_handle(node, file, key, pid)
-    }
-
-    /// Adds a handle whose open was already counted in `meta.opens` (`do_open` counts it before
-    /// taking the key, so the locker never takes the key of an inode being opened: a handle whose
-    /// inode had lost its reference would accept writes it cannot write out).
-    pub(super) fn add_reserved_handle(
-        &self,
-        node: &Arc<Node>,
-        file: Option<File>,
-        key: Option<Arc<InodeKey>>,
-        pid: u32,
-    ) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&node.meta).pids.push(pid);
-        let h = Handle {
-            node: Arc::clone(node),
-            file: RwLock::new(file.map(Arc::new)),
-            key,
-            pid,
-            flushed: std::sync::atomic::AtomicBool::new(false),
-            entries: Mutex::new(Vec::new()),
-        };
-        wlock(&self.handles).insert(fh, Arc::new(h));
-        fh
-    }
-
     pub(super) fn do_open(&self, req: &Creds, ino: u64, flags: i32) -> Result<u64> {
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         let accmode = flags & libc::O_ACCMODE;
         let write = accmode != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         if write {
@@ -96,18 +30,18 @@ impl Fs {
                 lock(&node.meta).opens += 1;
                 let r = (|| {
                     let key = self.ensure_key(&node)?;
-                    let file = self.open_backing(&node, write)?;
+                    let file = self.contents().open_backing(&node, write)?;
                     if flags & libc::O_TRUNC != 0 {
                         if let Some(a) = rlock(&node.state).active() {
                             a.prepare_write()?;
                         }
-                        self.set_size(&node, &file, key.as_deref(), 0)?;
+                        self.contents().set_size(&node, &file, key.as_deref(), 0)?;
                     }
                     Ok((file, key))
                 })();
                 match r {
                     Ok((file, key)) => {
-                        Ok(self.add_reserved_handle(&node, Some(file), key, req.pid()))
+                        Ok(self.handles.add_reserved(&node, Some(file), key, req.pid()))
                     }
                     Err(e) => {
                         {
@@ -121,7 +55,7 @@ impl Fs {
             }
             Kind::Dir => {
                 check_usable(&node)?;
-                Ok(self.add_handle(&node, None, None, req.pid()))
+                Ok(self.handles.add(&node, None, None, req.pid()))
             }
             _ => Err(errno(
                 Errno::NXIO,
@@ -131,15 +65,15 @@ impl Fs {
     }
 
     pub(super) fn do_release(&self, fh: u64) -> Result<()> {
-        let Some(h) = wlock(&self.handles).remove(&fh) else {
+        let Some(h) = self.handles.remove(fh) else {
             return Err(errno(Errno::BADF, "no such handle"));
         };
         let node = Arc::clone(&h.node);
         let res = match h.file() {
-            Some(f) => self.flush_size(&node, Some(&f), false),
+            Some(f) => self.contents().flush_size(&node, Some(&f), false),
             None => Ok(()),
         };
-        self.ext_maybe_compact(&node);
+        self.contents().ext_maybe_compact(&node);
         let gone = {
             let mut m = lock(&node.meta);
             m.opens = m.opens.saturating_sub(1);
@@ -153,22 +87,8 @@ impl Fs {
         };
         drop(h);
         self.maybe_lock_after_close(&node);
-        if gone {
-            let mut nodes = wlock(&self.nodes);
-            let mut evict = false;
-            if nodes.get(&node.ino).is_some_and(|n| Arc::ptr_eq(n, &node)) {
-                let m = lock(&node.meta);
-                if m.opens == 0 && m.lookups == 0 {
-                    drop(m);
-                    nodes.remove(&node.ino);
-                    lock(&self.transit).insert(node.ino);
-                    evict = true;
-                }
-            }
-            drop(nodes);
-            if evict {
-                self.finish_eviction(&node);
-            }
+        if gone && self.inodes.unlist_if_unused(&node) {
+            self.finish_eviction(&node);
         }
         res
     }
@@ -185,7 +105,7 @@ impl Fs {
     /// never refused by deny-writes.
     pub(super) fn do_write(&self, fh: u64, off: u64, data: &[u8], writeback: bool) -> Result<u32> {
         self.check_writable()?;
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         self.touch_handle(&h);
         let file = h
             .file()
@@ -195,19 +115,21 @@ impl Fs {
                 a.prepare_write()?;
             }
         }
-        self.write_data(&h.node, &file, h.key.as_deref(), off, data)?;
+        self.contents()
+            .write_data(&h.node, &file, h.key.as_deref(), off, data)?;
         // A write may have written the buffer out (full): the log may want compacting.
-        self.ext_maybe_compact(&h.node);
+        self.contents().ext_maybe_compact(&h.node);
         Ok(data.len() as u32)
     }
 
     pub(super) fn do_read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         self.touch_handle(&h);
         let file = h
             .file()
             .ok_or_else(|| errno(Errno::BADF, "not a file handle"))?;
-        self.read_data(&h.node, &file, h.key.as_deref(), off, size)
+        self.contents()
+            .read_data(&h.node, &file, h.key.as_deref(), off, size)
     }
 
     pub(super) fn list_dir(&self, node: &Node) -> Result<Vec<DirEnt>> {
@@ -249,6 +171,7 @@ impl Fs {
             // No I/O per entry: the stable number if this mount has seen the object, else
             // FUSE_UNKNOWN_INO, as libfuse reports without `use_ino` (stat always has the real one).
             let ino = self
+                .inodes
                 .known_ino(dev, ent.ino())
                 .unwrap_or(u64::from(u32::MAX));
             out.push(DirEnt {
@@ -268,7 +191,7 @@ impl Fs {
         offset: u64,
         mut add: impl FnMut(&DirEnt, u64) -> bool,
     ) -> Result<()> {
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         if offset == 0 {
             let list = self.list_dir(&h.node)?;
             *lock(&h.entries) = list;
@@ -284,7 +207,7 @@ impl Fs {
 
     /// FLUSH (each close(2) of a descriptor): the size into the header, the buffer out.
     pub(super) fn do_flush(&self, fh: u64) -> Result<()> {
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         if !h.flushed.swap(true, Ordering::Relaxed) {
             lock(&h.node.meta).flushed += 1;
         }
@@ -293,7 +216,7 @@ impl Fs {
 
     /// FSYNC.
     pub(super) fn do_fsync(&self, fh: u64) -> Result<()> {
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         self.write_back(&h, true)
     }
 
@@ -301,29 +224,30 @@ impl Fs {
     /// compaction if the log wants it.
     fn write_back(&self, h: &Handle, sync: bool) -> Result<()> {
         if let Some(f) = h.file() {
-            self.flush_size(&h.node, Some(&f), sync)?;
-            self.ext_maybe_compact(&h.node);
+            self.contents().flush_size(&h.node, Some(&f), sync)?;
+            self.contents().ext_maybe_compact(&h.node);
         }
         Ok(())
     }
 
     /// FSYNCDIR.
     pub(super) fn do_fsyncdir(&self, ino: u64) -> Result<()> {
-        let node = self.node(ino)?;
+        let node = self.inodes.node(ino)?;
         crate::store::io::sync_dir(&*node.fd(), &self.describe(&node))
     }
 
     /// FALLOCATE.
     pub(super) fn do_fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Result<()> {
         self.check_writable()?;
-        let h = self.handle(fh)?;
+        let h = self.handles.get(fh)?;
         let file = h.file().ok_or_else(|| errno(Errno::BADF, "not a file"))?;
         if let Some(a) = rlock(&h.node.state).active() {
             a.prepare_write()?;
         }
-        self.allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)?;
+        self.contents()
+            .allocate(&h.node, &file, h.key.as_deref(), offset, length, mode)?;
         // A punched range leaves dead records.
-        self.ext_maybe_compact(&h.node);
+        self.contents().ext_maybe_compact(&h.node);
         Ok(())
     }
 
@@ -341,11 +265,14 @@ impl Fs {
         // Per-extent files under one policy: clone the ciphertext (reflink where aligned).
         {
             self.check_writable()?;
-            let hi = self.handle(fh_in)?;
-            let ho = self.handle(fh_out)?;
-            if let Some(n) = self.ext_clone(&hi.node, offset_in, &ho.node, offset_out, len)? {
+            let hi = self.handles.get(fh_in)?;
+            let ho = self.handles.get(fh_out)?;
+            if let Some(n) = self
+                .contents()
+                .ext_clone(&hi.node, offset_in, &ho.node, offset_out, len)?
+            {
                 done = n;
-                self.ext_maybe_compact(&ho.node);
+                self.contents().ext_maybe_compact(&ho.node);
             }
         }
         while done < len {

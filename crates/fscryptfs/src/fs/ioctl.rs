@@ -122,7 +122,7 @@ impl Fs {
                 Ok(out.encode().to_vec())
             }
             uapi::FS_IOC_GET_ENCRYPTION_NONCE => {
-                let node = self.usable_node(ino)?;
+                let node = self.inodes.usable_node(ino)?;
                 let ctx = node
                     .ctx()
                     .ok_or_else(|| errno(Errno::NODATA, "not encrypted"))?;
@@ -135,7 +135,7 @@ impl Fs {
             }
             uapi::FSCRYPTFS_IOC_GET_POLICY => {
                 let room = GetPolicyExArg::decode(input)?.policy_size;
-                let node = self.usable_node(ino)?;
+                let node = self.inodes.usable_node(ino)?;
                 let ctx = node
                     .ctx()
                     .ok_or_else(|| errno(Errno::NODATA, "not encrypted"))?;
@@ -151,7 +151,7 @@ impl Fs {
                 Ok(busy_files_text(&report, uapi::ioc_size(cmd)))
             }
             uapi::FS_IOC_GETFLAGS => {
-                let node = self.usable_node(ino)?;
+                let node = self.inodes.usable_node(ino)?;
                 let f = if node.is_encrypted() {
                     uapi::FS_ENCRYPT_FL
                 } else {
@@ -208,7 +208,7 @@ impl Fs {
     /// `fscrypt_ioctl_set_policy` with the kernel's order of checks.
     fn ioctl_set_policy(&self, req: &Creds, ino: u64, input: &[u8]) -> Result<()> {
         let bytes = uapi::decode_set_policy(input)?;
-        let node = self.usable_node(ino)?;
+        let node = self.inodes.usable_node(ino)?;
         let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(&node), e))?;
         hooks::set_policy_permission(Self::caller(req), st.st_uid)?;
         self.check_writable()?;

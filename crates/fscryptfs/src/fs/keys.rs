@@ -2,8 +2,9 @@
 //! key state for names: `dir_key`, fscrypt's `DirKey`), and key removal — the busy report, the
 //! [`InodeLocker`](fscrypt::keyring::InodeLocker) side (`lock_inodes`: idle inodes drop their keys
 //! and the kernel is told to forget their plaintext), and the last close of an inode whose key is
-//! being removed (`maybe_lock_after_close`). What happens to an open file when its key is removed
-//! is answered here.
+//! being removed (`maybe_lock_after_close`), and the key a size change by path needs
+//! (`file_key_for_change`: the contents room gets keys handed in, never fetches them). What happens
+//! to an open file when its key is removed is answered here.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -18,9 +19,9 @@ use fscrypt::keysetup::{InodeKey, InodeParams};
 use fscrypt::policy::KeySpec;
 use fscrypt::Result;
 
-use super::contents;
 use super::locks::{lock, rlock, wlock};
 use super::mount::Fs;
+use super::node::extent::{secret_need, writeout_locked};
 use super::node::{Keys, Kind, Node, Unlocked};
 use super::types::Creds;
 use crate::store::config::ROOT_INO;
@@ -61,6 +62,15 @@ pub(super) fn parse_status_uids(text: &[u8]) -> Option<ProcessUids> {
 }
 
 impl Fs {
+    /// The key of a regular file for a size change by path (no handle): ENOKEY without it.
+    pub(super) fn file_key_for_change(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
+        let k = self.ensure_key(node)?;
+        if let Some(a) = rlock(&node.state).active() {
+            a.prepare_write()?;
+        }
+        Ok(k)
+    }
+
     /// The inode's key, setting it up if the master key is present. Ok(None) for unencrypted
     /// inodes and for unlocked per-extent files (they have an `ActiveRef` and extent keys, no
     /// inode key); ENOKEY when it cannot be unlocked.
@@ -80,7 +90,7 @@ impl Fs {
             }
         }
         let mut st = wlock(&node.state);
-        let need = contents::secret_need(node.kind, st.is_extent());
+        let need = secret_need(node.kind, st.is_extent());
         let Some(keys) = st.keys_mut() else {
             return Ok(None);
         };
@@ -130,7 +140,7 @@ impl Fs {
 
     /// Inodes that count as busy: open ones and every directory above one.
     pub(super) fn busy_set(&self) -> HashSet<u64> {
-        let nodes = rlock(&self.nodes);
+        let nodes = rlock(&self.inodes.table);
         let mut busy = HashSet::new();
         for n in nodes.values() {
             let open = lock(&n.meta).opens > 0;
@@ -164,7 +174,7 @@ impl Fs {
         BusyInode {
             ino: node.ino,
             owner,
-            path: Some(self.path_of(node)),
+            path: Some(self.inodes.path_of(node)),
             pids,
         }
     }
@@ -176,7 +186,7 @@ impl Fs {
             .keyring
             .active_inodes(spec)
             .into_iter()
-            .map(|ino| match rlock(&self.nodes).get(&ino).cloned() {
+            .map(|ino| match rlock(&self.inodes.table).get(&ino).cloned() {
                 Some(node) => self.busy_inode(&node),
                 None => BusyInode {
                     ino,
@@ -196,10 +206,10 @@ impl Fs {
         let deadline = std::time::Instant::now() + RELEASE_WAIT;
         loop {
             // One lock at a time: `transit` is taken under the table lock elsewhere.
-            let evicting = inos.iter().any(|i| lock(&self.transit).contains(i));
+            let evicting = inos.iter().any(|i| self.inodes.in_transit(*i));
             let pending = evicting
                 || inos.iter().any(|i| {
-                    rlock(&self.nodes).get(i).is_some_and(|n| {
+                    rlock(&self.inodes.table).get(i).is_some_and(|n| {
                         let m = lock(&n.meta);
                         m.opens > 0 && m.flushed >= m.opens
                     })
@@ -215,7 +225,7 @@ impl Fs {
         let mut locked_dirs = HashSet::new();
         let mut inval_inodes = Vec::new();
         for &ino in inos {
-            let Some(node) = rlock(&self.nodes).get(&ino).cloned() else {
+            let Some(node) = rlock(&self.inodes.table).get(&ino).cloned() else {
                 continue;
             };
             if busy.contains(&ino) {
@@ -230,7 +240,7 @@ impl Fs {
                 reported.push(self.busy_inode(&node));
                 continue;
             }
-            if let Err(e) = self.ext_writeout_locked(&node, &mut st, true) {
+            if let Err(e) = writeout_locked(&mut st, true) {
                 // Accepted data that cannot be written out keeps the inode busy (SEMANTICS.md §3).
                 tracing::error!("{e}");
                 drop(st);
@@ -246,7 +256,7 @@ impl Fs {
         }
         // Entries the kernel holds by plaintext name in directories now locked.
         let mut inval_entries = Vec::new();
-        for n in rlock(&self.nodes).values() {
+        for n in rlock(&self.inodes.table).values() {
             let m = lock(&n.meta);
             if n.ino != ROOT_INO && locked_dirs.contains(&m.parent) {
                 inval_entries.push((m.parent, m.name.clone()));
@@ -295,7 +305,7 @@ impl Fs {
             }
             // Per-extent files: nothing accepted may be left behind by the key (RELEASE wrote the
             // buffer out; if that failed, try once more and stay unlocked on failure).
-            if let Err(e) = self.ext_writeout_locked(node, &mut st, true) {
+            if let Err(e) = writeout_locked(&mut st, true) {
                 tracing::error!("{e}");
                 return;
             }

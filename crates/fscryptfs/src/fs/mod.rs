@@ -1,24 +1,28 @@
 //! The filesystem: an encrypted view of a backing directory, served over FUSE, with fscrypt's
 //! semantics as the kernel has them on ext4 (docs/SEMANTICS.md is the contract for keys).
 //!
-//! `Fs` is one object; its operations live in rooms by concern:
+//! `Fs` is one object; its parts and operations live in rooms on levels, each importing only
+//! from levels below it (`tests/fs_layers.rs` checks this, and that no imports form a cycle):
 //!
-//! - [`fuse`] — the `fuser::Filesystem` adapter (decode, call one `Fs` method, encode); with
-//!   [`daemon`] (mounting) the only files that name `fuser`. [`types`] holds what they exchange.
-//! - [`mount`] — the `Fs` object, its options and tables, construction, unmount flush.
-//! - [`node`] — `Node` and the per-inode `State` (an enum by kind), the inode table, lookup
-//!   counts, FORGET and eviction, transit, stable inode numbers. [`backing`] loads nodes from
-//!   backing objects.
-//! - [`keys`] — the key lifecycle: unlock on demand, the busy report and the inode locker at key
-//!   removal, kernel cache invalidation.
-//! - [`names`] — user names ↔ backing names, the filename view with and without the key.
-//! - [`namespace`] (create, mkdir, symlink, mknod, link, lookup) and [`rename`] (unlink, rmdir,
-//!   rename).
-//! - [`attr`] — getattr/setattr, TTLs, symlink targets, ownership of new inodes, xattrs.
-//! - [`handles`] — open files: open/release, read/write, readdir, flush/fsync, fallocate.
-//! - [`data`] (per-file contents), [`extent`] (per-extent contents) with [`writeout`] (its buffer
-//!   budget and the writeout thread).
-//! - [`ioctl`] — the key and policy ioctls.
+//! 1. [`locks`] (poison-tolerant lock helpers) and [`types`] (what the adapter and the rooms
+//!    exchange).
+//! 2. [`node`] — one inode: `Node` and the per-inode `State` (an enum by kind); `node::extent`, the
+//!    per-extent layout's per-inode state (log, write buffer, extent-key cache, writeout);
+//!    `node::budget`, the volume-wide count of buffered bytes.
+//! 3. [`inodes`] — the inode table (`Inodes`: lookup counts, transit, stable numbers, the
+//!    allocator) and [`handle_table`] — the open handles (`HandleTable`).
+//! 4. [`contents`] — regular-file contents behind the `Contents` trait (per-file, per-extent,
+//!    background writeout, compaction), working on its own `Engine`, not on `Fs`.
+//! 5. [`mount`] — the `Fs` object: construction, options, the contents engine, eviction, STATFS,
+//!    the unmount flush.
+//! 6. The operations, as `impl Fs` blocks: [`backing`] (loading nodes from backing objects),
+//!    [`keys`] (the key lifecycle: unlock on demand, busy report, the inode locker at key
+//!    removal), [`names`] (user ↔ backing names, the filename view), [`namespace`] (lookup,
+//!    create, mkdir, symlink, mknod, link), [`rename`] (unlink, rmdir, rename), [`attr`]
+//!    (getattr/setattr, TTLs, xattrs), [`handles`] (open/release, read/write, readdir,
+//!    flush/fsync, fallocate, copy_file_range), [`ioctl`] (the key and policy ioctls).
+//! 7. [`fuse`] — the `fuser::Filesystem` adapter (decode, call one `Fs` method, encode) and
+//!    [`daemon`] (mounting): the only files that name `fuser`.
 //!
 //! Why descriptors instead of paths: an `O_PATH` descriptor follows its inode through renames and
 //! hard links, so no path bookkeeping can go stale, and per-directory operations are `*at` calls on
@@ -33,7 +37,9 @@ mod backing;
 mod contents;
 pub mod daemon;
 mod fuse;
+mod handle_table;
 mod handles;
+mod inodes;
 mod ioctl;
 mod keys;
 mod locks;

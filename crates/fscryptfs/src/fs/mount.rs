@@ -1,25 +1,26 @@
 //! The mounted filesystem: the `Fs` object with its tables and options, its construction, the
-//! read-only switch, STATFS, and the final flush at unmount.
+//! read-only switch, STATFS, the contents [`Engine`] the operations use, eviction's second half
+//! (FORGET, last RELEASE) and the final flush at unmount. Below the operation rooms: it imports
+//! the tables (`inodes`, `handle_table`), `node` and `contents`, never an operation room.
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use fscrypt::keyring::Keyring;
 use fscrypt::policy::FsParams;
 use fscrypt::{Errno, Error, Result};
 
-use super::backing::read_dir_meta;
-use super::contents;
-use super::handles::Handle;
-use super::locks::rlock;
+use super::contents::{self, Engine};
+use super::handle_table::HandleTable;
+use super::inodes::Inodes;
+use super::locks::{rlock, wlock};
+use super::node::budget::Budget;
 use super::node::{Keys, Kind, Meta, Node, State};
 use super::types::{errno, KernelCache};
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
-use crate::store::meta::DIR_META_NAME;
+use crate::store::meta::{read_dir_meta_at, DIR_META_NAME};
 use crate::store::sys_err;
 
 /// Options that change the daemon's behaviour.
@@ -46,24 +47,13 @@ pub struct Fs {
     pub(super) fsp: FsParams,
     pub(super) uuid: [u8; 16],
     pub(super) keyring: Keyring,
-    pub(super) inos: InoAllocator,
     pub(super) opts: FsOptions,
-    /// The node table (shared, weakly, with the writeout thread).
-    pub(super) nodes: Arc<RwLock<HashMap<u64, Arc<Node>>>>,
-    /// Bytes buffered by per-extent files, all together (`contents::budget`).
-    pub(super) budget: Arc<contents::Budget>,
-    /// Stable inode numbers by backing identity (st_dev, st_ino), for every object seen this mount:
-    /// readdir reports them without opening entries. For special files and regular files with a
-    /// corrupt header (no stored number) it is where their per-mount number is assigned.
-    pub(super) known: Mutex<HashMap<(u64, u64), u64>>,
-    pub(super) handles: RwLock<HashMap<u64, Arc<Handle>>>,
-    /// Inode numbers between the table and the outside: nodes taken out of `nodes` whose key is not
-    /// dropped yet (`finish_eviction`), and nodes a lookup is loading (`claim_ino`). Lookups of
-    /// such a number wait for `transit_done`; key removal waits for them. A leaf lock, taken under
-    /// the table lock.
-    pub(super) transit: Mutex<HashSet<u64>>,
-    pub(super) transit_done: Condvar,
-    pub(super) next_fh: AtomicU64,
+    /// The inode table (nodes, transit, stable numbers, the allocator).
+    pub(super) inodes: Inodes,
+    /// Bytes buffered by per-extent files, all together (`node::budget`).
+    pub(super) budget: Arc<Budget>,
+    /// The open files and directories.
+    pub(super) handles: HandleTable,
     pub(super) notifier: Arc<OnceLock<Box<dyn KernelCache>>>,
     /// The daemon runs as root: new inodes are chowned to their creator.
     pub(super) is_root: bool,
@@ -81,7 +71,7 @@ impl Fs {
         let mut fsp = crate::store::fs_params();
         fsp.per_extent_encryption = opts.layout == ContentsLayout::Extent;
         let root_fd = store_io::open_backing_root(&backing)?;
-        let meta = read_dir_meta(&root_fd, &fsp, &backing.display().to_string())?;
+        let meta = read_dir_meta_at(&root_fd, &fsp, &backing)?;
         if meta.ino != ROOT_INO {
             return Err(Error::corrupt(format!(
                 "{}/{DIR_META_NAME}: the root directory has inode number {}, expected {ROOT_INO}",
@@ -103,25 +93,58 @@ impl Fs {
             }),
             dir_lock: Mutex::new(()),
         };
-        let mut nodes = HashMap::new();
-        nodes.insert(ROOT_INO, Arc::new(root));
         Ok(Fs {
             backing,
             fsp,
             uuid,
             keyring,
-            inos,
             opts,
-            nodes: Arc::new(RwLock::new(nodes)),
-            budget: Arc::new(contents::Budget::default()),
-            known: Mutex::new(HashMap::new()),
-            handles: RwLock::new(HashMap::new()),
-            transit: Mutex::new(HashSet::new()),
-            transit_done: Condvar::new(),
-            next_fh: AtomicU64::new(1),
+            inodes: Inodes::new(root, inos),
+            budget: Arc::new(Budget::default()),
+            handles: HandleTable::default(),
             notifier: Arc::new(OnceLock::new()),
             is_root: rustix::process::geteuid().is_root(),
         })
+    }
+
+    /// The contents room's view of this filesystem (`fs::contents`): what reading, writing and
+    /// writing out a regular file needs, and nothing of the operation rooms.
+    pub(super) fn contents(&self) -> Engine<'_> {
+        Engine {
+            fsp: &self.fsp,
+            backing: &self.backing,
+            inodes: &self.inodes,
+            handles: &self.handles,
+            budget: &self.budget,
+            layout: self.opts.layout,
+            read_only: self.opts.read_only,
+        }
+    }
+
+    /// FORGET: lowers the lookup count; a node neither looked up nor open is evicted.
+    pub(super) fn forget(&self, ino: u64, n: u64) {
+        if let Some(node) = self.inodes.unlist_forgotten(ino, n) {
+            self.finish_eviction(&node);
+        }
+    }
+
+    /// The second half of evicting a node already taken out of the table (and in transit):
+    /// writes a dirty size, drops its key and `ActiveRef` now (not whenever the last `Arc` goes),
+    /// then ends its transit. A key removal that cannot find the node in the table waits for
+    /// this, so it never counts a reference that is on its way out as busy.
+    pub(super) fn finish_eviction(&self, node: &Node) {
+        if node.kind == Kind::File {
+            if let Err(e) = self.contents().flush_size(node, None, false) {
+                tracing::error!("{e}");
+            }
+        }
+        {
+            let mut st = wlock(&node.state);
+            let (key, active) = st.take_keys();
+            drop(active);
+            drop(key);
+        }
+        self.inodes.end_transit(node.ino);
     }
 
     /// Whether the mount asks for the FUSE writeback cache.
@@ -132,7 +155,7 @@ impl Fs {
     /// Starts the background writeout of per-extent buffers (`contents::writeout`: age and memory).
     pub fn start_writeout(&self) -> Result<()> {
         contents::writeout::start(
-            Arc::downgrade(&self.nodes),
+            Arc::downgrade(&self.inodes.table),
             Arc::clone(&self.budget),
             self.opts.commit,
         )
@@ -152,22 +175,22 @@ impl Fs {
 
     /// Flushes every dirty size (unmount).
     pub fn flush_all(&self) {
-        let nodes: Vec<Arc<Node>> = rlock(&self.nodes).values().cloned().collect();
+        let nodes: Vec<Arc<Node>> = rlock(&self.inodes.table).values().cloned().collect();
         for n in nodes {
             if n.kind == Kind::File {
-                if let Err(e) = self.flush_size(&n, None, false) {
+                if let Err(e) = self.contents().flush_size(&n, None, false) {
                     tracing::error!("{e}");
                 }
             }
         }
-        if let Err(e) = self.inos.release_unused() {
+        if let Err(e) = self.inodes.inos.release_unused() {
             tracing::error!("{e}");
         }
     }
 
     /// STATFS: the backing filesystem's.
     pub(super) fn do_statfs(&self) -> Result<rustix::fs::StatVfs> {
-        let root = self.node(crate::store::config::ROOT_INO)?;
+        let root = self.inodes.node(ROOT_INO)?;
         rustix::fs::fstatvfs(root.fd()).map_err(|e| sys_err(self.backing.display(), e))
     }
 }

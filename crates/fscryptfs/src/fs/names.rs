@@ -21,9 +21,7 @@ use crate::store::names;
 impl Fs {
     /// A human description of a backing object, for error messages.
     pub(super) fn describe(&self, node: &Node) -> String {
-        rustix::fs::readlink(node.proc_path(), Vec::new())
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| format!("{} (inode {})", self.backing.display(), node.ino))
+        node.describe(&self.backing)
     }
 
     pub(super) fn describe_child(&self, dir: &Node, bname: &OsStr) -> String {

@@ -16,10 +16,13 @@ use fscrypt::{Errno, Error, Result};
 use rustix::fs::{AtFlags, Mode};
 
 use super::backing::{new_file_header, write_dir_meta};
+use super::inodes::TransitGuard;
 use super::locks::{lock, rlock};
 use super::mount::Fs;
-use super::node::{FileContents, Keys, Kind, Node, PerFileState, State, TransitGuard, Unlocked};
+use super::node::extent::secret_need;
+use super::node::{FileContents, Keys, Kind, Node, PerFileState, State, Unlocked};
 use super::types::{errno, Creds, Entry};
+use crate::store::config::ContentsLayout;
 use crate::store::meta::{DirMeta, SymlinkTarget};
 use crate::store::names;
 use crate::store::sys_err;
@@ -33,8 +36,8 @@ pub(super) struct NewInode<'a> {
     /// the table's invariant rather than a race seen.)
     pub(super) transit: TransitGuard<'a>,
     pub(super) ctx: Option<Context>,
-    /// Regular files: the header's layout byte.
-    pub(super) layout: u8,
+    /// Regular files: the layout of its contents.
+    pub(super) layout: ContentsLayout,
     /// The reference and, except for per-extent files (extent keys only), the inode's key.
     pub(super) key: Option<(fscrypt::keyring::ActiveRef, Option<InodeKey>)>,
 }
@@ -49,10 +52,10 @@ impl Fs {
             self.opts.dummy_policy.as_ref(),
             kind.hook_type(),
         )?;
-        let ino = self.inos.alloc()?;
-        let transit = self.claim_new_ino(ino);
-        let layout = self.new_file_layout(kind, ctx.as_ref());
-        let need = super::contents::secret_need(kind, layout == crate::store::meta::LAYOUT_EXTENT);
+        let ino = self.inodes.inos.alloc()?;
+        let transit = self.inodes.claim_new_ino(ino);
+        let layout = self.contents().new_file_layout(kind, ctx.as_ref());
+        let need = secret_need(kind, layout == ContentsLayout::Extent);
         let key = match &ctx {
             Some(c) => Some(self.unlock_new(c, ino, kind, need)?),
             None => None,
@@ -104,7 +107,7 @@ impl Fs {
         open: bool,
     ) -> Result<(Arc<Node>, Option<u64>)> {
         self.check_writable()?;
-        let dir = self.usable_node(parent)?;
+        let dir = self.inodes.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, name)?;
         let ni = self.new_inode(&dir, Kind::File)?;
@@ -116,9 +119,11 @@ impl Fs {
             e
         };
         let ext = match (ni.layout, &ni.ctx) {
-            (crate::store::meta::LAYOUT_EXTENT, Some(c)) => {
-                Some(self.create_extent_file(&file, ni.ino, c).map_err(cleanup)?)
-            }
+            (ContentsLayout::Extent, Some(c)) => Some(
+                self.contents()
+                    .create_extent_file(&file, ni.ino, c)
+                    .map_err(cleanup)?,
+            ),
             _ => {
                 file.write_all_at(
                     &new_file_header(ni.ino, ni.ctx.as_ref())
@@ -149,11 +154,13 @@ impl Fs {
             }),
         };
         let state = State::File { keys, contents };
-        let node = self.insert_new(pfd, ino, Kind::File, state, dir.ino, name, transit);
+        let node = self
+            .inodes
+            .insert_new(pfd, ino, Kind::File, state, dir.ino, name, transit);
         let fh = if open {
             let key = rlock(&node.state).key().cloned();
             let _ = flags;
-            Some(self.add_handle(&node, Some(file), key, req.pid()))
+            Some(self.handles.add(&node, Some(file), key, req.pid()))
         } else {
             None
         };
@@ -168,7 +175,7 @@ impl Fs {
         mode: u32,
     ) -> Result<Arc<Node>> {
         self.check_writable()?;
-        let dir = self.usable_node(parent)?;
+        let dir = self.inodes.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, name)?;
         let ni = self.new_inode(&dir, Kind::Dir)?;
@@ -210,7 +217,9 @@ impl Fs {
         let ino = ni.ino;
         let (keys, transit) = Self::keys_for_new(ni);
         let state = State::Dir { keys };
-        Ok(self.insert_new(nfd, ino, Kind::Dir, state, dir.ino, name, transit))
+        Ok(self
+            .inodes
+            .insert_new(nfd, ino, Kind::Dir, state, dir.ino, name, transit))
     }
 
     pub(super) fn do_symlink(
@@ -221,7 +230,7 @@ impl Fs {
         target: &Path,
     ) -> Result<Arc<Node>> {
         self.check_writable()?;
-        let dir = self.usable_node(parent)?;
+        let dir = self.inodes.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, name)?;
         let tbytes = target.as_os_str().as_bytes();
@@ -251,7 +260,9 @@ impl Fs {
         let ino = ni.ino;
         let (keys, transit) = Self::keys_for_new(ni);
         let st = State::Symlink { keys, target: link };
-        Ok(self.insert_new(pfd, ino, Kind::Symlink, st, dir.ino, name, transit))
+        Ok(self
+            .inodes
+            .insert_new(pfd, ino, Kind::Symlink, st, dir.ino, name, transit))
     }
 
     pub(super) fn do_mknod(
@@ -269,7 +280,7 @@ impl Fs {
                 .map(|(n, _)| n);
         }
         self.check_writable()?;
-        let dir = self.usable_node(parent)?;
+        let dir = self.inodes.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, ct) = self.new_backing_name(&dir, name)?;
         let kind = rustix::fs::FileType::from_raw_mode(mode);
@@ -287,7 +298,7 @@ impl Fs {
         }
         let what = self.describe_child(&dir, &bname);
         // The number is recorded before the entry exists (FORMAT.md, "Special files").
-        let ino = self.inos.alloc()?;
+        let ino = self.inodes.inos.alloc()?;
         self.update_specials(&dir, |r| {
             r.set(&bname, ino);
             true
@@ -309,8 +320,8 @@ impl Fs {
 
     pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Arc<Node>> {
         self.check_writable()?;
-        let node = self.node(ino)?;
-        let dir = self.usable_node(newparent)?;
+        let node = self.inodes.node(ino)?;
+        let dir = self.inodes.usable_node(newparent)?;
         if node.kind == Kind::Dir {
             return Err(errno(Errno::PERM, "hard link to a directory"));
         }
@@ -321,7 +332,7 @@ impl Fs {
             self.write_side_file(&dir, &bname, ct)?;
         }
         let what = self.describe_child(&dir, &bname);
-        if matches!(node.kind, Kind::Special(_)) {
+        if node.kind.is_special() {
             let ino = node.ino;
             self.update_specials(&dir, |r| {
                 r.set(&bname, ino);
@@ -350,7 +361,7 @@ impl Fs {
 
     /// LOOKUP: the child's entry (its lookup counted; given back if its attributes fail).
     pub(super) fn do_lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
-        let dir = self.usable_node(parent)?;
+        let dir = self.inodes.usable_node(parent)?;
         let node = self.lookup_child(&dir, name)?;
         let attr = match self.attr(&node) {
             Ok(a) => a,
@@ -369,7 +380,7 @@ impl Fs {
     /// The entry of a node just made in `parent` (MKNOD, MKDIR, SYMLINK, LINK).
     pub(super) fn new_entry(&self, parent: u64, node: &Arc<Node>) -> Result<Entry> {
         let attr = self.attr(node)?;
-        let entry_ttl = match self.node(parent) {
+        let entry_ttl = match self.inodes.node(parent) {
             Ok(d) => self.entry_ttl(&d),
             Err(_) => Duration::ZERO,
         };
@@ -391,7 +402,7 @@ impl Fs {
     ) -> Result<(Entry, u64)> {
         let (node, fh) = self.do_create(req, parent, name, mode, flags, true)?;
         let attr = self.attr(&node)?;
-        let dir = self.usable_node(parent)?;
+        let dir = self.inodes.usable_node(parent)?;
         let entry = Entry {
             attr,
             attr_ttl: self.attr_ttl(&node),

@@ -20,7 +20,7 @@ use crate::store::sys_err;
 impl Fs {
     pub(super) fn do_unlink(&self, parent: u64, name: &OsStr, is_dir: bool) -> Result<()> {
         self.check_writable()?;
-        let dir = self.usable_node(parent)?;
+        let dir = self.inodes.usable_node(parent)?;
         let _g = lock(&dir.dir_lock);
         let (bname, _) = self.backing_name(&dir, name)?;
         let what = self.describe_child(&dir, &bname);
@@ -32,7 +32,7 @@ impl Fs {
             }
             rustix::fs::unlinkat(dir.fd(), &bname, AtFlags::empty())
                 .map_err(|e| sys_err(&what, e))?;
-            self.forget_backing(&st);
+            self.inodes.forget_backing(&st);
             if !matches!(
                 rustix::fs::FileType::from_raw_mode(st.st_mode),
                 rustix::fs::FileType::RegularFile | rustix::fs::FileType::Symlink
@@ -43,7 +43,7 @@ impl Fs {
             let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| sys_err(&what, e))?;
             self.remove_dir_entry(&dir, &bname)?;
-            self.forget_backing(&st);
+            self.inodes.forget_backing(&st);
         }
         self.remove_side_file(&dir.fd(), &bname);
         Ok(())
@@ -122,8 +122,8 @@ impl Fs {
         }
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
-        let odir = self.usable_node(parent)?;
-        let ndir = self.usable_node(newparent)?;
+        let odir = self.inodes.usable_node(parent)?;
+        let ndir = self.inodes.usable_node(newparent)?;
         // Lock both directories, in inode order.
         let (_g1, _g2) = if odir.ino == ndir.ino {
             (Some(lock(&odir.dir_lock)), None)
@@ -174,7 +174,7 @@ impl Fs {
                     )
                     .map_err(|e| sys_err(&owhat, e))?;
                     // Special-file numbers follow their objects.
-                    let at = |n: &Node| matches!(n.kind, Kind::Special(_)).then_some(n.ino);
+                    let at = |n: &Node| n.kind.is_special().then_some(n.ino);
                     let (s_ino, d_ino) = (at(&src), dst.as_deref().and_then(at));
                     self.update_specials(&odir, |r| match d_ino {
                         Some(i) => {
@@ -212,7 +212,7 @@ impl Fs {
                     self.write_side_file(&ndir, &nbname, ct)?;
                 }
                 let replaced = dst.as_ref().and_then(|d| rustix::fs::fstat(d.fd()).ok());
-                let src_special = matches!(src.kind, Kind::Special(_));
+                let src_special = src.kind.is_special();
                 if src_special {
                     let ino = src.ino;
                     self.update_specials(&ndir, |r| {
@@ -228,14 +228,11 @@ impl Fs {
                 rustix::fs::renameat_with(odir.fd(), &obname, ndir.fd(), &nbname, fl)
                     .map_err(|e| sys_err(&owhat, e))?;
                 if let Some(st) = &replaced {
-                    self.forget_backing(st);
+                    self.inodes.forget_backing(st);
                 }
                 if src_special {
                     self.update_specials(&odir, |r| r.remove(&obname))?;
-                } else if dst
-                    .as_ref()
-                    .is_some_and(|d| matches!(d.kind, Kind::Special(_)))
-                {
+                } else if dst.as_ref().is_some_and(|d| d.kind.is_special()) {
                     self.update_specials(&ndir, |r| r.remove(&nbname))?;
                 }
                 if odir.ino != ndir.ino || obname != nbname {

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use fscrypt::{Errno, Error};
 
+use crate::store::kind::Kind;
+
 /// Who sent a request: its fsuid, fsgid and thread-group id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Creds {
@@ -41,6 +43,19 @@ pub enum FileType {
 }
 
 impl FileType {
+    /// The type of an object of kind `k`.
+    pub fn of_kind(k: Kind) -> FileType {
+        match k {
+            Kind::File => FileType::RegularFile,
+            Kind::Dir => FileType::Directory,
+            Kind::Symlink => FileType::Symlink,
+            Kind::Fifo => FileType::NamedPipe,
+            Kind::Socket => FileType::Socket,
+            Kind::CharDev => FileType::CharDevice,
+            Kind::BlockDev => FileType::BlockDevice,
+        }
+    }
+
     /// A backing object's type as ours (anything unknown as a regular file).
     pub fn from_backing(t: rustix::fs::FileType) -> FileType {
         match t {

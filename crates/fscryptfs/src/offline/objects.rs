@@ -12,7 +12,6 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use fscrypt::context::Context;
@@ -20,68 +19,14 @@ use fscrypt::nokey::NokeyName;
 use fscrypt::policy::FsParams;
 use fscrypt::{Error, Result};
 
+use crate::store::config::ContentsLayout;
 use crate::store::io as store_io;
 use crate::store::meta::{
     read_dir_meta_at, read_file_header, read_symlink_at, DirMeta, FileHeader, SymlinkTarget,
-    LAYOUT_EXTENT,
 };
 use crate::store::{io_err, names, sys_err, FILE_HEADER_SIZE};
 
-/// The kind of a backing object, as `inspect` and `fsck` name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Directory.
-    Dir,
-    /// Regular file.
-    Regular,
-    /// Symbolic link.
-    Symlink,
-    /// FIFO.
-    Fifo,
-    /// Socket.
-    Socket,
-    /// Character device.
-    CharDev,
-    /// Block device.
-    BlockDev,
-}
-
-impl Kind {
-    /// The name printed.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Dir => "dir",
-            Kind::Regular => "regular",
-            Kind::Symlink => "symlink",
-            Kind::Fifo => "fifo",
-            Kind::Socket => "socket",
-            Kind::CharDev => "char",
-            Kind::BlockDev => "block",
-        }
-    }
-
-    /// The kind of a backing file type; None for anything else.
-    pub fn of(md: &Metadata) -> Option<Kind> {
-        let t = md.file_type();
-        Some(if t.is_dir() {
-            Kind::Dir
-        } else if t.is_file() {
-            Kind::Regular
-        } else if t.is_symlink() {
-            Kind::Symlink
-        } else if t.is_fifo() {
-            Kind::Fifo
-        } else if t.is_socket() {
-            Kind::Socket
-        } else if t.is_char_device() {
-            Kind::CharDev
-        } else if t.is_block_device() {
-            Kind::BlockDev
-        } else {
-            return None;
-        })
-    }
-}
+pub use crate::store::kind::Kind;
 
 /// What the store keeps for one backing object.
 #[derive(Clone, Debug)]
@@ -124,14 +69,14 @@ impl Stored {
 
     /// Whether this is a per-extent regular file.
     pub fn is_per_extent(&self) -> bool {
-        matches!(self, Stored::File { header, .. } if header.layout == LAYOUT_EXTENT)
+        matches!(self, Stored::File { header, .. } if header.layout == ContentsLayout::Extent)
     }
 
     /// The kind.
     pub fn kind(&self) -> Kind {
         match self {
             Stored::Dir(_) => Kind::Dir,
-            Stored::File { .. } => Kind::Regular,
+            Stored::File { .. } => Kind::File,
             Stored::Symlink(_) => Kind::Symlink,
             Stored::Special(k) => *k,
         }
@@ -189,7 +134,7 @@ pub fn read_object_at(fd: &OwnedFd, md: &Metadata, path: &Path, fsp: &FsParams) 
     let what = path.display().to_string();
     match Kind::of(md) {
         Some(Kind::Dir) => read_dir_meta_at(fd, fsp, path).map(Stored::Dir),
-        Some(Kind::Regular) => Ok(Stored::File {
+        Some(Kind::File) => Ok(Stored::File {
             header: read_regular_at(fd, md, &what, fsp)?.2,
             backing_len: md.len(),
         }),

@@ -15,6 +15,7 @@
 //! - [`config`]: the global configuration, `/etc/fscrypt.conf`.
 //! - [`mounts`]: which mount a path is on (`/proc/self/mountinfo`).
 //! - [`tree`]: the `.fscrypt` directory: trust checks, bounded reads, atomic writes.
+//! - [`setup`]: making and removing a `.fscrypt` tree atomically.
 //! - [`actions`]: create, unlock, rewrap, add and remove slots — the steps the commands combine.
 
 pub mod actions;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod mounts;
 pub mod passhash;
 pub mod proto;
+pub mod setup;
 pub mod tree;
 pub mod wrap;
 

@@ -21,7 +21,7 @@ use fscrypt::nokey::{base64url_decode, base64url_encode};
 use fscrypt::policy::FsParams;
 use fscrypt::{Error, Result};
 
-use super::config::INO_LIMIT;
+use super::config::{ContentsLayout, INO_LIMIT};
 use super::io as store_io;
 use super::{checksum, io_err, read_full_at, sys_err, BACKING_SYMLINK_MAX, FILE_HEADER_SIZE};
 
@@ -37,10 +37,19 @@ pub const FILE_MAGIC: &[u8; 8] = b"FSCRYPTF";
 pub const FILE_HEADER_USED: usize = 80;
 /// Version of the directory metadata and file header formats.
 pub const META_VERSION: u8 = 1;
-/// Layout byte: per-file keys, ciphertext in place.
-pub const LAYOUT_PER_FILE: u8 = 1;
+/// Layout byte: per-file keys, ciphertext in place. The layout bytes appear here only, in the
+/// header's encoding and decoding; everywhere else a layout is a [`ContentsLayout`].
+const LAYOUT_PER_FILE: u8 = 1;
 /// Layout byte: per-extent keys, the file a log of extents (`store::extent`).
-pub const LAYOUT_EXTENT: u8 = 2;
+const LAYOUT_EXTENT: u8 = 2;
+
+/// The header byte of a layout.
+fn layout_byte(l: ContentsLayout) -> u8 {
+    match l {
+        ContentsLayout::PerFile => LAYOUT_PER_FILE,
+        ContentsLayout::Extent => LAYOUT_EXTENT,
+    }
+}
 
 fn parse_ctx(len: u8, bytes: &[u8], fs: &FsParams, what: &str) -> Result<Option<Context>> {
     match len {
@@ -140,9 +149,9 @@ impl DirMeta {
 /// The used part of a regular file's 4096-byte header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileHeader {
-    /// Contents layout: [`LAYOUT_PER_FILE`] or [`LAYOUT_EXTENT`] (encrypted v2 files only; the
+    /// Contents layout: `PerFile` (byte 1) or `Extent` (byte 2: encrypted v2 files only; the
     /// rest of such a file belongs to `store::extent`).
-    pub layout: u8,
+    pub layout: ContentsLayout,
     /// Stable inode number.
     pub ino: u64,
     /// Logical (plaintext) size in bytes (informational, 0, for the per-extent layout).
@@ -157,7 +166,7 @@ impl FileHeader {
         let mut b = [0u8; FILE_HEADER_USED];
         b[..8].copy_from_slice(FILE_MAGIC);
         b[8] = META_VERSION;
-        b[9] = self.layout;
+        b[9] = layout_byte(self.layout);
         b[10] = put_ctx(&mut b[32..32 + CONTEXT_V2_SIZE], self.ctx.as_ref());
         b[16..24].copy_from_slice(&self.ino.to_le_bytes());
         b[24..32].copy_from_slice(&self.size.to_le_bytes());
@@ -188,12 +197,15 @@ impl FileHeader {
                 "{what}: file header checksum mismatch"
             )));
         }
-        let layout = b[9];
-        if layout != LAYOUT_PER_FILE && layout != LAYOUT_EXTENT {
-            return Err(Error::corrupt(format!(
-                "{what}: unknown contents layout {layout} (this fscryptfs knows 1, per-file, and 2, per-extent)"
-            )));
-        }
+        let layout = match b[9] {
+            LAYOUT_PER_FILE => ContentsLayout::PerFile,
+            LAYOUT_EXTENT => ContentsLayout::Extent,
+            other => {
+                return Err(Error::corrupt(format!(
+                    "{what}: unknown contents layout {other} (this fscryptfs knows 1, per-file, and 2, per-extent)"
+                )));
+            }
+        };
         if b[11..16].iter().any(|&x| x != 0) {
             return Err(Error::corrupt(format!("{what}: nonzero reserved bytes")));
         }
@@ -208,7 +220,7 @@ impl FileHeader {
             )));
         }
         let ctx = parse_ctx(b[10], &b[32..72], fs, what)?;
-        if layout == LAYOUT_EXTENT
+        if layout == ContentsLayout::Extent
             && !matches!(&ctx, Some(c) if c.to_bytes().len() == CONTEXT_V2_SIZE)
         {
             return Err(Error::corrupt(format!(
@@ -438,7 +450,7 @@ mod tests {
             fscrypt::Errno::UCLEAN
         );
         let h = FileHeader {
-            layout: LAYOUT_PER_FILE,
+            layout: ContentsLayout::PerFile,
             ino: 5000,
             size: 1 << 33,
             ctx: None,
@@ -446,13 +458,13 @@ mod tests {
         assert_eq!(FileHeader::parse(&h.to_bytes(), &fs, "f").unwrap(), h);
         // Layout 2 needs a v2 context.
         let e = FileHeader {
-            layout: LAYOUT_EXTENT,
+            layout: ContentsLayout::Extent,
             ctx: Some(ctx()),
             ..h.clone()
         };
         assert_eq!(FileHeader::parse(&e.to_bytes(), &fs, "f").unwrap(), e);
         let bad = FileHeader {
-            layout: LAYOUT_EXTENT,
+            layout: ContentsLayout::Extent,
             ..h.clone()
         };
         assert_eq!(
@@ -532,7 +544,7 @@ mod tests {
         let fs = super::super::fs_params();
         let t = tempfile::tempdir().unwrap();
         let h = FileHeader {
-            layout: LAYOUT_PER_FILE,
+            layout: ContentsLayout::PerFile,
             ino: 20,
             size: 0,
             ctx: None,

@@ -240,7 +240,7 @@ fn destroy(ctx: &Context, a: DestroyArgs) -> Result<(), CliError> {
         (None, None, Some(m)) => {
             let mount = mounts::mount_at(m)?.path;
             ask(&format!("all fscrypt metadata on \"{}\"", mount.display()))?;
-            tree::destroy(&mount)?;
+            fscryptfs::protectors::setup::destroy(&mount)?;
             println!("All metadata on \"{}\" deleted.", mount.display());
         }
         _ => {

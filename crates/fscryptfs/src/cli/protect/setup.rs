@@ -69,7 +69,7 @@ fn setup_mount(mount: &Path, all_users: bool) -> Result<(), CliError> {
     } else {
         SetupMode::SingleUser
     };
-    tree::setup(&m.path, mode)?;
+    fscryptfs::protectors::setup::setup(&m.path, mode)?;
     let who = if all_users {
         "writable by everyone"
     } else {
@@ -121,7 +121,7 @@ fn setup_global(args: &SetupArgs) -> Result<(), CliError> {
     } else {
         SetupMode::SingleUser
     };
-    match tree::setup(Path::new("/"), mode) {
+    match fscryptfs::protectors::setup::setup(Path::new("/"), mode) {
         Ok(()) => println!(
             "Metadata directories created at \"/.fscrypt\", writable by {}.",
             if args.all_users {

@@ -64,7 +64,7 @@ pub fn init_encrypted(
     )?;
     let options = EncryptionOptions::default_v2();
     let (policy, _key) = actions::create_policy(&options, &protector, &pkey)?;
-    tree::setup_named(backing, VOLUME_TREE, SetupMode::SingleUser)?;
+    fscryptfs::protectors::setup::setup_named(backing, VOLUME_TREE, SetupMode::SingleUser)?;
     let meta = open_tree(&ctx, backing)?;
     meta.write_protector(&protector, None)?;
     meta.write_policy(&policy, None)?;

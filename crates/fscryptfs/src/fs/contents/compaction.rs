@@ -9,18 +9,19 @@ use std::os::unix::ffi::OsStrExt;
 use fscrypt::{Errno, Result};
 use rustix::fs::Mode;
 
+use super::Engine;
+use crate::fs::handle_table::Handle;
 use crate::fs::locks::{lock, rlock, wlock};
-use crate::fs::mount::Fs;
 use crate::fs::node::{Kind, Node};
 use crate::store::extent::ExtentFile;
 use crate::store::sys_err;
 
-impl Fs {
+impl Engine<'_> {
     /// After a writeout (write, fsync, FLUSH, RELEASE, clone): compacts the node's log when
     /// `ExtentFile::needs_compaction` says so and the file has one name. Failures are logged and
     /// leave the file as it was (compaction is never needed for correctness).
     pub(in crate::fs) fn ext_maybe_compact(&self, node: &Node) {
-        if node.kind != Kind::File || self.opts.read_only {
+        if node.kind != Kind::File || self.read_only {
             return;
         }
         let wanted = rlock(&node.state)
@@ -45,7 +46,7 @@ impl Fs {
     fn ext_compact(&self, node: &Node) -> Result<bool> {
         use std::os::unix::ffi::OsStringExt;
         let parent = lock(&node.meta).parent;
-        let Ok(dir) = self.node(parent) else {
+        let Ok(dir) = self.inodes.node(parent) else {
             return Ok(false);
         };
         if dir.kind != Kind::Dir {
@@ -82,7 +83,7 @@ impl Fs {
         let unlink_tmp = || {
             let _ = rustix::fs::unlinkat(&*dfd, &tmp, rustix::fs::AtFlags::empty());
         };
-        type Reopened = Vec<(std::sync::Arc<crate::fs::handles::Handle>, File)>;
+        type Reopened = Vec<(std::sync::Arc<Handle>, File)>;
         let prepared = (|| -> Result<(ExtentFile, OwnedFd, Reopened)> {
             copy_inode_attrs(&node.proc_path(), &new_file, &old).map_err(|e| sys_err(&what, e))?;
             let dst = new_file
@@ -96,7 +97,7 @@ impl Fs {
             let pfd = crate::store::io::path_fd_of(&new_file, &what)?;
             // New files for the open handles, same access mode, before anything is renamed.
             let mut files = Vec::new();
-            for h in self.handles_of(node) {
+            for h in self.handles.of_node(node) {
                 if let Some(f) = h.file() {
                     let nf = crate::store::io::reopen_like(&pfd, &f, &what)?;
                     files.push((h, nf));
@@ -125,25 +126,14 @@ impl Fs {
         for (h, f) in files {
             *wlock(&h.file) = Some(std::sync::Arc::new(f));
         }
-        {
-            let mut known = lock(&self.known);
-            known.remove(&(old.st_dev, old.st_ino));
-            if let Some(s) = new_st {
-                known.insert((s.st_dev, s.st_ino), node.ino);
-            }
-        }
+        self.inodes.rebind_backing(
+            (old.st_dev, old.st_ino),
+            new_st.map(|s| (s.st_dev, s.st_ino)),
+            node.ino,
+        );
         drop(st);
         crate::store::io::sync_dir(&*dfd, &self.describe(&dir))?;
         Ok(true)
-    }
-
-    /// The open handles of `node`.
-    fn handles_of(&self, node: &Node) -> Vec<std::sync::Arc<crate::fs::handles::Handle>> {
-        let hs = rlock(&self.handles);
-        hs.values()
-            .filter(|h| std::ptr::eq(&*h.node, node))
-            .cloned()
-            .collect()
     }
 }
 

@@ -1,5 +1,5 @@
 //! The contents operations the rest of the filesystem calls (`read_data`, `write_data`,
-//! `set_size`, `allocate`, `flush_size`): each picks the file's layout once, in [`Fs::contents`],
+//! `set_size`, `allocate`, `flush_size`): each picks the file's layout once, in `Engine::layout_of`,
 //! and hands the layout-specific part to its [`Contents`] implementation. What both layouts share
 //! stays here: the fallocate modes and their limits, and zeroing the partial units at the ends of a
 //! punched range.
@@ -12,14 +12,14 @@ use fscrypt::{Errno, Result};
 use super::layout::{Contents, FileIo};
 use super::per_extent::PerExtent;
 use super::per_file::{round_up, PerFile};
+use super::Engine;
 use crate::fs::locks::rlock;
-use crate::fs::mount::Fs;
 use crate::fs::node::{Kind, Node};
 use crate::fs::types::errno;
 
-impl Fs {
+impl Engine<'_> {
     /// The contents implementation of a regular file, by its layout.
-    fn contents(&self, node: &Node) -> &'static dyn Contents {
+    fn layout_of(&self, node: &Node) -> &'static dyn Contents {
         if self.is_extent(node) {
             &PerExtent
         } else {
@@ -37,7 +37,7 @@ impl Fs {
         len: u32,
     ) -> Result<Vec<u8>> {
         let io = FileIo::new(self, node, file, key);
-        self.contents(node).read(&io, off, len)
+        self.layout_of(node).read(&io, off, len)
     }
 
     /// Writes `data` at `off` (the caller checked permission and `prepare_write`).
@@ -50,7 +50,7 @@ impl Fs {
         data: &[u8],
     ) -> Result<()> {
         let io = FileIo::new(self, node, file, key);
-        self.contents(node).write(&io, off, data)
+        self.layout_of(node).write(&io, off, data)
     }
 
     /// Changes the size (truncate / ftruncate / O_TRUNC / fallocate growth).
@@ -62,7 +62,7 @@ impl Fs {
         new: u64,
     ) -> Result<()> {
         let io = FileIo::new(self, node, file, key);
-        self.contents(node).set_size(&io, new)
+        self.layout_of(node).set_size(&io, new)
     }
 
     /// fallocate: mode 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE (with or without
@@ -103,7 +103,7 @@ impl Fs {
             _ => {}
         }
         let io = FileIo::new(self, node, file, key);
-        self.contents(node)
+        self.layout_of(node)
             .allocate(&io, off, end, mode & KEEP_SIZE != 0)
     }
 
@@ -157,7 +157,7 @@ impl Fs {
             )?;
         }
         let io = FileIo::new(self, node, file, key);
-        self.contents(node)
+        self.layout_of(node)
             .punch_units(&io, whole_lo, whole_hi, size)
     }
 
@@ -172,6 +172,6 @@ impl Fs {
         if node.kind != Kind::File {
             return Ok(());
         }
-        self.contents(node).flush(self, node, file, sync)
+        self.layout_of(node).flush(self, node, file, sync)
     }
 }

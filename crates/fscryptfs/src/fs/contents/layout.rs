@@ -7,13 +7,13 @@ use std::fs::File;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::Result;
 
-use crate::fs::mount::Fs;
+use super::Engine;
 use crate::fs::node::Node;
 
 /// One regular file's contents as an operation sees them: the node, its open backing file and,
 /// for per-file-key files, the handle's key.
 pub(super) struct FileIo<'a> {
-    pub(super) fs: &'a Fs,
+    pub(super) eng: &'a Engine<'a>,
     pub(super) node: &'a Node,
     pub(super) file: &'a File,
     pub(super) key: Option<&'a InodeKey>,
@@ -21,13 +21,13 @@ pub(super) struct FileIo<'a> {
 
 impl<'a> FileIo<'a> {
     pub(super) fn new(
-        fs: &'a Fs,
+        eng: &'a Engine<'a>,
         node: &'a Node,
         file: &'a File,
         key: Option<&'a InodeKey>,
     ) -> Self {
         FileIo {
-            fs,
+            eng,
             node,
             file,
             key,
@@ -50,5 +50,5 @@ pub(super) trait Contents: Sync {
     fn punch_units(&self, io: &FileIo<'_>, lo: u64, hi: u64, size: u64) -> Result<()>;
     /// Makes buffered data and the size durable in the backing store (FLUSH, RELEASE, fsync,
     /// unmount); with `file` None a descriptor is opened if one is needed.
-    fn flush(&self, fs: &Fs, node: &Node, file: Option<&File>, sync: bool) -> Result<()>;
+    fn flush(&self, eng: &Engine<'_>, node: &Node, file: Option<&File>, sync: bool) -> Result<()>;
 }

@@ -1,10 +1,25 @@
 //! The contents of regular files, in two layouts behind one trait: [`layout`] defines the
-//! `Contents` trait, [`per_file`] and [`per_extent`] implement it (the latter with its write
-//! buffer, the volume-wide [`budget`], the background [`writeout`] thread and log
-//! [`compaction`]), and [`dispatch`] holds the operations the rest of `fs` calls, each choosing
-//! the file's layout in one place.
+//! `Contents` trait, [`per_file`] and [`per_extent`] implement it (the latter on the per-inode
+//! state of `node::extent`, with the background [`writeout`] thread and log [`compaction`]), and
+//! [`dispatch`] holds the operations the rest of `fs` calls, each choosing the file's layout in
+//! one place.
+//!
+//! The room works on an [`Engine`]: the parts of the filesystem that contents need (parameters,
+//! the inode and handle tables, the buffer budget, the layout of new files), borrowed from `Fs`
+//! by `Fs::contents`. It imports `node`, `inodes`, `handle_table`, `locks` and `types`, never
+//! `mount` or an operation room, and knows nothing of keys beyond the ones a handle or node holds.
 
-mod budget;
+use std::path::Path;
+use std::sync::Arc;
+
+use fscrypt::policy::FsParams;
+
+use crate::fs::handle_table::HandleTable;
+use crate::fs::inodes::Inodes;
+use crate::fs::node::budget::Budget;
+use crate::fs::node::Node;
+use crate::store::config::ContentsLayout;
+
 mod compaction;
 mod dispatch;
 mod layout;
@@ -12,5 +27,27 @@ mod per_extent;
 mod per_file;
 pub(super) mod writeout;
 
-pub(super) use budget::Budget;
-pub(super) use per_extent::{secret_need, ExtState};
+/// What the contents operations act on: borrowed parts of the mounted filesystem.
+pub(in crate::fs) struct Engine<'a> {
+    /// The volume's fscrypt parameters (maximum file size, data unit sizes).
+    pub(in crate::fs) fsp: &'a FsParams,
+    /// The backing directory (for messages).
+    pub(in crate::fs) backing: &'a Path,
+    /// The inode table (compaction finds the parent and rebinds the backing identity).
+    pub(in crate::fs) inodes: &'a Inodes,
+    /// The open handles (compaction reopens them on the new inode).
+    pub(in crate::fs) handles: &'a HandleTable,
+    /// The volume-wide count of buffered bytes.
+    pub(in crate::fs) budget: &'a Arc<Budget>,
+    /// The volume's layout for new encrypted regular files.
+    pub(in crate::fs) layout: ContentsLayout,
+    /// A read-only mount (no compaction).
+    pub(in crate::fs) read_only: bool,
+}
+
+impl Engine<'_> {
+    /// The backing path of `node`, for messages.
+    pub(in crate::fs) fn describe(&self, node: &Node) -> String {
+        node.describe(self.backing)
+    }
+}

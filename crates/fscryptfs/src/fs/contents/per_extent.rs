@@ -1,5 +1,5 @@
 //! Contents of regular files in the per-extent layout (the btrfs v6 model): the filesystem side of
-//! `store::extent`.
+//! `store::extent`, on the per-inode state of `node::extent` (`ExtState`, `writeout_locked`).
 //!
 //! Writes are buffered per inode, in whole data units of plaintext (a unit not yet buffered is read
 //! first when the write covers it partly: read-modify-write), and become new extents only at
@@ -8,7 +8,7 @@
 //! (`SecretNeed::Later`, so the master secret survives a soft key removal while the file is open).
 //! Writeout happens at fsync, FLUSH, RELEASE, eviction, key removal (the locker), unmount, in the
 //! background (`writeout`: by age and by the volume-wide memory budget) and when the buffer would
-//! exceed [`BUFFER_MAX`] (or the volume's buffers `budget::BUDGET_HARD`); all but the last end
+//! exceed `BUFFER_MAX` (or the volume's buffers `node::budget::BUDGET_HARD`); all but the last end
 //! with `ExtentFile::sync`. Reads
 //! decrypt what the log maps and overlay the buffer. Truncation writes the buffer out first, then
 //! appends a truncate record. Everything happens under the node's `state` lock (write for changes,
@@ -19,241 +19,34 @@
 //! (`ext_compact` in `compaction.rs`: the parent's `dir_lock`, then the node's `state`), and the
 //! node, its log and its handles switch to the new backing inode.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use fscrypt::context::Context;
-use fscrypt::extent::{ExtentContext, ExtentKey, EXTENT_CONTEXT_SIZE};
-use fscrypt::keyring::{ActiveRef, SecretNeed};
 use fscrypt::{Errno, Error, Result};
 
-use super::budget::Budget;
 use super::layout::{Contents, FileIo};
+use super::Engine;
 use crate::fs::locks::{lock, rlock, wlock};
-use crate::fs::mount::Fs;
-use crate::fs::node::{FileContents, Keys, Kind, Node, State};
+use crate::fs::node::extent::{not_loaded, writeout_locked, ExtState, BUFFER_MAX};
+use crate::fs::node::{Kind, Node, State};
 use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
-use crate::store::meta::{LAYOUT_EXTENT, LAYOUT_PER_FILE};
 
-/// Most plaintext buffered per inode before a writeout is forced.
-pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
-
-/// Longest extent one writeout appends (longer runs are split).
-const EXTENT_MAX: u64 = 1 << 20;
-
-/// Extent keys kept per open inode.
-const KEY_CACHE_MAX: usize = 256;
-
-/// The open log of a per-extent file and its write buffer.
-pub(in crate::fs) struct ExtState {
-    pub(in crate::fs) file: ExtentFile,
-    /// The logical size: the log's, or beyond it by buffered writes.
-    pub(in crate::fs) size: u64,
-    du: u64,
-    /// Buffered whole units of plaintext by unit index (bytes beyond the size are zero).
-    buf: BTreeMap<u64, Vec<u8>>,
-    /// When the buffer last went from empty to not empty (the writeout timer's clock).
-    dirty_since: Option<Instant>,
-    /// When a background writeout of this buffer last failed (the thread waits before retrying).
-    pub(in crate::fs) background_failed: Option<Instant>,
-    /// The volume-wide count of buffered bytes this buffer adds to.
-    budget: Arc<Budget>,
-    /// Keys of this file's extents, derived once each while the inode holds its `ActiveRef`
-    /// (emptied whenever the reference is dropped: `State::take_keys`).
-    keys: Mutex<KeyCache>,
-}
-
-/// A least-recently-used cache of extent keys by extent context (mode, key identifier, nonce: the
-/// inputs of the derivation, so a cloned extent shares its source's entry). Each key is a
-/// `PreparedKey` in locked memory, wiped when its last `Arc` drops.
-#[derive(Default)]
-pub(in crate::fs) struct KeyCache {
-    map: HashMap<[u8; EXTENT_CONTEXT_SIZE], (Arc<ExtentKey>, u64)>,
-    tick: u64,
-}
-
-impl KeyCache {
-    /// The key of `ctx`: cached, or derived through `active` (required either way: an inode
-    /// without its reference reads nothing) and cached.
-    fn get(&mut self, active: Option<&ActiveRef>, ctx: &ExtentContext) -> Result<Arc<ExtentKey>> {
-        let active =
-            active.ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
-        self.tick += 1;
-        let id = ctx.to_bytes();
-        if let Some((k, t)) = self.map.get_mut(&id) {
-            *t = self.tick;
-            return Ok(Arc::clone(k));
-        }
-        let k = Arc::new(active.derive_extent_key(ctx)?);
-        self.insert(ctx, Arc::clone(&k));
-        Ok(k)
-    }
-
-    fn insert(&mut self, ctx: &ExtentContext, k: Arc<ExtentKey>) {
-        if self.map.len() >= KEY_CACHE_MAX {
-            if let Some(old) = self
-                .map
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(id, _)| *id)
-            {
-                self.map.remove(&old);
-            }
-        }
-        self.tick += 1;
-        self.map.insert(ctx.to_bytes(), (k, self.tick));
-    }
-
-    /// Drops every key (with the inode's `ActiveRef`).
-    fn clear(&mut self) {
-        self.map.clear();
-    }
-}
-
-impl ExtState {
-    pub(in crate::fs) fn new(file: ExtentFile, budget: Arc<Budget>) -> Self {
-        let du = file.data_unit_size() as u64;
-        ExtState {
-            size: file.logical_size(),
-            file,
-            du,
-            buf: BTreeMap::new(),
-            dirty_since: None,
-            background_failed: None,
-            budget,
-            keys: Mutex::new(KeyCache::default()),
-        }
-    }
-
-    /// Buffers a new unit (counted in the budget).
-    fn insert_unit(&mut self, idx: u64, unit: Vec<u8>) {
-        if self.buf.is_empty() {
-            self.dirty_since = Some(Instant::now());
-        }
-        if self.buf.insert(idx, unit).is_none() {
-            self.budget.add(self.du);
-        }
-    }
-
-    /// Takes a unit out of the buffer (written out).
-    fn remove_unit(&mut self, idx: u64) {
-        if self.buf.remove(&idx).is_some() {
-            self.budget.sub(self.du);
-        }
-        if self.buf.is_empty() {
-            self.dirty_since = None;
-        }
-    }
-
-    /// Bytes buffered and since when, if any.
-    pub(in crate::fs) fn dirty(&self) -> Option<(u64, Instant)> {
-        self.dirty_since.map(|t| (self.buffered(), t))
-    }
-
-    /// Drops every cached extent key (the inode's reference is being dropped).
-    pub(in crate::fs) fn drop_keys(&mut self) {
-        self.keys
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-    }
-
-    fn buffered(&self) -> u64 {
-        self.buf.len() as u64 * self.du
-    }
-}
-
-impl Drop for ExtState {
-    fn drop(&mut self) {
-        // Normally empty (eviction and unmount write out first); what a failed writeout left goes
-        // with the node.
-        self.budget.sub(self.buffered());
-    }
-}
-
-/// What an inode's reference must keep: the secret for per-extent regular files (`extent`), else
-/// setup only.
-pub(in crate::fs) fn secret_need(kind: Kind, extent: bool) -> SecretNeed {
-    if kind == Kind::File && extent {
-        SecretNeed::Later
-    } else {
-        SecretNeed::SetupOnly
-    }
-}
-
-/// Writes the buffer out as new extents (each run of consecutive units one extent, with a
-/// fresh nonce and its key derived now), then, with `sync`, commits. Units written leave the
-/// buffer; on an error the rest stays buffered.
-pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
-    let State::File {
-        keys: Keys { ctx, unlocked },
-        contents: FileContents::PerExtent(ext),
-    } = st
-    else {
-        return Ok(());
-    };
-    if !ext.buf.is_empty() {
-        let policy = *ctx
-            .as_ref()
-            .ok_or_else(|| Error::corrupt(format!("{}: no context", ext.file.backing_path())))?
-            .policy();
-        let du = ext.du;
-        while let Some((&first, _)) = ext.buf.first_key_value() {
-            let mut last = first;
-            while ext.buf.contains_key(&(last + 1)) && (last + 2 - first) * du <= EXTENT_MAX {
-                last += 1;
-            }
-            let start = first * du;
-            let stop = ((last + 1) * du).min(ext.size);
-            if stop > start {
-                let mut plain = Vec::with_capacity(((last + 1 - first) * du) as usize);
-                for i in first..=last {
-                    if let Some(u) = ext.buf.get(&i) {
-                        plain.extend_from_slice(u);
-                    }
-                }
-                plain.truncate((stop - start) as usize);
-                let ectx = ExtentContext::new_random(&policy)?;
-                let active = unlocked
-                    .as_ref()
-                    .map(|u| &u.active)
-                    .ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
-                let key = Arc::new(active.derive_extent_key(&ectx)?);
-                ext.file.write_extent(start, &plain, &ectx, &key)?;
-                // Read back soon, often: keep its key.
-                ext.keys
-                    .get_mut()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(&ectx, key);
-            }
-            for i in first..=last {
-                ext.remove_unit(i);
-            }
-        }
-    }
-    if sync {
-        ext.file.sync()?;
-    }
-    Ok(())
-}
-
-fn not_loaded() -> Error {
-    errno(Errno::IO, "per-extent file without its log loaded")
-}
-
-impl Fs {
-    /// The layout byte of a new regular file with context `ctx`: per-extent for encrypted files of
-    /// an extent volume, else per-file.
-    pub(in crate::fs) fn new_file_layout(&self, kind: Kind, ctx: Option<&Context>) -> u8 {
-        if kind == Kind::File && ctx.is_some() && self.opts.layout == ContentsLayout::Extent {
-            LAYOUT_EXTENT
+impl Engine<'_> {
+    /// The layout of a new regular file with context `ctx`: per-extent for encrypted files of an
+    /// extent volume, else per-file.
+    pub(in crate::fs) fn new_file_layout(
+        &self,
+        kind: Kind,
+        ctx: Option<&Context>,
+    ) -> ContentsLayout {
+        if kind == Kind::File && ctx.is_some() && self.layout == ContentsLayout::Extent {
+            ContentsLayout::Extent
         } else {
-            LAYOUT_PER_FILE
+            ContentsLayout::PerFile
         }
     }
 
@@ -273,11 +66,11 @@ impl Fs {
         let ctx = ctx
             .ok_or_else(|| Error::corrupt(format!("{what}: per-extent file without a context")))?;
         let policy = *ctx.policy();
-        let du = 1usize << policy.data_unit_bits(&self.fsp);
+        let du = 1usize << policy.data_unit_bits(self.fsp);
         let f = crate::store::io::reopen_file(fd, crate::store::io::Access::ReadWriteOrRead, what)?;
         Ok(ExtState::new(
             ExtentFile::open(f, &policy, du)?,
-            Arc::clone(&self.budget),
+            Arc::clone(self.budget),
         ))
     }
 
@@ -293,7 +86,7 @@ impl Fs {
             .map_err(|e| crate::store::io_err("new per-extent file", e))?;
         Ok(ExtState::new(
             ExtentFile::create(f, ino, ctx)?,
-            Arc::clone(&self.budget),
+            Arc::clone(self.budget),
         ))
     }
 
@@ -439,7 +232,7 @@ impl Fs {
         if sp.policy() != dp.policy() {
             return Ok(None);
         }
-        let du = 1u64 << sp.policy().data_unit_bits(&self.fsp);
+        let du = 1u64 << sp.policy().data_unit_bits(self.fsp);
         if !off_in.is_multiple_of(du) || !off_out.is_multiple_of(du) {
             return Ok(None);
         }
@@ -508,21 +301,27 @@ pub(super) struct PerExtent;
 
 impl Contents for PerExtent {
     fn read(&self, io: &FileIo<'_>, off: u64, len: u32) -> Result<Vec<u8>> {
-        io.fs.ext_read(io.node, off, len)
+        io.eng.ext_read(io.node, off, len)
     }
     fn write(&self, io: &FileIo<'_>, off: u64, data: &[u8]) -> Result<()> {
-        io.fs.ext_write(io.node, off, data)
+        io.eng.ext_write(io.node, off, data)
     }
     fn set_size(&self, io: &FileIo<'_>, new: u64) -> Result<()> {
-        io.fs.ext_set_size(io.node, new)
+        io.eng.ext_set_size(io.node, new)
     }
     fn allocate(&self, io: &FileIo<'_>, _off: u64, end: u64, keep_size: bool) -> Result<()> {
-        io.fs.ext_allocate(io.node, end, keep_size)
+        io.eng.ext_allocate(io.node, end, keep_size)
     }
     fn punch_units(&self, io: &FileIo<'_>, lo: u64, hi: u64, size: u64) -> Result<()> {
-        io.fs.ext_punch(io.node, lo, hi.min(size) - lo)
+        io.eng.ext_punch(io.node, lo, hi.min(size) - lo)
     }
-    fn flush(&self, fs: &Fs, node: &Node, _file: Option<&File>, _sync: bool) -> Result<()> {
-        fs.ext_flush(node)
+    fn flush(
+        &self,
+        eng: &Engine<'_>,
+        node: &Node,
+        _file: Option<&File>,
+        _sync: bool,
+    ) -> Result<()> {
+        eng.ext_flush(node)
     }
 }

@@ -17,14 +17,13 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 
 use super::layout::{Contents, FileIo};
+use super::Engine;
 use crate::fs::locks::{rlock, wlock};
-use crate::fs::mount::Fs;
 use crate::fs::node::{Node, PerFileState, State};
 use crate::fs::types::errno;
 use crate::store::meta::FileHeader;
@@ -40,7 +39,7 @@ pub(super) fn round_up(x: u64, du: u64) -> u64 {
     x.div_ceil(du) * du
 }
 
-impl Fs {
+impl Engine<'_> {
     /// Reads `len` bytes at `off` through a handle's key.
     fn pf_read(
         &self,
@@ -362,7 +361,7 @@ impl Fs {
         let ctx = st.ctx();
         let pf = per_file(st)?;
         let h = FileHeader {
-            layout: crate::store::meta::LAYOUT_PER_FILE,
+            layout: crate::store::config::ContentsLayout::PerFile,
             ino: node.ino,
             size: pf.size,
             ctx,
@@ -423,15 +422,6 @@ impl Fs {
         };
         store_io::reopen_file(&node.fd(), access, &self.describe(node))
     }
-
-    /// The key of a regular file for a size change by path (no handle): ENOKEY without it.
-    pub(in crate::fs) fn file_key_for_change(&self, node: &Node) -> Result<Option<Arc<InodeKey>>> {
-        let k = self.ensure_key(node)?;
-        if let Some(a) = rlock(&node.state).active() {
-            a.prepare_write()?;
-        }
-        Ok(k)
-    }
 }
 
 /// Decrypts one unit in place; an all-zero unit is a hole and stays zeros.
@@ -448,23 +438,23 @@ pub(super) struct PerFile;
 
 impl Contents for PerFile {
     fn read(&self, io: &FileIo<'_>, off: u64, len: u32) -> Result<Vec<u8>> {
-        io.fs.pf_read(io.node, io.file, io.key, off, len)
+        io.eng.pf_read(io.node, io.file, io.key, off, len)
     }
     fn write(&self, io: &FileIo<'_>, off: u64, data: &[u8]) -> Result<()> {
-        io.fs.pf_write(io.node, io.file, io.key, off, data)
+        io.eng.pf_write(io.node, io.file, io.key, off, data)
     }
     fn set_size(&self, io: &FileIo<'_>, new: u64) -> Result<()> {
-        io.fs.pf_set_size(io.node, io.file, io.key, new)
+        io.eng.pf_set_size(io.node, io.file, io.key, new)
     }
     fn allocate(&self, io: &FileIo<'_>, off: u64, end: u64, keep_size: bool) -> Result<()> {
-        io.fs
+        io.eng
             .pf_allocate(io.node, io.file, io.key, off, end, keep_size)
     }
     fn punch_units(&self, io: &FileIo<'_>, lo: u64, hi: u64, _size: u64) -> Result<()> {
-        io.fs.pf_punch_units(io.node, io.file, io.key, lo, hi)
+        io.eng.pf_punch_units(io.node, io.file, io.key, lo, hi)
     }
-    fn flush(&self, fs: &Fs, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
-        fs.pf_flush(node, file, sync)
+    fn flush(&self, eng: &Engine<'_>, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
+        eng.pf_flush(node, file, sync)
     }
 }
 

@@ -4,7 +4,7 @@
 //! - **Age** (`-o commit=N`, default [`COMMIT_DEFAULT`] seconds, the name ext4 and btrfs use): a
 //!   buffer dirty for that long is written out and committed, so a crash loses at most about that
 //!   much of an open file's unsynced writes.
-//! - **Memory** ([`Budget`](super::budget::Budget)): every buffer counts its bytes in one volume-wide total. Above
+//! - **Memory** ([`Budget`]): every buffer counts its bytes in one volume-wide total. Above
 //!   `BUDGET_HIGH` the writeout thread is woken and writes the largest buffers out (and commits
 //!   them) until the total is under `BUDGET_LOW`; a writer that finds the total above `BUDGET_HARD` writes its own
 //!   buffer out first (the kernel's `balance_dirty_pages`), so memory stays bounded however many
@@ -15,15 +15,15 @@
 //! other writeout (so a soft-removed key still serves files that are open). A failed writeout
 //! leaves the data buffered and logs; fsync or close reports the error to the application.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use fscrypt::Result;
 
-use super::budget::{Budget, BUDGET_HIGH, BUDGET_LOW};
-use super::per_extent::writeout_locked;
+use crate::fs::inodes::NodeTable;
 use crate::fs::locks::{rlock, wlock};
+use crate::fs::node::budget::{Budget, BUDGET_HIGH, BUDGET_LOW};
+use crate::fs::node::extent::writeout_locked;
 use crate::fs::node::{Kind, Node};
 
 /// Seconds a buffer may stay dirty when the mount does not say (`-o commit=`).
@@ -32,8 +32,6 @@ pub const COMMIT_DEFAULT: u64 = 5;
 /// How long the thread leaves a buffer alone after failing to write it out (a full backing
 /// filesystem would otherwise be retried, and logged, twice a second).
 const RETRY_AFTER: Duration = Duration::from_secs(10);
-
-type NodeTable = RwLock<HashMap<u64, Arc<Node>>>;
 
 /// Starts the writeout thread for the node table `nodes`; it ends when the table is dropped.
 /// `commit`: the age after which a buffer is written out (`None`: never by age).

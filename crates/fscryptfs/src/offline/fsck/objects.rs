@@ -9,8 +9,9 @@ use std::path::Path;
 
 use super::checker::{valid_ct_len, Checker, DirState};
 use crate::offline::objects::{read_object_at, read_regular_at, Kind, Stored};
+use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
-use crate::store::meta::{FileHeader, SymlinkTarget, FILE_HEADER_USED, LAYOUT_EXTENT};
+use crate::store::meta::{FileHeader, SymlinkTarget, FILE_HEADER_USED};
 use crate::store::{FILE_HEADER_SIZE, SYMLINK_CIPHERTEXT_MAX};
 
 impl Checker {
@@ -46,7 +47,7 @@ impl Checker {
         };
         match stored.kind() {
             Kind::Dir => self.report.dirs += 1,
-            Kind::Regular => self.report.files += 1,
+            Kind::File => self.report.files += 1,
             Kind::Symlink => self.report.symlinks += 1,
             _ => self.report.special += 1,
         }
@@ -81,7 +82,7 @@ impl Checker {
         }
         match &stored {
             Stored::Dir(m) => return Some(DirState::Known(m.ctx)),
-            Stored::File { header, .. } if header.layout == LAYOUT_EXTENT => {
+            Stored::File { header, .. } if header.layout == ContentsLayout::Extent => {
                 if let Some((f, _)) = opened {
                     self.check_extent_file(path, header, f);
                 }

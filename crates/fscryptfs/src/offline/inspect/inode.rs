@@ -14,9 +14,10 @@ use fscrypt::EncryptionMode;
 use crate::error::CommandError;
 use crate::offline::objects::{Kind, Stored};
 use crate::offline::volume::{Entry, Volume};
+use crate::store::config::ContentsLayout;
 use crate::store::config::ROOT_INO;
 use crate::store::extent::ExtentFile;
-use crate::store::meta::{SymlinkTarget, LAYOUT_EXTENT};
+use crate::store::meta::SymlinkTarget;
 
 /// fscrypt-crypt-util's CIPHER name for a mode.
 pub fn crypt_cipher_name(m: EncryptionMode) -> &'static str {
@@ -120,7 +121,7 @@ pub fn print_inode(vol: &Volume, entries: &[Entry], out: &mut impl Write) -> io:
             backing_len,
         } => {
             let du = vol.data_unit_size(ctx);
-            if header.layout == LAYOUT_EXTENT {
+            if header.layout == ContentsLayout::Extent {
                 // The logical size lives in the log, not in the header.
                 let ef = entries.first().and_then(|e| open_extent_file(vol, e).ok());
                 let size = ef.as_ref().map_or(header.size, |f| f.logical_size());
@@ -191,7 +192,7 @@ pub fn print_inode(vol: &Volume, entries: &[Entry], out: &mut impl Write) -> io:
     let ino = e.stored.ino().unwrap_or(0);
     let uuid = &vol.config.uuid;
     match kind {
-        Kind::Regular if e.stored.is_per_extent() => {
+        Kind::File if e.stored.is_per_extent() => {
             // No per-file key: every extent has its own (HKDF context 9 over its nonce).
             writeln!(
                 out,
@@ -200,7 +201,7 @@ pub fn print_inode(vol: &Volume, entries: &[Entry], out: &mut impl Write) -> io:
                 e.path.as_os_str().as_bytes().escape_ascii()
             )?;
         }
-        Kind::Regular => {
+        Kind::File => {
             let mut a = crypt_args(ctx, cm, ino, uuid);
             a.push(format!(
                 "--data-unit-size={}",
@@ -248,7 +249,7 @@ pub fn open_extent_file(vol: &Volume, e: &Entry) -> std::result::Result<ExtentFi
         )));
     };
     let ctx = match (&header.ctx, header.layout) {
-        (Some(c), LAYOUT_EXTENT) => c,
+        (Some(c), ContentsLayout::Extent) => c,
         _ => {
             return Err(CommandError::op(format!(
                 "{}: not a per-extent file (use `data`)",

@@ -320,7 +320,7 @@ fn print_data(
             e.path.display()
         )));
     };
-    if header.layout == crate::store::meta::LAYOUT_EXTENT {
+    if header.layout == crate::store::config::ContentsLayout::Extent {
         return Err(CommandError::op(format!(
             "{}: a per-extent file: use `extents` and `extent-data`",
             e.path.display()

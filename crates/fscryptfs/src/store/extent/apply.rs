@@ -8,7 +8,7 @@ use fscrypt::{Errno, Result};
 
 use super::ciphertext::sum_range;
 use super::format::{
-    round_up, CheckpointEntry, Kind, RecordHeader, ALIGN, CHECKPOINT_ENTRY_SIZE,
+    round_up, CheckpointEntry, RecordHeader, RecordKind, ALIGN, CHECKPOINT_ENTRY_SIZE,
     RECORD_HEADER_BLOCK,
 };
 use super::{corrupt_at, ExtentFile, RecordInfo, Run, CHUNK};
@@ -54,7 +54,7 @@ impl ExtentFile {
         }
         let fields_zero = h.first_unit == 0 && h.ctx.iter().all(|&x| x == 0);
         match h.kind {
-            Kind::Extent => {
+            RecordKind::Extent => {
                 let end = h.a.checked_add(h.b).filter(|&e| e <= max);
                 let nunits = h.b.div_ceil(du);
                 if !h.a.is_multiple_of(du)
@@ -77,13 +77,13 @@ impl ExtentFile {
                 };
                 self.map_run(h.a, h.b, run);
             }
-            Kind::Truncate => {
+            RecordKind::Truncate => {
                 if h.a > max || h.b != 0 || h.payload_len != 0 || !fields_zero {
                     return Err(bad("inconsistent truncate record"));
                 }
                 self.map.truncate(h.a);
             }
-            Kind::Punch => {
+            RecordKind::Punch => {
                 let end = h.a.checked_add(h.b).and_then(|e| round_up(e, du));
                 let (true, Some(end), 0, true) =
                     (h.a.is_multiple_of(du), end, h.payload_len, fields_zero)
@@ -92,7 +92,7 @@ impl ExtentFile {
                 };
                 self.map.unmap(h.a, end, du);
             }
-            Kind::Checkpoint => self.apply_checkpoint(h, pos)?,
+            RecordKind::Checkpoint => self.apply_checkpoint(h, pos)?,
         }
         Ok(())
     }

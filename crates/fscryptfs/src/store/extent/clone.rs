@@ -8,7 +8,7 @@ use std::fs::File;
 use fscrypt::{Errno, Error, Result};
 
 use super::ciphertext::copy_ciphertext;
-use super::format::{round_up, Kind, RecordHeader};
+use super::format::{round_up, RecordHeader, RecordKind};
 use super::{ExtentFile, Run};
 use crate::store::io_err;
 
@@ -143,7 +143,7 @@ impl ExtentFile {
         let dst_end = to_dst(src_off + n);
         self.punch_gap(to_dst(cursor), dst_end)?;
         if self.map.size() < dst_end {
-            self.append_meta(Kind::Truncate, dst_end, 0)?;
+            self.append_meta(RecordKind::Truncate, dst_end, 0)?;
         }
         Ok(())
     }
@@ -154,6 +154,6 @@ impl ExtentFile {
         if from >= to || from >= self.map.size() {
             return Ok(());
         }
-        self.append_meta(Kind::Punch, from, to - from)
+        self.append_meta(RecordKind::Punch, from, to - from)
     }
 }

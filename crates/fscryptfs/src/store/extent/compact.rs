@@ -11,7 +11,7 @@ use fscrypt::Result;
 
 use super::ciphertext::copy_ciphertext;
 use super::format::{
-    round_up, CheckpointEntry, Commit, Kind, RecordHeader, ALIGN, CHECKPOINT_ENTRY_SIZE,
+    round_up, CheckpointEntry, Commit, RecordHeader, RecordKind, ALIGN, CHECKPOINT_ENTRY_SIZE,
     COMMIT_SLOT_SIZE, RECORD_HEADER_BLOCK,
 };
 use super::{backing_name, ExtentFile, COMPACT_SLACK};
@@ -107,7 +107,7 @@ impl ExtentFile {
             );
         }
         let h = RecordHeader {
-            kind: Kind::Checkpoint,
+            kind: RecordKind::Checkpoint,
             du_bits: self.du_bits,
             seq: 0,
             a: self.map.size(),

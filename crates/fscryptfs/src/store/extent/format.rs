@@ -7,7 +7,7 @@ use fscrypt::extent::EXTENT_CONTEXT_SIZE;
 use fscrypt::{Error, Result};
 
 use crate::store::checksum;
-pub use crate::store::meta::LAYOUT_EXTENT;
+use crate::store::config::ContentsLayout;
 use crate::store::meta::{FileHeader, FILE_HEADER_USED};
 
 /// Alignment of records and of ciphertext in the backing file (reflink and direct I/O need it).
@@ -34,7 +34,7 @@ pub fn round_up(x: u64, m: u64) -> Option<u64> {
 
 /// What a record does to the map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum RecordKind {
     /// New ciphertext: maps logical `[a, a + b)`, replacing whole units `[a, round_up(a + b))`.
     Extent = 1,
     /// Sets the logical size to `a` (drops everything beyond it).
@@ -45,13 +45,13 @@ pub enum Kind {
     Checkpoint = 4,
 }
 
-impl Kind {
-    fn from_u8(v: u8) -> Option<Kind> {
+impl RecordKind {
+    fn from_u8(v: u8) -> Option<RecordKind> {
         match v {
-            1 => Some(Kind::Extent),
-            2 => Some(Kind::Truncate),
-            3 => Some(Kind::Punch),
-            4 => Some(Kind::Checkpoint),
+            1 => Some(RecordKind::Extent),
+            2 => Some(RecordKind::Truncate),
+            3 => Some(RecordKind::Punch),
+            4 => Some(RecordKind::Checkpoint),
             _ => None,
         }
     }
@@ -61,7 +61,7 @@ impl Kind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordHeader {
     /// What the record does.
-    pub kind: Kind,
+    pub kind: RecordKind,
     /// log2 of the data-unit size the payload is encrypted in.
     pub du_bits: u8,
     /// Sequence number: 0 for the first record of the file, then +1 per record.
@@ -114,7 +114,7 @@ impl RecordHeader {
         if checksum(&b[..112]) != b[112..120] {
             return Err("record header checksum mismatch");
         }
-        let kind = Kind::from_u8(b[8]).ok_or("unknown record kind")?;
+        let kind = RecordKind::from_u8(b[8]).ok_or("unknown record kind")?;
         if b[10..16].iter().chain(&b[98..104]).any(|&x| x != 0) {
             return Err("nonzero reserved bytes in record header");
         }
@@ -159,7 +159,7 @@ impl RecordHeader {
         ctx: [u8; EXTENT_CONTEXT_SIZE],
     ) -> RecordHeader {
         RecordHeader {
-            kind: Kind::Extent,
+            kind: RecordKind::Extent,
             du_bits: 0,
             seq: 0,
             a,
@@ -175,7 +175,7 @@ impl RecordHeader {
     /// A record without payload (truncate or punch): `a` and `b` as the kind defines them, the
     /// rest zero, the checksum that of the empty payload. Sequence number and data-unit size are
     /// filled in when it is appended.
-    pub fn meta(kind: Kind, a: u64, b: u64) -> RecordHeader {
+    pub fn meta(kind: RecordKind, a: u64, b: u64) -> RecordHeader {
         RecordHeader {
             kind,
             du_bits: 0,
@@ -297,7 +297,7 @@ impl Commit {
 /// authoritative); this module writes 0.
 pub fn encode_base_header(ino: u64, size: u64, ctx: &Context) -> [u8; FILE_HEADER_USED] {
     FileHeader {
-        layout: LAYOUT_EXTENT,
+        layout: ContentsLayout::Extent,
         ino,
         size,
         ctx: Some(*ctx),
@@ -310,10 +310,10 @@ pub fn encode_base_header(ino: u64, size: u64, ctx: &Context) -> [u8; FILE_HEADE
 /// EUCLEAN naming `what`.
 pub fn parse_base_header(b: &[u8], what: &str) -> Result<(u64, Context)> {
     let h = FileHeader::parse(b, &crate::store::fs_params(), what)?;
-    if h.layout != LAYOUT_EXTENT {
+    if h.layout != ContentsLayout::Extent {
         return Err(Error::corrupt(format!(
-            "{what}: contents layout {} is not the per-extent layout ({LAYOUT_EXTENT})",
-            h.layout
+            "{what}: contents layout {} is not the per-extent layout",
+            h.layout.name()
         )));
     }
     let ctx = h.ctx.ok_or_else(|| {
@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn roundtrips_and_rejects_damage() {
         let h = RecordHeader {
-            kind: Kind::Extent,
+            kind: RecordKind::Extent,
             du_bits: 12,
             seq: 7,
             a: 8192,
@@ -380,19 +380,19 @@ mod tests {
 
     #[test]
     fn constructors_and_blocks() {
-        let block = RecordHeader::meta(Kind::Punch, 4096, 8192).to_block();
+        let block = RecordHeader::meta(RecordKind::Punch, 4096, 8192).to_block();
         assert_eq!(block.len() as u64, RECORD_HEADER_BLOCK);
         assert!(block[RECORD_HEADER_USED..].iter().all(|&x| x == 0));
         let h = RecordHeader::parse(&block).unwrap();
         assert_eq!(
             (h.kind, h.a, h.b, h.payload_len),
-            (Kind::Punch, 4096, 8192, 0)
+            (RecordKind::Punch, 4096, 8192, 0)
         );
         assert_eq!(h.payload_sum, checksum(&[]));
         let x = RecordHeader::extent(0, 5000, 7, 8192, [3; EXTENT_CONTEXT_SIZE]);
         assert_eq!(
             (x.kind, x.checked_len, x.first_unit),
-            (Kind::Extent, 8192, 7)
+            (RecordKind::Extent, 8192, 7)
         );
         assert_eq!(x.record_len(), Some(3 * 4096));
         let slot = |gen| {

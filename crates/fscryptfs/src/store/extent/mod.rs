@@ -52,7 +52,7 @@ use fscrypt::extent::ExtentContext;
 use fscrypt::policy::Policy;
 use fscrypt::Error;
 
-pub use format::{Kind, LAYOUT_EXTENT};
+pub use format::RecordKind;
 use map::Map;
 
 /// `needs_compaction` answers yes once the log exceeds twice its compacted size plus this much.
@@ -86,7 +86,7 @@ pub struct RecordInfo {
     /// Bytes the record occupies.
     pub len: u64,
     /// Its kind.
-    pub kind: Kind,
+    pub kind: RecordKind,
     /// Its sequence number.
     pub seq: u64,
 }

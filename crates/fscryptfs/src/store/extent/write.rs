@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::{Errno, Error, Result};
 
-use super::format::{Commit, Kind, RecordHeader, RECORD_HEADER_BLOCK};
+use super::format::{Commit, RecordHeader, RecordKind, RECORD_HEADER_BLOCK};
 use super::ExtentFile;
 use crate::store::{checksum, io_err, EXTENT_MAX_FILE_SIZE};
 
@@ -77,7 +77,7 @@ impl ExtentFile {
     }
 
     /// Appends a record without payload ([`RecordHeader::meta`]).
-    pub(super) fn append_meta(&mut self, kind: Kind, a: u64, b: u64) -> Result<()> {
+    pub(super) fn append_meta(&mut self, kind: RecordKind, a: u64, b: u64) -> Result<()> {
         self.prepare_append()?;
         self.finish_append(RecordHeader::meta(kind, a, b))
     }
@@ -146,7 +146,7 @@ impl ExtentFile {
         if len == self.map.size() {
             return Ok(());
         }
-        self.append_meta(Kind::Truncate, len, 0)
+        self.append_meta(RecordKind::Truncate, len, 0)
     }
 
     /// Makes `[offset, offset + len)` a hole (a punch record); the size is unchanged. `offset` must
@@ -164,7 +164,7 @@ impl ExtentFile {
         if len == 0 || offset >= self.map.size() {
             return Ok(());
         }
-        self.append_meta(Kind::Punch, offset, len)
+        self.append_meta(RecordKind::Punch, offset, len)
     }
 
     /// Makes everything appended so far durable: `fdatasync` (the records), then the next commit

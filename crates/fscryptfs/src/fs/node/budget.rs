@@ -1,6 +1,7 @@
-//! The volume-wide budget of per-extent write buffers: every buffer counts its bytes in one total;
-//! above `BUDGET_HIGH` the writeout thread (`writeout.rs`) is woken, above `BUDGET_HARD` a writer
-//! writes its own buffer out first.
+//! The volume-wide budget of per-extent write buffers: every buffer (`node::extent::ExtState`)
+//! counts its bytes in one total; above `BUDGET_HIGH` the writeout thread
+//! (`fs::contents::writeout`) is woken, above `BUDGET_HARD` a writer writes its own buffer out
+//! first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -9,13 +10,13 @@ use std::time::Duration;
 use crate::fs::locks::lock;
 
 /// Above this many buffered bytes (all files) the writeout thread writes the largest buffers out.
-pub(super) const BUDGET_HIGH: u64 = 64 << 20;
+pub(in crate::fs) const BUDGET_HIGH: u64 = 64 << 20;
 
 /// ... until the total is at most this.
-pub(super) const BUDGET_LOW: u64 = 32 << 20;
+pub(in crate::fs) const BUDGET_LOW: u64 = 32 << 20;
 
 /// Above this a writer writes its own buffer out before buffering more.
-pub(super) const BUDGET_HARD: u64 = 128 << 20;
+pub(in crate::fs) const BUDGET_HARD: u64 = 128 << 20;
 
 /// How often the thread looks at buffer ages.
 const TICK: Duration = Duration::from_millis(500);
@@ -30,7 +31,7 @@ pub(in crate::fs) struct Budget {
 
 impl Budget {
     /// Counts `n` more buffered bytes; wakes the thread when the total goes above the high mark.
-    pub(super) fn add(&self, n: u64) {
+    pub(in crate::fs) fn add(&self, n: u64) {
         let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
         if total > BUDGET_HIGH {
             *lock(&self.kicked) = true;
@@ -39,7 +40,7 @@ impl Budget {
     }
 
     /// Counts `n` fewer buffered bytes.
-    pub(super) fn sub(&self, n: u64) {
+    pub(in crate::fs) fn sub(&self, n: u64) {
         let _ = self
             .bytes
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
@@ -48,17 +49,17 @@ impl Budget {
     }
 
     /// Buffered bytes, all files.
-    pub(super) fn bytes(&self) -> u64 {
+    pub(in crate::fs) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
 
     /// Whether a writer must write its own buffer out before adding to it.
-    pub(super) fn over_hard(&self) -> bool {
+    pub(in crate::fs) fn over_hard(&self) -> bool {
         self.bytes() > BUDGET_HARD
     }
 
     /// Sleeps until kicked or `TICK` passes.
-    pub(super) fn wait(&self) {
+    pub(in crate::fs) fn wait(&self) {
         let guard = lock(&self.kicked);
         let (mut kicked, _) = self
             .wake
