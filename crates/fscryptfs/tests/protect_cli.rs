@@ -583,3 +583,23 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn skip_unlock_leaves_the_new_directory_locked() {
+    let Some(v) = Vol::new() else { return };
+    let d = v.path("later");
+    std::fs::create_dir(&d).unwrap();
+    let out = v.ok(&["encrypt", &d, "--name=later", "--skip-unlock"], "pw\n");
+    assert_eq!(
+        out,
+        format!("\"{d}\" is now encrypted, but it is still locked.\n")
+    );
+    let st = v.ok(&["status", &d], "");
+    assert!(st.contains("Unlocked: No"), "{st}");
+    assert!(
+        std::fs::write(format!("{d}/f"), "x").is_err(),
+        "no key: no new file"
+    );
+    v.ok(&["unlock", &d], "pw\n");
+    std::fs::write(format!("{d}/f"), "x").unwrap();
+}

@@ -377,6 +377,32 @@ impl PolicyData {
     }
 }
 
+/// A record stored under its own descriptor, with the tool's validity check.
+pub trait Record: prost::Message + Default {
+    /// The descriptor it is stored under.
+    fn descriptor(&self) -> &str;
+    /// `CheckValidity`.
+    fn check(&self) -> Result<(), Error>;
+}
+
+impl Record for ProtectorData {
+    fn descriptor(&self) -> &str {
+        &self.protector_descriptor
+    }
+    fn check(&self) -> Result<(), Error> {
+        ProtectorData::check(self)
+    }
+}
+
+impl Record for PolicyData {
+    fn descriptor(&self) -> &str {
+        &self.key_descriptor
+    }
+    fn check(&self) -> Result<(), Error> {
+        PolicyData::check(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

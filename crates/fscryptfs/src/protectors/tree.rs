@@ -22,7 +22,9 @@ use prost::Message;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::proto::{is_descriptor, PolicyData, ProtectorData, SourceType, MAX_METADATA_LEN};
+use super::proto::{
+    is_descriptor, PolicyData, ProtectorData, Record, SourceType, MAX_METADATA_LEN,
+};
 use super::{Error, Result};
 use crate::store::io as sio;
 
@@ -333,31 +335,40 @@ impl MetadataDir {
         }
     }
 
-    /// Reads and checks the protector `desc` of this filesystem (not following `.link`s).
-    pub fn read_protector(&self, desc: &str) -> Result<ProtectorData> {
-        Self::check_name(Kind::Protector, desc)?;
-        let path = self.path_of(Kind::Protector, desc);
-        let (bytes, owner) = self.read_raw(Kind::Protector, desc)?.ok_or_else(|| {
+    /// Reads record `desc` of `kind` under the trust rules, decodes it and checks it (the tool's
+    /// `CheckValidity`, and that it names itself `desc`); returns it with its file's owner.
+    fn read_record<T: Record>(&self, kind: Kind, desc: &str) -> Result<(T, u32)> {
+        Self::check_name(kind, desc)?;
+        let path = self.path_of(kind, desc);
+        let (bytes, owner) = self.read_raw(kind, desc)?.ok_or_else(|| {
             Error::NotFound(format!(
-                "protector metadata for {desc} not found on filesystem {}",
+                "{} metadata for {desc} not found on filesystem {}",
+                kind.noun(),
                 self.mount.display()
             ))
         })?;
-        let p = ProtectorData::decode(&bytes[..])
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        p.check()
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        if p.protector_descriptor != desc {
-            return Err(Error::Corrupt(format!(
-                "{}: holds protector {}",
-                path.display(),
-                p.protector_descriptor
+        let corrupt =
+            |e: &dyn std::fmt::Display| Error::Corrupt(format!("{}: {e}", path.display()));
+        let r = T::decode(&bytes[..]).map_err(|e| corrupt(&e))?;
+        r.check().map_err(|e| corrupt(&e))?;
+        if r.descriptor() != desc {
+            return Err(corrupt(&format!(
+                "holds {} {}",
+                kind.noun(),
+                r.descriptor()
             )));
         }
+        Ok((r, owner))
+    }
+
+    /// Reads and checks the protector `desc` of this filesystem (not following `.link`s). A login
+    /// protector must be owned by root or its own uid, whoever is trusted.
+    pub fn read_protector(&self, desc: &str) -> Result<ProtectorData> {
+        let (p, owner) = self.read_record::<ProtectorData>(Kind::Protector, desc)?;
         if p.source_type()? == SourceType::PamPassphrase && owner != 0 && owner as i64 != p.uid {
             return Err(Error::Insecure(format!(
                 "{}: login protector of uid {} owned by uid {owner}",
-                path.display(),
+                self.path_of(Kind::Protector, desc).display(),
                 p.uid
             )));
         }
@@ -366,26 +377,8 @@ impl MetadataDir {
 
     /// Reads and checks the policy `desc`.
     pub fn read_policy(&self, desc: &str) -> Result<PolicyData> {
-        Self::check_name(Kind::Policy, desc)?;
-        let path = self.path_of(Kind::Policy, desc);
-        let (bytes, _) = self.read_raw(Kind::Policy, desc)?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "policy metadata for {desc} not found on filesystem {}",
-                self.mount.display()
-            ))
-        })?;
-        let p = PolicyData::decode(&bytes[..])
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        p.check()
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        if p.key_descriptor != desc {
-            return Err(Error::Corrupt(format!(
-                "{}: holds policy {}",
-                path.display(),
-                p.key_descriptor
-            )));
-        }
-        Ok(p)
+        self.read_record::<PolicyData>(Kind::Policy, desc)
+            .map(|(p, _)| p)
     }
 
     /// Whether a record (or, for protectors, a link) named `desc` exists.

@@ -355,8 +355,12 @@ fn encrypt(
         );
     }
     if args.skip_unlock {
-        if let Some(p) = &undo.provisioned {
-            let _ = p;
+        // The kernel wants the key present to set a v2 policy: it was added for that, and goes
+        // now (through the mount point, so DIR itself is not busy), as the tool does.
+        if let Some((_, p)) = undo.provisioned.take() {
+            let f = open_target(&mount.path, false)?;
+            ioctl::remove_key(f.as_fd(), actions::key_spec(&p)?, false)
+                .map_err(|e| failed("error locking the new directory", &e))?;
         }
         return Ok(format!(
             "\"{}\" is now encrypted, but it is still locked.",
