@@ -243,6 +243,10 @@ fn assert_fails(out: &Out, code: i32, needles: &[&str]) {
     for n in needles {
         assert!(out.stderr.contains(n), "stderr must name {n:?}: {out:?}");
     }
+    assert!(
+        out.stderr.matches("corrupt metadata").count() <= 1,
+        "said once: {out:?}"
+    );
 }
 
 /// One entry of a tree: its type, mode, owner, inode, and contents (a file's bytes, a symlink's
@@ -384,11 +388,7 @@ fn truncated_protector_is_corrupt_and_status_still_lists_it() {
     let before = v.snap();
 
     let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
-    assert_fails(
-        &out,
-        1,
-        &["corrupt metadata", &path.display().to_string()],
-    );
+    assert_fails(&out, 1, &["corrupt metadata", &path.display().to_string()]);
     assert!(!v.unlocked(), "still locked");
     let out = v.run(
         &[
@@ -402,17 +402,17 @@ fn truncated_protector_is_corrupt_and_status_still_lists_it() {
 
     // The filesystem view still lists the policy, and the bad protector without crashing.
     let status = v.ok(&["status", &v.mnt], "");
-    assert!(
-        status.contains("has 1 protector and 1 policy"),
-        "{status}"
-    );
+    assert!(status.contains("has 1 protector and 1 policy"), "{status}");
     let prow = row(&status, &v.protector);
     assert!(prow.contains("corrupt metadata"), "{status}");
     let polrow = row(&status, &v.policy);
     assert!(polrow.contains(&v.protector), "{status}");
     // The directory view too.
     let status = v.ok(&["status", &v.d], "");
-    assert!(status.contains(&format!("Policy:   {}", v.policy)), "{status}");
+    assert!(
+        status.contains(&format!("Policy:   {}", v.policy)),
+        "{status}"
+    );
     assert!(row(&status, &v.protector).contains("corrupt metadata"));
 
     assert_eq!(v.snap(), before, "nothing in .fscrypt changed");
@@ -489,7 +489,10 @@ fn garbage_policy_fails_unlock_and_status_clearly() {
     assert_fails(&out, 1, &["corrupt metadata", &pathname]);
     // The filesystem view lists it as bad and goes on.
     let status = v.ok(&["status", &v.mnt], "");
-    assert!(row(&status, &v.policy).contains("corrupt metadata"), "{status}");
+    assert!(
+        row(&status, &v.policy).contains("corrupt metadata"),
+        "{status}"
+    );
     assert!(row(&status, &v.protector).contains("custom protector \"n\""));
 
     assert_eq!(v.snap(), before);
@@ -794,18 +797,12 @@ fn policy_naming_a_missing_protector_says_so() {
     assert_fails(
         &out,
         1,
-        &[&format!(
-            "protector metadata for {} not found",
-            v.protector
-        )],
+        &[&format!("protector metadata for {} not found", v.protector)],
     );
     assert!(!v.unlocked());
     // The directory view shows the dangling slot.
     let status = v.ok(&["status", &v.d], "");
-    assert!(
-        row(&status, &v.protector).contains("not found"),
-        "{status}"
-    );
+    assert!(row(&status, &v.protector).contains("not found"), "{status}");
     assert_eq!(v.snap(), before);
     std::fs::write(&path, &good).unwrap();
     v.unlock_works();
@@ -818,11 +815,7 @@ fn protector_of_another_policy_cannot_unlock() {
     let x = v.create_protector("x", "xpass");
     let before = v.snap();
     let out = v.run(
-        &[
-            "unlock",
-            &v.d,
-            &format!("--unlock-with={}:{x}", v.mnt),
-        ],
+        &["unlock", &v.d, &format!("--unlock-with={}:{x}", v.mnt)],
         "xpass\n",
     );
     assert_fails(
@@ -834,6 +827,19 @@ fn protector_of_another_policy_cannot_unlock() {
         )],
     );
     assert!(!v.unlocked());
+    // As the tool: the choice is refused before any passphrase is asked (stdin empty).
+    let out = v.run(
+        &["unlock", &v.d, &format!("--unlock-with={}:{x}", v.mnt)],
+        "",
+    );
+    assert_fails(
+        &out,
+        1,
+        &[&format!(
+            "policy {} is not protected by protector {x}",
+            v.policy
+        )],
+    );
     let out = v.run(
         &[
             "metadata",
@@ -1058,10 +1064,7 @@ fn leftover_temporary_files_are_ignored() {
     }
     let before = v.snap();
     let status = v.ok(&["status", &v.mnt], "");
-    assert!(
-        status.contains("has 1 protector and 1 policy"),
-        "{status}"
-    );
+    assert!(status.contains("has 1 protector and 1 policy"), "{status}");
     let leftovers = [".fscryptfs.tmp", ".tmp123456", ".tmp987"];
     for l in leftovers {
         assert!(!status.contains(l), "{status}");
@@ -1071,6 +1074,57 @@ fn leftover_temporary_files_are_ignored() {
     for l in leftovers {
         assert!(!status.contains(l), "{status}");
     }
-    assert_eq!(v.snap(), before, "left alone, not removed or read as records");
+    assert_eq!(
+        v.snap(),
+        before,
+        "left alone, not removed or read as records"
+    );
+    v.unlock_works();
+}
+
+// 16. A hostile `.link` in place of a protector: garbage, a symlink, oversized, a FIFO.
+#[test]
+fn hostile_protector_links_are_refused_naming_the_link() {
+    let Some(v) = Vol::new("") else { return };
+    let path = v.protector_path();
+    let good = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let link = v.meta(&format!("protectors/{}.link", v.protector));
+    let lname = link.display().to_string();
+    let target = v.outside("link-target");
+    std::fs::write(&target, format!("PATH={}\n", v.mnt)).unwrap();
+    type Plant = Box<dyn Fn(&Path)>;
+    let plants: Vec<(Plant, &str)> = vec![
+        (
+            Box::new(|p: &Path| std::fs::write(p, "garbage without a key\n").unwrap()),
+            "neither UUID nor PATH",
+        ),
+        (
+            Box::new(|p: &Path| std::fs::write(p, padded(b"PATH=/\n", MAX_METADATA + 1)).unwrap()),
+            "16385 bytes",
+        ),
+        (
+            Box::new(move |p: &Path| std::os::unix::fs::symlink(&target, p).unwrap()),
+            "symlink",
+        ),
+        (Box::new(|p: &Path| mkfifo(p)), "FIFO"),
+    ];
+    for (plant, needle) in plants {
+        plant(&link);
+        let before = v.snap();
+        let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
+        assert_fails(&out, 1, &[&lname, needle]);
+        assert!(out.took < Duration::from_secs(5), "{out:?}");
+        assert!(!v.unlocked());
+        let status = v.ok(&["status", &v.d], "");
+        assert!(row(&status, &v.protector).contains(needle), "{status}");
+        assert_eq!(v.snap(), before, "{needle}");
+        std::fs::remove_file(&link).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(v.outside("link-target")).unwrap(),
+        format!("PATH={}\n", v.mnt)
+    );
+    std::fs::write(&path, &good).unwrap();
     v.unlock_works();
 }

@@ -95,6 +95,14 @@ impl Kind {
     }
 }
 
+/// A record's failed check, said once with the file it is in ("corrupt metadata: PATH: what").
+fn in_record(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Corrupt(m) => Error::Corrupt(format!("{}: {m}", path.display())),
+        other => other,
+    }
+}
+
 pub(super) fn sys(what: impl std::fmt::Display, e: Errno) -> Error {
     Error::io(what, std::io::Error::from_raw_os_error(e.raw_os_error()))
 }
@@ -350,7 +358,7 @@ impl MetadataDir {
         let corrupt =
             |e: &dyn std::fmt::Display| Error::Corrupt(format!("{}: {e}", path.display()));
         let r = T::decode(&bytes[..]).map_err(|e| corrupt(&e))?;
-        r.check().map_err(|e| corrupt(&e))?;
+        r.check().map_err(|e| in_record(&path, e))?;
         if r.descriptor() != desc {
             return Err(corrupt(&format!(
                 "holds {} {}",

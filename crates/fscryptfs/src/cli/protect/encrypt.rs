@@ -395,6 +395,13 @@ pub fn unlock_policy(
         },
     };
     let (p, _) = ctx.find_protector(meta, &desc)?;
+    // As the tool: a protector the policy has no slot for is refused before its secret is asked.
+    if policy.slot(&p.protector_descriptor).is_none() {
+        return Err(CliError::failure(format!(
+            "policy {} is not protected by protector {}",
+            policy.key_descriptor, p.protector_descriptor
+        )));
+    }
     let pkey = unlock_protector(&p, secret)?;
     Ok(actions::unlock_policy(policy, &p, &pkey)?)
 }

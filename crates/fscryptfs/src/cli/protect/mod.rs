@@ -341,7 +341,16 @@ impl Context {
         desc: &str,
     ) -> Result<(ProtectorData, Option<PathBuf>), CliError> {
         if let Some(text) = dir.read_link(desc)? {
-            let other = tree::resolve_link(&text)?;
+            // Say which link is bad ("corrupt metadata: LINK: …").
+            let link = dir.path_of(
+                tree::Kind::Protector,
+                &format!("{desc}{}", tree::LINK_SUFFIX),
+            );
+            let other = tree::resolve_link(&text).map_err(|e| match e {
+                MetaError::Corrupt(m) => MetaError::Corrupt(format!("{}: {m}", link.display())),
+                MetaError::NotFound(m) => MetaError::NotFound(format!("{}: {m}", link.display())),
+                e => e,
+            })?;
             let p = self.open(&other)?.read_protector(desc)?;
             return Ok((p, Some(other)));
         }
