@@ -464,12 +464,25 @@ fn oversized_protector_is_refused_at_16385_bytes_and_accepted_at_16384() {
 #[test]
 fn garbage_policy_fails_unlock_and_status_clearly() {
     let Some(v) = Vol::new("") else { return };
+    let x = v.create_protector("x", "xpass");
     let path = v.policy_path();
     let good = std::fs::read(&path).unwrap();
     let garbage = pattern(0x5eed, 300);
     std::fs::write(&path, &garbage).unwrap();
     let before = v.snap();
     let pathname = path.display().to_string();
+
+    // Adding a protector to it rewrites nothing.
+    let out = v.run(
+        &[
+            "metadata",
+            "add-protector-to-policy",
+            &format!("--protector={}:{x}", v.mnt),
+            &format!("--policy={}:{}", v.mnt, v.policy),
+        ],
+        &format!("xpass\n{PASS}\n"),
+    );
+    assert_fails(&out, 1, &["corrupt metadata", &pathname]);
 
     let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
     assert_fails(&out, 1, &["corrupt metadata", &pathname]);
@@ -628,8 +641,26 @@ fn metadata_owned_by_another_user_is_refused_to_an_ordinary_user() {
     assert!(dump.contains(&v.protector));
     assert_eq!(v.snap(), before);
 
-    // A policies directory set up by someone else.
+    // A policy owned by someone else.
     chown(&ppath, 0);
+    let polpath = v.policy_path();
+    chown(&polpath, OTHER);
+    let before = v.snap();
+    let out = v.run_uid(NOBODY, &["unlock", &v.d], &format!("{PASS}\n"));
+    assert_fails(
+        &out,
+        1,
+        &[
+            &polpath.display().to_string(),
+            "owned by another user",
+            &OTHER.to_string(),
+        ],
+    );
+    assert!(!v.unlocked());
+    assert_eq!(v.snap(), before);
+    chown(&polpath, 0);
+
+    // A policies directory set up by someone else.
     let policies = v.meta("policies");
     chown(&policies, OTHER);
     let before = v.snap();
@@ -698,6 +729,12 @@ fn policies_dir_as_a_symlink_is_refused_and_its_target_untouched() {
     std::fs::remove_file(&policies).unwrap();
     std::fs::rename(&moved, &policies).unwrap();
     v.unlock_works();
+
+    // `metadata destroy MNT` removes a planted symlink, never what it points to.
+    std::os::unix::fs::symlink(&elsewhere, v.meta("protectors/0123456789abcdef")).unwrap();
+    v.ok(&["metadata", "destroy", "--force", &v.mnt], "");
+    assert!(!v.meta("").exists());
+    assert_eq!(snapshot(&elsewhere), outside_before, "the target untouched");
 }
 
 // 7. A protector replaced by a symlink to a file outside (a copy of the real protector).
@@ -731,7 +768,14 @@ fn protector_as_a_symlink_is_refused_and_its_target_never_read_or_written() {
     assert_eq!(v.snap(), before, "the symlink is still there, unchanged");
     assert_eq!(std::fs::read(&target).unwrap(), good, "target unchanged");
     assert_eq!(std::fs::metadata(&target).unwrap().ino(), target_ino);
-    std::fs::remove_file(&path).unwrap();
+    // Destroying the protector removes the symlink, not its target.
+    v.ok(&["metadata", "destroy", "--force", &pref], "");
+    assert!(
+        std::fs::symlink_metadata(&path).is_err(),
+        "the link is gone"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), good, "target unchanged");
+    assert_eq!(std::fs::metadata(&target).unwrap().ino(), target_ino);
     std::fs::write(&path, &good).unwrap();
     chmod(&path, 0o600);
     v.unlock_works();
