@@ -1172,3 +1172,48 @@ fn hostile_protector_links_are_refused_naming_the_link() {
     std::fs::write(&path, &good).unwrap();
     v.unlock_works();
 }
+
+// 17. A `.link` leads only to a mount point (the tool's `GetMount`), never into a directory where
+// someone planted a `.fscrypt` of their own; a link to another real mount works.
+#[test]
+fn protector_link_into_a_plain_directory_is_refused() {
+    let Some(v) = Vol::new("") else { return };
+    let path = v.protector_path();
+    let good = std::fs::read(&path).unwrap();
+    // A directory that is not a mount point, with a tree holding a copy of the real protector
+    // (which the right passphrase opens): following the link would unlock through it.
+    let planted = v.outside("planted");
+    for sub in ["policies", "protectors"] {
+        std::fs::create_dir_all(planted.join(".fscrypt").join(sub)).unwrap();
+    }
+    std::fs::write(
+        planted.join(".fscrypt/protectors").join(&v.protector),
+        &good,
+    )
+    .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let link = v.meta(&format!("protectors/{}.link", v.protector));
+    std::fs::write(&link, format!("PATH={}\n", planted.display())).unwrap();
+    let before = v.snap();
+    let planted_before = snapshot(&planted);
+    let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
+    assert_fails(&out, 1, &[&link.display().to_string(), "not a mountpoint"]);
+    assert!(!v.unlocked(), "not unlocked through the planted tree");
+    assert_eq!(v.snap(), before);
+    assert_eq!(snapshot(&planted), planted_before);
+
+    // The same protector on another mounted volume, linked by its mount point: that works.
+    let Some(other) = mount_volume(&[], "") else {
+        return;
+    };
+    let omnt = std::fs::canonicalize(&other.mnt).unwrap();
+    v.ok(&["setup", omnt.to_str().unwrap()], "");
+    std::fs::write(omnt.join(".fscrypt/protectors").join(&v.protector), &good).unwrap();
+    std::fs::write(&link, format!("PATH={}\n", omnt.display())).unwrap();
+    v.unlock_works();
+    let status = v.ok(&["status", &v.d], "");
+    assert!(
+        row(&status, &v.protector).contains(&format!("Yes ({})", omnt.display())),
+        "{status}"
+    );
+}

@@ -351,6 +351,10 @@ impl Context {
                 MetaError::NotFound(m) => MetaError::NotFound(format!("{}: {m}", link.display())),
                 e => e,
             })?;
+            // As the tool (`GetMount`): a link leads to a mount point (or a volume's backing
+            // directory), never into a plain directory where someone planted a tree.
+            let other = tree_root(&other)
+                .map_err(|e| CliError::failure(format!("{}: {}", link.display(), e.message)))?;
             let p = self.open(&other)?.read_protector(desc)?;
             return Ok((p, Some(other)));
         }
