@@ -1217,3 +1217,28 @@ fn protector_link_into_a_plain_directory_is_refused() {
         "{status}"
     );
 }
+
+// 18. A protector whose Argon2id costs ask for more memory than the machine has (valid to the
+// tool's checks: up to 2³²−1 KiB): refused at once as bad metadata, naming the protector — no
+// crash, no attempt to touch terabytes.
+#[test]
+fn protector_demanding_terabytes_for_its_hash_is_refused() {
+    let Some(v) = Vol::new("") else { return };
+    let path = v.protector_path();
+    let good = std::fs::read(&path).unwrap();
+    let mut rec = ProtectorData::decode(&good[..]).unwrap();
+    rec.costs.as_mut().unwrap().memory = u32::MAX as i64;
+    std::fs::write(&path, rec.encode_to_vec()).unwrap();
+    let before = v.snap();
+    let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
+    assert_fails(
+        &out,
+        1,
+        &["corrupt metadata", &v.protector, "cannot allocate"],
+    );
+    assert!(out.took < Duration::from_secs(5), "{out:?}");
+    assert!(!v.unlocked());
+    assert_eq!(v.snap(), before);
+    std::fs::write(&path, &good).unwrap();
+    v.unlock_works();
+}

@@ -98,7 +98,14 @@ pub fn create_protector(
 
 /// Opens a protector with the user's secret: its protector key, or [`Error::IncorrectKey`].
 pub fn unlock_protector(p: &ProtectorData, secret: &[u8]) -> Result<SecretBytes> {
-    let w = wrapping_key(p, secret)?;
+    // A stored record's costs the hash cannot run with (memory that cannot be had) are the
+    // record's fault, not the caller's: said as bad metadata, with the protector.
+    let w = wrapping_key(p, secret).map_err(|e| match e {
+        Error::Invalid(m) if p.source_type().is_ok_and(SourceType::is_passphrase) => {
+            Error::Corrupt(format!("protector {}: {m}", p.protector_descriptor))
+        }
+        e => e,
+    })?;
     let key = wrap::unwrap(w.as_ref(), p.wrapped()?).map_err(|e| match e {
         Error::IncorrectKey(_) => Error::IncorrectKey(match p.source_type() {
             Ok(SourceType::RawKey) => "incorrect key provided".into(),
