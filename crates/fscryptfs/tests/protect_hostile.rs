@@ -1242,3 +1242,75 @@ fn protector_demanding_terabytes_for_its_hash_is_refused() {
     std::fs::write(&path, &good).unwrap();
     v.unlock_works();
 }
+
+// 19. Records whose fields point elsewhere: a policy slot or a protector naming a path instead of
+// a descriptor (refused by the record's checks before any lookup), and a login protector of one
+// user in a file owned by another.
+#[test]
+fn records_naming_paths_or_other_users_are_refused() {
+    let Some(v) = Vol::new("") else { return };
+    let ppath = v.policy_path();
+    let good_policy = std::fs::read(&ppath).unwrap();
+    let path = v.protector_path();
+    let good = std::fs::read(&path).unwrap();
+
+    for evil in ["../protectors/x", "../../../../etc", "0123456789ABCDEF"] {
+        let mut rec = PolicyData::decode(&good_policy[..]).unwrap();
+        rec.wrapped_policy_keys[0].protector_descriptor = evil.into();
+        std::fs::write(&ppath, rec.encode_to_vec()).unwrap();
+        let before = v.snap();
+        let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
+        assert_fails(
+            &out,
+            1,
+            &[
+                "corrupt metadata",
+                &ppath.display().to_string(),
+                "bad protector descriptor",
+            ],
+        );
+        assert!(!v.unlocked());
+        assert_eq!(v.snap(), before, "{evil}");
+    }
+    std::fs::write(&ppath, &good_policy).unwrap();
+
+    let mut rec = ProtectorData::decode(&good[..]).unwrap();
+    rec.protector_descriptor = "../policies/x".into();
+    std::fs::write(&path, rec.encode_to_vec()).unwrap();
+    let before = v.snap();
+    let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
+    assert_fails(
+        &out,
+        1,
+        &[
+            "corrupt metadata",
+            &path.display().to_string(),
+            "bad descriptor",
+        ],
+    );
+    assert_eq!(v.snap(), before);
+
+    // A login protector of uid 12346 planted in a file of uid 12345.
+    let mut rec = ProtectorData::decode(&good[..]).unwrap();
+    rec.source = 1; // pam_passphrase
+    rec.name.clear();
+    rec.uid = (OTHER + 1).into();
+    std::fs::write(&path, rec.encode_to_vec()).unwrap();
+    chown(&path, OTHER);
+    let before = v.snap();
+    let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
+    assert_fails(
+        &out,
+        1,
+        &[
+            &path.display().to_string(),
+            &format!("login protector of uid {} owned by uid {OTHER}", OTHER + 1),
+        ],
+    );
+    assert!(!v.unlocked());
+    assert_eq!(v.snap(), before);
+
+    chown(&path, 0);
+    std::fs::write(&path, &good).unwrap();
+    v.unlock_works();
+}
