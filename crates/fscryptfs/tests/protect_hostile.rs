@@ -1061,6 +1061,9 @@ fn change_passphrase_writes_a_new_inode_keeping_mode_and_owner() {
     chown(&path, OTHER);
     let old = std::fs::symlink_metadata(&path).unwrap();
     let old_bytes = std::fs::read(&path).unwrap();
+    // A second name for the old file elsewhere on the volume: the rewrite must not reach it.
+    let victim = Path::new(&v.mnt).join("victim");
+    std::fs::hard_link(&path, &victim).unwrap();
     let policy_before = std::fs::read(v.policy_path()).unwrap();
     let pref = format!("--protector={}:{}", v.mnt, v.protector);
     let out = v.ok(
@@ -1080,6 +1083,12 @@ fn change_passphrase_writes_a_new_inode_keeping_mode_and_owner() {
     assert_eq!(new.uid(), OTHER, "owner kept");
     assert!(new.file_type().is_file());
     assert_ne!(std::fs::read(&path).unwrap(), old_bytes);
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        old_bytes,
+        "the old inode kept"
+    );
+    assert_eq!(std::fs::metadata(&victim).unwrap().ino(), old.ino());
     assert_eq!(
         names_in(&v.meta("protectors")),
         vec![v.protector.clone()],
@@ -1313,4 +1322,44 @@ fn records_naming_paths_or_other_users_are_refused() {
     chown(&path, 0);
     std::fs::write(&path, &good).unwrap();
     v.unlock_works();
+}
+
+// 20. `.fscrypt` as a symlink to a directory elsewhere: `setup` does not build through it, other
+// commands find nothing set up, and the target stays empty.
+#[test]
+fn setup_does_not_build_through_a_planted_fscrypt_symlink() {
+    let Some(v) = Vol::new("") else { return };
+    v.ok(&["metadata", "destroy", "--force", &v.mnt], "");
+    let elsewhere = v.outside("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let meta = Path::new(&v.mnt).join(".fscrypt");
+    std::os::unix::fs::symlink(&elsewhere, &meta).unwrap();
+    let root_before = names_in(Path::new(&v.mnt));
+
+    let out = v.run(&["setup", &v.mnt], "");
+    assert_fails(&out, 1, &[&v.mnt, "already setup"]);
+    assert_eq!(
+        names_in(&elsewhere),
+        Vec::<String>::new(),
+        "nothing built there"
+    );
+    assert_eq!(
+        names_in(Path::new(&v.mnt)),
+        root_before,
+        "no temporary left"
+    );
+    for args in [vec!["status", v.mnt.as_str()], vec!["unlock", v.d.as_str()]] {
+        let out = v.run(&args, &format!("{PASS}\n"));
+        assert_fails(&out, 1, &[&v.mnt]);
+    }
+    let out = v.run(&["status", &v.mnt], "");
+    assert!(
+        out.stderr.contains("is not setup for use with fscrypt"),
+        "{out:?}"
+    );
+    assert_eq!(names_in(&elsewhere), Vec::<String>::new());
+    assert!(std::fs::symlink_metadata(&meta)
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
