@@ -458,6 +458,27 @@ fn oversized_protector_is_refused_at_16385_bytes_and_accepted_at_16384() {
     // Exactly the limit is fine.
     std::fs::write(&path, &at_max).unwrap();
     v.unlock_works();
+    v.ok(&["lock", &v.d], "");
+
+    // The same bound for a policy.
+    let ppath = v.policy_path();
+    let good_policy = std::fs::read(&ppath).unwrap();
+    std::fs::write(&ppath, padded(&good_policy, MAX_METADATA + 1)).unwrap();
+    let before = v.snap();
+    let out = v.run(&["unlock", &v.d], &format!("{PASS}\n"));
+    assert_fails(
+        &out,
+        1,
+        &[
+            "corrupt metadata",
+            &ppath.display().to_string(),
+            "16385 bytes",
+        ],
+    );
+    assert!(!v.unlocked());
+    assert_eq!(v.snap(), before);
+    std::fs::write(&ppath, padded(&good_policy, MAX_METADATA)).unwrap();
+    v.unlock_works();
 }
 
 // 3. A policy of random bytes.
