@@ -64,8 +64,17 @@ impl CommandError {
     pub fn io(what: &str, e: std::io::Error) -> Self {
         CommandError {
             exit_code: EXIT_FAILURE,
-            message: format!("{what}: {e}"),
+            message: format!("{what}: {}", strerror(&e)),
         }
+    }
+}
+
+/// strerror's words for an OS error, without Rust's " (os error N)" suffix.
+pub fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match (e.raw_os_error(), s.rfind(" (os error ")) {
+        (Some(_), Some(i)) => s[..i].to_string(),
+        _ => s,
     }
 }
 

@@ -95,10 +95,15 @@ fn main() {
                     },
                 );
             }
-            // One line, as every other error: clap's first line, without its "error: " prefix.
+            // clap's whole message (which argument, "did you mean", the usage line), its first
+            // line in our form: `fscryptfs: <what is wrong>`.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let mut lines = rendered.trim_end().lines();
+            let first = lines.next().unwrap_or("invalid arguments");
             eprintln!("fscryptfs: {}", first.trim_start_matches("error: "));
+            for line in lines {
+                eprintln!("{line}");
+            }
             std::process::exit(EXIT_USAGE);
         }
     };

@@ -26,18 +26,32 @@ use rustix::ioctl::{Opcode, Updater};
 
 use super::error::CliError;
 
-/// strerror's words for an OS error, without Rust's " (os error N)" suffix.
-pub fn strerror(e: &io::Error) -> String {
-    let s = e.to_string();
-    match (e.raw_os_error(), s.rfind(" (os error ")) {
-        (Some(_), Some(i)) => s[..i].to_string(),
-        _ => s,
-    }
-}
+pub use fscryptfs::error::strerror;
 
 /// The operation `what` failed with `e` (exit 1).
 pub fn failed(what: impl std::fmt::Display, e: &io::Error) -> CliError {
     CliError::failure(format!("{what}: {}", strerror(e)))
+}
+
+/// `what` failed on `path` with `e`; ENOTTY or EOPNOTSUPP from a filesystem that is not an
+/// fscryptfs mount is said as such (exit 1).
+pub fn failed_at(path: &Path, what: impl std::fmt::Display, e: &io::Error) -> CliError {
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTTY) | Some(libc::EOPNOTSUPP)
+    ) {
+        if let Ok(m) = fscryptfs::protectors::mounts::mount_of(path) {
+            if !m.is_fscryptfs() {
+                return CliError::failure(format!(
+                    "{what}: {} is not on an fscryptfs mount, and its filesystem ({}) has no \
+                     fscrypt support",
+                    path.display(),
+                    m.fs_type
+                ));
+            }
+        }
+    }
+    failed(what, e)
 }
 
 fn is_enotty(e: &io::Error) -> bool {

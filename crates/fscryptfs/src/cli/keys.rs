@@ -23,7 +23,7 @@ use fscrypt::uapi::{
 };
 
 use super::error::CliError;
-use super::ioctl::{self, failed, open_target, ADD_KEY_BUF};
+use super::ioctl::{self, failed, failed_at, open_target, ADD_KEY_BUF};
 
 const ADD_KEY_HELP: &str = "Read a raw key (16 to 64 bytes, binary) from stdin and add it to the \
 filesystem mounted at MNT (any path on it will do). A v2 key is identified by its key identifier, \
@@ -197,7 +197,8 @@ fn add_key(args: AddKeyArgs) -> Result<(), CliError> {
     buf[..ADD_KEY_HEADER_SIZE].copy_from_slice(&header);
     let target = open_target(&args.mnt, false)?;
     let answer = ioctl::add_key(target.as_fd(), buf).map_err(|e| {
-        failed(
+        failed_at(
+            &args.mnt,
             format_args!("error adding key to {}", args.mnt.display()),
             &e,
         )
@@ -214,7 +215,7 @@ fn remove_key(args: RemoveKeyArgs) -> Result<(), CliError> {
     let spec = parse_key_id(&args.id)?;
     let target = open_target(&args.mnt, false)?;
     let flags = ioctl::remove_key(target.as_fd(), spec, args.all_users)
-        .map_err(|e| failed("error removing key", &e))?;
+        .map_err(|e| failed_at(&args.mnt, "error removing key", &e))?;
     if flags & KEY_REMOVAL_STATUS_FLAG_OTHER_USERS != 0 {
         println!(
             "Removed user's claim to encryption key with {}",
@@ -241,7 +242,7 @@ fn key_status(args: KeyStatusArgs) -> Result<(), CliError> {
     let spec = parse_key_id(&args.id)?;
     let target = open_target(&args.mnt, false)?;
     let answer = ioctl::key_status(target.as_fd(), spec)
-        .map_err(|e| failed("error getting key status", &e))?;
+        .map_err(|e| failed_at(&args.mnt, "error getting key status", &e))?;
     let (mut flags, user_count) = (answer.status_flags, answer.user_count);
     match answer.status {
         KEY_STATUS_ABSENT => println!("Absent"),

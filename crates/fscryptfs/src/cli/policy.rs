@@ -16,7 +16,7 @@ use fscrypt::policy::{KeySpec, Policy, PolicyV1, PolicyV2, POLICY_V1_VERSION, PO
 use fscrypt::EncryptionMode;
 
 use super::error::CliError;
-use super::ioctl::{self, failed, open_target};
+use super::ioctl::{self, failed, failed_at, open_target};
 use super::keys::parse_key_id;
 
 const SET_POLICY_HELP: &str =
@@ -193,7 +193,7 @@ fn set_policy(args: SetPolicyArgs) -> Result<(), CliError> {
     if ioctl::is_read_only(dir.as_fd()).map_err(|e| failed(&what, &e))? {
         return Err(failed(&what, &io::Error::from_raw_os_error(libc::EROFS)));
     }
-    ioctl::set_policy(dir.as_fd(), &policy).map_err(|e| failed(&what, &e))
+    ioctl::set_policy(dir.as_fd(), &policy).map_err(|e| failed_at(&args.dir, &what, &e))
 }
 
 fn mode_name(n: u8) -> String {
@@ -272,7 +272,8 @@ fn policy_text(p: &[u8]) -> String {
 fn get_policy(args: GetPolicyArgs) -> Result<(), CliError> {
     let file = open_target(&args.path, false)?;
     let policy = ioctl::get_policy(file.as_fd()).map_err(|e| {
-        failed(
+        failed_at(
+            &args.path,
             format_args!("error getting policy for {}", args.path.display()),
             &e,
         )
@@ -288,7 +289,8 @@ fn get_policy(args: GetPolicyArgs) -> Result<(), CliError> {
 fn get_nonce(args: GetNonceArgs) -> Result<(), CliError> {
     let file = open_target(&args.path, false)?;
     let nonce = ioctl::get_nonce(file.as_fd()).map_err(|e| {
-        failed(
+        failed_at(
+            &args.path,
             format_args!("error getting nonce for {}", args.path.display()),
             &e,
         )

@@ -439,18 +439,46 @@ fn fusermount_mount(mountpoint: &Path, options: &str) -> std::io::Result<std::os
         .arg("--")
         .arg(mountpoint)
         .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
-        .stdin(std::process::Stdio::null());
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
     let spawned = cmd.spawn();
     drop(theirs);
     let mut child = spawned?;
     let received = recv_fd(&ours);
     drop(ours);
-    let status = child.wait()?;
-    let fd = received?;
-    if !status.success() {
-        return Err(std::io::Error::other(format!("fusermount3: {status}")));
+    // Its complaint becomes our one line (with the fix, where we know it).
+    let mut complaint = String::new();
+    if let Some(err) = child.stderr.take() {
+        use std::io::Read;
+        let _ = err.take(4096).read_to_string(&mut complaint);
     }
-    Ok(fd)
+    let status = child.wait()?;
+    match received {
+        Ok(fd) if status.success() => Ok(fd),
+        _ => Err(std::io::Error::other(fusermount_failure(
+            &complaint, status,
+        ))),
+    }
+}
+
+/// One line for a failed `fusermount3`, saying how to fix the common cases.
+fn fusermount_failure(complaint: &str, status: std::process::ExitStatus) -> String {
+    let said = complaint
+        .lines()
+        .map(|l| l.trim_start_matches("fusermount3: ").trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if said.contains("/dev/fuse") && said.contains("Permission denied") {
+        "cannot open /dev/fuse (permission denied): it must be usable by ordinary users \
+         (chmod 0666 /dev/fuse, as distributions ship it), or mount as root"
+            .to_string()
+    } else if said.contains("user_allow_other") {
+        "-o allow_other needs 'user_allow_other' in /etc/fuse.conf (or mount as root)".to_string()
+    } else if said.is_empty() {
+        format!("fusermount3 failed ({status})")
+    } else {
+        format!("fusermount3: {said}")
+    }
 }
 
 /// Receives one descriptor (SCM_RIGHTS) from `sock`, close-on-exec.

@@ -82,7 +82,7 @@ impl fmt::Display for Error {
             | Error::IncorrectKey(m)
             | Error::Invalid(m) => f.write_str(m),
             Error::Corrupt(m) => write!(f, "corrupt metadata: {m}"),
-            Error::Io(what, e) => write!(f, "{what}: {e}"),
+            Error::Io(what, e) => write!(f, "{what}: {}", crate::error::strerror(e)),
         }
     }
 }

@@ -20,9 +20,19 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// Whether this is one of our FUSE mounts (a root mount may show as plain `fuse`).
+    /// Whether this is a FUSE mount.
     pub fn is_fuse(&self) -> bool {
         self.fs_type == "fuse" || self.fs_type.starts_with("fuse.")
+    }
+
+    /// Whether this is an fscryptfs volume (a mount made by an older version shows as plain
+    /// `fuse`: then its source is a volume's backing directory).
+    pub fn is_fscryptfs(&self) -> bool {
+        self.fs_type == "fuse.fscryptfs"
+            || (self.is_fuse()
+                && Path::new(&self.source)
+                    .join(crate::store::config::CONFIG_NAME)
+                    .exists())
     }
 }
 

@@ -65,12 +65,18 @@ pub fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
         .raw_os_error()
         .map(Errno::from_raw_os_error)
         .unwrap_or(Errno::IO);
-    Error::new(errno, format!("{what}: {e}"))
+    Error::new(errno, format!("{what}: {}", crate::error::strerror(&e)))
 }
 
 /// A rustix error on `what`.
 pub fn sys_err(what: impl std::fmt::Display, e: Errno) -> Error {
-    Error::new(e, format!("{what}: {}", std::io::Error::from(e)))
+    Error::new(
+        e,
+        format!(
+            "{what}: {}",
+            crate::error::strerror(&std::io::Error::from(e))
+        ),
+    )
 }
 
 /// A 64-bit checksum: the first 8 bytes of SHA-256 over `bytes`, little-endian.

@@ -42,7 +42,7 @@ use fscryptfs::protectors::tree::{self, MetadataDir, Trust};
 use fscryptfs::protectors::{actions, mounts, passhash, Error as MetaError};
 
 use super::error::CliError;
-use super::ioctl::{self, failed, open_target};
+use super::ioctl::{self, failed, failed_at, open_target};
 
 /// Where the secret of a protector comes from (`--key`, `--passphrase-file`, `--extpass`; else a
 /// prompt on the terminal, or one line of stdin).
@@ -374,7 +374,8 @@ pub fn policy_of_dir(
             "file or directory \"{}\" is not encrypted",
             dir.display()
         )),
-        _ => failed(
+        _ => failed_at(
+            dir,
             format_args!("error getting policy of {}", dir.display()),
             &e,
         ),
@@ -408,8 +409,13 @@ pub fn provision(target: &Path, policy: &PolicyData, key: &SecretBytes) -> Resul
         d => d,
     };
     let f = open_target(target, false)?;
-    let answer = ioctl::add_raw_key(f.as_fd(), request, key.as_ref())
-        .map_err(|e| failed(format_args!("error adding key to {}", target.display()), &e))?;
+    let answer = ioctl::add_raw_key(f.as_fd(), request, key.as_ref()).map_err(|e| {
+        failed_at(
+            target,
+            format_args!("error adding key to {}", target.display()),
+            &e,
+        )
+    })?;
     if let KeySpec::Identifier(want) = spec {
         if answer.key_spec.u[..16] != want {
             let _ = ioctl::remove_key(f.as_fd(), KeySpec::Identifier(want), false);
@@ -427,8 +433,8 @@ pub fn provision(target: &Path, policy: &PolicyData, key: &SecretBytes) -> Resul
 pub fn key_present(target: &Path, policy: &PolicyData) -> Result<(u32, u32), CliError> {
     let spec = actions::key_spec(policy)?;
     let f = open_target(target, false)?;
-    let s =
-        ioctl::key_status(f.as_fd(), spec).map_err(|e| failed("error getting key status", &e))?;
+    let s = ioctl::key_status(f.as_fd(), spec)
+        .map_err(|e| failed_at(target, "error getting key status", &e))?;
     Ok((s.status, s.status_flags))
 }
 

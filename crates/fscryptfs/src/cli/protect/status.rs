@@ -68,7 +68,7 @@ fn global(ctx: &Context) -> Result<(), CliError> {
     ]];
     let (mut supporting, mut with_meta) = (0, 0);
     for m in mounts::all_mounts()? {
-        if !ENCRYPTING_TYPES.contains(&m.fs_type.as_str()) && !is_ours(&m) {
+        if !ENCRYPTING_TYPES.contains(&m.fs_type.as_str()) && !m.is_fscryptfs() {
             continue;
         }
         let support = encryption_support(&m);
@@ -90,19 +90,9 @@ fn global(ctx: &Context) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Whether a mount is an fscryptfs volume (a root mount shows as plain `fuse`: then its source is
-/// a volume's backing directory).
-fn is_ours(m: &mounts::Mount) -> bool {
-    m.fs_type == "fuse.fscryptfs"
-        || (m.is_fuse()
-            && Path::new(&m.source)
-                .join(fscryptfs::store::config::CONFIG_NAME)
-                .exists())
-}
-
 /// The filesystem's name in the tables: `fscryptfs` for ours.
 fn fs_name(m: &mounts::Mount) -> String {
-    if is_ours(m) {
+    if m.is_fscryptfs() {
         "fscryptfs".into()
     } else {
         m.fs_type.clone()
