@@ -6,10 +6,10 @@
 mod cli;
 mod syslog;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use cli::error::{CliError, EXIT_USAGE};
 use cli::protect::{encrypt, lockcmd, metadata, pam, setup, status};
-use cli::{crypt, keys, policy, volume};
+use cli::{crypt, docs, keys, policy, volume};
 
 /// fscrypt, rebuilt in userspace.
 #[derive(Parser, Debug)]
@@ -46,6 +46,11 @@ enum Command {
     Metadata(metadata::MetadataCommand),
     /// Unlock login-protected directories at login, lock them at logout (run by pam_exec).
     Pam,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages and completions into a directory (for packaging).
+    #[command(hide = true)]
+    GenerateDocs(docs::GenerateDocsArgs),
     Inspect(fscryptfs::inspect::InspectArgs),
     Fsck(fscryptfs::fsck::FsckArgs),
     #[command(flatten)]
@@ -118,6 +123,8 @@ fn main() {
         Command::Status(args) => status::run(args),
         Command::Metadata(cmd) => metadata::run(cmd),
         Command::Pam => pam::run(),
+        Command::Completions(args) => docs::completions(Cli::command(), args),
+        Command::GenerateDocs(args) => docs::generate_docs(Cli::command(), args),
         Command::Key(cmd) => keys::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Inspect(args) => fscryptfs::inspect::run(args),

@@ -7,12 +7,14 @@
 //! - [`volume`]: `init` and `mount` (the daemon's front: daemonizing, logging, detaching);
 //! - [`protect`]: the `fscrypt` tool's commands (`setup`, `encrypt`, `unlock`, `lock`, `status`,
 //!   `metadata …`) on protectors and policies in its own format;
+//! - [`docs`]: man pages and shell completions from the command definition;
 //! - [`crypt`]: `crypt`, fstests' `fscrypt-crypt-util` interface;
 //! - [`ioctl`]: the client's ioctls on top of `fscrypt::uapi`, opening targets, strerror;
 //! - [`error`]: `CliError`, the library's `CommandError` that the offline tools return too, and the
 //!   exit statuses (0 ok, 1 failure, 2 bad arguments).
 
 pub mod crypt;
+pub mod docs;
 pub mod error;
 pub mod ioctl;
 pub mod keys;
