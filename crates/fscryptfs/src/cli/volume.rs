@@ -229,9 +229,10 @@ fn detached_log(log: Option<&std::path::Path>) -> Result<(LogTo, Option<String>)
         Err(e) => Ok((
             LogTo::Nowhere,
             Some(format!(
-                "fscryptfs: warning: the system log at {} cannot be reached ({e}); the daemon's \
+                "fscryptfs: warning: the system log at {} cannot be reached ({}); the daemon's \
                  messages are lost (-o log=PATH keeps them)",
-                crate::syslog::socket_path().display()
+                crate::syslog::socket_path().display(),
+                fscryptfs::error::strerror(&e)
             )),
         )),
     }
