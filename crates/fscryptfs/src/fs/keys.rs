@@ -46,6 +46,24 @@ pub(super) fn process_uids(pid: u32) -> Option<ProcessUids> {
     parse_status_uids(&text)
 }
 
+/// The process (thread group) of thread `tid`, from `/proc/TID/status`'s `Tgid:` line; `tid`
+/// itself when it is gone or the line cannot be read.
+pub(super) fn process_of(tid: u32) -> u32 {
+    use std::io::Read;
+    let Ok(f) = File::open(format!("/proc/{tid}/status")) else {
+        return tid;
+    };
+    let mut text = Vec::new();
+    if f.take(PROC_STATUS_MAX).read_to_end(&mut text).is_err() {
+        return tid;
+    }
+    text.split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Tgid:"))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(tid)
+}
+
 /// The real, effective and saved uids of a `/proc/PID/status` text (`Uid:\tR\tE\tS\tFS`).
 pub(super) fn parse_status_uids(text: &[u8]) -> Option<ProcessUids> {
     let line = text
@@ -162,7 +180,14 @@ impl Fs {
     /// How a busy inode is reported: its number, owner (the backing object's, which is the owner
     /// users see), path and the pids holding it open.
     pub(super) fn busy_inode(&self, node: &Node) -> BusyInode {
-        let pids = lock(&node.meta).pids.clone();
+        // FUSE names the thread that opened a file; people know processes.
+        let mut pids: Vec<u32> = lock(&node.meta)
+            .pids
+            .iter()
+            .map(|&p| process_of(p))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
         let owner = match rustix::fs::fstat(node.fd()) {
             Ok(st) => Some(st.st_uid),
             Err(e) => {
