@@ -81,6 +81,8 @@ fn not_dumpable() {
 
 fn main() {
     not_dumpable();
+    // As mount(8)'s helper (`mount.fuse.fscryptfs SOURCE DIR -o OPTS`): mounts and exits.
+    cli::mount_helper::run_if_helper();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

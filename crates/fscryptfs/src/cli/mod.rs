@@ -5,6 +5,7 @@
 //! - [`keys`]: `add-key`, `remove-key`, `key-status`, and the key ID argument;
 //! - [`policy`]: `set-policy`, `get-policy`, `get-nonce`, and fscryptctl's rendering of a policy;
 //! - [`volume`]: `init` and `mount` (the daemon's front: daemonizing, logging, detaching);
+//! - [`mount_helper`]: the binary as `mount(8)`'s helper (`mount.fuse.fscryptfs SOURCE DIR -o OPTS`);
 //! - [`protect`]: the `fscrypt` tool's commands (`setup`, `encrypt`, `unlock`, `lock`, `status`,
 //!   `metadata …`) on protectors and policies in its own format;
 //! - [`docs`]: man pages and shell completions from the command definition;
@@ -18,6 +19,7 @@ pub mod docs;
 pub mod error;
 pub mod ioctl;
 pub mod keys;
+pub mod mount_helper;
 pub mod policy;
 pub mod protect;
 pub mod volume;

@@ -81,6 +81,34 @@ pub struct MountArgs {
     mountpoint: PathBuf,
 }
 
+impl MountArgs {
+    /// `fscryptfs mount -o OPTIONS BACKING MOUNTPOINT` (daemonized): what the mount helper runs.
+    pub fn daemonized(backing: PathBuf, mountpoint: PathBuf, options: Vec<String>) -> Self {
+        MountArgs {
+            foreground: false,
+            options,
+            ready_stdout: false,
+            detach: false,
+            backing,
+            mountpoint,
+        }
+    }
+}
+
+/// Everything `mount` checks before it mounts (the options, the volume, the mountpoint), without
+/// mounting: `mount -f` (fake) through the helper.
+pub fn check_mount(
+    backing: &std::path::Path,
+    mountpoint: &std::path::Path,
+    options: &[String],
+) -> Result<(), CliError> {
+    let (options, _secret) = volume_key::split_secret_options(options)?;
+    let opts = MountOptions::parse(&options).map_err(CliError::usage)?;
+    daemon::open_volume(backing).map_err(|e| CliError::failure(e.message()))?;
+    daemon::check_mountpoint(mountpoint, opts.nonempty)
+        .map_err(|e| CliError::failure(e.message()))
+}
+
 /// Runs `init`.
 pub fn run_init(args: InitArgs) -> Result<(), CliError> {
     let removal = parse_removal(&args.removal).ok_or_else(|| {

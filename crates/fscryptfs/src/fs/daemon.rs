@@ -58,6 +58,57 @@ pub struct MountOptions {
     /// `maxbytes=N`: bytes of claims one non-root user may hold (default: the kernel's
     /// `/proc/sys/kernel/keys/maxbytes`).
     pub maxbytes: Option<usize>,
+    /// `nodev`, `nosuid`, `noexec`, `noatime`: the kernel's mount flags of those names (`dev`,
+    /// `suid`, `exec` and the other atime options undo or are accepted). An ordinary user's mount
+    /// is always `nodev,nosuid` (fusermount3 forces it); root's has devices and setuid unless told.
+    pub nodev: bool,
+    /// `nosuid`.
+    pub nosuid: bool,
+    /// `noexec`.
+    pub noexec: bool,
+    /// `noatime`.
+    pub noatime: bool,
+}
+
+/// Options `mount(8)`, `/etc/fstab` and systemd use that mean nothing to the daemon: accepted and
+/// ignored, so an fstab line's options work as they are (`mount(8)` itself keeps `auto`, `noauto`,
+/// `comment=` and `x-*` from its helpers, but `fscryptfs mount -o` may be given them too).
+const IGNORED_OPTIONS: &[&str] = &[
+    "defaults",
+    "auto",
+    "noauto",
+    "nofail",
+    "_netdev",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "async",
+    "sync",
+    "dirsync",
+    "diratime",
+    "nodiratime",
+    "norelatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "iversion",
+    "noiversion",
+    "mand",
+    "nomand",
+    "silent",
+    "loud",
+];
+
+/// Whether `item` is an fstab-only or generic option accepted and ignored ([`IGNORED_OPTIONS`],
+/// `x-*` such as `x-systemd.automount`, `comment=`, and `user=NAME`, which `mount(8)` adds for a
+/// `user` mount).
+fn ignored_option(item: &str) -> bool {
+    IGNORED_OPTIONS.contains(&item)
+        || item.starts_with("x-")
+        || item.starts_with("comment=")
+        || item.starts_with("user=")
 }
 
 /// fstests' `TEST_RAW_KEY`: bytes 0x01..=0x40.
@@ -105,6 +156,17 @@ impl MountOptions {
                 "debug" => o.debug = true,
                 "no_writeback_cache" => o.no_writeback_cache = true,
                 "nonempty" => o.nonempty = true,
+                "dev" => o.nodev = false,
+                "nodev" => o.nodev = true,
+                "suid" => o.nosuid = false,
+                "nosuid" => o.nosuid = true,
+                "exec" => o.noexec = false,
+                "noexec" => o.noexec = true,
+                "noatime" => o.noatime = true,
+                "atime" | "relatime" | "strictatime" => {
+                    o.noatime = false;
+                }
+                _ if ignored_option(item) => {}
                 "test_dummy_encryption" | "test_dummy_encryption=v2" => {
                     o.test_dummy_encryption = true;
                 }
@@ -292,8 +354,18 @@ pub fn serve(
         cfg.mount_options.push(MountOption::RO);
     }
     if rustix::process::geteuid().is_root() {
-        cfg.mount_options.push(MountOption::Dev);
-        cfg.mount_options.push(MountOption::Suid);
+        if !opts.nodev {
+            cfg.mount_options.push(MountOption::Dev);
+        }
+        if !opts.nosuid {
+            cfg.mount_options.push(MountOption::Suid);
+        }
+    }
+    if opts.noexec {
+        cfg.mount_options.push(MountOption::NoExec);
+    }
+    if opts.noatime {
+        cfg.mount_options.push(MountOption::NoAtime);
     }
     cfg.acl = if opts.allow_other {
         SessionACL::All
@@ -323,6 +395,12 @@ pub fn serve(
         }
         if opts.allow_other {
             o.push("allow_other".into());
+        }
+        if opts.noexec {
+            o.push("noexec".into());
+        }
+        if opts.noatime {
+            o.push("noatime".into());
         }
         let fd = fusermount_mount(mountpoint, &o.join(","))
             .map_err(|e| io_err(format!("mounting on {}", mountpoint.display()), e))?;

@@ -477,14 +477,32 @@ fn fuse_mount_sys(
         source = name;
     }
 
+    // As libfuse: the filesystem type is "fuse.SUBTYPE" when a subtype is given, so the mount
+    // shows as such in /proc/self/mountinfo (and `findmnt -t fuse.SUBTYPE`, `umount -t` find it).
     #[cfg(target_os = "linux")]
-    let result = nix::mount::mount(
+    let fstype = match options.iter().find(|x| matches!(**x, MountOption::Subtype(_))) {
+        Some(MountOption::Subtype(subtype)) => format!("fuse.{subtype}"),
+        _ => "fuse".to_string(),
+    };
+    #[cfg(target_os = "linux")]
+    let mut result = nix::mount::mount(
         Some(source),
         mountpoint,
-        Some("fuse"),
+        Some(fstype.as_str()),
         flags,
         Some(mount_options.as_str()),
     );
+    // A kernel without subtype support (before 2.6.24) says ENODEV: plain "fuse" then.
+    #[cfg(target_os = "linux")]
+    if result == Err(nix::errno::Errno::ENODEV) && fstype != "fuse" {
+        result = nix::mount::mount(
+            Some(source),
+            mountpoint,
+            Some("fuse"),
+            flags,
+            Some(mount_options.as_str()),
+        );
+    }
     #[cfg(target_os = "macos")]
     let result = nix::mount::mount(source, mountpoint, flags, Some(mount_options.as_str()));
 
