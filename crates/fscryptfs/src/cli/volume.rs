@@ -105,8 +105,7 @@ pub fn check_mount(
     let (options, _secret) = volume_key::split_secret_options(options)?;
     let opts = MountOptions::parse(&options).map_err(CliError::usage)?;
     daemon::open_volume(backing).map_err(|e| CliError::failure(e.message()))?;
-    daemon::check_mountpoint(mountpoint, opts.nonempty)
-        .map_err(|e| CliError::failure(e.message()))
+    daemon::check_mountpoint(mountpoint, opts.nonempty).map_err(|e| CliError::failure(e.message()))
 }
 
 /// Runs `init`.
