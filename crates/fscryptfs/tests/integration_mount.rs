@@ -254,6 +254,19 @@ fn an_unknown_option_is_still_refused_with_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown mount option \"bogus\""), "{err}");
     assert!(!is_mounted(&mnt));
+    // mount -s (sloppy): the unknown option is left out, with a warning.
+    let out = run(Command::new("mount")
+        .args(["-s", "-t", "fuse.fscryptfs", "-o", "nofail,bogus"])
+        .arg(&backing)
+        .arg(&mnt));
+    assert!(is_mounted(&mnt));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ignoring the unknown mount option \"bogus\""),
+        "{err}"
+    );
+    run(Command::new("umount").arg(&mnt));
+    assert!(wait_for(10, || daemons_of(&backing).is_empty()));
     // mount -f (fake): everything is checked, nothing mounted.
     run(Command::new("mount")
         .args(["-f", "-t", "fuse.fscryptfs"])

@@ -10,15 +10,17 @@
 //! no subcommand or typo of one is taken for it).
 //!
 //! The helper's flags: `-f` (mount(8)'s fake mode: check the volume and the mountpoint, mount
-//! nothing; not `fscryptfs mount -f`), `-n` (no mtab: there is none to write), `-s` (sloppy) and `-v`
-//! are accepted; `-t` must name `fuse.fscryptfs` (or `fscryptfs`); `-N` (another mount namespace) is
-//! refused. The options go to `fscryptfs mount -o` unchanged; the fstab-only ones (`noauto`,
+//! nothing; not `fscryptfs mount -f`), `-n` (no mtab: there is none to write) and `-v` are
+//! accepted; `-s` (sloppy) leaves out unknown options with a warning instead of failing; `-t` must
+//! name `fuse.fscryptfs` (or `fscryptfs`); `-N` (another mount namespace) is refused. The options go
+//! to `fscryptfs mount -o` unchanged; the fstab-only ones (`noauto`,
 //! `nofail`, `_netdev`, `user`, `x-systemd.*`, ...) are accepted and ignored there
 //! (`fs::daemon::MountOptions::parse`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use fscryptfs::fs::daemon::MountOptions;
 use fscryptfs::store::config::CONFIG_NAME;
 
 use super::error::CliError;
@@ -72,6 +74,7 @@ struct HelperArgs {
     target: PathBuf,
     options: Vec<String>,
     fake: bool,
+    sloppy: bool,
 }
 
 /// Parses the helper syntax: two operands and the flags in any order (`-o` and `-t` take a
@@ -89,7 +92,8 @@ fn parse(args: &[OsString]) -> Result<HelperArgs, CliError> {
         let mut flags = s[1..].chars();
         while let Some(c) = flags.next() {
             match c {
-                's' | 'n' | 'v' => {}
+                's' => out.sloppy = true,
+                'n' | 'v' => {}
                 'f' => out.fake = true,
                 'o' | 't' | 'N' => {
                     let rest: String = flags.by_ref().collect();
@@ -138,12 +142,45 @@ fn parse(args: &[OsString]) -> Result<HelperArgs, CliError> {
 }
 
 fn run(args: &[OsString]) -> Result<(), CliError> {
-    let h = parse(args)?;
+    let mut h = parse(args)?;
+    if h.sloppy {
+        h.options = drop_unknown(&h.options);
+    }
     if h.fake {
         // mount -f: everything but the mount itself.
         return volume::check_mount(&h.source, &h.target, &h.options);
     }
     volume::run_mount(volume::MountArgs::daemonized(h.source, h.target, h.options))
+}
+
+/// `-s` (sloppy): options this version does not know are left out, each with a warning on stderr,
+/// instead of failing the mount. A malformed value of a known option still fails.
+fn drop_unknown(options: &[String]) -> Vec<String> {
+    let mut kept = Vec::new();
+    for item in options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|i| !i.is_empty())
+    {
+        let one = vec![item.to_string()];
+        let known = match super::protect::volume_key::split_secret_options(&one) {
+            Ok((rest, _)) if !rest.is_empty() => !matches!(
+                MountOptions::parse(&rest),
+                Err(e) if e.starts_with("unknown mount option")
+            ),
+            _ => true,
+        };
+        if known {
+            kept.push(item);
+        } else {
+            eprintln!("fscryptfs: warning: ignoring the unknown mount option {item:?} (-s)");
+        }
+    }
+    if kept.is_empty() {
+        Vec::new()
+    } else {
+        vec![kept.join(",")]
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +207,17 @@ mod tests {
         assert!(p(&["/b", "/m", "-N", "1"]).is_err());
         assert!(p(&["/b", "/m", "-o"]).is_err());
         assert!(p(&["/b", "/m", "-x"]).is_err());
+        assert!(p(&["/b", "/m", "-s"]).unwrap().sloppy);
+    }
+
+    #[test]
+    fn sloppy_drops_only_unknown_options() {
+        let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            drop_unknown(&o(&["ro,bogus,nofail", "passfile=/k,commit=x,,frob=1"])),
+            o(&["ro,nofail,passfile=/k,commit=x"])
+        );
+        assert!(drop_unknown(&o(&["bogus"])).is_empty());
     }
 
     #[test]
