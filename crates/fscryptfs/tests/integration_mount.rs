@@ -486,3 +486,79 @@ fn the_systemd_units_verify() {
         );
     }
 }
+
+/// The service's `ExecStart=` line, with systemd's substitutions made by hand for the instance
+/// `mnt-vault`-like escaped mount point and an environment file's `BACKING=`/`OPTIONS=`, mounts in
+/// the foreground, and its stop signal (SIGTERM) unmounts and ends it with status 0.
+#[test]
+fn the_services_command_line_mounts_and_stops_on_sigterm() {
+    if !can_mount() {
+        return;
+    }
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/systemd");
+    let service = std::fs::read_to_string(dist.join("fscryptfs@.service")).unwrap();
+    let exec = service
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart=");
+    let stop_signal = service
+        .lines()
+        .find_map(|l| l.strip_prefix("KillSignal="))
+        .expect("KillSignal=");
+    assert_eq!(stop_signal, "SIGTERM");
+    let (tmp, backing, mnt) = volume();
+    let _guard = Unmount {
+        mnt: mnt.clone(),
+        backing: backing.clone(),
+    };
+    for options in ["", "nofail,commit=1"] {
+        // `${VAR}` is one argument (empty or not), `%f` the unescaped instance: the mount point.
+        let argv: Vec<String> = exec
+            .split_whitespace()
+            .map(|w| {
+                w.replace("${OPTIONS}", options)
+                    .replace("${BACKING}", &backing.to_string_lossy())
+                    .replace("%f", &mnt.to_string_lossy())
+            })
+            .collect();
+        assert_eq!(argv[0], "/usr/bin/fscryptfs");
+        let log = std::fs::File::create(tmp.path().join("service.log")).unwrap();
+        let mut child = Command::new(bin())
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let text = || std::fs::read_to_string(tmp.path().join("service.log")).unwrap_or_default();
+        assert!(
+            wait_for(15, || is_mounted(&mnt)
+                || child.try_wait().is_ok_and(|s| s.is_some())),
+            "{}",
+            text()
+        );
+        assert_eq!(
+            mountinfo_of(&mnt),
+            Some((
+                "fuse.fscryptfs".to_string(),
+                backing.to_string_lossy().into_owned()
+            )),
+            "{argv:?}: {}",
+            text()
+        );
+        std::fs::write(mnt.join(format!("f{}", options.len())), options).unwrap();
+        // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let st = support::wait_or_kill(
+            &mut child,
+            Instant::now(),
+            Duration::from_secs(10),
+            "daemon",
+        );
+        assert!(st.is_some_and(|s| s.success()), "{st:?}: {}", text());
+        assert!(!is_mounted(&mnt));
+    }
+    for f in ["f0", "f15"] {
+        assert!(backing.join(f).exists(), "{f} written through the mount");
+    }
+}

@@ -170,6 +170,9 @@ impl MountOptions {
                 "test_dummy_encryption" | "test_dummy_encryption=v2" => {
                     o.test_dummy_encryption = true;
                 }
+                "remount" => {
+                    return Err("remount is not supported: unmount and mount again".into());
+                }
                 "test_dummy_encryption=v1" => {
                     return Err("test_dummy_encryption=v1 is not supported (use v2)".into());
                 }
