@@ -66,7 +66,10 @@ pub struct MountArgs {
     /// log=PATH (where the detached daemon logs, created 0600; without it, the system log via
     /// /dev/log; -f logs to stderr), nonempty (mount over a directory that has entries),
     /// test_dummy_encryption[=v2] (testing only: new inodes in unencrypted directories are
-    /// encrypted with fstests' public test key).
+    /// encrypted with fstests' public test key), nodev, nosuid, noexec, noatime. The options of
+    /// fstab and mount(8) that mean nothing here (defaults, auto, noauto, nofail, _netdev, user,
+    /// users, x-*, ...) are accepted and ignored; as mount(8)'s helper (mount -t fuse.fscryptfs, an
+    /// fstab line) the binary runs as mount.fuse.fscryptfs.
     #[arg(short = 'o', value_name = "OPTS")]
     options: Vec<String>,
     /// Internal: tell the parent on stdout when the mount is live.
