@@ -1,7 +1,9 @@
 //! fscryptfs fits the system's mount machinery (issue 11, part 1): `mount -t fuse.fscryptfs`
 //! through the helper `/sbin/mount.fuse.fscryptfs` (a symlink to the binary), an fstab line
 //! (`mount --fstab FILE MNT`), libfuse's `mount.fuse3` convention (`fscryptfs SOURCE DIR -o OPTS`),
-//! fstab-only options accepted, every mount (root's and an ordinary user's) in mountinfo as
+//! an ordinary user's `user` fstab line (plain `mount MNT` / `umount MNT`, in a private mount
+//! namespace with its own /etc/fstab), fstab-only options accepted, every mount (root's and an
+//! ordinary user's) in mountinfo as
 //! `fuse.fscryptfs` with the absolute backing directory as its source, `umount MNT` as root ending
 //! the daemon with the data written, and the shipped systemd units passing `systemd-analyze
 //! verify`.
@@ -561,4 +563,68 @@ fn the_services_command_line_mounts_and_stops_on_sigterm() {
     for f in ["f0", "f15"] {
         assert!(backing.join(f).exists(), "{f} written through the mount");
     }
+}
+
+/// An ordinary user mounts and unmounts a `user` line of /etc/fstab with plain `mount MNT` and
+/// `umount MNT`: setuid mount(8) runs the helper as the user, which mounts through fusermount3.
+/// The fstab is a temporary file bind-mounted over /etc/fstab in a private mount namespace
+/// (`unshare -m`), so the machine's own is never touched; the mount lives in that namespace.
+#[test]
+fn an_ordinary_user_mounts_a_user_fstab_line() {
+    if !users_can_mount() {
+        return;
+    }
+    let _helper = Helper::new(true);
+    let (tmp, backing, mnt) = nobody_volume_dirs();
+    let backing = backing.canonicalize().unwrap();
+    let mnt = mnt.canonicalize().unwrap();
+    let _guard = Unmount {
+        mnt: mnt.clone(),
+        backing: backing.clone(),
+    };
+    run(Command::new(bin())
+        .arg("init")
+        .arg(&backing)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .env("HOME", "/"));
+    let log = tmp.path().join("user.log");
+    std::fs::write(&log, b"").unwrap();
+    std::os::unix::fs::chown(&log, Some(NOBODY), Some(NOBODY)).unwrap();
+    let fstab = tmp.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{} {} fuse.fscryptfs user,noauto,nofail,_netdev,log={} 0 0\n",
+            backing.display(),
+            mnt.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let user = format!("setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups");
+    let m = mnt.display();
+    let script = format!(
+        "set -e\n\
+         mount --bind '{fstab}' /etc/fstab\n\
+         {user} mount '{m}'\n\
+         grep ' {m} ' /proc/self/mountinfo\n\
+         {user} sh -c 'echo user-data > \"$1\"/f && cat \"$1\"/f' sh '{m}'\n\
+         {user} umount '{m}'\n\
+         if grep -q ' {m} ' /proc/self/mountinfo; then echo still-mounted; exit 1; fi\n",
+        fstab = fstab.display()
+    );
+    let out = run(Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(&script));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or_default();
+    let f: Vec<&str> = line.split(' ').collect();
+    let sep = f.iter().position(|x| *x == "-").expect("a mountinfo line");
+    assert_eq!(f[sep + 1], "fuse.fscryptfs", "{text}");
+    assert_eq!(f[sep + 2], backing.to_string_lossy(), "{text}");
+    assert!(text.contains("user-data"), "{text}");
+    // The daemon (which held the namespace) is gone after the user's umount.
+    assert!(wait_for(10, || daemons_of(&backing).is_empty()));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("unmounted"));
 }
