@@ -1,16 +1,18 @@
 //! `fsck`'s checks of one backing object: it reads (directory metadata, file header, symlink
 //! target), its inode number and nonce (through the checker), its policy against its directory's,
 //! a per-file file's length against its size and its header's reserved bytes, a per-extent file's
-//! log (`ExtentFile::check`), an encrypted symlink's ciphertext length.
+//! log (`ExtentFile::check`; with `--repair` a torn tail is cut first), an encrypted symlink's
+//! ciphertext length.
 
 use std::fs::{File, Metadata};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use super::checker::{valid_ct_len, Checker, DirState};
+use super::checker::{strip, valid_ct_len, Checker, DirState};
 use crate::offline::objects::{read_object_at, read_regular_at, Kind, Stored};
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
+use crate::store::io::{self as store_io, Access};
 use crate::store::meta::{FileHeader, SymlinkTarget, FILE_HEADER_USED};
 use crate::store::{FILE_HEADER_SIZE, SYMLINK_CIPHERTEXT_MAX};
 
@@ -84,7 +86,7 @@ impl Checker {
             Stored::Dir(m) => return Some(DirState::Known(m.ctx)),
             Stored::File { header, .. } if header.layout == ContentsLayout::Extent => {
                 if let Some((f, _)) = opened {
-                    self.check_extent_file(path, header, f);
+                    self.check_extent_file(fd, path, header, f);
                 }
             }
             Stored::File {
@@ -156,14 +158,48 @@ impl Checker {
 
     /// A per-extent file: its log recovers (`ExtentFile::open`) and passes `ExtentFile::check`
     /// (every stored run against its checksum, the map's invariants; crash leftovers are notes).
-    fn check_extent_file(&mut self, path: &Path, header: &FileHeader, file: File) {
+    /// With `--repair` the file is reopened for writing (through `store::io`, from its `O_PATH`
+    /// descriptor `fd`) and a torn tail beyond the log recovery keeps is cut first
+    /// (`ExtentFile::cut_torn_tail`, what the engine does before its next append).
+    fn check_extent_file(&mut self, fd: &OwnedFd, path: &Path, header: &FileHeader, file: File) {
         let Some(ctx) = header.ctx else {
             self.problem(path, "per-extent file without an encryption context");
             return;
         };
         let policy = *ctx.policy();
         let du = 1usize << policy.data_unit_bits(&self.fsp);
-        let r = ExtentFile::open(file, &policy, du).and_then(|ef| ef.check());
+        let mut file = file;
+        if self.repair {
+            let what = path.display().to_string();
+            match store_io::reopen_file(fd, Access::ReadWrite, &what) {
+                Ok(f) => file = f,
+                Err(e) => self.problem(
+                    path,
+                    format!("cannot open for repair: {}", strip(e.message(), path)),
+                ),
+            }
+        }
+        let r = ExtentFile::open(file, &policy, du).and_then(|mut ef| {
+            if self.repair {
+                let end = ef.backing_len();
+                match ef.cut_torn_tail() {
+                    Ok(0) => {}
+                    Ok(n) => self.repaired(
+                        path,
+                        format!(
+                            "cut {n} bytes of an incomplete record beyond the end of the log \
+                             (backing offset {end}; last commit at {})",
+                            ef.committed_end()
+                        ),
+                    ),
+                    Err(e) => self.problem(
+                        path,
+                        format!("torn tail not cut: {}", strip(e.message(), path)),
+                    ),
+                }
+            }
+            ef.check()
+        });
         match r {
             Err(e) => self.error(path, &e),
             Ok(findings) => {
