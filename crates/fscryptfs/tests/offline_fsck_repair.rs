@@ -5,8 +5,10 @@
 //! `repaired:` line and exit 4, a second check is clean (exit 0), and the volume mounts and reads
 //! back. What cannot be repaired without guessing is reported (exit 1) and not one byte changes; a
 //! mounted volume is refused (exit 2, one line); symlinks planted where a repair acts are never
-//! followed.
+//! followed. On a terminal a check that runs for more than a second shows a spinner on stderr.
 
+#[path = "support/pty.rs"]
+mod pty;
 mod support;
 
 use std::collections::BTreeMap;
@@ -473,4 +475,56 @@ fn repair_never_follows_a_symlink() {
         outside_before,
         "a repair wrote outside the volume"
     );
+}
+
+#[test]
+fn a_spinner_shows_on_a_terminal_once_a_check_takes_a_second() {
+    let Some(mut m) = mount_volume(&[], "") else {
+        return;
+    };
+    for f in ["f", "g", "h"] {
+        fs::write(m.path(f), b"x").unwrap();
+    }
+    fs::create_dir(m.path("d")).unwrap();
+    m.stop();
+    let b = m.backing.clone();
+    let run = || {
+        let start = std::time::Instant::now();
+        let cmd = format!("exec '{}' fsck -q '{}' >/dev/null", bin(), b.display());
+        let out = pty::pty_run_with_timeout(
+            "sh",
+            &["-c", &cmd],
+            &[],
+            &[],
+            std::time::Duration::from_secs(120),
+        );
+        (out, start.elapsed())
+    };
+    // A small volume is checked at once: nothing but the findings (none) on the terminal.
+    let (out, took) = run();
+    assert_eq!(out.code(), 0, "{}", out.transcript);
+    if took < std::time::Duration::from_millis(900) {
+        assert!(!out.transcript.contains("fsck "), "{:?}", out.transcript);
+    }
+    // Many hard links (no problem: each to the same backing inode as its file; under ext4's
+    // 65000 links per inode): a check of seconds.
+    for f in ["f", "g", "h"] {
+        for i in 0..40_000 {
+            fs::hard_link(b.join(f), b.join(format!("d/{f}{i}"))).unwrap();
+        }
+    }
+    let (out, took) = run();
+    assert_eq!(out.code(), 0, "{}", out.transcript);
+    if took > std::time::Duration::from_millis(1500) {
+        assert!(
+            out.transcript.contains(" files, 0 symlinks"),
+            "no spinner after {took:?}: {:?}",
+            out.transcript
+        );
+    } else {
+        eprintln!("the check took only {took:?}: spinner not checked");
+    }
+    // Not a terminal: nothing on stderr, however long it takes.
+    let (code, out, err) = fsck(&["-q"], &b);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
 }
