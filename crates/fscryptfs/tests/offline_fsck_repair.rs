@@ -331,8 +331,13 @@ fn repair_changes_nothing_it_cannot_repair_without_guessing() {
     };
     fs::create_dir(m.path("enc/sub")).unwrap();
     fs::write(m.path("enc/sub/f"), b"data").unwrap();
+    fs::create_dir(m.path("plain")).unwrap();
+    mkfifo(&m.path("plain/p1"));
     m.stop();
     let b = m.backing.clone();
+    // A FIFO renamed behind the daemon's back: its record names the old name (stale), the new
+    // name has none. The stale record may be the number it had: kept.
+    fs::rename(b.join("plain/p1"), b.join("plain/p9")).unwrap();
     let sub = backing_entries(&b.join("enc"), |_, md| md.is_dir())[0].clone();
     // A flipped byte in a directory's metadata (its checksum fails), and a temporary directory
     // holding what may be a user's file.
@@ -357,6 +362,20 @@ fn repair_changes_nothing_it_cannot_repair_without_guessing() {
             "{}: leftover temporary object not removed",
             tmp_dir.display()
         )) && l.contains("keep.txt")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}: note: record (inode number",
+            b.join("plain/.fscryptfs.special").display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}: special file without a record",
+            b.join("plain/p9").display()
+        )),
         "{out}"
     );
     assert!(!out.contains("repaired:"), "{out}");

@@ -46,6 +46,9 @@ impl Checker {
         let specials = self.read_specials(dirfd, dir, &set);
         // Backing names of this directory's special files and of its other objects.
         let mut special_names: HashSet<&[u8]> = HashSet::new();
+        // A special file of this directory has no record (stale records are then kept: one may
+        // be the number it had before a rename).
+        let mut unrecorded = false;
         let mut sub = Vec::new();
         for name in &names {
             self.progress.tick(&self.report);
@@ -92,13 +95,16 @@ impl Checker {
                 special_names.insert(b);
                 match specials.as_ref().map(|r| r.get(name)) {
                     Some(Some(ino)) => self.check_ino(&path, ino, &md, false),
-                    Some(None) => self.problem(
-                        &path,
-                        format!(
-                            "special file without a record in {SPECIAL_NAME} (its inode number \
-                             changes at every mount)"
-                        ),
-                    ),
+                    Some(None) => {
+                        unrecorded = true;
+                        self.problem(
+                            &path,
+                            format!(
+                                "special file without a record in {SPECIAL_NAME} (its inode \
+                                 number changes at every mount)"
+                            ),
+                        );
+                    }
                     // The record is damaged: reported once, on the record.
                     None => {}
                 }
@@ -108,7 +114,7 @@ impl Checker {
             }
         }
         if let Some(r) = &specials {
-            self.check_special_records(dirfd, dir, r, &set, &special_names);
+            self.check_special_records(dirfd, dir, r, &set, &special_names, unrecorded);
         }
         sub
     }
@@ -116,7 +122,8 @@ impl Checker {
     /// Checks the special-file record `r` of directory `dir` against its names (`set`) and its
     /// special files (`special_names`). A record for a name that is gone, or that is no longer a
     /// special file, is a note (never consulted); with `--repair` the record file is rewritten
-    /// without them (removed when none is left) unless it also has problems.
+    /// without them (removed when none is left) unless it also has problems, or `unrecorded`: a
+    /// special file of the directory has no record (a stale one may be the number it had).
     fn check_special_records(
         &mut self,
         dirfd: &OwnedFd,
@@ -124,10 +131,11 @@ impl Checker {
         r: &SpecialRecords,
         set: &HashSet<&[u8]>,
         special_names: &HashSet<&[u8]>,
+        unrecorded: bool,
     ) {
         let rpath = dir.join(SPECIAL_NAME);
         let mut seen: HashSet<&OsStr> = HashSet::new();
-        let mut bad = false;
+        let mut bad = unrecorded;
         // Records never consulted: (name, the note).
         let mut stale: Vec<(&OsStr, String)> = Vec::new();
         for (name, ino) in r.iter() {

@@ -168,36 +168,12 @@ impl Checker {
         };
         let policy = *ctx.policy();
         let du = 1usize << policy.data_unit_bits(&self.fsp);
-        let mut file = file;
-        if self.repair {
-            let what = path.display().to_string();
-            match store_io::reopen_file(fd, Access::ReadWrite, &what) {
-                Ok(f) => file = f,
-                Err(e) => self.problem(
-                    path,
-                    format!("cannot open for repair: {}", strip(e.message(), path)),
-                ),
-            }
-        }
-        let r = ExtentFile::open(file, &policy, du).and_then(|mut ef| {
-            if self.repair {
-                let end = ef.backing_len();
-                match ef.cut_torn_tail() {
-                    Ok(0) => {}
-                    Ok(n) => self.repaired(
-                        path,
-                        format!(
-                            "cut {n} bytes of an incomplete record beyond the end of the log \
-                             (backing offset {end}; last commit at {})",
-                            ef.committed_end()
-                        ),
-                    ),
-                    Err(e) => self.problem(
-                        path,
-                        format!("torn tail not cut: {}", strip(e.message(), path)),
-                    ),
-                }
-            }
+        let r = ExtentFile::open(file, &policy, du).and_then(|ef| {
+            let ef = if self.repair {
+                self.cut_torn_tail(fd, path, ef, &policy, du)
+            } else {
+                ef
+            };
             ef.check()
         });
         match r {
@@ -214,6 +190,54 @@ impl Checker {
                         self.problem(path, m);
                     }
                 }
+            }
+        }
+    }
+
+    /// `--repair`: when the per-extent file `ef` (opened read-only) has bytes beyond the end of
+    /// its log, reopens it for writing (through `store::io`, from its `O_PATH` descriptor `fd`),
+    /// recovers it again and cuts them (`ExtentFile::cut_torn_tail`). Returns the file to check:
+    /// the reopened one, or `ef` as it was when nothing was cut (a failure is a problem).
+    fn cut_torn_tail(
+        &mut self,
+        fd: &OwnedFd,
+        path: &Path,
+        ef: ExtentFile,
+        policy: &fscrypt::policy::Policy,
+        du: usize,
+    ) -> ExtentFile {
+        let what = path.display().to_string();
+        let len = match rustix::fs::fstat(fd) {
+            Ok(st) => st.st_size as u64,
+            Err(_) => return ef,
+        };
+        if len <= ef.backing_len() {
+            return ef;
+        }
+        let cut = store_io::reopen_file(fd, Access::ReadWrite, &what)
+            .and_then(|f| ExtentFile::open(f, policy, du))
+            .and_then(|mut rw| {
+                let end = rw.backing_len();
+                rw.cut_torn_tail().map(|n| (rw, n, end))
+            });
+        match cut {
+            Ok((rw, n, end)) => {
+                self.repaired(
+                    path,
+                    format!(
+                        "cut {n} bytes of an incomplete record beyond the end of the log \
+                         (backing offset {end}; last commit at {})",
+                        rw.committed_end()
+                    ),
+                );
+                rw
+            }
+            Err(e) => {
+                self.problem(
+                    path,
+                    format!("torn tail not cut: {}", strip(e.message(), path)),
+                );
+                ef
             }
         }
     }
