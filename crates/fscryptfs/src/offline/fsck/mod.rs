@@ -19,18 +19,37 @@
 //! `O_PATH` descriptor first), metadata is read with its bound. A planted object is a problem, never
 //! a hang, a huge read or a read outside the volume.
 //!
-//! The volume lock (`.fscryptfs.lock`) is held shared during the check: a volume mounted read-write
-//! is refused (exit 2) unless `--force`, and no read-write mount can start while it runs. The lock
+//! The volume lock (`.fscryptfs.lock`) is held shared during the check (exclusive with `--repair`):
+//! a volume mounted read-write is refused (exit 2) unless `--force`, and no read-write mount can
+//! start while it runs. The lock
 //! file itself must be a regular file with one link.
 //!
 //! Findings are *problems* (exit 1) or *notes* (exit 0): notes are what a crash legitimately leaves
 //! behind and the daemon cleans up or ignores (temporary names, orphan side files, data beyond the
 //! recorded size, special-file records of names that are gone or no longer special files).
 //!
+//! `--repair` fixes what can be fixed without guessing, under the volume lock held *exclusive*
+//! (any mount, read-only or not, refuses it: exit 2; `--force` cannot be combined with it), each
+//! fix one `repaired: PATH: what was done` line: an orphan side file is removed; the records of
+//! names that are gone or no longer special files are dropped from `.fscryptfs.special` (rewritten,
+//! or removed when empty; not when the record file has problems of its own, nor when a special
+//! file of the directory has no record); a config `next-ino` at or below an inode number in use is
+//! raised past the highest; temporary objects (`.fscryptfs.tmp.*`, the fixed names of older
+//! versions) are removed (a directory only when all it holds is fscryptfs's own); a torn tail of a
+//! per-extent log (bytes beyond the last whole record, which recovery drops) is cut (the file is
+//! reopened for writing only then). Everything else is reported as without `--repair` and left
+//! alone. Every write goes through `store::io` (no symlink followed; rewrites are a fresh temporary
+//! file renamed over the old one, keeping its mode and owner). Exit status: 0 nothing found (notes
+//! allowed), 1 problems left, 4 everything found was repaired (notes allowed).
+//!
+//! On a terminal, a spinner with the counts so far shows on stderr once the check has run for a
+//! second (`progress`).
+//!
 //! This file owns the command (its arguments, the walk over the tree, the summary and the exit
-//! status); the checks are in `checker` (inode numbers and nonces across the volume), `objects`
-//! (one backing object) and `entries` (one directory's names and special-file record), on top of
-//! the offline reader ([`crate::offline::objects`]). [`report`] holds what was found.
+//! status); the checks are in `checker` (inode numbers and nonces across the volume, the
+//! `next-ino` repair), `objects` (one backing object, the torn-tail repair) and `entries` (one
+//! directory's names and special-file record, the leftover repairs), on top of the offline reader
+//! ([`crate::offline::objects`]). [`report`] holds what was found, `progress` the spinner.
 
 mod checker;
 mod entries;
