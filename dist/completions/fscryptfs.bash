@@ -477,7 +477,7 @@ _fscryptfs() {
             return 0
             ;;
         fscryptfs__subcmd__fsck)
-            opts="-q -h --quiet --force --help"
+            opts="-q -h --quiet --force --repair --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

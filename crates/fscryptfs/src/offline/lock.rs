@@ -1,7 +1,8 @@
 //! The volume lock for the offline tools: [`lock_for_reading`] takes `.fscryptfs.lock` shared
 //! (`store::lock`), so a read-write mount can neither be running nor start while a tool reads; a
 //! volume mounted read-write is refused unless `--force`, which only warns ([`warn_if_mounted_rw`],
-//! from `/proc/self/mountinfo`).
+//! from `/proc/self/mountinfo`). [`lock_for_repair`] takes it exclusive for `fsck --repair`, which
+//! writes: any mount refuses it, `--force` or not.
 
 use std::fs;
 use std::path::Path;
@@ -44,6 +45,35 @@ pub fn lock_for_reading(
             Ok(None)
         }
     }
+}
+
+/// Takes the volume lock exclusive for `fsck --repair` (`VolumeLock::for_repair`). A volume in use
+/// (mounted, read-write or read-only, or read by another offline tool) is refused with one line
+/// (exit 2); so is one mounted read-write according to `/proc/self/mountinfo` (a daemon that holds
+/// no lock), and one whose lock cannot be taken (a damaged or unwritable lock file).
+pub fn lock_for_repair(backing: &Path) -> Result<crate::store::lock::VolumeLock, CommandError> {
+    let lock = match crate::store::lock::VolumeLock::for_repair(backing) {
+        Ok(l) => l,
+        Err(e) if e.errno() == fscrypt::Errno::BUSY => {
+            return Err(CommandError::usage(format!(
+                "{}; unmount it to repair it",
+                e.message()
+            )))
+        }
+        Err(e) => {
+            return Err(CommandError::usage(format!(
+                "{}; cannot take the volume lock to repair",
+                e.message()
+            )))
+        }
+    };
+    if let Some(mnt) = mounted_rw(backing) {
+        return Err(CommandError::usage(format!(
+            "{} is mounted read-write on {mnt}; unmount it to repair it",
+            backing.display()
+        )));
+    }
+    Ok(lock)
 }
 
 /// Warns on stderr when the volume is mounted read-write (what is on disk may lag behind).

@@ -294,11 +294,64 @@ pub fn replace(
     if let Some(old) = open_object(dir, name, what)? {
         check_type(&old, Want::File, what)?;
     }
+    replace_unchecked(dir, name, bytes, mode, durable, what, |_| Ok(()))
+}
+
+/// Replaces the regular file `name` of `dir` (which must exist) like [`replace`], giving the new
+/// file the old one's permission bits and, where this process may (root), its owner and group:
+/// how `fsck --repair` rewrites a metadata file without changing who may write it next.
+/// Anything but a regular file at `name` is `EUCLEAN`, nothing at all `ENOENT`.
+pub fn replace_keeping_owner(
+    dir: impl AsFd,
+    name: &OsStr,
+    bytes: &[u8],
+    durable: bool,
+    what: &str,
+) -> Result<()> {
+    let dir = dir.as_fd();
+    let old = open_entry(dir, name, what)?;
+    let st = check_type(&old, Want::File, what)?;
+    drop(old);
+    let mode = st.st_mode & 0o7777;
+    replace_unchecked(dir, name, bytes, mode, durable, what, |f| {
+        // The process umask may have masked the mode the file was created with.
+        rustix::fs::fchmod(f, Mode::from_raw_mode(mode)).map_err(|e| sys_err(what, e))?;
+        let new = rustix::fs::fstat(f).map_err(|e| sys_err(what, e))?;
+        if (new.st_uid, new.st_gid) != (st.st_uid, st.st_gid) {
+            let owner = (
+                rustix::fs::Uid::from_raw(st.st_uid),
+                rustix::fs::Gid::from_raw(st.st_gid),
+            );
+            match rustix::fs::fchown(f, Some(owner.0), Some(owner.1)) {
+                // Only root may give a file away: an ordinary user's copy stays theirs.
+                Ok(()) | Err(Errno::PERM) => {}
+                Err(e) => return Err(sys_err(what, e)),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// [`replace`] once the old object was checked: `adjust` runs on the new temporary file before
+/// the bytes are written.
+fn replace_unchecked(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &OsStr,
+    bytes: &[u8],
+    mode: u32,
+    durable: bool,
+    what: &str,
+    adjust: impl FnOnce(&File) -> Result<()>,
+) -> Result<()> {
     let tmp = super::names::tmp_name()?;
     let f = create_new(dir, &tmp, mode, what)?;
     let unlink_tmp = || {
         let _ = rustix::fs::unlinkat(dir, &tmp, rustix::fs::AtFlags::empty());
     };
+    if let Err(e) = adjust(&f) {
+        unlink_tmp();
+        return Err(e);
+    }
     let written = f
         .write_all_at(bytes, 0)
         .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
@@ -314,6 +367,98 @@ pub fn replace(
     }
     if durable {
         sync_dir(dir, what)?;
+    }
+    Ok(())
+}
+
+/// Removes the entry `name` of `dir`, which must not be a directory (and, with `want`, must be of
+/// that kind: `EUCLEAN` otherwise): the name is unlinked, so nothing is opened and a symlink is
+/// removed itself, never its target. Returns the type it had. `ENOENT` when there is no such entry,
+/// `EISDIR` for a directory (see [`remove_dir_of_ours`]).
+pub fn remove_object(
+    dir: impl AsFd,
+    name: &OsStr,
+    want: Option<Want>,
+    what: &str,
+) -> Result<FileType> {
+    let dir = dir.as_fd();
+    let fd = open_entry(dir, name, what)?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if let Some(w) = want {
+        if !w.matches(ft) {
+            return Err(wrong_type(what, ft, w));
+        }
+    }
+    if ft == FileType::Directory {
+        return Err(Error::new(Errno::ISDIR, format!("{what}: a directory")));
+    }
+    rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty())
+        .map_err(|e| sys_err(what, e))
+        .map(|()| ft)
+}
+
+/// How deep [`remove_dir_of_ours`] goes (the deepest tree fscryptfs leaves under a temporary name
+/// is three levels: a protector tree being set up).
+pub const OURS_MAX_DEPTH: usize = 8;
+
+/// Removes the directory `name` of `dir` with everything in it, provided everything in it is
+/// fscryptfs's own: each object is a directory (itself all ours, at most [`OURS_MAX_DEPTH`]
+/// levels down) or has a name fscryptfs reserves (`.fscryptfs*`, escaped user names excepted).
+/// Otherwise nothing is removed: `ENOTEMPTY` naming the first object that may be a user's. The
+/// whole tree is checked before anything is removed, and checked again as it is removed (an object
+/// added in between stops the removal there). Subdirectories are opened without following
+/// symlinks; every other object is unlinked by name, never opened.
+pub fn remove_dir_of_ours(dir: impl AsFd, name: &OsStr, what: &str) -> Result<()> {
+    let dir = dir.as_fd();
+    for purge in [false, true] {
+        let fd = open_subdir_listing(dir, name, what)?;
+        walk_ours(&fd, what, 1, purge)?;
+    }
+    rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::REMOVEDIR).map_err(|e| sys_err(what, e))
+}
+
+/// [`remove_dir_of_ours`]'s walk of the directory open (for listing) as `fd`: checks that
+/// everything in it is ours and, with `purge`, removes it.
+fn walk_ours(fd: &OwnedFd, what: &str, depth: usize, purge: bool) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut ents = Vec::new();
+    for ent in rustix::fs::Dir::read_from(fd).map_err(|e| sys_err(what, e))? {
+        let ent = ent.map_err(|e| sys_err(what, e))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            ents.push((OsStr::from_bytes(n).to_os_string(), ent.file_type()));
+        }
+    }
+    for (n, mut ft) in ents {
+        let here = format!("{what}/{}", n.as_bytes().escape_ascii());
+        if ft == FileType::Unknown {
+            let st = rustix::fs::statat(fd, &n, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| sys_err(&here, e))?;
+            ft = FileType::from_raw_mode(st.st_mode);
+        }
+        if ft == FileType::Directory {
+            if depth >= OURS_MAX_DEPTH {
+                return Err(Error::new(
+                    Errno::NOTEMPTY,
+                    format!("{here}: directories nested more than {OURS_MAX_DEPTH} levels"),
+                ));
+            }
+            let sub = open_subdir_listing(fd, &n, &here)?;
+            walk_ours(&sub, &here, depth + 1, purge)?;
+            if purge {
+                rustix::fs::unlinkat(fd, &n, rustix::fs::AtFlags::REMOVEDIR)
+                    .map_err(|e| sys_err(&here, e))?;
+            }
+        } else if !super::names::is_reserved(n.as_bytes()) {
+            return Err(Error::new(
+                Errno::NOTEMPTY,
+                format!("{here}: {} that is not fscryptfs's own", type_noun(ft)),
+            ));
+        } else if purge {
+            rustix::fs::unlinkat(fd, &n, rustix::fs::AtFlags::empty())
+                .map_err(|e| sys_err(&here, e))?;
+        }
     }
     Ok(())
 }
@@ -475,6 +620,64 @@ mod tests {
                 .errno(),
             Errno::UCLEAN
         );
+    }
+
+    #[test]
+    fn removals_unlink_names_and_take_only_trees_of_ours() {
+        use std::os::unix::fs::PermissionsExt;
+        let (t, d) = dir();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("precious"), b"keep").unwrap();
+        // A symlink is removed itself, never its target; a type is enforced when asked.
+        symlink(outside.path(), t.path().join(".fscryptfs.tmp.l")).unwrap();
+        let ft = remove_object(&d, OsStr::new(".fscryptfs.tmp.l"), None, "l").unwrap();
+        assert_eq!(ft, FileType::Symlink);
+        symlink(outside.path().join("precious"), t.path().join("s.n")).unwrap();
+        let e = remove_object(&d, OsStr::new("s.n"), Some(Want::File), "s").unwrap_err();
+        assert_eq!(e.errno(), Errno::UCLEAN, "{e}");
+        assert!(t.path().join("s.n").is_symlink());
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        let e = remove_object(&d, OsStr::new("d"), None, "d").unwrap_err();
+        assert_eq!(e.errno(), Errno::ISDIR, "{e}");
+        // A tree of ours goes whole; its symlinks are not followed.
+        let ours = t.path().join(".fscryptfs.tmp.d");
+        std::fs::create_dir_all(ours.join("a/b")).unwrap();
+        std::fs::write(ours.join(".fscryptfs.dir"), b"m").unwrap();
+        std::fs::write(ours.join("a/b/.fscryptfs.special"), b"r").unwrap();
+        symlink(outside.path(), ours.join("a/.fscryptfs.tmp.x")).unwrap();
+        remove_dir_of_ours(&d, OsStr::new(".fscryptfs.tmp.d"), "o").unwrap();
+        assert!(!ours.exists());
+        // A tree holding anything else is left whole.
+        let mixed = t.path().join(".fscryptfs.tmp.m");
+        std::fs::create_dir_all(mixed.join("a")).unwrap();
+        std::fs::write(mixed.join(".fscryptfs.dir"), b"m").unwrap();
+        std::fs::write(mixed.join("a/user.txt"), b"u").unwrap();
+        let e = remove_dir_of_ours(&d, OsStr::new(".fscryptfs.tmp.m"), "m").unwrap_err();
+        assert_eq!(e.errno(), Errno::NOTEMPTY, "{e}");
+        assert!(e.message().contains("user.txt"), "{e}");
+        assert!(mixed.join(".fscryptfs.dir").exists() && mixed.join("a/user.txt").exists());
+        // Too deep is left too.
+        let deep = t.path().join(".fscryptfs.tmp.deep");
+        std::fs::create_dir_all(deep.join("1/2/3/4/5/6/7/8/9")).unwrap();
+        let e = remove_dir_of_ours(&d, OsStr::new(".fscryptfs.tmp.deep"), "x").unwrap_err();
+        assert_eq!(e.errno(), Errno::NOTEMPTY, "{e}");
+        assert!(deep.join("1/2/3/4/5/6/7/8/9").exists());
+        assert_eq!(
+            std::fs::read(outside.path().join("precious")).unwrap(),
+            b"keep"
+        );
+        // A rewrite keeps the old mode; nothing but a regular file is rewritten.
+        let f = t.path().join("conf");
+        std::fs::write(&f, b"old").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+        replace_keeping_owner(&d, OsStr::new("conf"), b"new", true, "c").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"new");
+        let md = std::fs::metadata(&f).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o640);
+        let e = replace_keeping_owner(&d, OsStr::new("s.n"), b"x", false, "s").unwrap_err();
+        assert_eq!(e.errno(), Errno::UCLEAN, "{e}");
+        let e = replace_keeping_owner(&d, OsStr::new("none"), b"x", false, "n").unwrap_err();
+        assert_eq!(e.errno(), Errno::NOENT, "{e}");
     }
 
     #[test]

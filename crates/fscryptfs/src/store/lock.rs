@@ -93,6 +93,19 @@ impl VolumeLock {
         }
     }
 
+    /// Takes the lock exclusive for `fsck --repair`, which writes to the backing store: like a
+    /// read-write mount, nobody else (no mount, read-only or not, no other offline tool) may hold
+    /// it. The lock file is created (`0600`, exclusively) only when missing; unlike a mount, the
+    /// holder's text in it is left as it is, so a repair that finds nothing to do changes no byte
+    /// of the volume. EBUSY with one line naming the holder when the volume is in use.
+    pub fn for_repair(backing: &Path) -> Result<VolumeLock> {
+        let dir = super::io::open_backing_root(backing)?;
+        let path = backing.join(LOCK_NAME);
+        let file = open_lock_file(&dir, &path, true)?;
+        chown_to_volume_owner(&dir, &file, &path)?;
+        take(file, LockMode::Exclusive, backing)
+    }
+
     /// Records this process as the holder: `PID HOSTNAME\n` from offset 0, nothing after it.
     fn write_owner(&self, path: &Path) -> Result<()> {
         let text = format!("{} {}\n", std::process::id(), hostname());

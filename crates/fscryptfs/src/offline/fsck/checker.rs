@@ -1,7 +1,8 @@
 //! The checker's state and its cross-object checks: the [`Checker`] (the findings so far, and the
 //! stable inode numbers and nonces seen, each with its first path and backing inode), how a finding
 //! is recorded (a store error keeps the path it names), and the uniqueness and range checks of
-//! inode numbers and nonces, where hard links are the one allowed repetition. The checks of one
+//! inode numbers and nonces, where hard links are the one allowed repetition, and (`--repair`)
+//! raising the config's inode-number counter past the highest number in use. The checks of one
 //! object are in `objects`, of one directory's entries in `entries`.
 
 use std::collections::HashMap;
@@ -13,8 +14,10 @@ use fscrypt::context::Context;
 use fscrypt::policy::FsParams;
 use fscrypt::Error;
 
+use super::progress::Progress;
 use super::report::{Finding, Report, Severity};
-use crate::store::config::{VolumeConfig, FIRST_INO, ROOT_INO};
+use crate::store::config::{VolumeConfig, CONFIG_MAX, CONFIG_NAME, FIRST_INO, INO_LIMIT, ROOT_INO};
+use crate::store::io as store_io;
 
 /// Whether a directory is encrypted, as far as the check knows.
 #[derive(Clone, Copy)]
@@ -35,6 +38,12 @@ pub(super) struct Checker {
     pub(super) inos: HashMap<u64, (PathBuf, u64, u64)>,
     /// Nonce → (first path, backing dev, backing ino).
     pub(super) nonces: HashMap<[u8; 16], (PathBuf, u64, u64)>,
+    /// `--repair`: fix what can be fixed without guessing (see `mod.rs`).
+    pub(super) repair: bool,
+    /// Indices in the findings of the problems "inode number not below next-ino".
+    pub(super) ino_behind: Vec<usize>,
+    /// The progress bar on a terminal.
+    pub(super) progress: Progress,
 }
 
 /// Strips the `what: ` prefix the store's messages carry.
@@ -66,6 +75,11 @@ impl Checker {
 
     pub(super) fn note(&mut self, path: &Path, message: impl Into<String>) {
         self.add(Severity::Note, path, message);
+    }
+
+    /// Records a repair: `message` says what was done.
+    pub(super) fn repaired(&mut self, path: &Path, message: impl Into<String>) {
+        self.add(Severity::Repaired, path, message);
     }
 
     /// Records an error from the store's parsers (which name the path themselves). The error may
@@ -102,6 +116,7 @@ impl Checker {
             );
         } else if let Some(next) = self.config.as_ref().map(|c| c.next_ino) {
             if ino >= next {
+                self.ino_behind.push(self.report.findings.len());
                 self.problem(
                     path,
                     format!("inode number {ino} is not below the config's next-ino {next} (it would be handed out again)"),
@@ -120,6 +135,68 @@ impl Checker {
             None => {
                 self.inos
                     .insert(ino, (path.to_path_buf(), md.dev(), md.ino()));
+            }
+        }
+    }
+
+    /// `--repair`, after the walk: when inode numbers in use are not below the config's
+    /// `next-ino`, raises it to one past the highest in use (the config rewritten atomically and
+    /// durably through `store::io`, keeping its owner and mode) and replaces those problems by one
+    /// repair. Raising the counter only skips numbers, so it is safe whatever the walk missed.
+    pub(super) fn raise_next_ino(&mut self, root: &std::os::fd::OwnedFd) {
+        if !self.repair || self.ino_behind.is_empty() {
+            return;
+        }
+        let Some(cfg) = self.config.clone() else {
+            return;
+        };
+        let Some(&max) = self.inos.keys().max() else {
+            return;
+        };
+        let conf = self.root.join(CONFIG_NAME);
+        if max >= INO_LIMIT {
+            // Numbers stop below 2^32: no counter can cover this one (reported as it is).
+            return;
+        }
+        let new = VolumeConfig {
+            next_ino: max + 1,
+            ..cfg.clone()
+        };
+        let text = new.to_text();
+        let what = conf.display().to_string();
+        let r = if text.len() > CONFIG_MAX {
+            Err(fscrypt::Error::invalid("config too large"))
+        } else {
+            store_io::replace_keeping_owner(
+                root,
+                std::ffi::OsStr::new(CONFIG_NAME),
+                text.as_bytes(),
+                true,
+                &what,
+            )
+        };
+        match r {
+            Ok(()) => {
+                for i in std::mem::take(&mut self.ino_behind).into_iter().rev() {
+                    self.report.findings.remove(i);
+                }
+                self.config = Some(new);
+                self.repaired(
+                    &conf,
+                    format!(
+                        "raised next-ino from {} to {} (the highest inode number in use is {max})",
+                        cfg.next_ino,
+                        max + 1,
+                    ),
+                );
+            }
+            Err(e) => {
+                let m = format!(
+                    "could not raise next-ino to {}: {}",
+                    max + 1,
+                    strip(e.message(), &conf)
+                );
+                self.problem(&conf, m);
             }
         }
     }

@@ -1,7 +1,10 @@
 //! `fsck`'s checks of one directory's entries: the names (no-key names and their ciphertext
 //! lengths, long-name side files and orphans, escaped names, names reserved by fscryptfs and the
 //! leftovers of interrupted updates), the special-file record against the directory's special
-//! files, and each object in turn (`objects`); returns the subdirectories to descend into.
+//! files, and each object in turn (`objects`); returns the subdirectories to descend into. With
+//! `--repair`, the crash leftovers found here go: orphan side files and temporary objects are
+//! removed, the records of names that are gone (or no longer special files) are dropped from
+//! `.fscryptfs.special`.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -16,7 +19,7 @@ use fscrypt::nokey::NokeyName;
 use super::checker::{strip, valid_ct_len, Checker, DirState};
 use crate::offline::objects::{list_names, name_ciphertext_at, open_entry_md, Kind};
 use crate::store::config::CONFIG_NAME;
-use crate::store::io as store_io;
+use crate::store::io::{self as store_io, Want};
 use crate::store::meta::DIR_META_NAME;
 use crate::store::names::{self, ESCAPE_PREFIX, RESERVED_PREFIX, SIDE_SUFFIX, TMP_PREFIX};
 use crate::store::special::{read_special_at, SpecialRecords, SPECIAL_NAME};
@@ -43,12 +46,16 @@ impl Checker {
         let specials = self.read_specials(dirfd, dir, &set);
         // Backing names of this directory's special files and of its other objects.
         let mut special_names: HashSet<&[u8]> = HashSet::new();
+        // A special file of this directory has no record (stale records are then kept: one may
+        // be the number it had before a rename).
+        let mut unrecorded = false;
         let mut sub = Vec::new();
         for name in &names {
+            self.progress.tick(&self.report);
             let b = name.as_bytes();
             let path = dir.join(name);
             if b.starts_with(RESERVED_PREFIX) && !b.starts_with(ESCAPE_PREFIX) {
-                self.check_reserved(&path, b, is_root);
+                self.check_reserved(dirfd, &path, name, is_root);
                 continue;
             }
             let encrypted = matches!(state, DirState::Known(Some(_)));
@@ -88,13 +95,16 @@ impl Checker {
                 special_names.insert(b);
                 match specials.as_ref().map(|r| r.get(name)) {
                     Some(Some(ino)) => self.check_ino(&path, ino, &md, false),
-                    Some(None) => self.problem(
-                        &path,
-                        format!(
-                            "special file without a record in {SPECIAL_NAME} (its inode number \
-                             changes at every mount)"
-                        ),
-                    ),
+                    Some(None) => {
+                        unrecorded = true;
+                        self.problem(
+                            &path,
+                            format!(
+                                "special file without a record in {SPECIAL_NAME} (its inode \
+                                 number changes at every mount)"
+                            ),
+                        );
+                    }
                     // The record is damaged: reported once, on the record.
                     None => {}
                 }
@@ -104,38 +114,105 @@ impl Checker {
             }
         }
         if let Some(r) = &specials {
-            let rpath = dir.join(SPECIAL_NAME);
-            let mut seen: HashSet<&OsStr> = HashSet::new();
-            for (name, ino) in r.iter() {
-                let b = name.as_bytes();
-                let shown = b.escape_ascii();
-                if !seen.insert(name) {
-                    self.problem(&rpath, format!("two records for {shown}"));
-                } else if b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
-                    self.problem(&rpath, format!("record for an impossible name {shown}"));
-                } else if !set.contains(b) {
-                    // Unlink forgets the name after removing the entry (FORMAT.md): a crash in
-                    // between leaves the record, never consulted.
-                    self.note(
+            self.check_special_records(dirfd, dir, r, &set, &special_names, unrecorded);
+        }
+        sub
+    }
+
+    /// Checks the special-file record `r` of directory `dir` against its names (`set`) and its
+    /// special files (`special_names`). A record for a name that is gone, or that is no longer a
+    /// special file, is a note (never consulted); with `--repair` the record file is rewritten
+    /// without them (removed when none is left) unless it also has problems, or `unrecorded`: a
+    /// special file of the directory has no record (a stale one may be the number it had).
+    fn check_special_records(
+        &mut self,
+        dirfd: &OwnedFd,
+        dir: &Path,
+        r: &SpecialRecords,
+        set: &HashSet<&[u8]>,
+        special_names: &HashSet<&[u8]>,
+        unrecorded: bool,
+    ) {
+        let rpath = dir.join(SPECIAL_NAME);
+        let mut seen: HashSet<&OsStr> = HashSet::new();
+        let mut bad = unrecorded;
+        // Records never consulted: (name, the note).
+        let mut stale: Vec<(&OsStr, String)> = Vec::new();
+        for (name, ino) in r.iter() {
+            let b = name.as_bytes();
+            let shown = b.escape_ascii();
+            if !seen.insert(name) {
+                bad = true;
+                self.problem(&rpath, format!("two records for {shown}"));
+            } else if b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+                bad = true;
+                self.problem(&rpath, format!("record for an impossible name {shown}"));
+            } else if !set.contains(b) {
+                // Unlink forgets the name after removing the entry (FORMAT.md): a crash in
+                // between leaves the record, never consulted.
+                stale.push((
+                    name,
+                    format!(
+                        "record (inode number {ino}) for {shown}, which does not exist (left by a \
+                         crash, ignored)"
+                    ),
+                ));
+            } else if !special_names.contains(b) {
+                // A rename over a special file forgets the target's record after renaming.
+                stale.push((
+                    name,
+                    format!(
+                        "record (inode number {ino}) for {shown}, which is not a special file \
+                         (left by a crash, ignored)"
+                    ),
+                ));
+            }
+        }
+        if stale.is_empty() {
+            return;
+        }
+        if self.repair && !bad {
+            let mut kept = r.clone();
+            for (name, _) in &stale {
+                kept.remove(name);
+            }
+            let what = rpath.display().to_string();
+            let n = OsStr::new(SPECIAL_NAME);
+            let done = if kept.is_empty() {
+                store_io::remove_object(dirfd, n, Some(Want::File), &what).map(|_| "removed it")
+            } else {
+                store_io::replace_keeping_owner(dirfd, n, &kept.to_bytes(), true, &what)
+                    .map(|()| "rewrote it without them")
+            };
+            let names = stale
+                .iter()
+                .map(|(n, _)| n.as_bytes().escape_ascii().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let count = stale.len();
+            let records = if count == 1 { "record" } else { "records" };
+            match done {
+                Ok(how) => {
+                    return self.repaired(
                         &rpath,
                         format!(
-                            "record (inode number {ino}) for {shown}, which does not exist (left \
-                             by a crash, ignored)"
-                        ),
-                    );
-                } else if !special_names.contains(b) {
-                    // A rename over a special file forgets the target's record after renaming.
-                    self.note(
-                        &rpath,
-                        format!(
-                            "record (inode number {ino}) for {shown}, which is not a special file \
-                             (left by a crash, ignored)"
+                            "dropped {count} {records} of names that are gone or no longer \
+                             special files ({names}); {how}"
                         ),
                     );
                 }
+                Err(e) => self.problem(
+                    &rpath,
+                    format!(
+                        "could not drop {count} stale {records} ({names}): {}",
+                        strip(e.message(), &rpath)
+                    ),
+                ),
             }
         }
-        sub
+        for (_, m) in stale {
+            self.note(&rpath, m);
+        }
     }
 
     /// The special-file records of directory `dir` (empty when it has none); None, after
@@ -161,8 +238,8 @@ impl Checker {
         }
     }
 
-    fn check_reserved(&mut self, path: &Path, b: &[u8], is_root: bool) {
-        let n = String::from_utf8_lossy(b);
+    fn check_reserved(&mut self, dirfd: &OwnedFd, path: &Path, name: &OsStr, is_root: bool) {
+        let n = String::from_utf8_lossy(name.as_bytes());
         match n.as_ref() {
             // Checked with its directory (`read_dir_meta_at`) and by `read_specials`.
             DIR_META_NAME | SPECIAL_NAME => {}
@@ -195,19 +272,56 @@ impl Checker {
             // The fixed temporary names of versions before the hardened store (which writes every
             // replacement under a fresh random temporary name instead).
             ".fscryptfs.conf.tmp" | ".fscryptfs.dir.new" | ".fscryptfs.special.new" => {
-                self.note(
-                    path,
-                    "leftover of an interrupted update by an older version",
-                );
+                if !self.remove_leftover(dirfd, path, name) {
+                    self.note(
+                        path,
+                        "leftover of an interrupted update by an older version",
+                    );
+                }
             }
             _ if n.starts_with(TMP_PREFIX) => {
-                self.note(
-                    path,
-                    "leftover temporary object of an interrupted create or remove (never shown)",
-                );
+                if !self.remove_leftover(dirfd, path, name) {
+                    self.note(
+                        path,
+                        "leftover temporary object of an interrupted create or remove (never shown)",
+                    );
+                }
             }
             _ => self.problem(path, "unknown name reserved by fscryptfs"),
         }
+    }
+
+    /// `--repair`: removes the temporary object `name` of `dirfd` (a crash leftover nothing refers
+    /// to): anything but a directory is unlinked (never opened, a symlink never followed), a
+    /// directory only when all it holds is fscryptfs's own (`store::io::remove_dir_of_ours`: an
+    /// interrupted mkdir, a directory moved aside to be removed, a protector tree being set up).
+    /// True when it was repaired, or could not be and a problem says so; false without `--repair`.
+    fn remove_leftover(&mut self, dirfd: &OwnedFd, path: &Path, name: &OsStr) -> bool {
+        if !self.repair {
+            return false;
+        }
+        let what = path.display().to_string();
+        let r = match store_io::remove_object(dirfd, name, None, &what) {
+            Err(e) if e.errno() == fscrypt::Errno::ISDIR => {
+                store_io::remove_dir_of_ours(dirfd, name, &what).map(|()| "directory")
+            }
+            r => r.map(|ft| match ft {
+                rustix::fs::FileType::RegularFile => "file",
+                rustix::fs::FileType::Symlink => "symlink (not followed)",
+                _ => "object",
+            }),
+        };
+        match r {
+            Ok(kind) => self.repaired(path, format!("removed the leftover temporary {kind}")),
+            Err(e) => self.problem(
+                path,
+                format!(
+                    "leftover temporary object not removed: {}",
+                    strip(e.message(), path)
+                ),
+            ),
+        }
+        true
     }
 
     fn check_encrypted_name(
@@ -265,6 +379,17 @@ impl Checker {
                 // The side file is written before its entry and deleted after it (FORMAT.md): a
                 // crash in between leaves it behind, unused, and the next entry of the name
                 // rewrites it.
+                Ok(_) if self.repair => {
+                    let what = path.display().to_string();
+                    match store_io::remove_object(dirfd, name, Some(Want::File), &what) {
+                        Ok(_) => self
+                            .repaired(path, "removed the orphan side file (no entry of that name)"),
+                        Err(e) => self.problem(
+                            path,
+                            format!("orphan side file not removed: {}", strip(e.message(), path)),
+                        ),
+                    }
+                }
                 Ok(_) => self.note(
                     path,
                     "orphan side file (no entry of that name; left by a crash, ignored)",

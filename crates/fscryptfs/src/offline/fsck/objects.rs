@@ -1,16 +1,18 @@
 //! `fsck`'s checks of one backing object: it reads (directory metadata, file header, symlink
 //! target), its inode number and nonce (through the checker), its policy against its directory's,
 //! a per-file file's length against its size and its header's reserved bytes, a per-extent file's
-//! log (`ExtentFile::check`), an encrypted symlink's ciphertext length.
+//! log (`ExtentFile::check`; with `--repair` a torn tail is cut first), an encrypted symlink's
+//! ciphertext length.
 
 use std::fs::{File, Metadata};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use super::checker::{valid_ct_len, Checker, DirState};
+use super::checker::{strip, valid_ct_len, Checker, DirState};
 use crate::offline::objects::{read_object_at, read_regular_at, Kind, Stored};
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
+use crate::store::io::{self as store_io, Access};
 use crate::store::meta::{FileHeader, SymlinkTarget, FILE_HEADER_USED};
 use crate::store::{FILE_HEADER_SIZE, SYMLINK_CIPHERTEXT_MAX};
 
@@ -84,7 +86,7 @@ impl Checker {
             Stored::Dir(m) => return Some(DirState::Known(m.ctx)),
             Stored::File { header, .. } if header.layout == ContentsLayout::Extent => {
                 if let Some((f, _)) = opened {
-                    self.check_extent_file(path, header, f);
+                    self.check_extent_file(fd, path, header, f);
                 }
             }
             Stored::File {
@@ -156,14 +158,24 @@ impl Checker {
 
     /// A per-extent file: its log recovers (`ExtentFile::open`) and passes `ExtentFile::check`
     /// (every stored run against its checksum, the map's invariants; crash leftovers are notes).
-    fn check_extent_file(&mut self, path: &Path, header: &FileHeader, file: File) {
+    /// With `--repair` the file is reopened for writing (through `store::io`, from its `O_PATH`
+    /// descriptor `fd`) and a torn tail beyond the log recovery keeps is cut first
+    /// (`ExtentFile::cut_torn_tail`, what the engine does before its next append).
+    fn check_extent_file(&mut self, fd: &OwnedFd, path: &Path, header: &FileHeader, file: File) {
         let Some(ctx) = header.ctx else {
             self.problem(path, "per-extent file without an encryption context");
             return;
         };
         let policy = *ctx.policy();
         let du = 1usize << policy.data_unit_bits(&self.fsp);
-        let r = ExtentFile::open(file, &policy, du).and_then(|ef| ef.check());
+        let r = ExtentFile::open(file, &policy, du).and_then(|ef| {
+            let ef = if self.repair {
+                self.cut_torn_tail(fd, path, ef, &policy, du)
+            } else {
+                ef
+            };
+            ef.check()
+        });
         match r {
             Err(e) => self.error(path, &e),
             Ok(findings) => {
@@ -178,6 +190,54 @@ impl Checker {
                         self.problem(path, m);
                     }
                 }
+            }
+        }
+    }
+
+    /// `--repair`: when the per-extent file `ef` (opened read-only) has bytes beyond the end of
+    /// its log, reopens it for writing (through `store::io`, from its `O_PATH` descriptor `fd`),
+    /// recovers it again and cuts them (`ExtentFile::cut_torn_tail`). Returns the file to check:
+    /// the reopened one, or `ef` as it was when nothing was cut (a failure is a problem).
+    fn cut_torn_tail(
+        &mut self,
+        fd: &OwnedFd,
+        path: &Path,
+        ef: ExtentFile,
+        policy: &fscrypt::policy::Policy,
+        du: usize,
+    ) -> ExtentFile {
+        let what = path.display().to_string();
+        let len = match rustix::fs::fstat(fd) {
+            Ok(st) => st.st_size as u64,
+            Err(_) => return ef,
+        };
+        if len <= ef.backing_len() {
+            return ef;
+        }
+        let cut = store_io::reopen_file(fd, Access::ReadWrite, &what)
+            .and_then(|f| ExtentFile::open(f, policy, du))
+            .and_then(|mut rw| {
+                let end = rw.backing_len();
+                rw.cut_torn_tail().map(|n| (rw, n, end))
+            });
+        match cut {
+            Ok((rw, n, end)) => {
+                self.repaired(
+                    path,
+                    format!(
+                        "cut {n} bytes of an incomplete record beyond the end of the log \
+                         (backing offset {end}; last commit at {})",
+                        rw.committed_end()
+                    ),
+                );
+                rw
+            }
+            Err(e) => {
+                self.problem(
+                    path,
+                    format!("torn tail not cut: {}", strip(e.message(), path)),
+                );
+                ef
             }
         }
     }

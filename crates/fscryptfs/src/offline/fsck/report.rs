@@ -1,5 +1,5 @@
-//! What `fscryptfs fsck` found: each [`Finding`] (a problem or a note, named by backing path) and
-//! the [`Report`] with the counts of what was checked.
+//! What `fscryptfs fsck` found: each [`Finding`] (a problem, a note, or with `--repair` what was
+//! repaired, named by backing path) and the [`Report`] with the counts of what was checked.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,9 @@ pub enum Severity {
     Problem,
     /// A crash leftover the daemon handles (exit 0).
     Note,
+    /// With `--repair`: a problem or note that was repaired; the message says what was done
+    /// (exit 4 when nothing else is left but notes).
+    Repaired,
 }
 
 /// One finding, named by backing path.
@@ -25,19 +28,18 @@ pub struct Finding {
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let note = if self.severity == Severity::Note {
-            "note: "
-        } else {
-            ""
-        };
-        write!(f, "{}: {note}{}", self.path.display(), self.message)
+        match self.severity {
+            Severity::Problem => write!(f, "{}: {}", self.path.display(), self.message),
+            Severity::Note => write!(f, "{}: note: {}", self.path.display(), self.message),
+            Severity::Repaired => write!(f, "repaired: {}: {}", self.path.display(), self.message),
+        }
     }
 }
 
 /// What a check found.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Problems and notes, in walk order.
+    /// Problems, notes and repairs, in walk order.
     pub findings: Vec<Finding>,
     /// Directories checked.
     pub dirs: u64,
@@ -50,16 +52,22 @@ pub struct Report {
 }
 
 impl Report {
-    /// The number of problems.
-    pub fn problems(&self) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Problem)
-            .count()
+    fn count(&self, s: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == s).count()
     }
 
-    /// The number of notes.
+    /// The number of problems (with `--repair`: those left unrepaired).
+    pub fn problems(&self) -> usize {
+        self.count(Severity::Problem)
+    }
+
+    /// The number of notes (with `--repair`: those left as they are).
     pub fn notes(&self) -> usize {
-        self.findings.len() - self.problems()
+        self.count(Severity::Note)
+    }
+
+    /// The number of repairs made (`--repair`).
+    pub fn repaired(&self) -> usize {
+        self.count(Severity::Repaired)
     }
 }

@@ -1,6 +1,7 @@
 //! fsck's full consistency check of an opened per-extent file: every stored run's ciphertext
 //! against its checksum (the committed ones too, which recovery trusts), the map's invariants, and
-//! what lies beyond the log (reported as notes: a torn tail, records not yet committed).
+//! what lies beyond the log (reported as notes: a torn tail, records not yet committed); and
+//! `fsck --repair`'s one change to such a file, cutting a torn tail.
 
 use std::collections::HashSet;
 
@@ -77,5 +78,32 @@ impl ExtentFile {
             ));
         }
         Ok(out)
+    }
+
+    /// `fsck --repair`: cuts the bytes beyond the end of the log that recovery kept (a torn or
+    /// failed append: never a committed record, which `open` would have refused), durably, as the
+    /// engine itself does before its next append. Returns how many bytes were cut (0: nothing was
+    /// beyond the log). The file must have been opened for writing.
+    pub fn cut_torn_tail(&mut self) -> Result<u64> {
+        let file_len = self
+            .file
+            .metadata()
+            .map_err(|e| io_err(&self.what, e))?
+            .len();
+        if file_len <= self.end {
+            return Ok(0);
+        }
+        debug_assert!(self.end >= self.durable_end);
+        self.file
+            .set_len(self.end)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io_err(format!("{}: cutting a torn tail", self.what), e))?;
+        self.trim_pending = false;
+        Ok(file_len - self.end)
+    }
+
+    /// The end of the log as of its last commit (the header alone: no commit yet).
+    pub fn committed_end(&self) -> u64 {
+        self.durable_end
     }
 }
