@@ -44,6 +44,10 @@ pub(super) fn next_instance() -> u64 {
 /// What identifies a run's verified bytes: the file instance, its offset, length and checksum.
 type RunKey = (u64, u64, u64, [u8; 8]);
 
+/// Serializes the loading of runs that map to the same lock (by backing offset), so concurrent
+/// reads of one run read and hash it once.
+static LOADING: [Mutex<()>; 16] = [const { Mutex::new(()) }; 16];
+
 /// The cache of verified runs, most recently used last.
 static VERIFIED: Mutex<VecDeque<(RunKey, Arc<Vec<u8>>)>> = Mutex::new(VecDeque::new());
 
@@ -110,6 +114,14 @@ impl ExtentFile {
             );
             return Ok(Source::Streamed);
         }
+        if let Some(v) = cache_get(&key) {
+            return Ok(Source::Whole(v));
+        }
+        // Readahead sends several reads of one run to several daemon threads at once: the first
+        // reads and hashes it, the others wait for it here and find it cached.
+        let _loading = LOADING[(run.data_off / super::format::ALIGN) as usize % LOADING.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(v) = cache_get(&key) {
             return Ok(Source::Whole(v));
         }
