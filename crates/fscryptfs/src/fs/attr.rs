@@ -1,6 +1,7 @@
 //! Attributes: GETATTR/SETATTR (size changes through the contents path, ownership, mode, times),
 //! the attribute and entry lifetimes the kernel may cache, symlink targets as the caller sees them,
-//! the owner of new inodes, and the `user.*` extended attributes.
+//! the owner of new inodes, and the `user.*` extended attributes; and [`advance_clock`], which
+//! makes the next change's timestamps later than this one's (docs/SEMANTICS.md, "Timestamps").
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -25,8 +26,12 @@ pub(super) const PLAIN_TTL: Duration = Duration::from_secs(1);
 pub(super) const ENC_TTL: Duration = Duration::ZERO;
 
 impl Fs {
+    /// The attributes of `node` as a reply reports them: the backing inode's, with the logical size
+    /// and the symlink target's length. Every reply carrying timestamps goes through here, so this
+    /// is where [`advance_clock`] makes every later change's stamps later than these.
     pub(super) fn attr(&self, node: &Node) -> Result<Attr> {
         let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(node), e))?;
+        advance_clock();
         let (size, encrypted) = {
             let s = rlock(&node.state);
             let size = match node.kind {
@@ -350,4 +355,47 @@ impl Fs {
         let p = self.xattr_path(&node)?;
         rustix::fs::removexattr(&p, name).map_err(|e| sys_err(self.describe(&node), e))
     }
+}
+
+/// Makes every timestamp the kernel hands out from now on later than every one it handed out
+/// before the call, so the next change of any inode gets a later ctime (and mtime) than the change
+/// being answered — even within one clock tick.
+///
+/// Why: with the writeback cache the kernel owns a regular file's ctime and mtime (it ignores the
+/// daemon's values for them) and stamps them with `current_time()`, which for FUSE is the coarse
+/// clock (one tick: 4 ms at HZ=250) raised to the multigrain floor (Linux ≥ 6.13). Two changes a
+/// millisecond apart got the same ctime. The floor rises whenever a multigrain filesystem (ext4,
+/// xfs, btrfs, tmpfs) hands out a fine-grained stamp, which it does for an inode whose ctime was
+/// looked at since its last change. So: change a private tmpfs inode (a memfd) — its new ctime X1
+/// is at least any stamp handed out so far —, look at its ctime, change it again — X2 > X1, and
+/// either a fine stamp that raised the floor to X2 or a coarse clock already past X1. Either way
+/// `current_time()` returns at least X2 from then on. Three system calls, serialized; on a kernel
+/// without multigrain timestamps this changes nothing (and costs as much).
+///
+/// Called by [`Fs::attr`], so after every reply that reports timestamps (LOOKUP, GETATTR, CREATE,
+/// MKNOD, MKDIR, SYMLINK, LINK, SETATTR): what multigrain timestamps promise — a change after a
+/// timestamp was observed gets a later one — holds for what the kernel observes through us.
+/// SETATTR covers chmod, chown, truncate, ftruncate and utimes (whose ctime the kernel computed
+/// before sending it) and, with the writeback cache, the times the kernel computed at link,
+/// rename, unlink and writes, which it sends in a SETATTR right after them or at close.
+pub(super) fn advance_clock() {
+    use std::sync::{Mutex, OnceLock};
+    static CLOCK: OnceLock<Option<Mutex<OwnedFd>>> = OnceLock::new();
+    let clock = CLOCK.get_or_init(|| {
+        rustix::fs::memfd_create(
+            "fscryptfs-clock",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(|e| tracing::warn!("memfd for timestamps: {e}; ctime may repeat within a tick"))
+        .ok()
+        .map(Mutex::new)
+    });
+    let Some(clock) = clock else {
+        return;
+    };
+    let fd = clock.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = Mode::from_raw_mode(0o600);
+    let _ = rustix::fs::fchmod(&*fd, mode);
+    let _ = rustix::fs::fstat(&*fd);
+    let _ = rustix::fs::fchmod(&*fd, mode);
 }

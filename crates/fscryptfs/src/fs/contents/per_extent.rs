@@ -10,7 +10,8 @@
 //! background (`writeout`: by age and by the volume-wide memory budget) and when the buffer would
 //! exceed `BUFFER_MAX` (or the volume's buffers `node::budget::BUDGET_HARD`); all but the last end
 //! with `ExtentFile::sync`. Reads
-//! decrypt what the log maps and overlay the buffer. Truncation writes the buffer out first, then
+//! decrypt what the log maps — each run checked against its checksum first, EIO naming the inode,
+//! the offset and the backing path on a mismatch — and overlay the buffer. Truncation writes the buffer out first, then
 //! appends a truncate record. Everything happens under the node's `state` lock (write for changes,
 //! read for reads); the keyring's locks nest inside it, as everywhere.
 //!
@@ -102,7 +103,8 @@ impl Engine<'_> {
         let mut out = vec![0u8; (end - off) as usize];
         let active = st.active();
         ext.file
-            .read(off, &mut out, |c| lock(&ext.keys).get(active, c))?;
+            .read(off, &mut out, |c| lock(&ext.keys).get(active, c))
+            .map_err(|e| self.ext_read_failed(node, off, end - off, e))?;
         let du = ext.du;
         for (&idx, unit) in ext.buf.range(off / du..=(end - 1) / du) {
             let us = idx * du;
@@ -112,6 +114,23 @@ impl Engine<'_> {
                 .copy_from_slice(&unit[(lo - us) as usize..(hi - us) as usize]);
         }
         Ok(out)
+    }
+
+    /// A failed read of the log (a checksum mismatch, a short backing file, a unit that does not
+    /// decrypt: EIO) with the file's inode number and the range read in front of the engine's
+    /// message (which names the backing path and offset); the FUSE reply logs it once.
+    fn ext_read_failed(&self, node: &Node, off: u64, len: u64, e: Error) -> Error {
+        if e.errno() != Errno::IO {
+            return e;
+        }
+        Error::new(
+            Errno::IO,
+            format!(
+                "inode {}: read of {len} bytes at offset {off}: {}",
+                node.ino,
+                e.message()
+            ),
+        )
     }
 
     /// Accepts a write into the buffer (the caller checked permission and `prepare_write`).
@@ -147,7 +166,8 @@ impl Engine<'_> {
                 if (lo != us || hi != us + du) && us < ext.file.logical_size() {
                     let keys = &ext.keys;
                     ext.file
-                        .read(us, &mut unit, |c| lock(keys).get(active, c))?;
+                        .read(us, &mut unit, |c| lock(keys).get(active, c))
+                        .map_err(|e| self.ext_read_failed(node, us, du, e))?;
                 }
                 ext.insert_unit(idx, unit);
             }

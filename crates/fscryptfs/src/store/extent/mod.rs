@@ -25,7 +25,7 @@
 //! - `ciphertext`: streamed ciphertext I/O (checksum a range, copy or reflink it);
 //! - `replay`: create and open, the recovery scan of the log;
 //! - `apply`: what each record does to the map, with every field checked (replay and append share it);
-//! - `read`: decrypting reads;
+//! - `read`: verified, decrypting reads (each run checked against its checksum first);
 //! - `write`: appending records (new extents, truncate, punch) and `sync`, the commit;
 //! - `clone`: `clone_range` / `clone_within` (reflink as ciphertext);
 //! - `compact`: the compacted size, when to compact, and writing the compacted copy;
@@ -124,6 +124,8 @@ pub struct Finding {
 /// One per-extent backing file, opened and recovered.
 pub struct ExtentFile {
     file: File,
+    /// This opened instance's identity in the cache of verified runs (`read`).
+    instance: u64,
     /// The backing path (from `/proc/self/fd`), for messages.
     what: String,
     policy: Policy,

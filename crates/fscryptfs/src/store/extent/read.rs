@@ -1,18 +1,145 @@
-//! Reading a per-extent file: the map's pieces over the range, each extent's ciphertext read a chunk
-//! at a time and decrypted with the key the caller derives for its context (IVs counted from the
-//! extent's start); holes and the bytes of a unit beyond a piece's end read as zeros.
+//! Reading a per-extent file, verified: the map's pieces over the range; for each, the ciphertext
+//! of its whole run is read, checked against the run's stored checksum (SHA-256 of the ciphertext,
+//! first 8 bytes: the extent record's payload checksum or the checkpoint entry's), and only then
+//! decrypted with the key the caller derives for its context (IVs counted from the extent's start);
+//! holes and the bytes of a unit beyond a piece's end read as zeros. A mismatch is EIO naming the
+//! backing path, the backing offset of the run and the logical offset: never unverified bytes.
+//!
+//! The checksum covers a whole run (at most 1 MiB as this engine writes them), so a read of part of
+//! a run reads and hashes all of it. Sequential reads would do that once per FUSE request (8 times
+//! per 1 MiB run at 128 KiB each); a small process-wide cache keeps the *verified ciphertext* of
+//! the last runs read ([`VERIFIED_CACHE_BYTES`]), keyed by the `ExtentFile` instance and the run.
+//! Serving from it is as safe as verifying again: the bytes it holds are the bytes that were
+//! checked, so a later change on disk cannot reach a reader through it (and the bytes of a live run
+//! are never rewritten by the engine: the log only appends; compaction makes a new instance). It
+//! holds ciphertext only, never plaintext or keys.
+//!
+//! Runs larger than [`WHOLE_RUN_MAX`] (none that this engine writes; a hostile file could claim
+//! one) are not held in memory whole: their checksum is streamed first, then the units read are
+//! read again and decrypted. Between those two reads a writer with access to the backing file
+//! could change them; such runs are logged once per read as not fully protected.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::{Errno, Error, Result};
 
-use super::ciphertext::read_exact_at;
-use super::{corrupt_at, ExtentFile, CHUNK};
+use super::ciphertext::{read_exact_at, sum_range};
+use super::{corrupt_at, ExtentFile, Run, CHUNK};
+
+/// Largest run read, verified and held in memory whole (4 × the engine's largest extent).
+pub(super) const WHOLE_RUN_MAX: u64 = 4 << 20;
+
+/// Bytes of verified ciphertext the process keeps for repeated reads of the same runs.
+pub(super) const VERIFIED_CACHE_BYTES: usize = 16 << 20;
+
+/// A fresh identity for an opened `ExtentFile` (keys the cache: never reused in a process).
+pub(super) fn next_instance() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What identifies a run's verified bytes: the file instance, its offset, length and checksum.
+type RunKey = (u64, u64, u64, [u8; 8]);
+
+/// Serializes the loading of runs that map to the same lock (by backing offset), so concurrent
+/// reads of one run read and hash it once.
+static LOADING: [Mutex<()>; 16] = [const { Mutex::new(()) }; 16];
+
+/// The cache of verified runs, most recently used last.
+static VERIFIED: Mutex<VecDeque<(RunKey, Arc<Vec<u8>>)>> = Mutex::new(VecDeque::new());
+
+fn cache_get(key: &RunKey) -> Option<Arc<Vec<u8>>> {
+    let mut c = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+    let i = c.iter().position(|(k, _)| k == key)?;
+    let e = c.remove(i)?;
+    let v = Arc::clone(&e.1);
+    c.push_back(e);
+    Some(v)
+}
+
+fn cache_put(key: RunKey, v: Arc<Vec<u8>>) {
+    let mut c = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+    if c.iter().any(|(k, _)| *k == key) {
+        return;
+    }
+    c.push_back((key, v));
+    let mut total: usize = c.iter().map(|(_, v)| v.len()).sum();
+    while total > VERIFIED_CACHE_BYTES && c.len() > 1 {
+        if let Some((_, old)) = c.pop_front() {
+            total -= old.len();
+        }
+    }
+}
+
+/// Where a run's ciphertext comes from for one read.
+enum Source {
+    /// The whole run, verified, in memory.
+    Whole(Arc<Vec<u8>>),
+    /// A run too large to hold: verified streamed, its units read again as needed.
+    Streamed,
+}
 
 impl ExtentFile {
+    /// EIO for a run whose ciphertext does not match its checksum (the caller adds the file's
+    /// identity and logs it once).
+    fn mismatch(&self, run: &Run, logical: u64) -> Error {
+        Error::new(
+            Errno::IO,
+            format!(
+                "{}: backing offset {}: extent ciphertext checksum mismatch (record at {}, \
+                 logical offset {logical}): refusing to return unverified data",
+                self.what, run.data_off, run.record_off
+            ),
+        )
+    }
+
+    /// The run's ciphertext, verified against its checksum (cached), or `Streamed` after a
+    /// streamed check for a run larger than [`WHOLE_RUN_MAX`]. `logical`: the logical offset of
+    /// the piece being read, for the message.
+    fn verified_run(&self, run: &Run, logical: u64) -> Result<Source> {
+        let len = run.nunits * self.du;
+        let key = (self.instance, run.data_off, run.nunits, run.sum);
+        if len > WHOLE_RUN_MAX {
+            if sum_range(&self.file, run.data_off, len, &self.what)? != run.sum {
+                return Err(self.mismatch(run, logical));
+            }
+            tracing::warn!(
+                "{}: backing offset {}: a {len}-byte extent run is verified streamed, then read \
+                 again (not held whole in memory)",
+                self.what,
+                run.data_off
+            );
+            return Ok(Source::Streamed);
+        }
+        if let Some(v) = cache_get(&key) {
+            return Ok(Source::Whole(v));
+        }
+        // Readahead sends several reads of one run to several daemon threads at once: the first
+        // reads and hashes it, the others wait for it here and find it cached.
+        let _loading = LOADING[(run.data_off / super::format::ALIGN) as usize % LOADING.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = cache_get(&key) {
+            return Ok(Source::Whole(v));
+        }
+        let mut ct = vec![0u8; len as usize];
+        read_exact_at(&self.file, &mut ct, run.data_off, &self.what)?;
+        if crate::store::checksum(&ct) != run.sum {
+            return Err(self.mismatch(run, logical));
+        }
+        let v = Arc::new(ct);
+        cache_put(key, Arc::clone(&v));
+        Ok(Source::Whole(v))
+    }
+
     /// Reads up to `buf.len()` bytes at `offset`; holes read as zeros, nothing beyond the size.
     /// `key_for` gives the key of each extent met (called once per extent per call; owned or
-    /// shared, e.g. `Arc<ExtentKey>` from the caller's cache). EIO when a unit does not decrypt or
-    /// the backing file is short.
+    /// shared, e.g. `Arc<ExtentKey>` from the caller's cache). Every run read from is checked
+    /// against its checksum before it is decrypted: EIO on a mismatch (nothing is returned), when
+    /// a unit does not decrypt, or when the backing file is short.
     pub fn read<F, K>(&self, offset: u64, buf: &mut [u8], key_for: F) -> Result<usize>
     where
         F: Fn(&ExtentContext) -> Result<K>,
@@ -30,6 +157,15 @@ impl ExtentFile {
         let mut ct = Vec::new();
         for (s, p) in self.map.overlapping(offset, offset + n) {
             let run = self.runs[p.run];
+            let lo = s.max(offset);
+            let hi = p.end.min(offset + n);
+            // Units [u, u_end) of the piece, processed in chunks.
+            let mut u = (lo - s) / du;
+            let u_end = (hi - s).div_ceil(du);
+            if p.unit.checked_add(u_end).is_none_or(|e| e > run.nunits) {
+                return Err(corrupt_at(&self.what, run.record_off, "map beyond its run"));
+            }
+            let source = self.verified_run(&run, lo)?;
             let ki = match keys.iter().position(|(nonce, _)| *nonce == run.ctx.nonce) {
                 Some(i) => i,
                 None => {
@@ -37,20 +173,18 @@ impl ExtentFile {
                     keys.len() - 1
                 }
             };
-            let lo = s.max(offset);
-            let hi = p.end.min(offset + n);
-            // Units [u, u_end) of the piece, processed in chunks.
-            let mut u = (lo - s) / du;
-            let u_end = (hi - s).div_ceil(du);
             while u < u_end {
                 let cnt = (u_end - u).min((CHUNK / du).max(1));
                 let unit_in_run = p.unit + u;
-                if unit_in_run + cnt > run.nunits {
-                    return Err(corrupt_at(&self.what, run.record_off, "map beyond its run"));
-                }
                 let at = run.data_off + unit_in_run * du;
                 ct.resize((cnt * du) as usize, 0);
-                read_exact_at(&self.file, &mut ct, at, &self.what)?;
+                match &source {
+                    Source::Whole(v) => {
+                        let from = (unit_in_run * du) as usize;
+                        ct.copy_from_slice(&v[from..from + (cnt * du) as usize]);
+                    }
+                    Source::Streamed => read_exact_at(&self.file, &mut ct, at, &self.what)?,
+                }
                 keys[ki]
                     .1
                     .borrow()

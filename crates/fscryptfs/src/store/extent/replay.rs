@@ -68,6 +68,7 @@ impl ExtentFile {
         let file_len = file.metadata().map_err(|e| io_err(&what, e))?.len();
         let mut ef = ExtentFile {
             file,
+            instance: super::read::next_instance(),
             what,
             policy: *policy,
             du: du_size as u64,
