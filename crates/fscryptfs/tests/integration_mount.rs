@@ -183,6 +183,21 @@ fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// What most tests start from: the helper installed (or not), a new volume, and the guard that
+/// unmounts it whatever happens. None (after a loud SKIPPED) when this machine cannot mount.
+fn prepared(helper: bool) -> Option<(Helper, tempfile::TempDir, PathBuf, PathBuf, Unmount)> {
+    if !can_mount() {
+        return None;
+    }
+    let h = Helper::new(helper);
+    let (tmp, backing, mnt) = volume();
+    let guard = Unmount {
+        mnt: mnt.clone(),
+        backing: backing.clone(),
+    };
+    Some((h, tmp, backing, mnt, guard))
+}
+
 /// The options an fstab line carries that mean nothing to fscryptfs (mount(8) keeps `noauto` and
 /// `x-*` to itself; the rest reach the helper) plus generic ones it maps.
 const FSTAB_OPTIONS: &str =
@@ -190,14 +205,8 @@ const FSTAB_OPTIONS: &str =
 
 #[test]
 fn mount_t_fuse_fscryptfs_accepts_fstab_options_and_shows_the_type_and_source() {
-    if !can_mount() {
+    let Some((_helper, tmp, backing, mnt, _guard)) = prepared(true) else {
         return;
-    }
-    let _helper = Helper::new(true);
-    let (tmp, backing, mnt) = volume();
-    let _guard = Unmount {
-        mnt: mnt.clone(),
-        backing: backing.clone(),
     };
     let log = tmp.path().join("daemon.log");
     run(Command::new("mount")
@@ -279,14 +288,8 @@ fn an_unknown_option_is_still_refused_with_one_line() {
 
 #[test]
 fn an_fstab_line_mounts() {
-    if !can_mount() {
+    let Some((_helper, tmp, backing, mnt, _guard)) = prepared(true) else {
         return;
-    }
-    let _helper = Helper::new(true);
-    let (tmp, backing, mnt) = volume();
-    let _guard = Unmount {
-        mnt: mnt.clone(),
-        backing: backing.clone(),
     };
     let fstab = tmp.path().join("fstab");
     std::fs::write(
@@ -359,14 +362,8 @@ fn mount_fuse3_convention_runs_fscryptfs_with_source_and_mountpoint() {
 
 #[test]
 fn umount_as_root_ends_the_daemon_and_keeps_the_data() {
-    if !can_mount() {
+    let Some((_helper, tmp, backing, mnt, _guard)) = prepared(true) else {
         return;
-    }
-    let _helper = Helper::new(true);
-    let (tmp, backing, mnt) = volume();
-    let _guard = Unmount {
-        mnt: mnt.clone(),
-        backing: backing.clone(),
     };
     let log = tmp.path().join("daemon.log");
     let mount = || {
