@@ -1,0 +1,604 @@
+//! A no-op FUSE passthrough filesystem: mirrors a backing directory, no encryption. It exists to
+//! measure the FUSE limit on this machine (issue 12, `scripts/bench-fs`), nothing else.
+//!
+//! Usage (as root): `passthrough BACKING MNT`. Runs in the foreground; SIGTERM, SIGINT or SIGHUP
+//! unmount and end it, and so does `umount MNT`.
+//!
+//! The fuser configuration is fscryptfs' own (`crates/fscryptfs/src/fs/daemon.rs` `serve` and
+//! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
+//! `Fs`: `fuser::Config` with 4 worker threads (`n_threads`), `clone_fd`, the mount options
+//! `fsname`, `subtype`, `default_permissions`, `dev` and `suid` (root); in `init`, `max_write` of
+//! 1 MiB and the FUSE writeback cache (fscryptfs' default). Keep the two in step.
+//!
+//! Differences, on purpose: entries and attributes are cached by the kernel for 1 s (fscryptfs
+//! uses TTL 0 for entries in encrypted directories); only root can mount it (fscryptfs goes
+//! through fusermount3 for users); inode numbers are allocated per backing inode and never
+//! forgotten; hard links, symlinks, special files and xattrs are not served.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, FileTimes, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
+    SessionACL, TimeOrNow, WriteFlags,
+};
+
+/// Same as fscryptfs (`daemon.rs` `THREADS`).
+const THREADS: usize = 4;
+/// Same as fscryptfs (`fuse.rs` `init`).
+const MAX_WRITE: u32 = 1 << 20;
+const TTL: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Inodes {
+    /// FUSE inode number -> backing path.
+    paths: HashMap<u64, PathBuf>,
+    /// Backing inode number -> FUSE inode number.
+    by_backing: HashMap<u64, u64>,
+    next: u64,
+}
+
+/// A directory entry as listed at opendir: inode number, type, name.
+type DirEntry = (u64, FileType, OsString);
+
+struct Passthrough {
+    inodes: Mutex<Inodes>,
+    files: Mutex<HashMap<u64, Arc<File>>>,
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_fh: AtomicU64,
+}
+
+fn errno(e: &io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+macro_rules! tryr {
+    ($reply:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => {
+                $reply.error(errno(&e));
+                return;
+            }
+        }
+    };
+}
+
+fn kind(m: &std::fs::Metadata) -> FileType {
+    let t = m.file_type();
+    if t.is_dir() {
+        FileType::Directory
+    } else if t.is_symlink() {
+        FileType::Symlink
+    } else {
+        FileType::RegularFile
+    }
+}
+
+fn time(secs: i64, nsecs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nsecs as u32)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+fn attr(ino: u64, m: &std::fs::Metadata) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: m.size(),
+        blocks: m.blocks(),
+        atime: time(m.atime(), m.atime_nsec()),
+        mtime: time(m.mtime(), m.mtime_nsec()),
+        ctime: time(m.ctime(), m.ctime_nsec()),
+        crtime: time(m.ctime(), m.ctime_nsec()),
+        kind: kind(m),
+        perm: (m.mode() & 0o7777) as u16,
+        nlink: m.nlink() as u32,
+        uid: m.uid(),
+        gid: m.gid(),
+        rdev: m.rdev() as u32,
+        blksize: m.blksize() as u32,
+        flags: 0,
+    }
+}
+
+fn not_found() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOENT)
+}
+
+fn set_time(t: Option<TimeOrNow>) -> Option<SystemTime> {
+    t.map(|t| match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    })
+}
+
+impl Passthrough {
+    fn new(root: PathBuf) -> Self {
+        let mut inodes = Inodes {
+            next: 2,
+            ..Default::default()
+        };
+        if let Ok(m) = std::fs::metadata(&root) {
+            inodes.by_backing.insert(m.ino(), 1);
+        }
+        inodes.paths.insert(1, root);
+        Passthrough {
+            inodes: Mutex::new(inodes),
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn path(&self, ino: INodeNo) -> io::Result<PathBuf> {
+        let i = self.inodes.lock().unwrap();
+        i.paths.get(&ino.0).cloned().ok_or_else(not_found)
+    }
+
+    fn child(&self, parent: INodeNo, name: &OsStr) -> io::Result<PathBuf> {
+        Ok(self.path(parent)?.join(name))
+    }
+
+    /// The FUSE inode of the backing file at `path`, allocated on first sight.
+    fn entry(&self, path: PathBuf) -> io::Result<FileAttr> {
+        let m = std::fs::symlink_metadata(&path)?;
+        let mut i = self.inodes.lock().unwrap();
+        let ino = match i.by_backing.get(&m.ino()) {
+            Some(&n) => n,
+            None => {
+                let n = i.next;
+                i.next += 1;
+                i.by_backing.insert(m.ino(), n);
+                n
+            }
+        };
+        i.paths.insert(ino, path);
+        Ok(attr(ino, &m))
+    }
+
+    fn add_file(&self, f: File) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.files.lock().unwrap().insert(fh, Arc::new(f));
+        fh
+    }
+
+    fn file(&self, fh: FileHandle) -> io::Result<Arc<File>> {
+        let files = self.files.lock().unwrap();
+        files
+            .get(&fh.0)
+            .cloned()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    /// Open options for FUSE open flags. With the writeback cache the kernel reads pages of files
+    /// opened write-only and handles O_APPEND itself (as libfuse's passthrough_ll does).
+    fn options(flags: i32) -> OpenOptions {
+        let mut o = OpenOptions::new();
+        match flags & libc::O_ACCMODE {
+            libc::O_RDONLY => o.read(true),
+            _ => o.read(true).write(true),
+        };
+        o.custom_flags(
+            flags
+                & !(libc::O_ACCMODE
+                    | libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_APPEND
+                    | libc::O_TRUNC),
+        );
+        o
+    }
+
+    /// After a rename: every path under `from` now lives under `to`.
+    fn moved(&self, from: &Path, to: &Path) {
+        let mut i = self.inodes.lock().unwrap();
+        for p in i.paths.values_mut() {
+            if let Ok(rest) = p.strip_prefix(from) {
+                *p = if rest.as_os_str().is_empty() {
+                    to.to_path_buf()
+                } else {
+                    to.join(rest)
+                };
+            }
+        }
+    }
+}
+
+impl Filesystem for Passthrough {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.set_max_write(MAX_WRITE);
+        if config
+            .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+            .is_err()
+        {
+            eprintln!("passthrough: the kernel offers no FUSE writeback cache");
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let p = tryr!(reply, self.child(parent, name));
+        let a = tryr!(reply, self.entry(p));
+        reply.entry(&TTL, &a, Generation(0));
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let m = match fh.map(|fh| self.file(fh)) {
+            Some(Ok(f)) => f.metadata(),
+            _ => self.path(ino).and_then(std::fs::symlink_metadata),
+        };
+        let m = tryr!(reply, m);
+        reply.attr(&TTL, &attr(ino.0, &m));
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let path = tryr!(reply, self.path(ino));
+        if let Some(mode) = mode {
+            let perm = std::fs::Permissions::from_mode(mode & 0o7777);
+            tryr!(reply, std::fs::set_permissions(&path, perm));
+        }
+        if uid.is_some() || gid.is_some() {
+            tryr!(reply, std::os::unix::fs::lchown(&path, uid, gid));
+        }
+        if let Some(size) = size {
+            let r = match fh.map(|fh| self.file(fh)) {
+                Some(Ok(f)) => f.set_len(size),
+                _ => OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(size)),
+            };
+            tryr!(reply, r);
+        }
+        let (atime, mtime) = (set_time(atime), set_time(mtime));
+        if atime.is_some() || mtime.is_some() {
+            let mut t = FileTimes::new();
+            if let Some(a) = atime {
+                t = t.set_accessed(a);
+            }
+            if let Some(m) = mtime {
+                t = t.set_modified(m);
+            }
+            tryr!(reply, File::open(&path).and_then(|f| f.set_times(t)));
+        }
+        let m = tryr!(reply, std::fs::symlink_metadata(&path));
+        reply.attr(&TTL, &attr(ino.0, &m));
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let p = tryr!(reply, self.child(parent, name));
+        tryr!(reply, std::fs::DirBuilder::new().mode(mode).create(&p));
+        let a = tryr!(reply, self.entry(p));
+        reply.entry(&TTL, &a, Generation(0));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let p = tryr!(reply, self.child(parent, name));
+        tryr!(reply, std::fs::remove_file(p));
+        reply.ok();
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let p = tryr!(reply, self.child(parent, name));
+        tryr!(reply, std::fs::remove_dir(p));
+        reply.ok();
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if !flags.is_empty() {
+            reply.error(Errno::EINVAL);
+            return;
+        }
+        let from = tryr!(reply, self.child(parent, name));
+        let to = tryr!(reply, self.child(newparent, newname));
+        tryr!(reply, std::fs::rename(&from, &to));
+        self.moved(&from, &to);
+        reply.ok();
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let p = tryr!(reply, self.path(ino));
+        let f = tryr!(reply, Self::options(flags.0).open(p));
+        reply.opened(FileHandle(self.add_file(f)), FopenFlags::empty());
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let p = tryr!(reply, self.child(parent, name));
+        let mut o = Self::options(flags);
+        o.create(true).mode(mode);
+        if flags & libc::O_EXCL != 0 {
+            o.create_new(true);
+        }
+        let f = tryr!(reply, o.open(&p));
+        let a = tryr!(reply, self.entry(p));
+        let fh = self.add_file(f);
+        reply.created(&TTL, &a, Generation(0), FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let f = tryr!(reply, self.file(fh));
+        let mut buf = vec![0u8; size as usize];
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    reply.error(errno(&e));
+                    return;
+                }
+            }
+        }
+        reply.data(&buf[..n]);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let f = tryr!(reply, self.file(fh));
+        tryr!(reply, f.write_all_at(data, offset));
+        reply.written(data.len() as u32);
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.files.lock().unwrap().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let f = tryr!(reply, self.file(fh));
+        tryr!(
+            reply,
+            if datasync {
+                f.sync_data()
+            } else {
+                f.sync_all()
+            }
+        );
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let p = tryr!(reply, self.path(ino));
+        let mut v = vec![
+            (ino.0, FileType::Directory, OsString::from(".")),
+            (1, FileType::Directory, OsString::from("..")),
+        ];
+        for e in tryr!(reply, std::fs::read_dir(&p)) {
+            let e = tryr!(reply, e);
+            let t = tryr!(reply, e.file_type());
+            let k = if t.is_dir() {
+                FileType::Directory
+            } else if t.is_symlink() {
+                FileType::Symlink
+            } else {
+                FileType::RegularFile
+            };
+            // The kernel takes inode numbers from lookups, not from readdir (no READDIRPLUS).
+            v.push((std::os::unix::fs::DirEntryExt::ino(&e), k, e.file_name()));
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().unwrap().insert(fh, Arc::new(v));
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(v) = self.dirs.lock().unwrap().get(&fh.0).cloned() else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        for (i, (ino, k, name)) in v.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), (i + 1) as u64, *k, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs.lock().unwrap().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let p = tryr!(reply, self.path(ino));
+        let s = tryr!(reply, rustix::fs::statvfs(&p).map_err(io::Error::from));
+        reply.statfs(
+            s.f_blocks,
+            s.f_bfree,
+            s.f_bavail,
+            s.f_files,
+            s.f_ffree,
+            s.f_bsize as u32,
+            s.f_namemax as u32,
+            s.f_frsize as u32,
+        );
+    }
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread started afterwards (as
+/// fscryptfs' daemon does), and returns the set for [`wait_signal`].
+fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it; pthread_sigmask only
+    // changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for one of the signals in `set`.
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` was initialised by block_termination_signals; `sig` is a valid out pointer.
+    let rc = unsafe { libc::sigwait(set, &mut sig) };
+    if rc != 0 {
+        -1
+    } else {
+        sig
+    }
+}
+
+fn main() -> io::Result<()> {
+    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let [backing, mnt] = args.as_slice() else {
+        eprintln!("usage: passthrough BACKING MNT (as root; foreground; SIGTERM unmounts)");
+        std::process::exit(2);
+    };
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("passthrough: must run as root (mounts directly, as fscryptfs does as root)");
+        std::process::exit(1);
+    }
+    let backing = backing.canonicalize()?;
+    // The kernel has applied the caller's umask already (no FUSE_DONT_MASK).
+    rustix::process::umask(rustix::fs::Mode::empty());
+    let mut cfg = fuser::Config::default();
+    cfg.mount_options = vec![
+        MountOption::FSName(backing.display().to_string()),
+        MountOption::Subtype("passthrough".into()),
+        MountOption::DefaultPermissions,
+        MountOption::Dev,
+        MountOption::Suid,
+    ];
+    cfg.acl = SessionACL::Owner;
+    cfg.n_threads = Some(THREADS);
+    cfg.clone_fd = true;
+    let signals = block_termination_signals();
+    let mut session = fuser::Session::new(Passthrough::new(backing), mnt, &cfg)?;
+    let mut unmounter = session.unmount_callable();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = wait_signal(&signals);
+            if sig < 0 {
+                return;
+            }
+            if let Err(e) = unmounter.unmount() {
+                eprintln!("passthrough: unmounting after signal {sig}: {e}");
+            }
+        })?;
+    match session.run() {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+        r => r,
+    }
+}
