@@ -226,8 +226,10 @@ impl Fs {
     /// busy, invalidates the kernel's caches of them (after releasing every lock), and reports the
     /// busy ones.
     pub(super) fn lock_inodes(&self, _spec: &KeySpec, inos: &[u64]) -> Vec<BusyInode> {
-        // RELEASE follows close() asynchronously: give handles already FLUSHed a moment to go.
-        // Nodes being evicted right now drop their references within moments: wait for them too.
+        // RELEASE follows close() asynchronously: give handles already FLUSHed a moment to go
+        // (directories get no FLUSH: RELEASEDIR is all, so an open directory is waited for too,
+        // e.g. the one `fscryptfs lock DIR` itself read the policy of a moment ago). Nodes being
+        // evicted right now drop their references within moments: wait for them too.
         let deadline = std::time::Instant::now() + RELEASE_WAIT;
         loop {
             // One lock at a time: `transit` is taken under the table lock elsewhere.
@@ -236,7 +238,8 @@ impl Fs {
                 || inos.iter().any(|i| {
                     rlock(&self.inodes.table).get(i).is_some_and(|n| {
                         let m = lock(&n.meta);
-                        m.opens > 0 && m.flushed >= m.opens
+                        m.opens > 0
+                            && (m.flushed >= m.opens || n.kind == crate::store::kind::Kind::Dir)
                     })
                 });
             if !pending || std::time::Instant::now() >= deadline {
