@@ -600,3 +600,43 @@ fn skip_unlock_leaves_the_new_directory_locked() {
     v.ok(&["unlock", &d], "pw\n");
     std::fs::write(format!("{d}/f"), "x").unwrap();
 }
+
+/// Whoever controls the backing directory plants a symlink at the volume's protector tree,
+/// pointing at a tree of their own: it is not followed, and nothing is mounted.
+#[test]
+fn a_symlinked_volume_tree_in_the_backing_directory_is_refused() {
+    if !support::can_mount() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("fscrypt.conf");
+    std::fs::write(
+        &config,
+        r#"{"hash_costs":{"time":"1","memory":"64","parallelism":"1"}}"#,
+    )
+    .unwrap();
+    let backing = tmp.path().join("backing");
+    let b = backing.to_str().unwrap();
+    let out = run_with(&config, &["init", "--encrypt", b], "words\n");
+    assert_eq!(out.code, 0, "{out:?}");
+    let tree = backing.join(".fscryptfs.fscrypt");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::rename(&tree, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &tree).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = run_with(&config, &["mount", b, mnt.to_str().unwrap()], "words\n");
+    let mounted = support::is_mounted(&mnt);
+    if mounted {
+        let _ = Command::new("fusermount3").arg("-u").arg(&mnt).status();
+    }
+    assert!(!mounted, "mounted through a planted symlink: {out:?}");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "fscryptfs: {}: not a directory (a symlink is not followed there)\n",
+            tree.display()
+        )
+    );
+}

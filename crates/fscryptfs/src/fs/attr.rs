@@ -379,8 +379,9 @@ impl Fs {
 /// before sending it) and, with the writeback cache, the times the kernel computed at link,
 /// rename, unlink and writes, which it sends in a SETATTR right after them or at close.
 pub(super) fn advance_clock() {
-    use std::sync::{Mutex, OnceLock};
-    static CLOCK: OnceLock<Option<Mutex<OwnedFd>>> = OnceLock::new();
+    use std::sync::OnceLock;
+    // No lock: the calls are independent, and threads interleaving them still each advance it.
+    static CLOCK: OnceLock<Option<OwnedFd>> = OnceLock::new();
     let clock = CLOCK.get_or_init(|| {
         rustix::fs::memfd_create(
             "fscryptfs-clock",
@@ -388,14 +389,12 @@ pub(super) fn advance_clock() {
         )
         .map_err(|e| tracing::warn!("memfd for timestamps: {e}; ctime may repeat within a tick"))
         .ok()
-        .map(Mutex::new)
     });
-    let Some(clock) = clock else {
+    let Some(fd) = clock else {
         return;
     };
-    let fd = clock.lock().unwrap_or_else(|e| e.into_inner());
     let mode = Mode::from_raw_mode(0o600);
-    let _ = rustix::fs::fchmod(&*fd, mode);
-    let _ = rustix::fs::fstat(&*fd);
-    let _ = rustix::fs::fchmod(&*fd, mode);
+    let _ = rustix::fs::fchmod(fd, mode);
+    let _ = rustix::fs::fstat(fd);
+    let _ = rustix::fs::fchmod(fd, mode);
 }

@@ -185,14 +185,24 @@ impl MetadataDir {
             ))
         };
         let mnt = open_mount_dir(mount, trust)?;
-        // `.fscrypt` itself may be a symlink (the tool allows it, e.g. for a read-only root).
+        // `.fscrypt` itself may be a symlink (the tool allows it, e.g. for a read-only root); any
+        // other tree (a volume's, in its hostile backing directory) may not.
+        let follow = if tree_name == FSCRYPT_DIR {
+            OFlags::empty()
+        } else {
+            OFlags::NOFOLLOW
+        };
         let base = rustix::fs::openat(
             &mnt,
             tree_name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | follow,
             Mode::empty(),
         )
         .map_err(|e| match e {
+            Errno::NOTDIR | Errno::LOOP if tree_name != FSCRYPT_DIR => Error::Insecure(format!(
+                "{}: not a directory (a symlink is not followed there)",
+                mount.join(tree_name).display()
+            )),
             Errno::NOENT | Errno::NOTDIR | Errno::LOOP => not_setup(),
             e => sys(mount.join(tree_name).display(), e),
         })?;
@@ -497,11 +507,20 @@ impl MetadataDir {
                 chown = Some(st.st_uid);
             }
         }
-        let tmp = crate::store::names::tmp_name().map_err(store_err)?;
-        let f = match sio::create_new(dir, &tmp, 0o600, &what) {
-            Ok(f) => f,
+        let adjust = |f: &std::fs::File| -> fscrypt::Result<()> {
+            let sys_err = |e| crate::store::sys_err(&what, e);
+            rustix::fs::fchmod(f, Mode::from_raw_mode(mode)).map_err(sys_err)?;
+            if let Some(uid) = chown {
+                rustix::fs::fchown(f, Some(rustix::process::Uid::from_raw(uid)), None)
+                    .map_err(sys_err)?;
+            }
+            Ok(())
+        };
+        match sio::replace_checked_with(dir, OsStr::new(name), bytes, 0o600, true, &what, adjust) {
+            Ok(()) => Ok(()),
             Err(e) if e.errno() == Errno::ACCESS => {
-                // The tool's fallback: rewrite an existing file in place (not atomic).
+                // The directory refuses new files: the tool's fallback rewrites an existing file
+                // in place (not atomic), e.g. a user's login protector in root's `/.fscrypt`.
                 let Some(old) = existing else {
                     return Err(Error::Insecure(format!(
                         "{}: no permission to create metadata here",
@@ -509,40 +528,13 @@ impl MetadataDir {
                     )));
                 };
                 let f = sio::reopen_file(&old, sio::Access::Write, &what).map_err(store_err)?;
-                return f
-                    .set_len(0)
+                f.set_len(0)
                     .and_then(|()| f.write_all_at(bytes, 0))
                     .and_then(|()| f.sync_all())
-                    .map_err(|e| Error::io(&what, e));
-            }
-            Err(e) => return Err(store_err(e)),
-        };
-        let unlink_tmp = || {
-            let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
-        };
-        let written = rustix::fs::fchmod(&f, Mode::from_raw_mode(mode))
-            .and_then(|()| match chown {
-                Some(uid) => {
-                    rustix::fs::fchown(&f, Some(rustix::process::Uid::from_raw(uid)), None)
-                }
-                None => Ok(()),
-            })
-            .map_err(|e| sys(&what, e))
-            .and_then(|()| {
-                f.write_all_at(bytes, 0)
-                    .and_then(|()| f.sync_all())
                     .map_err(|e| Error::io(&what, e))
-            });
-        if let Err(e) = written {
-            unlink_tmp();
-            return Err(e);
+            }
+            Err(e) => Err(store_err(e)),
         }
-        drop(f);
-        if let Err(e) = rustix::fs::renameat(dir, &tmp, dir, name) {
-            unlink_tmp();
-            return Err(sys(&what, e));
-        }
-        sio::sync_dir(dir, &what).map_err(store_err)
     }
 }
 

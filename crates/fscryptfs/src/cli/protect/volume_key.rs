@@ -26,7 +26,10 @@ pub const VOLUME_TREE: &str = fscryptfs::store::config::VOLUME_TREE_NAME;
 
 /// Whether `backing` is a volume encrypted from its root.
 pub fn is_encrypted_volume(backing: &Path) -> bool {
-    backing.join(CONFIG_NAME).is_file() && backing.join(VOLUME_TREE).is_dir()
+    // Whatever is at the name (not followed): a planted symlink is refused when it is opened,
+    // never taken for a plain volume.
+    backing.join(CONFIG_NAME).is_file()
+        && std::fs::symlink_metadata(backing.join(VOLUME_TREE)).is_ok()
 }
 
 /// Opens the volume's metadata tree.
