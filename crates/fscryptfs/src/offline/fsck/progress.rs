@@ -13,8 +13,17 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::report::Report;
 
-/// How long the check runs before the spinner appears.
+/// How long the check runs before the spinner appears, unless `FSCRYPTFS_PROGRESS_AFTER_MS` says
+/// otherwise (tests make it 0 or very long, so what they check does not hang on timing).
 const SHOW_AFTER: Duration = Duration::from_secs(1);
+
+fn show_after() -> Duration {
+    std::env::var("FSCRYPTFS_PROGRESS_AFTER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(SHOW_AFTER)
+}
 
 /// How often the counts are brought up to date.
 const UPDATE: Duration = Duration::from_millis(100);
@@ -59,8 +68,9 @@ impl Progress {
         bar.set_message("starting");
         let (done, rx) = mpsc::channel::<()>();
         let b = bar.clone();
+        let after = show_after();
         let timer = std::thread::spawn(move || {
-            if rx.recv_timeout(SHOW_AFTER) == Err(mpsc::RecvTimeoutError::Timeout) {
+            if rx.recv_timeout(after) == Err(mpsc::RecvTimeoutError::Timeout) {
                 b.set_draw_target(ProgressDrawTarget::stderr());
                 b.enable_steady_tick(Duration::from_millis(120));
             }
