@@ -14,7 +14,7 @@
 //! the tool does for a user's login protector in root's `/.fscrypt`.
 
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -516,7 +516,15 @@ impl MetadataDir {
             }
             Ok(())
         };
-        match sio::replace_checked_with(dir, OsStr::new(name), bytes, 0o600, true, &what, adjust) {
+        match sio::replace_unchecked(
+            dir.as_fd(),
+            OsStr::new(name),
+            bytes,
+            0o600,
+            true,
+            &what,
+            adjust,
+        ) {
             Ok(()) => Ok(()),
             Err(e) if e.errno() == Errno::ACCESS => {
                 // The directory refuses new files: the tool's fallback rewrites an existing file

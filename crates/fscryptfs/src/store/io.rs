@@ -297,21 +297,6 @@ pub fn replace(
     replace_unchecked(dir, name, bytes, mode, durable, what, |_| Ok(()))
 }
 
-/// [`replace`] with the old object already checked to be a regular file or nothing (the caller
-/// looked at it, e.g. for its mode), and `adjust` run on the new temporary file before the bytes
-/// are written (its mode, its owner).
-pub fn replace_checked_with(
-    dir: impl AsFd,
-    name: &OsStr,
-    bytes: &[u8],
-    mode: u32,
-    durable: bool,
-    what: &str,
-    adjust: impl FnOnce(&File) -> Result<()>,
-) -> Result<()> {
-    replace_unchecked(dir.as_fd(), name, bytes, mode, durable, what, adjust)
-}
-
 /// Replaces the regular file `name` of `dir` (which must exist) like [`replace`], giving the new
 /// file the old one's permission bits and, where this process may (root), its owner and group:
 /// how `fsck --repair` rewrites a metadata file without changing who may write it next.
@@ -347,9 +332,9 @@ pub fn replace_keeping_owner(
     })
 }
 
-/// [`replace`] once the old object was checked: `adjust` runs on the new temporary file before
-/// the bytes are written.
-fn replace_unchecked(
+/// [`replace`] once the caller checked the old object (a regular file or nothing): `adjust` runs
+/// on the new temporary file before the bytes are written (its mode, its owner).
+pub fn replace_unchecked(
     dir: std::os::fd::BorrowedFd<'_>,
     name: &OsStr,
     bytes: &[u8],
