@@ -671,9 +671,13 @@ fn a_failing_background_writeout_is_retried_sparingly_and_reported_at_fsync() {
     add_key(&v.m.mnt, &KEY).unwrap();
     let p = v.m.path("enc/big");
     let mut f = File::create(&p).unwrap();
-    // Under the per-file bound (4 MiB), so only the thread writes it out.
-    f.write_all(&pattern(9, 3 << 20)).unwrap();
-    f.write_all(&pattern(10, 3 << 20)).unwrap_or_else(|e| {
+    // Under the per-file bound (4 MiB), in writes smaller than those that go straight to the log
+    // (128 KiB), so only the thread writes it out.
+    let write_small = |f: &mut File, data: &[u8]| -> std::io::Result<()> {
+        data.chunks(64 << 10).try_for_each(|c| f.write_all(c))
+    };
+    write_small(&mut f, &pattern(9, 3 << 20)).unwrap();
+    write_small(&mut f, &pattern(10, 3 << 20)).unwrap_or_else(|e| {
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
     });
     let warned = |log: &str| {
@@ -688,4 +692,111 @@ fn a_failing_background_writeout_is_retried_sparingly_and_reported_at_fsync() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(warned(&v.m.log_text()), 1, "retried (and logged) too often");
     assert_errno(f.sync_all(), libc::ENOSPC);
+}
+
+#[test]
+fn close_writes_out_without_committing_and_the_commit_follows() {
+    // FLUSH and RELEASE append the buffer to the log without the commit's two fdatasyncs (replay
+    // keeps whole records past the last commit: a fresh reader sees the data at once); fsync
+    // commits at once; the commit interval commits a closed file's log too; so does the eviction
+    // of the inode (drop_caches: the kernel forgets it, the daemon evicts it and commits, since the
+    // timer forgets the node); and unmount.
+    for opts in ["commit=0,no_writeback_cache", "commit=1,no_writeback_cache"] {
+        let Some((mut m, _id)) = extent_volume_mounted_with(&[], opts) else {
+            return;
+        };
+        let committed = |bp: &Path| !open_extent_file(bp).uncommitted();
+        let mut files = Vec::new();
+        for (i, len) in [(0u64, 10_000usize), (1, 300_000), (2, 5_000)] {
+            let p = m.path(&format!("enc/f{i}"));
+            let data = pattern(70 + i, len);
+            let mut f = File::create(&p).unwrap();
+            f.write_all(&data).unwrap();
+            let bp = backing_of(&m.backing.join("enc"), f.metadata().unwrap().ino());
+            if i == 2 {
+                f.sync_all().unwrap();
+                assert!(committed(&bp), "{opts}: fsync commits");
+            }
+            drop(f);
+            // Written out by the close: a fresh reader of the log sees every byte.
+            assert_eq!(open_extent_file(&bp).logical_size(), len as u64, "{opts}");
+            files.push((p, data, bp));
+        }
+        if opts.starts_with("commit=1") {
+            assert!(!committed(&files[0].2), "{opts}: close does not commit");
+            assert!(
+                eventually(10, || files.iter().all(|f| committed(&f.2))),
+                "{opts}: the commit interval commits closed files' logs"
+            );
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            assert!(
+                !committed(&files[0].2),
+                "{opts}: no commit interval, no commit"
+            );
+            fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+            assert!(
+                eventually(10, || committed(&files[0].2) && committed(&files[1].2)),
+                "{opts}: evicting the inode commits its log"
+            );
+            fs::write(m.path("enc/f3"), b"unmount").unwrap();
+            let bp = backing_of(
+                &m.backing.join("enc"),
+                fs::metadata(m.path("enc/f3")).unwrap().ino(),
+            );
+            assert!(!committed(&bp));
+            m.remount(opts);
+            assert!(committed(&bp), "{opts}: unmount commits");
+            add_key(&m.mnt, &KEY).unwrap();
+        }
+        for (p, data, _) in &files {
+            check_file(p, data);
+        }
+    }
+}
+
+#[test]
+fn large_aligned_writes_go_to_the_log_and_supersede_buffered_units() {
+    // A write of whole data units of at least 128 KiB becomes extents at once (no buffering);
+    // smaller or partial writes are buffered. Where they meet, the later write wins per byte:
+    // buffered units a large write covers are dropped, a small write over a large one reads the
+    // unit back from the log. No writeback cache, so each write(2) is one FUSE WRITE.
+    let Some((m, _id)) = extent_volume_mounted_with(&[], "commit=0,no_writeback_cache") else {
+        return;
+    };
+    let p = m.path("enc/f");
+    let mut want = vec![0u8; 1 << 20];
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    let mut put = |off: usize, data: Vec<u8>| {
+        f.write_all_at(&data, off as u64).unwrap();
+        if want.len() < off + data.len() {
+            want.resize(off + data.len(), 0);
+        }
+        want[off..off + data.len()].copy_from_slice(&data);
+    };
+    put(3 * 4096, pattern(1, 4096)); // buffered
+    put(20 * 4096 + 7, pattern(2, 100)); // buffered, partial unit
+    put(0, pattern(3, 256 << 10)); // straight to the log, over both
+    put(3 * 4096 + 10, pattern(4, 100)); // buffered, read-modify-write of a logged unit
+    put(512 << 10, pattern(5, 128 << 10)); // straight to the log, past buffered nothing
+    put((1 << 20) + (256 << 10), pattern(6, 192 << 10)); // straight to the log, beyond a hole
+    let bp = backing_of(&m.backing.join("enc"), f.metadata().unwrap().ino());
+    // The three large writes are in the log already (each at most 1 MiB: one extent each).
+    let nonces: std::collections::HashSet<_> = open_extent_file(&bp)
+        .extents()
+        .iter()
+        .map(|e| e.ctx.to_bytes())
+        .collect();
+    assert_eq!(nonces.len(), 3, "large writes bypass the buffer");
+    let mut got = vec![0u8; want.len()];
+    f.read_exact_at(&mut got, 0).unwrap();
+    assert!(got == want, "read back while buffered");
+    drop(f);
+    check_file(&p, &want);
 }

@@ -316,3 +316,75 @@ fn deny_writes_still_writes_back_mmap_stores() {
     want[100..4100].fill(b'Z');
     assert!(fs::read(e.join("f")).unwrap() == want, "mmap stores lost");
 }
+
+fn exchange(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    let a = CString::new(a.as_os_str().as_bytes()).unwrap();
+    let b = CString::new(b.as_os_str().as_bytes()).unwrap();
+    // SAFETY: two valid NUL-terminated paths; renameat2 reads them only during the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn cached_entries_follow_key_changes_at_once() {
+    // The kernel caches entries in encrypted directories for a second (attr::TTL); every name it
+    // holds must still go at once when the key goes, and no-key names at once when it comes back:
+    // names reached by lookup, by create, through a rename (plain and RENAME_EXCHANGE, within and
+    // across directories), a second hard link made after the first name was cached, and a
+    // subdirectory's children. Each name is stat'ed just before the change, so it is in the
+    // kernel's cache when the key goes; nothing here waits out a lifetime.
+    let Some((m, id)) = encrypted_volume() else {
+        return;
+    };
+    let e = m.path("enc");
+    fs::create_dir(e.join("sub")).unwrap();
+    for n in ["a", "b", "c", "x", "y", "sub/deep"] {
+        fs::write(e.join(n), n.as_bytes()).unwrap();
+    }
+    fs::rename(e.join("a"), e.join("a2")).unwrap();
+    fs::rename(e.join("b"), e.join("sub/b2")).unwrap();
+    exchange(&e.join("x"), &e.join("sub/deep")).unwrap();
+    fs::hard_link(e.join("c"), e.join("c-link")).unwrap();
+    fs::write(m.path("plain"), b"p").unwrap();
+    let names = ["a2", "sub/b2", "x", "y", "sub/deep", "c", "c-link", "sub"];
+    for round in 0..2 {
+        for n in names {
+            fs::symlink_metadata(e.join(n))
+                .unwrap_or_else(|err| panic!("round {round}: {n}: {err}"));
+        }
+        assert_eq!(fs::read(e.join("x")).unwrap(), b"sub/deep");
+        assert_eq!(fs::read(e.join("sub/deep")).unwrap(), b"x");
+        assert_eq!(remove_key(&m.mnt, &id, false).unwrap(), 0);
+        for n in names {
+            assert_errno(fs::symlink_metadata(e.join(n)), libc::ENOENT);
+        }
+        // The no-key names, each looked up (cached) while locked.
+        let nokey = listing(&e);
+        assert_eq!(nokey.len(), 6, "{nokey:?}");
+        for n in &nokey {
+            fs::symlink_metadata(e.join(n)).unwrap();
+        }
+        add_key(&m.mnt, &KEY).unwrap();
+        for n in &nokey {
+            assert_errno(fs::symlink_metadata(e.join(n)), libc::ENOENT);
+        }
+        assert_eq!(
+            listing(&e),
+            ["a2", "c", "c-link", "sub", "x", "y"],
+            "round {round}"
+        );
+    }
+}

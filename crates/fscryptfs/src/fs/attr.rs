@@ -19,11 +19,18 @@ use crate::store::meta::SymlinkTarget;
 use crate::store::names;
 use crate::store::sys_err;
 
-/// Entry and attribute lifetime outside encrypted directories.
-pub(super) const PLAIN_TTL: Duration = Duration::from_secs(1);
+/// Entry and attribute lifetime: how long the kernel may trust what a reply said without asking
+/// again. One second, as gocryptfs and libfuse's examples use: the backing store may change behind
+/// the mount (a synced folder), and that is how soon such a change shows. Key changes do not wait
+/// for it: adding or removing a key tells the kernel to forget the entries it changes
+/// ([`Fs::forget_entries_in`](super::mount::Fs)).
+pub(super) const TTL: Duration = Duration::from_secs(1);
 
-/// Inside encrypted directories (and for encrypted inodes): zero, so a key change is seen at once.
-pub(super) const ENC_TTL: Duration = Duration::ZERO;
+/// What cannot be told to the kernel is not cached: the second name of a hard-linked file in an
+/// encrypted directory (the daemon remembers one name per inode, so key removal could not make the
+/// kernel forget the others) and an encrypted symlink's attributes (its size is the plaintext or
+/// the no-key target's length, and FUSE has no notification for one entry's attributes by name).
+pub(super) const UNCACHED: Duration = Duration::ZERO;
 
 impl Fs {
     /// The attributes of `node` as a reply reports them: the backing inode's, with the logical size
@@ -73,17 +80,19 @@ impl Fs {
     /// no-key target's length); everything else the kernel may cache like any attribute.
     pub(super) fn attr_ttl(&self, node: &Node) -> Duration {
         if node.is_encrypted() && node.kind == Kind::Symlink {
-            ENC_TTL
+            UNCACHED
         } else {
-            PLAIN_TTL
+            TTL
         }
     }
 
-    pub(super) fn entry_ttl(&self, dir: &Node) -> Duration {
-        if dir.is_encrypted() {
-            ENC_TTL
+    /// How long the kernel may keep the entry of `attr`'s inode in directory `dir`: [`TTL`], but
+    /// [`UNCACHED`] for a file with more than one name in an encrypted directory.
+    pub(super) fn entry_ttl(&self, dir: &Node, attr: &Attr) -> Duration {
+        if dir.is_encrypted() && attr.nlink > 1 && attr.kind != FileType::Directory {
+            UNCACHED
         } else {
-            PLAIN_TTL
+            TTL
         }
     }
 

@@ -208,7 +208,7 @@ impl Filesystem for Fs {
         reply: ReplyEntry,
     ) {
         let r = self.do_mknod(&creds(req), parent.0, name, mode, rdev);
-        reply_entry(reply, r.and_then(|n| self.new_entry(parent.0, &n)));
+        reply_entry(reply, r.and_then(|n| self.new_entry(parent.0, name, &n)));
     }
 
     fn mkdir(
@@ -221,7 +221,7 @@ impl Filesystem for Fs {
         reply: ReplyEntry,
     ) {
         let r = self.do_mkdir(&creds(req), parent.0, name, mode);
-        reply_entry(reply, r.and_then(|n| self.new_entry(parent.0, &n)));
+        reply_entry(reply, r.and_then(|n| self.new_entry(parent.0, name, &n)));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -243,7 +243,10 @@ impl Filesystem for Fs {
         reply: ReplyEntry,
     ) {
         let r = self.do_symlink(&creds(req), parent.0, link_name, target);
-        reply_entry(reply, r.and_then(|n| self.new_entry(parent.0, &n)));
+        reply_entry(
+            reply,
+            r.and_then(|n| self.new_entry(parent.0, link_name, &n)),
+        );
     }
 
     fn rename(
@@ -272,7 +275,10 @@ impl Filesystem for Fs {
         reply: ReplyEntry,
     ) {
         let r = self.do_link(ino.0, newparent.0, newname);
-        reply_entry(reply, r.and_then(|n| self.new_entry(newparent.0, &n)));
+        reply_entry(
+            reply,
+            r.and_then(|n| self.new_entry(newparent.0, newname, &n)),
+        );
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

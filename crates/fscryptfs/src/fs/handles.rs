@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use fscrypt::{Errno, Result};
 
+use super::contents::FlushFor;
 use super::handle_table::Handle;
 use super::locks::{lock, rlock};
 use super::mount::Fs;
@@ -70,7 +71,7 @@ impl Fs {
         };
         let node = Arc::clone(&h.node);
         let res = match h.file() {
-            Some(f) => self.contents().flush_size(&node, Some(&f), false),
+            Some(f) => self.contents().flush_size(&node, Some(&f), FlushFor::Close),
             None => Ok(()),
         };
         self.contents().ext_maybe_compact(&node);
@@ -211,20 +212,20 @@ impl Fs {
         if !h.flushed.swap(true, Ordering::Relaxed) {
             lock(&h.node.meta).flushed += 1;
         }
-        self.write_back(&h, false)
+        self.write_back(&h, FlushFor::Close)
     }
 
     /// FSYNC.
     pub(super) fn do_fsync(&self, fh: u64) -> Result<()> {
         let h = self.handles.get(fh)?;
-        self.write_back(&h, true)
+        self.write_back(&h, FlushFor::Fsync)
     }
 
-    /// A file handle's buffered data and size into the backing file (durably with `sync`), then
-    /// compaction if the log wants it.
-    fn write_back(&self, h: &Handle, sync: bool) -> Result<()> {
+    /// A file handle's buffered data and size into the backing file (as durably as `why` asks),
+    /// then compaction if the log wants it.
+    fn write_back(&self, h: &Handle, why: FlushFor) -> Result<()> {
         if let Some(f) = h.file() {
-            self.contents().flush_size(&h.node, Some(&f), sync)?;
+            self.contents().flush_size(&h.node, Some(&f), why)?;
             self.contents().ext_maybe_compact(&h.node);
         }
         Ok(())

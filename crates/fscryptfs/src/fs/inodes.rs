@@ -181,6 +181,19 @@ impl Inodes {
         lock(&self.known).get(&(dev, backing_ino)).copied()
     }
 
+    /// The name `name` in directory `parent` of the backing object `st` is gone (unlinked): the
+    /// kernel drops its entry, so a key change need not make it forget it.
+    pub(super) fn name_removed(&self, st: &rustix::fs::Stat, parent: u64, name: &OsStr) {
+        let Some(ino) = self.known_ino(st.st_dev, st.st_ino) else {
+            return;
+        };
+        if let Some(node) = rlock(&self.table).get(&ino) {
+            lock(&node.meta)
+                .cached_names
+                .retain(|(p, n)| !(*p == parent && n == name));
+        }
+    }
+
     /// Forgets a backing object that is being deleted (its backing number may be reused).
     pub(super) fn forget_backing(&self, st: &rustix::fs::Stat) {
         if st.st_nlink <= 1 || rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() {
@@ -221,6 +234,9 @@ impl Inodes {
         let drop_it = {
             let mut m = lock(&node.meta);
             m.lookups = m.lookups.saturating_sub(n);
+            if m.lookups == 0 {
+                m.cached_names.clear();
+            }
             m.lookups == 0 && m.opens == 0
         };
         if drop_it {

@@ -189,19 +189,22 @@ impl Fs {
         }
         let raw = SecretBytes::copy_from(arg.raw_key(input)?);
         // The reply: the header, then the raw key's room as zeros (never a copy of the key).
-        let out = match spec {
+        let (out, added) = match spec {
             KeySpec::Descriptor(d) => {
                 self.keyring.add_v1(caller, d, raw)?;
-                arg
+                (arg, spec)
             }
             KeySpec::Identifier(_) => {
                 let id = self.keyring.add_v2(caller, raw)?;
-                AddKeyArg {
-                    key_spec: KeySpec::Identifier(id).into(),
+                let added = KeySpec::Identifier(id);
+                let out = AddKeyArg {
+                    key_spec: added.into(),
                     ..arg
-                }
+                };
+                (out, added)
             }
         };
+        self.key_added(&added);
         Ok(out.encode_reply())
     }
 

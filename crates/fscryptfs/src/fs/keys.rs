@@ -282,21 +282,10 @@ impl Fs {
             }
             inval_inodes.push(ino);
         }
-        // Entries the kernel holds by plaintext name in directories now locked.
-        let mut inval_entries = Vec::new();
-        for n in rlock(&self.inodes.table).values() {
-            let m = lock(&n.meta);
-            if n.ino != ROOT_INO && locked_dirs.contains(&m.parent) {
-                inval_entries.push((m.parent, m.name.clone()));
-            }
-        }
         drop(dropped);
+        // Entries the kernel holds by plaintext name in directories now locked.
+        self.forget_entries_in(&locked_dirs);
         if let Some(notifier) = self.notifier.get() {
-            for (parent, name) in inval_entries {
-                if let Err(e) = notifier.inval_entry(parent, &name) {
-                    tracing::debug!("inval_entry({parent}): {e}");
-                }
-            }
             for ino in inval_inodes {
                 if let Err(e) = notifier.inval_inode(ino) {
                     tracing::debug!("inval_inode({ino}): {e}");
@@ -304,6 +293,48 @@ impl Fs {
             }
         }
         reported
+    }
+
+    /// Makes the kernel forget every entry it may hold in directories `dirs` (each node's
+    /// `cached_names`). Entries are cached for [`TTL`](super::attr::TTL); this is how a key change
+    /// is seen at once instead (names change between plaintext and no-key form). Called with no
+    /// lock held (the kernel takes the directory's lock, which the request waiting for this one
+    /// may hold).
+    pub(super) fn forget_entries_in(&self, dirs: &HashSet<u64>) {
+        if dirs.is_empty() {
+            return;
+        }
+        let Some(notifier) = self.notifier.get() else {
+            return;
+        };
+        let mut entries = Vec::new();
+        for n in rlock(&self.inodes.table).values() {
+            let m = lock(&n.meta);
+            entries.extend(
+                m.cached_names
+                    .iter()
+                    .filter(|(p, _)| dirs.contains(p))
+                    .cloned(),
+            );
+        }
+        for (parent, name) in entries {
+            if let Err(e) = notifier.inval_entry(parent, &name) {
+                tracing::debug!("inval_entry({parent}): {e}");
+            }
+        }
+    }
+
+    /// After a key was added: the kernel forgets the no-key names it holds in directories of that
+    /// key, so their next lookup finds the plaintext names (fscrypt's `d_revalidate` of no-key
+    /// names). Encrypted symlinks' attributes are never cached, so nothing else changes.
+    pub(super) fn key_added(&self, spec: &KeySpec) {
+        let dirs: HashSet<u64> = rlock(&self.inodes.table)
+            .values()
+            .filter(|n| n.kind == Kind::Dir)
+            .filter(|n| n.ctx().is_some_and(|c| c.policy().key_spec() == *spec))
+            .map(|n| n.ino)
+            .collect();
+        self.forget_entries_in(&dirs);
     }
 
     /// The caller of a request.
@@ -345,6 +376,9 @@ impl Fs {
             let (key, active) = st.take_keys();
             drop(active);
             drop(key);
+        }
+        if node.kind == Kind::Dir {
+            self.forget_entries_in(&HashSet::from([node.ino]));
         }
         if let Some(n) = self.notifier.get() {
             let _ = n.inval_inode(node.ino);

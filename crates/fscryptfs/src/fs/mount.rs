@@ -11,7 +11,7 @@ use fscrypt::keyring::Keyring;
 use fscrypt::policy::FsParams;
 use fscrypt::{Errno, Error, Result};
 
-use super::contents::{self, Engine};
+use super::contents::{self, Engine, FlushFor};
 use super::handle_table::HandleTable;
 use super::inodes::Inodes;
 use super::locks::{rlock, wlock};
@@ -134,7 +134,7 @@ impl Fs {
     /// this, so it never counts a reference that is on its way out as busy.
     pub(super) fn finish_eviction(&self, node: &Node) {
         if node.kind == Kind::File {
-            if let Err(e) = self.contents().flush_size(node, None, false) {
+            if let Err(e) = self.contents().flush_size(node, None, FlushFor::Evict) {
                 tracing::error!("{e}");
             }
         }
@@ -178,7 +178,7 @@ impl Fs {
         let nodes: Vec<Arc<Node>> = rlock(&self.inodes.table).values().cloned().collect();
         for n in nodes {
             if n.kind == Kind::File {
-                if let Err(e) = self.contents().flush_size(&n, None, false) {
+                if let Err(e) = self.contents().flush_size(&n, None, FlushFor::Unmount) {
                     tracing::error!("{e}");
                 }
             }

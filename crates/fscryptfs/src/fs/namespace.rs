@@ -8,7 +8,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use fscrypt::context::Context;
 use fscrypt::keysetup::InodeKey;
@@ -21,7 +20,7 @@ use super::locks::{lock, rlock};
 use super::mount::Fs;
 use super::node::extent::secret_need;
 use super::node::{FileContents, Keys, Kind, Node, PerFileState, State, Unlocked};
-use super::types::{errno, Creds, Entry};
+use super::types::{errno, Attr, Creds, Entry};
 use crate::store::config::ContentsLayout;
 use crate::store::meta::{DirMeta, SymlinkTarget};
 use crate::store::names;
@@ -370,25 +369,35 @@ impl Fs {
                 return Err(e);
             }
         };
-        Ok(Entry {
-            attr,
-            attr_ttl: self.attr_ttl(&node),
-            entry_ttl: self.entry_ttl(&dir),
-        })
+        Ok(self.entry_of(&dir, name, &node, attr))
     }
 
-    /// The entry of a node just made in `parent` (MKNOD, MKDIR, SYMLINK, LINK).
-    pub(super) fn new_entry(&self, parent: u64, node: &Arc<Node>) -> Result<Entry> {
-        let attr = self.attr(node)?;
-        let entry_ttl = match self.inodes.node(parent) {
-            Ok(d) => self.entry_ttl(&d),
-            Err(_) => Duration::ZERO,
-        };
-        Ok(Entry {
-            attr,
+    /// The entry reply for `node`, named `name` in `dir`: its lifetimes, and, when the kernel may
+    /// cache it in an encrypted directory, the name noted for key changes to make it forget.
+    fn entry_of(&self, dir: &Node, name: &OsStr, node: &Node, attr: Attr) -> Entry {
+        let entry_ttl = self.entry_ttl(dir, &attr);
+        if entry_ttl > super::attr::UNCACHED && dir.is_encrypted() {
+            let mut m = lock(&node.meta);
+            if !m
+                .cached_names
+                .iter()
+                .any(|(p, n)| *p == dir.ino && n == name)
+            {
+                m.cached_names.push((dir.ino, name.to_os_string()));
+            }
+        }
+        Entry {
             attr_ttl: self.attr_ttl(node),
             entry_ttl,
-        })
+            attr,
+        }
+    }
+
+    /// The entry of a node just made as `name` in `parent` (MKNOD, MKDIR, SYMLINK, LINK).
+    pub(super) fn new_entry(&self, parent: u64, name: &OsStr, node: &Arc<Node>) -> Result<Entry> {
+        let attr = self.attr(node)?;
+        let dir = self.inodes.node(parent)?;
+        Ok(self.entry_of(&dir, name, node, attr))
     }
 
     /// CREATE: the new file's entry and its open handle.
@@ -403,11 +412,6 @@ impl Fs {
         let (node, fh) = self.do_create(req, parent, name, mode, flags, true)?;
         let attr = self.attr(&node)?;
         let dir = self.inodes.usable_node(parent)?;
-        let entry = Entry {
-            attr,
-            attr_ttl: self.attr_ttl(&node),
-            entry_ttl: self.entry_ttl(&dir),
-        };
-        Ok((entry, fh.unwrap_or(0)))
+        Ok((self.entry_of(&dir, name, &node, attr), fh.unwrap_or(0)))
     }
 }

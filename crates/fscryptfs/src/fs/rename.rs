@@ -32,6 +32,7 @@ impl Fs {
             }
             rustix::fs::unlinkat(dir.fd(), &bname, AtFlags::empty())
                 .map_err(|e| sys_err(&what, e))?;
+            self.inodes.name_removed(&st, dir.ino, name);
             self.inodes.forget_backing(&st);
             if !matches!(
                 rustix::fs::FileType::from_raw_mode(st.st_mode),
@@ -43,6 +44,7 @@ impl Fs {
             let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| sys_err(&what, e))?;
             self.remove_dir_entry(&dir, &bname)?;
+            self.inodes.name_removed(&st, dir.ino, name);
             self.inodes.forget_backing(&st);
         }
         self.remove_side_file(&dir.fd(), &bname);
@@ -190,6 +192,11 @@ impl Fs {
                         }
                         None => r.remove(&nbname),
                     })?;
+                    // The kernel swaps the two entries.
+                    if let Some(d) = &dst {
+                        entry_moved(&src, (odir.ino, name), (ndir.ino, newname), &ndir);
+                        entry_moved(d, (ndir.ino, newname), (odir.ino, name), &odir);
+                    }
                     return Ok(());
                 }
                 if let Some(d) = &dst {
@@ -238,9 +245,12 @@ impl Fs {
                 if odir.ino != ndir.ino || obname != nbname {
                     self.remove_side_file(&odir.fd(), &obname);
                 }
-                let mut m = lock(&src.meta);
-                m.parent = ndir.ino;
-                m.name = newname.to_os_string();
+                if let Some(d) = &dst {
+                    lock(&d.meta)
+                        .cached_names
+                        .retain(|(p, n)| !(*p == ndir.ino && n == newname));
+                }
+                entry_moved(&src, (odir.ino, name), (ndir.ino, newname), &ndir);
                 Ok(())
             })();
             if let Some(d) = dst {
@@ -250,5 +260,21 @@ impl Fs {
         })();
         self.forget(src.ino, 1);
         res
+    }
+}
+
+/// The kernel moved `node`'s entry `from` to `to` in directory `to_dir` (RENAME): its last known
+/// name follows, and so does the cached entry a key change must make the kernel forget (dropped
+/// when the new directory is not encrypted: key changes do not touch its names).
+fn entry_moved(node: &Node, from: (u64, &OsStr), to: (u64, &OsStr), to_dir: &Node) {
+    let keep = to_dir.is_encrypted();
+    let mut m = lock(&node.meta);
+    m.parent = to.0;
+    m.name = to.1.to_os_string();
+    let was_cached = m.cached_names.len();
+    m.cached_names
+        .retain(|(p, n)| !(*p == from.0 && n == from.1));
+    if m.cached_names.len() != was_cached && keep {
+        m.cached_names.push((to.0, to.1.to_os_string()));
     }
 }

@@ -88,6 +88,22 @@ pub fn checksum(bytes: &[u8]) -> [u8; 8] {
     out
 }
 
+/// Up to `len` bytes of `f` at `off` into a new buffer (shorter only at the end of the file), read
+/// straight into uninitialized memory: a large read does not first zero what it then overwrites.
+pub fn read_up_to_at(f: &std::fs::File, len: usize, off: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = off + buf.len() as u64;
+        match rustix::io::pread(f, rustix::buffer::spare_capacity(&mut buf), at) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(buf)
+}
+
 /// Reads at `off` until `buf` is full or the file ends (retrying EINTR); returns the bytes read.
 pub fn read_full_at(f: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;

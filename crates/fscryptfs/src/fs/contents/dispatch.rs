@@ -12,7 +12,7 @@ use fscrypt::{Errno, Result};
 use super::layout::{Contents, FileIo};
 use super::per_extent::PerExtent;
 use super::per_file::{round_up, PerFile};
-use super::Engine;
+use super::{Engine, FlushFor};
 use crate::fs::locks::rlock;
 use crate::fs::node::{Kind, Node};
 use crate::fs::types::errno;
@@ -161,17 +161,17 @@ impl Engine<'_> {
             .punch_units(&io, whole_lo, whole_hi, size)
     }
 
-    /// Records a changed size in the header (FLUSH, RELEASE, fsync, unmount). With `file` None a
-    /// descriptor is opened for it.
+    /// Writes buffered data and a changed size to the backing store, as durably as `why` asks
+    /// (FLUSH, RELEASE, fsync, eviction, unmount). With `file` None a descriptor is opened for it.
     pub(in crate::fs) fn flush_size(
         &self,
         node: &Node,
         file: Option<&File>,
-        sync: bool,
+        why: FlushFor,
     ) -> Result<()> {
         if node.kind != Kind::File {
             return Ok(());
         }
-        self.layout_of(node).flush(self, node, file, sync)
+        self.layout_of(node).flush(self, node, file, why)
     }
 }

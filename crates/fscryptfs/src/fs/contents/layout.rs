@@ -7,7 +7,7 @@ use std::fs::File;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::Result;
 
-use super::Engine;
+use super::{Engine, FlushFor};
 use crate::fs::node::Node;
 
 /// One regular file's contents as an operation sees them: the node, its open backing file and,
@@ -48,7 +48,13 @@ pub(super) trait Contents: Sync {
     fn allocate(&self, io: &FileIo<'_>, off: u64, end: u64, keep_size: bool) -> Result<()>;
     /// Drops the whole data units `[lo, hi)` (`hi` may pass `size` by a partial unit).
     fn punch_units(&self, io: &FileIo<'_>, lo: u64, hi: u64, size: u64) -> Result<()>;
-    /// Makes buffered data and the size durable in the backing store (FLUSH, RELEASE, fsync,
-    /// unmount); with `file` None a descriptor is opened if one is needed.
-    fn flush(&self, eng: &Engine<'_>, node: &Node, file: Option<&File>, sync: bool) -> Result<()>;
+    /// Writes buffered data and the size to the backing store, as durably as `why` asks (FLUSH,
+    /// RELEASE, fsync, eviction, unmount); with `file` None a descriptor is opened if one is needed.
+    fn flush(
+        &self,
+        eng: &Engine<'_>,
+        node: &Node,
+        file: Option<&File>,
+        why: FlushFor,
+    ) -> Result<()>;
 }

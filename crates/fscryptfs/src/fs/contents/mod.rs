@@ -27,6 +27,25 @@ mod per_extent;
 mod per_file;
 pub(super) mod writeout;
 
+/// Why a file's contents are flushed, which says how durable they must be afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::fs) enum FlushFor {
+    /// FLUSH, RELEASE: everything accepted reaches the backing store (a later reader of the
+    /// backing file sees it), durable when the backing filesystem writes it back or at the next
+    /// commit (`-o commit=N`), as a local filesystem's close promises. A per-extent log is not
+    /// committed: replay keeps whole records past the last commit, so nothing needs the commit's
+    /// two `fdatasync`s yet.
+    Close,
+    /// Eviction (the kernel forgot the inode): as at close, and a per-extent log that still has a
+    /// name is committed, since the commit timer forgets the node with it.
+    Evict,
+    /// fsync: durable now (a per-extent log committed, a per-file header synced).
+    Fsync,
+    /// Unmount: as at close, and per-extent logs committed, so the next mount trusts the whole log
+    /// without re-reading it for checksums.
+    Unmount,
+}
+
 /// What the contents operations act on: borrowed parts of the mounted filesystem.
 pub(in crate::fs) struct Engine<'a> {
     /// The volume's fscrypt parameters (maximum file size, data unit sizes).

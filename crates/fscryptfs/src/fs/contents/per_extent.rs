@@ -28,9 +28,11 @@ use fscrypt::context::Context;
 use fscrypt::{Errno, Error, Result};
 
 use super::layout::{Contents, FileIo};
-use super::Engine;
+use super::{Engine, FlushFor};
 use crate::fs::locks::{lock, rlock, wlock};
-use crate::fs::node::extent::{not_loaded, writeout_locked, ExtState, BUFFER_MAX};
+use crate::fs::node::extent::{
+    not_loaded, write_through_locked, writeout_locked, ExtState, BUFFER_MAX, WRITE_THROUGH_MIN,
+};
 use crate::fs::node::{Kind, Node, State};
 use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
@@ -155,8 +157,14 @@ impl Engine<'_> {
                 self.ext_writeout_locked(node, &mut guard, false)?;
             }
         }
+        let du = guard.ext().ok_or_else(not_loaded)?.du;
+        if off.is_multiple_of(du)
+            && end.is_multiple_of(du)
+            && data.len() as u64 >= WRITE_THROUGH_MIN
+        {
+            return write_through_locked(&mut guard, off, data);
+        }
         let (ext, active) = guard.ext_and_active().ok_or_else(not_loaded)?;
-        let du = ext.du;
         for idx in off / du..=(end - 1) / du {
             let us = idx * du;
             let lo = us.max(off);
@@ -192,10 +200,16 @@ impl Engine<'_> {
         writeout_locked(st, sync)
     }
 
-    /// Writeout and commit (fsync, FLUSH, RELEASE, eviction, unmount).
-    pub(in crate::fs) fn ext_flush(&self, node: &Node) -> Result<()> {
+    /// Writeout (FLUSH, RELEASE), and the commit too for fsync, unmount and the eviction of a
+    /// file that still has a name ([`FlushFor`]).
+    pub(in crate::fs) fn ext_flush(&self, node: &Node, why: FlushFor) -> Result<()> {
+        let commit = match why {
+            FlushFor::Close => false,
+            FlushFor::Fsync | FlushFor::Unmount => true,
+            FlushFor::Evict => rustix::fs::fstat(node.fd()).is_ok_and(|st| st.st_nlink > 0),
+        };
         let mut st = wlock(&node.state);
-        self.ext_writeout_locked(node, &mut st, true)
+        self.ext_writeout_locked(node, &mut st, commit)
     }
 
     /// Changes the size: the buffer is written out first, then a truncate record (extending makes
@@ -340,8 +354,8 @@ impl Contents for PerExtent {
         eng: &Engine<'_>,
         node: &Node,
         _file: Option<&File>,
-        _sync: bool,
+        why: FlushFor,
     ) -> Result<()> {
-        eng.ext_flush(node)
+        eng.ext_flush(node, why)
     }
 }

@@ -22,13 +22,13 @@ use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 
 use super::layout::{Contents, FileIo};
-use super::Engine;
+use super::{Engine, FlushFor};
 use crate::fs::locks::{rlock, wlock};
 use crate::fs::node::{Node, PerFileState, State};
 use crate::fs::types::errno;
 use crate::store::meta::FileHeader;
-use crate::store::read_full_at;
 use crate::store::{io_err, FILE_HEADER_SIZE};
+use crate::store::{read_full_at, read_up_to_at};
 
 /// The plaintext data-unit size of a file (4096 for unencrypted files).
 fn unit_size(key: Option<&InodeKey>) -> u64 {
@@ -57,16 +57,19 @@ impl Engine<'_> {
         let end = size.min(off.saturating_add(u64::from(len)));
         let what = || self.describe(node);
         let Some(k) = key else {
-            let mut buf = vec![0u8; (end - off) as usize];
-            read_full_at(file, &mut buf, FILE_HEADER_SIZE + off).map_err(|e| io_err(what(), e))?;
+            let mut buf = read_up_to_at(file, (end - off) as usize, FILE_HEADER_SIZE + off)
+                .map_err(|e| io_err(what(), e))?;
+            // A backing file shorter than the size (a hole at its end) reads as zeros.
+            buf.resize((end - off) as usize, 0);
             return Ok(buf);
         };
         let du = k.data_unit_size() as u64;
         let first = off / du;
         let last = (end - 1) / du;
-        let mut buf = vec![0u8; ((last - first + 1) * du) as usize];
-        read_full_at(file, &mut buf, FILE_HEADER_SIZE + first * du)
+        let units = ((last - first + 1) * du) as usize;
+        let mut buf = read_up_to_at(file, units, FILE_HEADER_SIZE + first * du)
             .map_err(|e| io_err(what(), e))?;
+        buf.resize(units, 0);
         for (i, unit) in buf.chunks_mut(du as usize).enumerate() {
             decrypt_unit(k, first + i as u64, unit)?;
         }
@@ -103,6 +106,14 @@ impl Engine<'_> {
                 let du = k.data_unit_size() as u64;
                 let first = off / du;
                 let last = (end - 1) / du;
+                if off.is_multiple_of(du) && end.is_multiple_of(du) {
+                    // Whole units (the page cache's writeback): no unit to read first.
+                    let mut buf = data.to_vec();
+                    k.encrypt_data_units(first, &mut buf)?;
+                    file.write_all_at(&buf, FILE_HEADER_SIZE + off)
+                        .map_err(|e| io_err(what(), e))?;
+                    return self.pf_grew(&mut st, end);
+                }
                 let mut buf = vec![0u8; ((last - first + 1) * du) as usize];
                 if !off.is_multiple_of(du) {
                     self.load_unit(node, file, k, st.size(), first, &mut buf[..du as usize])?;
@@ -125,7 +136,12 @@ impl Engine<'_> {
                     .map_err(|e| io_err(what(), e))?;
             }
         }
-        let pf = per_file(&mut st)?;
+        self.pf_grew(&mut st, end)
+    }
+
+    /// After a write ending at `end`: the size grows to it (the header says so at the next flush).
+    fn pf_grew(&self, st: &mut State, end: u64) -> Result<()> {
+        let pf = per_file(st)?;
         if end > pf.size {
             pf.size = end;
             pf.size_dirty = true;
@@ -453,8 +469,14 @@ impl Contents for PerFile {
     fn punch_units(&self, io: &FileIo<'_>, lo: u64, hi: u64, _size: u64) -> Result<()> {
         io.eng.pf_punch_units(io.node, io.file, io.key, lo, hi)
     }
-    fn flush(&self, eng: &Engine<'_>, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
-        eng.pf_flush(node, file, sync)
+    fn flush(
+        &self,
+        eng: &Engine<'_>,
+        node: &Node,
+        file: Option<&File>,
+        why: FlushFor,
+    ) -> Result<()> {
+        eng.pf_flush(node, file, why == FlushFor::Fsync)
     }
 }
 

@@ -2,8 +2,9 @@
 //! extents. Two triggers, as the kernel's flusher has them:
 //!
 //! - **Age** (`-o commit=N`, default [`COMMIT_DEFAULT`] seconds, the name ext4 and btrfs use): a
-//!   buffer dirty for that long is written out and committed, so a crash loses at most about that
-//!   much of an open file's unsynced writes.
+//!   buffer dirty for that long is written out and committed, and so is a log whose records no
+//!   commit covers yet (close and large writes append without committing), so a crash loses at
+//!   most about that much of a file's unsynced writes.
 //! - **Memory** ([`Budget`]): every buffer counts its bytes in one volume-wide total. Above
 //!   `BUDGET_HIGH` the writeout thread is woken and writes the largest buffers out (and commits
 //!   them) until the total is under `BUDGET_LOW`; a writer that finds the total above `BUDGET_HARD` writes its own

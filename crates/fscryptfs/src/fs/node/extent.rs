@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use fscrypt::context::Context;
 use fscrypt::extent::{ExtentContext, ExtentKey, EXTENT_CONTEXT_SIZE};
 use fscrypt::keyring::{ActiveRef, SecretNeed};
+use fscrypt::policy::Policy;
 use fscrypt::{Errno, Error, Result};
 
 use super::budget::Budget;
-use super::{FileContents, Keys, Kind, State};
+use super::{FileContents, Keys, Kind, State, Unlocked};
 use crate::fs::types::errno;
 use crate::store::extent::ExtentFile;
 
@@ -23,6 +25,10 @@ pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
 
 /// Longest extent one writeout appends (longer runs are split).
 const EXTENT_MAX: u64 = 1 << 20;
+
+/// The smallest write of whole data units that goes straight to the log
+/// ([`write_through_locked`]); smaller ones are buffered, to be joined with their neighbours.
+pub(in crate::fs) const WRITE_THROUGH_MIN: u64 = 128 << 10;
 
 /// Extent keys kept per open inode.
 const KEY_CACHE_MAX: usize = 256;
@@ -37,6 +43,9 @@ pub(in crate::fs) struct ExtState {
     pub(in crate::fs) buf: BTreeMap<u64, Vec<u8>>,
     /// When the buffer last went from empty to not empty (the writeout timer's clock).
     dirty_since: Option<Instant>,
+    /// Since when (as the writeout thread first saw it) the log has records no commit covers;
+    /// None once committed. Behind a mutex: the thread notes it under the state's read lock.
+    uncommitted_since: Mutex<Option<Instant>>,
     /// When a background writeout of this buffer last failed (the thread waits before retrying).
     pub(in crate::fs) background_failed: Option<Instant>,
     /// The volume-wide count of buffered bytes this buffer adds to.
@@ -106,6 +115,7 @@ impl ExtState {
             du,
             buf: BTreeMap::new(),
             dirty_since: None,
+            uncommitted_since: Mutex::new(None),
             background_failed: None,
             budget,
             keys: Mutex::new(KeyCache::default()),
@@ -132,9 +142,23 @@ impl ExtState {
         }
     }
 
-    /// Bytes buffered and since when, if any.
+    /// Bytes buffered and since when data has waited for a commit (buffered, or written to the
+    /// log but not committed: noted now if this is the first look), if any.
     pub(in crate::fs) fn dirty(&self) -> Option<(u64, Instant)> {
-        self.dirty_since.map(|t| (self.buffered(), t))
+        let uncommitted = if self.file.uncommitted() {
+            let mut since = self
+                .uncommitted_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            Some(*since.get_or_insert_with(Instant::now))
+        } else {
+            None
+        };
+        let since = match (self.dirty_since, uncommitted) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        since.map(|t| (self.buffered(), t))
     }
 
     /// Drops every cached extent key (the inode's reference is being dropped).
@@ -168,6 +192,63 @@ pub(in crate::fs) fn secret_need(kind: Kind, extent: bool) -> SecretNeed {
     }
 }
 
+/// Appends `plain` at logical offset `start` (whole data units, or ending at the size) as one new
+/// extent: a fresh nonce drawn now, its key derived now through the inode's reference (and kept
+/// in the key cache: it is read back soon, often). The one place extents are made from plaintext.
+fn append_extent(
+    ext: &mut ExtState,
+    policy: &Policy,
+    unlocked: Option<&Unlocked>,
+    start: u64,
+    plain: &[u8],
+) -> Result<()> {
+    let ectx = ExtentContext::new_random(policy)?;
+    let active = unlocked
+        .map(|u| &u.active)
+        .ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
+    let key = Arc::new(active.derive_extent_key(&ectx)?);
+    ext.file.write_extent(start, plain, &ectx, &key)?;
+    ext.keys
+        .get_mut()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(&ectx, key);
+    Ok(())
+}
+
+/// The policy of a per-extent file's context (every such file has one).
+fn file_policy(ctx: Option<&Context>, ext: &ExtState) -> Result<Policy> {
+    ctx.map(|c| *c.policy())
+        .ok_or_else(|| Error::corrupt(format!("{}: no context", ext.file.backing_path())))
+}
+
+/// Writes `data` at `off` straight into the log, bypassing the buffer: a write of whole data units
+/// (the page cache's writeback of a large range) needs no read-modify-write, so buffering it would
+/// only copy it twice. Buffered units it covers are superseded and dropped; the rest of the buffer
+/// is disjoint from it and keeps its place. Split into extents of at most [`EXTENT_MAX`], each
+/// with its own nonce and key, exactly as a writeout makes them. Not committed (see
+/// `FlushFor::Close`).
+pub(in crate::fs) fn write_through_locked(st: &mut State, off: u64, data: &[u8]) -> Result<()> {
+    let State::File {
+        keys: Keys { ctx, unlocked },
+        contents: FileContents::PerExtent(ext),
+    } = st
+    else {
+        return Err(errno(Errno::IO, "not a per-extent file"));
+    };
+    let policy = file_policy(ctx.as_ref(), ext)?;
+    let du = ext.du;
+    let end = off + data.len() as u64;
+    for idx in off / du..end.div_ceil(du) {
+        ext.remove_unit(idx);
+    }
+    for (i, piece) in data.chunks(EXTENT_MAX as usize).enumerate() {
+        let at = off + i as u64 * EXTENT_MAX;
+        append_extent(ext, &policy, unlocked.as_ref(), at, piece)?;
+        ext.size = ext.size.max(at + piece.len() as u64);
+    }
+    Ok(())
+}
+
 /// Writes the buffer out as new extents (each run of consecutive units one extent, with a
 /// fresh nonce and its key derived now), then, with `sync`, commits. Units written leave the
 /// buffer; on an error the rest stays buffered.
@@ -180,10 +261,7 @@ pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
         return Ok(());
     };
     if !ext.buf.is_empty() {
-        let policy = *ctx
-            .as_ref()
-            .ok_or_else(|| Error::corrupt(format!("{}: no context", ext.file.backing_path())))?
-            .policy();
+        let policy = file_policy(ctx.as_ref(), ext)?;
         let du = ext.du;
         while let Some((&first, _)) = ext.buf.first_key_value() {
             let mut last = first;
@@ -200,18 +278,7 @@ pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
                     }
                 }
                 plain.truncate((stop - start) as usize);
-                let ectx = ExtentContext::new_random(&policy)?;
-                let active = unlocked
-                    .as_ref()
-                    .map(|u| &u.active)
-                    .ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
-                let key = Arc::new(active.derive_extent_key(&ectx)?);
-                ext.file.write_extent(start, &plain, &ectx, &key)?;
-                // Read back soon, often: keep its key.
-                ext.keys
-                    .get_mut()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(&ectx, key);
+                append_extent(ext, &policy, unlocked.as_ref(), start, &plain)?;
             }
             for i in first..=last {
                 ext.remove_unit(i);
@@ -220,6 +287,9 @@ pub(in crate::fs) fn writeout_locked(st: &mut State, sync: bool) -> Result<()> {
     }
     if sync {
         ext.file.sync()?;
+        *ext.uncommitted_since
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
     Ok(())
 }

@@ -282,9 +282,13 @@ pub(super) struct Meta {
     pub(super) opens: u32,
     /// Handles FLUSHed but not yet RELEASEd (the application probably closed them).
     pub(super) flushed: u32,
-    /// Last known parent and name (for paths in busy reports and cache invalidation).
+    /// Last known parent and name (for paths in busy reports).
     pub(super) parent: u64,
     pub(super) name: OsString,
+    /// The entries in encrypted directories the kernel may hold for this inode with a lifetime
+    /// (parent, name as the kernel knows it): what a key change makes it forget. Kept while the
+    /// kernel holds lookups; a rename moves an entry, an unlink drops it.
+    pub(super) cached_names: Vec<(u64, OsString)>,
     /// Processes that opened handles.
     pub(super) pids: Vec<u32>,
 }

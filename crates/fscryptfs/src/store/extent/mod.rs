@@ -182,6 +182,11 @@ impl ExtentFile {
         self.du as usize
     }
 
+    /// Whether records were appended since the last commit (`sync` would do something).
+    pub fn uncommitted(&self) -> bool {
+        self.end != self.durable_end
+    }
+
     /// The backing path, as messages name it.
     pub fn backing_path(&self) -> &str {
         &self.what
