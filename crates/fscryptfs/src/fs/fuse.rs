@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use fscrypt::{Errno, Error, Result};
 use fuser::{
     FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
 };
 
 use super::mount::Fs;
@@ -84,6 +84,25 @@ fn file_attr(a: &Attr) -> fuser::FileAttr {
     }
 }
 
+/// The attributes sent with a READDIRPLUS entry that has no node (only `ino` and `kind` are read).
+const NO_ATTR: fuser::FileAttr = fuser::FileAttr {
+    ino: INodeNo(0),
+    size: 0,
+    blocks: 0,
+    atime: std::time::UNIX_EPOCH,
+    mtime: std::time::UNIX_EPOCH,
+    ctime: std::time::UNIX_EPOCH,
+    crtime: std::time::UNIX_EPOCH,
+    kind: fuser::FileType::RegularFile,
+    perm: 0,
+    nlink: 0,
+    uid: 0,
+    gid: 0,
+    rdev: 0,
+    blksize: 0,
+    flags: 0,
+};
+
 fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
     t.map(|t| match t {
         TimeOrNow::Now => SetTime::Now,
@@ -133,6 +152,10 @@ fn reply_entry(reply: ReplyEntry, e: Result<Entry>) {
 impl Filesystem for Fs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_HAS_IOCTL_DIR);
+        // READDIRPLUS when the kernel sees lookups follow a listing (`ls -l`, `find`).
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
         let _ = config.set_max_write(1 << 20);
         if self.writeback_cache()
             && config
@@ -376,6 +399,44 @@ impl Filesystem for Fs {
             reply,
             self.do_readdir(fh.0, offset, |e, next| {
                 reply.add(INodeNo(e.ino), next, file_type(e.kind), &e.name)
+            })
+        );
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        tryr!(
+            reply,
+            self.do_readdirplus(fh.0, offset, |e, next, entry| match entry {
+                Some(en) => reply.add(
+                    INodeNo(en.attr.ino),
+                    next,
+                    &e.name,
+                    &en.entry_ttl.min(en.attr_ttl),
+                    &file_attr(&en.attr),
+                    Generation(0),
+                ),
+                // `.`, `..` and names that could not be looked up: no node (the kernel links
+                // nothing for node 0, and skips `.` and `..` whatever they carry).
+                None => reply.add(
+                    INodeNo(0),
+                    next,
+                    &e.name,
+                    &std::time::Duration::ZERO,
+                    &fuser::FileAttr {
+                        ino: INodeNo(e.ino),
+                        kind: file_type(e.kind),
+                        ..NO_ATTR
+                    },
+                    Generation(0),
+                ),
             })
         );
         reply.ok();

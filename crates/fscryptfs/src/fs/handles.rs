@@ -14,8 +14,11 @@ use super::handle_table::Handle;
 use super::locks::{lock, rlock};
 use super::mount::Fs;
 use super::node::{check_usable, Kind, Node};
-use super::types::{errno, Creds, DirEnt, FileType};
+use super::types::{errno, Creds, DirEnt, Entry, FileType};
 use crate::store::sys_err;
+
+/// Most entries one READDIRPLUS reply is filled from (a reply of the kernel's size holds fewer).
+const READDIRPLUS_BATCH: usize = 256;
 
 impl Fs {
     pub(super) fn do_open(&self, req: &Creds, ino: u64, flags: i32) -> Result<u64> {
@@ -200,6 +203,48 @@ impl Fs {
         let entries = lock(&h.entries);
         for (i, e) in entries.iter().enumerate().skip(offset as usize) {
             if add(e, (i + 1) as u64) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// READDIRPLUS: as READDIR, each entry with its attributes, so a listing followed by a stat of
+    /// every name (`ls -l`, `find`) costs no LOOKUP per name. Every entry but `.` and `..` is a
+    /// lookup (the kernel counts it and will FORGET it); an entry the reply has no room for is
+    /// given back at once. A name that cannot be looked up any more (gone since the listing was
+    /// read, or damaged) is sent without attributes (node 0: the kernel links nothing for it).
+    pub(super) fn do_readdirplus(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEnt, u64, Option<&Entry>) -> bool,
+    ) -> Result<()> {
+        let h = self.handles.get(fh)?;
+        if offset == 0 {
+            let list = self.list_dir(&h.node)?;
+            *lock(&h.entries) = list;
+        }
+        // A copy of what one reply can hold at most, so no lock is held across the lookups.
+        let entries: Vec<DirEnt> = lock(&h.entries)
+            .iter()
+            .skip(offset as usize)
+            .take(READDIRPLUS_BATCH)
+            .cloned()
+            .collect();
+        for (i, e) in entries.iter().enumerate() {
+            let next = offset + i as u64 + 1;
+            if e.name == "." || e.name == ".." {
+                if add(e, next, None) {
+                    break;
+                }
+                continue;
+            }
+            let entry = self.do_lookup(h.node.ino, &e.name).ok();
+            if add(e, next, entry.as_ref()) {
+                if let Some(en) = entry {
+                    self.forget(en.attr.ino, 1);
+                }
                 break;
             }
         }

@@ -348,7 +348,13 @@ impl Fs {
     /// At the last close of a handle: if the inode's key is being removed, the inode locks itself
     /// (drops its key and active reference; the keyring wipes the secret once nothing else holds it).
     pub(super) fn maybe_lock_after_close(&self, node: &Node) {
-        if lock(&node.meta).opens > 0 || self.busy_set().contains(&node.ino) {
+        // Cheap checks first: this runs at every last close, and the busy set walks every node.
+        if lock(&node.meta).opens > 0
+            || !rlock(&node.state)
+                .active()
+                .is_some_and(|a| a.removal_started())
+            || self.busy_set().contains(&node.ino)
+        {
             return;
         }
         {
