@@ -8,16 +8,16 @@
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
 //! `Fs`: `fuser::Config` with 4 worker threads (`n_threads`), `clone_fd`, the mount options
 //! `fsname`, `subtype`, `default_permissions`, `dev` and `suid` (root); in `init`, `max_write` of
-//! 1 MiB and the FUSE writeback cache (fscryptfs' default). Keep the two in step.
+//! 1 MiB, the FUSE writeback cache (fscryptfs' default) and READDIRPLUS (auto). Entries and
+//! attributes are cached for 1 s, as fscryptfs caches them. Keep the two in step.
 //!
-//! Differences, on purpose: entries and attributes are cached by the kernel for 1 s (fscryptfs
-//! uses TTL 0 for entries in encrypted directories); only root can mount it (fscryptfs goes
-//! through fusermount3 for users); inode numbers are allocated per backing inode and never
-//! forgotten; hard links, symlinks, special files and xattrs are not served.
+//! Differences, on purpose: only root can mount it (fscryptfs goes through fusermount3 for users);
+//! inode numbers are allocated per backing inode and never forgotten; hard links, special files
+//! and xattrs are not served.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, FileTimes, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -28,8 +28,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    SessionACL, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 
 /// Same as fscryptfs (`daemon.rs` `THREADS`).
@@ -218,6 +218,8 @@ impl Passthrough {
 impl Filesystem for Passthrough {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         if config
             .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
             .is_err()
@@ -280,14 +282,31 @@ impl Filesystem for Passthrough {
         }
         let (atime, mtime) = (set_time(atime), set_time(mtime));
         if atime.is_some() || mtime.is_some() {
-            let mut t = FileTimes::new();
-            if let Some(a) = atime {
-                t = t.set_accessed(a);
-            }
-            if let Some(m) = mtime {
-                t = t.set_modified(m);
-            }
-            tryr!(reply, File::open(&path).and_then(|f| f.set_times(t)));
+            let stamp = |t: Option<SystemTime>| match t {
+                Some(t) => {
+                    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+                    rustix::fs::Timespec {
+                        tv_sec: d.as_secs() as i64,
+                        tv_nsec: d.subsec_nanos().into(),
+                    }
+                }
+                None => rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_OMIT,
+                },
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: stamp(atime),
+                last_modification: stamp(mtime),
+            };
+            // Not through a symlink: tar sets a link's own times.
+            let r = rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &path,
+                &times,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            );
+            tryr!(reply, r.map_err(io::Error::from));
         }
         let m = tryr!(reply, std::fs::symlink_metadata(&path));
         reply.attr(&TTL, &attr(ino.0, &m));
@@ -306,6 +325,26 @@ impl Filesystem for Passthrough {
         tryr!(reply, std::fs::DirBuilder::new().mode(mode).create(&p));
         let a = tryr!(reply, self.entry(p));
         reply.entry(&TTL, &a, Generation(0));
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let p = tryr!(reply, self.child(parent, link_name));
+        tryr!(reply, std::os::unix::fs::symlink(target, &p));
+        let a = tryr!(reply, self.entry(p));
+        reply.entry(&TTL, &a, Generation(0));
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let p = tryr!(reply, self.path(ino));
+        let t = tryr!(reply, std::fs::read_link(&p));
+        reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -497,6 +536,41 @@ impl Filesystem for Passthrough {
         };
         for (i, (ino, k, name)) in v.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), (i + 1) as u64, *k, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let Some(v) = self.dirs.lock().unwrap().get(&fh.0).cloned() else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        let dir = tryr!(reply, self.path(ino));
+        for (i, (ino, _, name)) in v.iter().enumerate().skip(offset as usize) {
+            // `.` and `..` carry no node (the kernel skips them); a name gone since opendir too.
+            let a = if name == "." || name == ".." {
+                None
+            } else {
+                self.entry(dir.join(name)).ok()
+            };
+            let full = match a {
+                Some(a) => reply.add(a.ino, (i + 1) as u64, name, &TTL, &a, Generation(0)),
+                None => {
+                    let fallback = std::fs::symlink_metadata(&dir).map(|m| attr(*ino, &m));
+                    let a = tryr!(reply, fallback);
+                    reply.add(INodeNo(0), (i + 1) as u64, name, &TTL, &a, Generation(0))
+                }
+            };
+            if full {
                 break;
             }
         }

@@ -45,9 +45,10 @@ pub struct MountOptions {
     /// unencrypted directory gets [`dummy_policy`], whose key the daemon adds at mount. Not for
     /// real data: the key is public.
     pub test_dummy_encryption: bool,
-    /// `commit=N`: seconds a per-extent file's write buffer may stay dirty before it is written
-    /// out and committed (ext4's and btrfs' name; default 5; 0: only at fsync, close, memory
-    /// pressure and unmount).
+    /// `commit=N`: seconds a per-extent file's unsynced writes (buffered, or written out at close
+    /// but not committed) may wait before they are written out and committed (ext4's and btrfs'
+    /// name; default 5; 0: no timer — written out at close and memory pressure, committed at
+    /// fsync, eviction and unmount).
     pub commit: Option<u64>,
     /// `no_writeback_cache`: write(2) goes to the daemon at once instead of through the kernel's
     /// page cache (the FUSE writeback cache, on by default in soft removal mode).

@@ -24,7 +24,7 @@ use crate::store::extent::ExtentFile;
 pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
 
 /// Longest extent one writeout appends (longer runs are split).
-const EXTENT_MAX: u64 = 1 << 20;
+const EXTENT_MAX: u64 = 256 << 10;
 
 /// The smallest write of whole data units that goes straight to the log
 /// ([`write_through_locked`]); smaller ones are buffered, to be joined with their neighbours.
