@@ -95,9 +95,24 @@ impl Engine<'_> {
             .checked_add(data.len() as u64)
             .filter(|e| *e <= self.fsp.max_file_size)
             .ok_or_else(|| errno(Errno::FBIG, "write beyond the maximum file size"))?;
+        let what = || self.describe(node);
+        if let Some(k) = key {
+            let du = k.data_unit_size() as u64;
+            if off.is_multiple_of(du) && end.is_multiple_of(du) {
+                // Whole units (the page cache's writeback): nothing to read first, so they are
+                // encrypted before the lock (writes to one file encrypt in parallel) and only the
+                // store and the size are serialized. A read-modify-write of a unit holds the lock
+                // across its read and its write, so this lands wholly before or after it.
+                let buf = encrypt_copy(k, off / du, data)?;
+                let mut st = wlock(&node.state);
+                self.trim_stale_tail(node, file, key, &mut st)?;
+                file.write_all_at(&buf, FILE_HEADER_SIZE + off)
+                    .map_err(|e| io_err(what(), e))?;
+                return self.pf_grew(&mut st, end);
+            }
+        }
         let mut st = wlock(&node.state);
         self.trim_stale_tail(node, file, key, &mut st)?;
-        let what = || self.describe(node);
         match key {
             None => file
                 .write_all_at(data, FILE_HEADER_SIZE + off)
@@ -106,14 +121,6 @@ impl Engine<'_> {
                 let du = k.data_unit_size() as u64;
                 let first = off / du;
                 let last = (end - 1) / du;
-                if off.is_multiple_of(du) && end.is_multiple_of(du) {
-                    // Whole units (the page cache's writeback): no unit to read first.
-                    let mut buf = data.to_vec();
-                    k.encrypt_data_units(first, &mut buf)?;
-                    file.write_all_at(&buf, FILE_HEADER_SIZE + off)
-                        .map_err(|e| io_err(what(), e))?;
-                    return self.pf_grew(&mut st, end);
-                }
                 let mut buf = vec![0u8; ((last - first + 1) * du) as usize];
                 if !off.is_multiple_of(du) {
                     self.load_unit(node, file, k, st.size(), first, &mut buf[..du as usize])?;
@@ -496,4 +503,17 @@ fn not_per_file() -> Error {
         Errno::IO,
         "per-file contents operation on another kind of node",
     )
+}
+
+/// The ciphertext of whole data units `data`, the first being unit `first`: each unit copied and
+/// encrypted while it is in the cache, into a buffer that is never zeroed first.
+fn encrypt_copy(k: &InodeKey, first: u64, data: &[u8]) -> Result<Vec<u8>> {
+    let du = k.data_unit_size();
+    let mut out = Vec::with_capacity(data.len());
+    for (i, unit) in data.chunks(du).enumerate() {
+        let at = out.len();
+        out.extend_from_slice(unit);
+        k.encrypt_data_units(first + i as u64, &mut out[at..])?;
+    }
+    Ok(out)
 }
