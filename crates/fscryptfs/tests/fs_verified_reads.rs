@@ -230,8 +230,8 @@ fn fsck(backing: &Path) -> (i32, String) {
         .arg(backing)
         .output()
         .expect("run fsck");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -287,10 +287,7 @@ fn sha256_records_of_earlier_versions_read_and_are_verified_next_to_xxh3_ones() 
         let e = pread(&big, bad.logical + 5 * 4096, 4096).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
         let g = good.logical as usize + 5 * 4096;
-        assert_eq!(
-            pread(&big, g as u64, 4096).unwrap(),
-            &want[g..g + 4096]
-        );
+        assert_eq!(pread(&big, g as u64, 4096).unwrap(), &want[g..g + 4096]);
         s.m.stop();
         flip(&s.big_backing, at, 0x02);
     }

@@ -104,7 +104,13 @@ impl ExtentFile {
     /// the piece being read, for the message.
     fn verified_run(&self, run: &Run, logical: u64) -> Result<Source> {
         let len = run.nunits * self.du;
-        let key = (self.instance, run.data_off, run.nunits, run.sum, run.sum_alg);
+        let key = (
+            self.instance,
+            run.data_off,
+            run.nunits,
+            run.sum,
+            run.sum_alg,
+        );
         if len > WHOLE_RUN_MAX {
             if sum_range(run.sum_alg, &self.file, run.data_off, len, &self.what)? != run.sum {
                 return Err(self.mismatch(run, logical));

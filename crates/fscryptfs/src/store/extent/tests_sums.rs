@@ -98,7 +98,9 @@ fn a_log_mixing_sha256_and_xxh3_records_reads_and_verifies_each_with_its_own_sum
     let path = dir.path().join("f");
     let mut ef = create(&path, &policy);
     let pat = |seed: u8, n: usize| -> Vec<u8> {
-        (0..n).map(|i| (i as u8).wrapping_mul(seed) ^ seed).collect()
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ seed)
+            .collect()
     };
     write(&mut ef, &m, 0, &pat(3, 3 * 4096)); // 0: extent (→ FSCXREC1)
     write(&mut ef, &m, 3 * 4096, &pat(5, 5 * 4096)); // 1: extent
@@ -149,7 +151,10 @@ fn a_log_mixing_sha256_and_xxh3_records_reads_and_verifies_each_with_its_own_sum
         std::fs::write(&p, &std::fs::read(&path).unwrap()[..cut as usize]).unwrap();
         read_all(&ExtentFile::open(open_rw(&p), &policy, 4096).unwrap(), &m)
     };
-    for (i, left) in [(4usize, [SHA, XXH, SHA, XXH].as_slice()), (5, &[SHA, XXH, SHA, XXH, SHA])] {
+    for (i, left) in [
+        (4usize, [SHA, XXH, SHA, XXH].as_slice()),
+        (5, &[SHA, XXH, SHA, XXH, SHA]),
+    ] {
         let want_torn = prefix(rec[i]);
         assert_ne!(want_torn, want);
         flip(&path, rec[i] + RECORD_HEADER_BLOCK + 100);
@@ -226,7 +231,9 @@ fn compaction_of_a_mixed_log_writes_a_valid_xxh3_checkpoint() {
     flip(&path, run.backing_offset + 3);
     // A flipped table byte of the old checkpoint: its SHA-256 table checksum fails (EUCLEAN).
     flip(&path, 4096 + RECORD_HEADER_BLOCK + 9);
-    let e = ExtentFile::open(open_rw(&path), &policy, 512).err().unwrap();
+    let e = ExtentFile::open(open_rw(&path), &policy, 512)
+        .err()
+        .unwrap();
     assert_eq!(e.errno(), Errno::UCLEAN, "{e}");
     flip(&path, 4096 + RECORD_HEADER_BLOCK + 9);
     // Appending to it, then compacting again: FSCXREC2 throughout.
@@ -246,6 +253,8 @@ fn compaction_of_a_mixed_log_writes_a_valid_xxh3_checkpoint() {
         .unwrap();
     let e = CheckpointEntry::parse(&b).unwrap();
     let mut ct = vec![0u8; (e.len.div_ceil(512) * 512) as usize];
-    open_rw(&path).read_exact_at(&mut ct, 4096 + e.data_rel).unwrap();
+    open_rw(&path)
+        .read_exact_at(&mut ct, 4096 + e.data_rel)
+        .unwrap();
     assert_eq!(e.sum, PayloadSum::Xxh3.digest(&ct));
 }
