@@ -3,7 +3,8 @@
 //! and the backing path, never garbage; other extents of the file and other files still read; a
 //! tampered payload checksum in a record header (with the header's own checksum recomputed) is EIO
 //! the same way; a record header damaged outright makes the file EUCLEAN at open (damaged metadata,
-//! found when the log is opened, before any read).
+//! found when the log is opened, before any read). Records of earlier versions (`FSCXREC1`, SHA-256
+//! payload checksums) read and are verified next to today's (`FSCXREC2`, XXH3-64).
 
 mod support;
 
@@ -202,4 +203,105 @@ fn damaged_record_header_is_euclean_at_open_never_garbage() {
         tail(&log, 40)
     );
     fs::remove_file(&big).unwrap();
+}
+
+/// Rewrites the `FSCXREC2` extent record at `off` of `p` as an `FSCXREC1` one, as FORMAT.md
+/// describes them (and earlier versions wrote them): the old magic, SHA-256(payload)[0..8] as the
+/// payload checksum, the header checksum recomputed.
+fn rewrite_as_sha256(p: &Path, off: u64) {
+    let f = OpenOptions::new().read(true).write(true).open(p).unwrap();
+    let mut h = [0u8; 120];
+    f.read_exact_at(&mut h, off).unwrap();
+    assert_eq!(&h[..8], b"FSCXREC2");
+    let checked = u64::from_le_bytes(h[56..64].try_into().unwrap());
+    let mut payload = vec![0u8; checked as usize];
+    f.read_exact_at(&mut payload, off + 4096).unwrap();
+    h[..8].copy_from_slice(b"FSCXREC1");
+    h[104..112].copy_from_slice(&fscryptfs::store::checksum(&payload));
+    let sum = fscryptfs::store::checksum(&h[..112]);
+    h[112..120].copy_from_slice(&sum);
+    f.write_all_at(&h, off).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn fsck(backing: &Path) -> (i32, String) {
+    let out = std::process::Command::new(bin())
+        .arg("fsck")
+        .arg(backing)
+        .output()
+        .expect("run fsck");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn sha256_records_of_earlier_versions_read_and_are_verified_next_to_xxh3_ones() {
+    let Some(mut s) = setup() else {
+        return;
+    };
+    let ext = extents_of(&s.big_backing);
+    let first = *ext.iter().find(|e| e.logical == 0).unwrap();
+    let second = *ext.iter().find(|e| e.logical == MIB as u64).unwrap();
+    rewrite_as_sha256(&s.big_backing, first.record_offset);
+    remount(&mut s.m);
+    let big = s.m.path("enc/big");
+    assert_eq!(fs::read(&big).unwrap(), s.big);
+    // A new write appends an FSCXREC2 record after the old one.
+    let f = OpenOptions::new().write(true).open(&big).unwrap();
+    f.write_all_at(&[0xab; 4096], 8192).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let mut want = s.big.clone();
+    want[8192..12288].fill(0xab);
+    assert_eq!(fs::read(&big).unwrap(), want);
+    s.m.stop();
+    let magic = |off: u64| {
+        let mut m = [0u8; 8];
+        File::open(&s.big_backing)
+            .unwrap()
+            .read_exact_at(&mut m, off)
+            .unwrap();
+        m
+    };
+    assert_eq!(&magic(first.record_offset), b"FSCXREC1");
+    assert_eq!(&magic(second.record_offset), b"FSCXREC2");
+    let last = ExtentFile::open(File::open(&s.big_backing).unwrap(), &big_policy(&s), 4096)
+        .unwrap()
+        .records()
+        .last()
+        .map(|r| r.offset)
+        .unwrap();
+    assert_eq!(&magic(last), b"FSCXREC2");
+    let (code, out) = fsck(&s.m.backing);
+    assert_eq!(code, 0, "{out}");
+    // A flipped ciphertext byte in either kind of record: fsck finds it, reads of it are EIO,
+    // the other record reads.
+    for (bad, good) in [(first, second), (second, first)] {
+        let at = bad.backing_offset + 5 * 4096 + 11;
+        flip(&s.big_backing, at, 0x02);
+        let (code, out) = fsck(&s.m.backing);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("checksum mismatch"), "{out}");
+        remount(&mut s.m);
+        let e = pread(&big, bad.logical + 5 * 4096, 4096).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+        let g = good.logical as usize + 5 * 4096;
+        assert_eq!(pread(&big, g as u64, 4096).unwrap(), &want[g..g + 4096]);
+        s.m.stop();
+        flip(&s.big_backing, at, 0x02);
+    }
+    remount(&mut s.m);
+    assert_eq!(fs::read(&big).unwrap(), want);
+}
+
+/// The policy of `big`'s backing file (from its header).
+fn big_policy(s: &Setup) -> fscrypt::policy::Policy {
+    let mut b = [0u8; 80];
+    File::open(&s.big_backing)
+        .unwrap()
+        .read_exact_at(&mut b, 0)
+        .unwrap();
+    let h = FileHeader::parse(&b, &fscryptfs::store::fs_params(), "f").unwrap();
+    *h.ctx.unwrap().policy()
 }

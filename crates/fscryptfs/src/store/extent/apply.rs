@@ -23,6 +23,7 @@ impl ExtentFile {
             len,
             kind: h.kind,
             seq: h.seq,
+            sum_alg: h.sum_alg,
         });
         Ok(())
     }
@@ -73,6 +74,7 @@ impl ExtentFile {
                     nunits,
                     first_unit: h.first_unit,
                     sum: h.payload_sum,
+                    sum_alg: h.sum_alg,
                     record_off: pos,
                 };
                 self.map_run(h.a, h.b, run);
@@ -122,7 +124,7 @@ impl ExtentFile {
         // The table's length comes from the record: it is checked and read in bounded pieces
         // (streamed checksum first, then the entries a chunk at a time), never allocated whole.
         let table_off = pos + RECORD_HEADER_BLOCK;
-        match sum_range(&self.file, table_off, table_len, &self.what) {
+        match sum_range(h.sum_alg, &self.file, table_off, table_len, &self.what) {
             Ok(sum) if sum == h.payload_sum => {}
             Ok(_) => return Err(bad("checkpoint table checksum mismatch")),
             Err(e) if e.errno() == Errno::IO => return Err(bad("checkpoint table truncated")),
@@ -185,6 +187,7 @@ impl ExtentFile {
             nunits,
             first_unit: e.first_unit,
             sum: e.sum,
+            sum_alg: h.sum_alg,
             record_off: pos,
         };
         self.map_run(e.logical, e.len, run);

@@ -44,7 +44,7 @@ impl ExtentFile {
                 ));
                 continue;
             }
-            if sum_range(&self.file, run.data_off, len, &self.what)? != run.sum {
+            if sum_range(run.sum_alg, &self.file, run.data_off, len, &self.what)? != run.sum {
                 out.push(finding(
                     Some(run.data_off),
                     false,

@@ -7,9 +7,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use fscrypt::{Errno, Error, Result};
-use sha2::{Digest, Sha256};
 
-use super::format::ALIGN;
+use super::format::{PayloadSum, ALIGN};
 use super::CHUNK;
 use crate::store::{io_err, read_full_at};
 
@@ -27,15 +26,16 @@ pub(super) fn read_exact_at(f: &File, buf: &mut [u8], off: u64, what: &str) -> R
 }
 
 /// Reads `len` bytes of `f` at `off` a chunk at a time, hands each chunk and its position within the
-/// range to `each`, and returns the first 8 bytes of SHA-256 over them all.
+/// range to `each`, and returns their checksum with `alg`.
 fn stream(
+    alg: PayloadSum,
     f: &File,
     off: u64,
     len: u64,
     what: &str,
     mut each: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<[u8; 8]> {
-    let mut h = Sha256::new();
+    let mut h = alg.hasher();
     let mut buf = vec![0u8; len.min(CHUNK) as usize];
     let mut done = 0;
     while done < len {
@@ -45,21 +45,27 @@ fn stream(
         each(&buf[..n], done)?;
         done += n as u64;
     }
-    let d = h.finalize();
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&d[..8]);
-    Ok(out)
+    Ok(h.finish())
 }
 
-/// First 8 bytes of SHA-256 over `len` bytes of `f` at `off` (streamed). EIO if they are not all there.
-pub(super) fn sum_range(f: &File, off: u64, len: u64, what: &str) -> Result<[u8; 8]> {
-    stream(f, off, len, what, |_, _| Ok(()))
+/// The checksum with `alg` (the algorithm of the record that holds the range) of `len` bytes of `f`
+/// at `off` (streamed). EIO if they are not all there.
+pub(super) fn sum_range(
+    alg: PayloadSum,
+    f: &File,
+    off: u64,
+    len: u64,
+    what: &str,
+) -> Result<[u8; 8]> {
+    stream(alg, f, off, len, what, |_, _| Ok(()))
 }
 
 /// Copies `len` bytes of ciphertext from `src` at `src_off` to `dst` at `dst_off` (4096-aligned):
 /// `FICLONERANGE` (shared blocks) when both ranges are block-aligned and the backing filesystem can,
-/// else a byte copy. Returns the checksum of the bytes.
+/// else a byte copy. Returns the checksum of the bytes with `alg`, the algorithm of the record
+/// they are copied into (computed over the bytes copied, whatever the source record used).
 pub(super) fn copy_ciphertext(
+    alg: PayloadSum,
     src: &File,
     src_off: u64,
     dst: &File,
@@ -73,9 +79,9 @@ pub(super) fn copy_ciphertext(
         && len > 0
         && ficlonerange(src, src_off, dst, dst_off, len);
     if cloned {
-        return sum_range(src, src_off, len, what);
+        return sum_range(alg, src, src_off, len, what);
     }
-    stream(src, src_off, len, what, |chunk, done| {
+    stream(alg, src, src_off, len, what, |chunk, done| {
         dst.write_all_at(chunk, dst_off + done)
             .map_err(|e| io_err(format!("{what}: writing at {}", dst_off + done), e))
     })

@@ -135,8 +135,11 @@ impl ExtentFile {
                 bytes,
                 run.ctx.to_bytes(),
             );
+            // The copied bytes are summed anew with the new record's algorithm (the source run's
+            // may be the older SHA-256 one).
             self.append(h, |f, at, what| {
-                copy_ciphertext(src_file, run.data_off + unit * du, f, at, bytes, what)
+                let src_at = run.data_off + unit * du;
+                copy_ciphertext(h.sum_alg, src_file, src_at, f, at, bytes, what)
             })?;
             cursor = hi;
         }

@@ -11,11 +11,11 @@ use fscrypt::Result;
 
 use super::ciphertext::copy_ciphertext;
 use super::format::{
-    round_up, CheckpointEntry, Commit, RecordHeader, RecordKind, ALIGN, CHECKPOINT_ENTRY_SIZE,
-    COMMIT_SLOT_SIZE, RECORD_HEADER_BLOCK,
+    round_up, CheckpointEntry, Commit, PayloadSum, RecordHeader, RecordKind, ALIGN,
+    CHECKPOINT_ENTRY_SIZE, COMMIT_SLOT_SIZE, RECORD_HEADER_BLOCK,
 };
 use super::{backing_name, ExtentFile, COMPACT_SLACK};
-use crate::store::{checksum, io_err, read_full_at, FILE_HEADER_SIZE};
+use crate::store::{io_err, read_full_at, FILE_HEADER_SIZE};
 
 impl ExtentFile {
     /// Where compaction puts each live piece's units, relative to the checkpoint record, and the
@@ -82,11 +82,15 @@ impl ExtentFile {
         let rec = FILE_HEADER_SIZE;
         let table_len = self.map.len() as u64 * CHECKPOINT_ENTRY_SIZE as u64;
         let (rels, payload_len) = self.checkpoint_layout();
+        // The checkpoint's algorithm, for its table and every entry: each run's copied bytes are
+        // summed anew, never its stored sum reused (the source record may be an older SHA-256 one).
+        let alg = PayloadSum::CURRENT;
         let mut table = Vec::with_capacity(table_len as usize);
         for ((s, p), data_rel) in self.map.iter().zip(rels) {
             let run = self.runs[p.run];
             let nunits = (p.end - s).div_ceil(du);
             let sum = copy_ciphertext(
+                alg,
                 &self.file,
                 run.data_off + p.unit * du,
                 &dst,
@@ -116,7 +120,8 @@ impl ExtentFile {
             payload_len,
             checked_len: table_len,
             ctx: [0; EXTENT_CONTEXT_SIZE],
-            payload_sum: checksum(&table),
+            sum_alg: alg,
+            payload_sum: alg.digest(&table),
         };
         let end = rec + RECORD_HEADER_BLOCK + payload_len;
         // Both slots hold a commit of the checkpoint (generations 1 and 2).

@@ -16,8 +16,10 @@ pub const ALIGN: u64 = 4096;
 pub const RECORD_HEADER_BLOCK: u64 = 4096;
 /// Bytes of the record header that are used (the rest of its block is zero).
 pub const RECORD_HEADER_USED: usize = 120;
-/// Magic of a record header.
-pub const RECORD_MAGIC: &[u8; 8] = b"FSCXREC1";
+/// Magic of a record header whose payload checksums are SHA-256 prefixes (written before XXH3).
+pub const RECORD_MAGIC_SHA256: &[u8; 8] = b"FSCXREC1";
+/// Magic of a record header whose payload checksums are XXH3-64 (every record written now).
+pub const RECORD_MAGIC_XXH3: &[u8; 8] = b"FSCXREC2";
 /// Magic of a commit slot.
 pub const COMMIT_MAGIC: &[u8; 8] = b"FSCXCMT1";
 /// Offsets of the two commit slots inside the 4096-byte file header.
@@ -30,6 +32,89 @@ pub const CHECKPOINT_ENTRY_SIZE: usize = 80;
 /// `x` rounded up to a multiple of `m` (a power of two); None on overflow.
 pub fn round_up(x: u64, m: u64) -> Option<u64> {
     x.checked_add(m - 1).map(|v| v & !(m - 1))
+}
+
+/// The algorithm of a record's payload checksum and of its checkpoint entries' checksums, named by
+/// the record's magic (docs/FORMAT.md, "Per-extent layout"). Unkeyed either way: both catch torn
+/// writes and accidental damage, neither an attacker (docs/SECURITY.md, "No integrity"). The record
+/// header's own checksum is SHA-256 in both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PayloadSum {
+    /// `FSCXREC1`: SHA-256(bytes)[0..8] (records written before XXH3; read, never written).
+    Sha256Trunc,
+    /// `FSCXREC2`: XXH3-64(bytes), little-endian.
+    Xxh3,
+}
+
+impl PayloadSum {
+    /// The algorithm of every record the engine writes.
+    pub const CURRENT: PayloadSum = PayloadSum::Xxh3;
+
+    /// The record magic that says this algorithm.
+    pub fn magic(self) -> &'static [u8; 8] {
+        match self {
+            PayloadSum::Sha256Trunc => RECORD_MAGIC_SHA256,
+            PayloadSum::Xxh3 => RECORD_MAGIC_XXH3,
+        }
+    }
+
+    /// The algorithm a record magic says; None for anything else.
+    pub fn from_magic(m: &[u8]) -> Option<PayloadSum> {
+        if m == RECORD_MAGIC_SHA256 {
+            Some(PayloadSum::Sha256Trunc)
+        } else if m == RECORD_MAGIC_XXH3 {
+            Some(PayloadSum::Xxh3)
+        } else {
+            None
+        }
+    }
+
+    /// The 8-byte checksum of `bytes`, all in memory.
+    pub fn digest(self, bytes: &[u8]) -> [u8; 8] {
+        match self {
+            PayloadSum::Sha256Trunc => checksum(bytes),
+            PayloadSum::Xxh3 => xxhash_rust::xxh3::xxh3_64(bytes).to_le_bytes(),
+        }
+    }
+
+    /// A streaming hasher: the same result as [`digest`](Self::digest) over everything fed to it.
+    pub fn hasher(self) -> SumHasher {
+        match self {
+            PayloadSum::Sha256Trunc => SumHasher::Sha256(Box::default()),
+            PayloadSum::Xxh3 => SumHasher::Xxh3(Box::default()),
+        }
+    }
+}
+
+/// A payload checksum being computed a chunk at a time ([`PayloadSum::hasher`]).
+pub enum SumHasher {
+    /// SHA-256, truncated at the end.
+    Sha256(Box<sha2::Sha256>),
+    /// XXH3-64.
+    Xxh3(Box<xxhash_rust::xxh3::Xxh3>),
+}
+
+impl SumHasher {
+    /// Feeds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            SumHasher::Sha256(h) => sha2::Digest::update(&mut **h, bytes),
+            SumHasher::Xxh3(h) => h.update(bytes),
+        }
+    }
+
+    /// The checksum of everything fed.
+    pub fn finish(self) -> [u8; 8] {
+        match self {
+            SumHasher::Sha256(h) => {
+                let d = sha2::Digest::finalize(*h);
+                let mut out = [0u8; 8];
+                out.copy_from_slice(&d[..8]);
+                out
+            }
+            SumHasher::Xxh3(h) => h.digest().to_le_bytes(),
+        }
+    }
 }
 
 /// What a record does to the map.
@@ -78,7 +163,9 @@ pub struct RecordHeader {
     pub checked_len: u64,
     /// Extent: the extent context; others: zeros.
     pub ctx: [u8; EXTENT_CONTEXT_SIZE],
-    /// SHA-256(payload[..checked_len])[0..8].
+    /// The algorithm of `payload_sum` and of a checkpoint's entries' sums (the magic says it).
+    pub sum_alg: PayloadSum,
+    /// `sum_alg`(payload[..checked_len]).
     pub payload_sum: [u8; 8],
 }
 
@@ -86,7 +173,7 @@ impl RecordHeader {
     /// The used bytes of the header block.
     pub fn to_bytes(self) -> [u8; RECORD_HEADER_USED] {
         let mut b = [0u8; RECORD_HEADER_USED];
-        b[..8].copy_from_slice(RECORD_MAGIC);
+        b[..8].copy_from_slice(self.sum_alg.magic());
         b[8] = self.kind as u8;
         b[9] = self.du_bits;
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
@@ -108,9 +195,7 @@ impl RecordHeader {
         if b.len() < RECORD_HEADER_USED {
             return Err("record header truncated");
         }
-        if &b[..8] != RECORD_MAGIC {
-            return Err("bad record magic");
-        }
+        let sum_alg = PayloadSum::from_magic(&b[..8]).ok_or("bad record magic")?;
         if checksum(&b[..112]) != b[112..120] {
             return Err("record header checksum mismatch");
         }
@@ -132,6 +217,7 @@ impl RecordHeader {
             payload_len: le64(&b[48..56]),
             checked_len: le64(&b[56..64]),
             ctx,
+            sum_alg,
             payload_sum,
         })
     }
@@ -149,7 +235,8 @@ impl RecordHeader {
     }
 
     /// An extent record: logical `[a, a + b)` stored as the `payload_len` bytes of ciphertext that
-    /// follow, the IV of their first unit `first_unit`, all of them checked. The payload checksum,
+    /// follow, the IV of their first unit `first_unit`, all of them checked, with the current
+    /// checksum algorithm ([`PayloadSum::CURRENT`]). The payload checksum,
     /// sequence number and data-unit size are filled in when it is appended.
     pub fn extent(
         a: u64,
@@ -168,6 +255,7 @@ impl RecordHeader {
             payload_len,
             checked_len: payload_len,
             ctx,
+            sum_alg: PayloadSum::CURRENT,
             payload_sum: [0; 8],
         }
     }
@@ -186,7 +274,8 @@ impl RecordHeader {
             payload_len: 0,
             checked_len: 0,
             ctx: [0; EXTENT_CONTEXT_SIZE],
-            payload_sum: checksum(&[]),
+            sum_alg: PayloadSum::CURRENT,
+            payload_sum: PayloadSum::CURRENT.digest(&[]),
         }
     }
 }
@@ -204,7 +293,7 @@ pub struct CheckpointEntry {
     /// data-unit size, and of 4096 when the run is a whole number of 4096-byte blocks (so it can
     /// be reflinked).
     pub data_rel: u64,
-    /// SHA-256 of the run's ciphertext, first 8 bytes.
+    /// Checksum of the run's ciphertext, with the checkpoint record's algorithm.
     pub sum: [u8; 8],
     /// The extent's context.
     pub ctx: [u8; EXTENT_CONTEXT_SIZE],
@@ -351,15 +440,26 @@ mod tests {
             payload_len: 8192,
             checked_len: 8192,
             ctx: [5; EXTENT_CONTEXT_SIZE],
+            sum_alg: PayloadSum::Xxh3,
             payload_sum: [9; 8],
         };
-        let b = h.to_bytes();
-        assert_eq!(RecordHeader::parse(&b).unwrap(), h);
-        for i in 0..RECORD_HEADER_USED {
-            let mut d = b;
-            d[i] ^= 0x10;
-            assert!(RecordHeader::parse(&d).is_err(), "byte {i}");
+        for alg in [PayloadSum::Sha256Trunc, PayloadSum::Xxh3] {
+            let h = RecordHeader { sum_alg: alg, ..h };
+            let b = h.to_bytes();
+            assert_eq!(&b[..8], alg.magic());
+            assert_eq!(RecordHeader::parse(&b).unwrap(), h);
+            for i in 0..RECORD_HEADER_USED {
+                let mut d = b;
+                d[i] ^= 0x10;
+                assert!(RecordHeader::parse(&d).is_err(), "byte {i}");
+            }
         }
+        // Another magic with a valid header checksum is still refused.
+        let mut b = h.to_bytes();
+        b[..8].copy_from_slice(b"FSCXREC3");
+        let sum = checksum(&b[..112]);
+        b[112..120].copy_from_slice(&sum);
+        assert_eq!(RecordHeader::parse(&b), Err("bad record magic"));
         let c = Commit {
             gen: 3,
             durable_end: 4096 * 9,
@@ -388,7 +488,8 @@ mod tests {
             (h.kind, h.a, h.b, h.payload_len),
             (RecordKind::Punch, 4096, 8192, 0)
         );
-        assert_eq!(h.payload_sum, checksum(&[]));
+        assert_eq!(h.sum_alg, PayloadSum::Xxh3);
+        assert_eq!(h.payload_sum, PayloadSum::Xxh3.digest(&[]));
         let x = RecordHeader::extent(0, 5000, 7, 8192, [3; EXTENT_CONTEXT_SIZE]);
         assert_eq!(
             (x.kind, x.checked_len, x.first_unit),
@@ -407,6 +508,30 @@ mod tests {
     }
 
     #[test]
+    fn payload_sums_are_sha256_prefix_and_xxh3_le_streamed_or_whole() {
+        // XXH3-64 of the empty input (the reference value), stored little-endian.
+        assert_eq!(
+            PayloadSum::Xxh3.digest(&[]),
+            0x2D06_8005_38D3_94C2u64.to_le_bytes()
+        );
+        assert_eq!(PayloadSum::Sha256Trunc.digest(b"abc"), checksum(b"abc"));
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        for alg in [PayloadSum::Sha256Trunc, PayloadSum::Xxh3] {
+            assert_eq!(PayloadSum::from_magic(alg.magic()), Some(alg));
+            let mut h = alg.hasher();
+            for part in data.chunks(999) {
+                h.update(part);
+            }
+            assert_eq!(h.finish(), alg.digest(&data), "{alg:?}");
+        }
+        assert_ne!(
+            PayloadSum::Xxh3.digest(&data),
+            PayloadSum::Sha256Trunc.digest(&data)
+        );
+        assert_eq!(PayloadSum::from_magic(b"FSCXCMT1"), None);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut x = 0x1234_5678_9abc_def0u64;
         for _ in 0..20_000 {
@@ -417,7 +542,11 @@ mod tests {
                 x ^= x << 17;
                 *v = x as u8;
             }
-            b[..8].copy_from_slice(RECORD_MAGIC);
+            b[..8].copy_from_slice(if x & 1 == 0 {
+                RECORD_MAGIC_SHA256
+            } else {
+                RECORD_MAGIC_XXH3
+            });
             let _ = RecordHeader::parse(&b);
             let _ = CheckpointEntry::parse(&b[..CHECKPOINT_ENTRY_SIZE]);
             let _ = Commit::parse(&b[..COMMIT_SLOT_SIZE]);

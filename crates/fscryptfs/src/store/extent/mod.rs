@@ -42,6 +42,8 @@ mod read;
 mod replay;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sums;
 mod write;
 
 use std::collections::HashSet;
@@ -52,7 +54,7 @@ use fscrypt::extent::ExtentContext;
 use fscrypt::policy::Policy;
 use fscrypt::Error;
 
-pub use format::RecordKind;
+pub use format::{PayloadSum, RecordKind};
 use map::Map;
 
 /// `needs_compaction` answers yes once the log exceeds twice its compacted size plus this much.
@@ -72,8 +74,10 @@ struct Run {
     /// Extent-relative index of the run's first unit: the IV of unit `k` of the run is
     /// `first_unit + k`.
     first_unit: u64,
-    /// SHA-256 of the run's ciphertext, first 8 bytes.
+    /// Checksum of the run's ciphertext, with `sum_alg`.
     sum: [u8; 8],
+    /// The algorithm of `sum`: that of the record holding the run.
+    sum_alg: PayloadSum,
     /// Backing offset of the record holding the run.
     record_off: u64,
 }
@@ -89,6 +93,8 @@ pub struct RecordInfo {
     pub kind: RecordKind,
     /// Its sequence number.
     pub seq: u64,
+    /// The algorithm of its payload checksums (its magic: `FSCXREC1` or `FSCXREC2`).
+    pub sum_alg: PayloadSum,
 }
 
 /// One live mapping of the file, for `inspect`: logical bytes `[logical, logical + len)` are

@@ -1,6 +1,7 @@
 //! Reading a per-extent file, verified: the map's pieces over the range; for each, the ciphertext
-//! of its whole run is read, checked against the run's stored checksum (SHA-256 of the ciphertext,
-//! first 8 bytes: the extent record's payload checksum or the checkpoint entry's), and only then
+//! of its whole run is read, checked against the run's stored checksum (of the ciphertext, with the
+//! algorithm its record's magic names: the extent record's payload checksum or the checkpoint
+//! entry's), and only then
 //! decrypted with the key the caller derives for its context (IVs counted from the extent's start);
 //! holes and the bytes of a unit beyond a piece's end read as zeros. A mismatch is EIO naming the
 //! backing path, the backing offset of the run and the logical offset: never unverified bytes.
@@ -27,6 +28,7 @@ use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::{Errno, Error, Result};
 
 use super::ciphertext::{read_exact_at, sum_range};
+use super::format::PayloadSum;
 use super::{corrupt_at, ExtentFile, Run, CHUNK};
 
 /// Largest run read, verified and held in memory whole (4 × the engine's largest extent).
@@ -41,8 +43,9 @@ pub(super) fn next_instance() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// What identifies a run's verified bytes: the file instance, its offset, length and checksum.
-type RunKey = (u64, u64, u64, [u8; 8]);
+/// What identifies a run's verified bytes: the file instance, its offset, length, checksum and the
+/// checksum's algorithm.
+type RunKey = (u64, u64, u64, [u8; 8], PayloadSum);
 
 /// Serializes the loading of runs that map to the same lock (by backing offset), so concurrent
 /// reads of one run read and hash it once.
@@ -101,9 +104,15 @@ impl ExtentFile {
     /// the piece being read, for the message.
     fn verified_run(&self, run: &Run, logical: u64) -> Result<Source> {
         let len = run.nunits * self.du;
-        let key = (self.instance, run.data_off, run.nunits, run.sum);
+        let key = (
+            self.instance,
+            run.data_off,
+            run.nunits,
+            run.sum,
+            run.sum_alg,
+        );
         if len > WHOLE_RUN_MAX {
-            if sum_range(&self.file, run.data_off, len, &self.what)? != run.sum {
+            if sum_range(run.sum_alg, &self.file, run.data_off, len, &self.what)? != run.sum {
                 return Err(self.mismatch(run, logical));
             }
             tracing::warn!(
@@ -127,7 +136,7 @@ impl ExtentFile {
         }
         let mut ct = vec![0u8; len as usize];
         read_exact_at(&self.file, &mut ct, run.data_off, &self.what)?;
-        if crate::store::checksum(&ct) != run.sum {
+        if run.sum_alg.digest(&ct) != run.sum {
             return Err(self.mismatch(run, logical));
         }
         let v = Arc::new(ct);

@@ -147,7 +147,8 @@ impl ExtentFile {
             }
             let payload = pos + RECORD_HEADER_BLOCK;
             if !trusted
-                && sum_range(&self.file, payload, h.checked_len, &self.what)? != h.payload_sum
+                && sum_range(h.sum_alg, &self.file, payload, h.checked_len, &self.what)?
+                    != h.payload_sum
             {
                 torn("payload checksum mismatch")?;
                 break;

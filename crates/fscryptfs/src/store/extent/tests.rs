@@ -34,11 +34,11 @@ impl Rng {
     }
 }
 
-fn master(seed: u8) -> MasterSecret {
+pub(super) fn master(seed: u8) -> MasterSecret {
     MasterSecret::new_v2(&[seed; 64]).unwrap()
 }
 
-fn policy_for(m: &MasterSecret, log2_du: u8, mode: EncryptionMode) -> Policy {
+pub(super) fn policy_for(m: &MasterSecret, log2_du: u8, mode: EncryptionMode) -> Policy {
     let filenames = if mode == EncryptionMode::Adiantum {
         EncryptionMode::Adiantum
     } else {
@@ -53,7 +53,7 @@ fn policy_for(m: &MasterSecret, log2_du: u8, mode: EncryptionMode) -> Policy {
     })
 }
 
-fn open_rw(path: &Path) -> File {
+pub(super) fn open_rw(path: &Path) -> File {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -63,33 +63,33 @@ fn open_rw(path: &Path) -> File {
         .unwrap()
 }
 
-fn create(path: &Path, policy: &Policy) -> ExtentFile {
+pub(super) fn create(path: &Path, policy: &Policy) -> ExtentFile {
     ExtentFile::create(open_rw(path), 100, &Context::new_random(*policy).unwrap()).unwrap()
 }
 
-fn reopen(ef: &ExtentFile) -> ExtentFile {
+pub(super) fn reopen(ef: &ExtentFile) -> ExtentFile {
     ExtentFile::open(ef.file.try_clone().unwrap(), &ef.policy, ef.du as usize).unwrap()
 }
 
-fn write(ef: &mut ExtentFile, m: &MasterSecret, off: u64, data: &[u8]) {
+pub(super) fn write(ef: &mut ExtentFile, m: &MasterSecret, off: u64, data: &[u8]) {
     let ctx = ExtentContext::new_random(&ef.policy).unwrap();
     let key = ExtentKey::derive(m, &ctx).unwrap();
     ef.write_extent(off, data, &ctx, &key).unwrap();
 }
 
-fn read_at(ef: &ExtentFile, m: &MasterSecret, off: u64, len: usize) -> Vec<u8> {
+pub(super) fn read_at(ef: &ExtentFile, m: &MasterSecret, off: u64, len: usize) -> Vec<u8> {
     let mut b = vec![0xeeu8; len];
     let n = ef.read(off, &mut b, |c| ExtentKey::derive(m, c)).unwrap();
     b.truncate(n);
     b
 }
 
-fn read_all(ef: &ExtentFile, m: &MasterSecret) -> Vec<u8> {
+pub(super) fn read_all(ef: &ExtentFile, m: &MasterSecret) -> Vec<u8> {
     read_at(ef, m, 0, ef.logical_size() as usize)
 }
 
 /// Compacts into a new file and renames it over `path`, as the filesystem would.
-fn compact(ef: &ExtentFile, path: &Path) -> ExtentFile {
+pub(super) fn compact(ef: &ExtentFile, path: &Path) -> ExtentFile {
     let tmp = path.with_extension("compact");
     let new = ef.compact_into(open_rw(&tmp)).unwrap();
     std::fs::rename(&tmp, path).unwrap();

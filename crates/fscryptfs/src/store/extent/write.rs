@@ -12,7 +12,7 @@ use fscrypt::{Errno, Error, Result};
 
 use super::format::{Commit, RecordHeader, RecordKind, RECORD_HEADER_BLOCK};
 use super::ExtentFile;
-use crate::store::{checksum, io_err, EXTENT_MAX_FILE_SIZE};
+use crate::store::{io_err, EXTENT_MAX_FILE_SIZE};
 
 impl ExtentFile {
     /// Before writing beyond `end`: cut a torn or failed tail, durably, so that no stale record can
@@ -59,7 +59,7 @@ impl ExtentFile {
 
     /// Appends the record `h` with a payload: `write_payload(file, at, what)` writes the
     /// `h.payload_len` bytes at `at` (right after the record's header block) and returns their
-    /// checksum, which goes into the header.
+    /// checksum with `h.sum_alg`, which goes into the header.
     pub(super) fn append(
         &mut self,
         mut h: RecordHeader,
@@ -135,7 +135,7 @@ impl ExtentFile {
         self.append(h, |f, at, what| {
             f.write_all_at(&buf, at)
                 .map_err(|e| io_err(format!("{what}: appending at {at}"), e))?;
-            Ok(checksum(&buf))
+            Ok(h.sum_alg.digest(&buf))
         })
     }
 
