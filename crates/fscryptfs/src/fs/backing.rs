@@ -24,7 +24,11 @@ use crate::store::special::{SpecialRecords, SPECIAL_MAX, SPECIAL_NAME};
 use crate::store::{read_full_at, sys_err, FILE_HEADER_SIZE};
 
 /// Writes a new directory's metadata file.
-pub(super) fn write_dir_meta(dirfd: &impl AsFd, meta: &DirMeta, what: &str) -> Result<()> {
+pub(super) fn write_dir_meta(
+    dirfd: &impl AsFd,
+    meta: &DirMeta,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<()> {
     let what = format!("{what}/{DIR_META_NAME}");
     store_io::write_new(
         dirfd,
@@ -140,7 +144,7 @@ impl Fs {
         parent: u64,
         name: &OsStr,
         bname: &OsStr,
-        what: &str,
+        what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<Arc<Node>> {
         let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
         let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
@@ -175,7 +179,7 @@ impl Fs {
                 }
             }
             rustix::fs::FileType::Directory => {
-                match read_dir_meta_at(&fd, &self.fsp, what) {
+                match read_dir_meta_at(&fd, &self.fsp, what.to_string()) {
                     Ok(m) => {
                         self.inodes.remember_ino(&st, m.ino);
                         (

@@ -137,7 +137,7 @@ impl Fs {
     }
 
     pub(super) fn list_dir(&self, node: &Node) -> Result<Vec<DirEnt>> {
-        let what = self.describe(node);
+        let what = self.describe_lazy(node);
         let dk = self.dir_key(node)?;
         let dfd = crate::store::io::open_listing(&*node.fd(), &what)?;
         let parent = if node.ino == crate::store::config::ROOT_INO {

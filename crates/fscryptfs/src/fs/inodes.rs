@@ -65,7 +65,7 @@ pub(super) fn cached_lookup(
     kind: Kind,
     parent: u64,
     name: &OsStr,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
 ) -> Result<Option<Arc<Node>>> {
     let Some(node) = nodes.get(&ino) else {
         return Ok(None);
@@ -126,7 +126,7 @@ impl Inodes {
         kind: Kind,
         parent: u64,
         name: &OsStr,
-        what: &str,
+        what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<Claim<'_>> {
         loop {
             let nodes = wlock(&self.table);

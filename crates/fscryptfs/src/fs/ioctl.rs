@@ -250,7 +250,12 @@ impl Fs {
     }
 
     /// Replaces a directory's metadata atomically (fresh temporary file, fsync, rename, fsync).
-    fn replace_dir_meta(&self, node: &super::node::Node, meta: &DirMeta, what: &str) -> Result<()> {
+    fn replace_dir_meta(
+        &self,
+        node: &super::node::Node,
+        meta: &DirMeta,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<()> {
         crate::store::io::replace(
             &*node.fd(),
             std::ffi::OsStr::new(DIR_META_NAME),

@@ -24,8 +24,23 @@ impl Fs {
         node.describe(&self.backing)
     }
 
-    pub(super) fn describe_child(&self, dir: &Node, bname: &OsStr) -> String {
-        format!("{}/{}", self.describe(dir), bname.to_string_lossy())
+    /// The backing path of `node`, for messages: resolved only if it is shown.
+    pub(super) fn describe_lazy<'a>(&'a self, node: &'a Node) -> ChildPath<'a> {
+        ChildPath {
+            backing: &self.backing,
+            dir: node,
+            bname: OsStr::new(""),
+        }
+    }
+
+    /// The backing path of `bname` in `dir`, for messages: resolved only if it is shown (an
+    /// error), so the common path pays no `readlink` for it.
+    pub(super) fn describe_child<'a>(&'a self, dir: &'a Node, bname: &'a OsStr) -> ChildPath<'a> {
+        ChildPath {
+            backing: &self.backing,
+            dir,
+            bname,
+        }
     }
 
     /// `fscrypt_setup_filename` for `name` in `dir` (a lookup when `lookup`, else a creation).
@@ -143,5 +158,23 @@ impl Fs {
                 Some(bname.to_os_string())
             }
         }
+    }
+}
+
+/// A backing object, or a name in a backing directory, described when displayed
+/// ([`Fs::describe_lazy`], [`Fs::describe_child`]).
+pub(super) struct ChildPath<'a> {
+    backing: &'a std::path::Path,
+    dir: &'a Node,
+    bname: &'a OsStr,
+}
+
+impl std::fmt::Display for ChildPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dir = self.dir.describe(self.backing);
+        if self.bname.is_empty() {
+            return f.write_str(&dir);
+        }
+        write!(f, "{dir}/{}", self.bname.to_string_lossy())
     }
 }

@@ -52,7 +52,11 @@ impl Fs {
     }
 
     /// Is the backing directory `fd` empty apart from our own files?
-    pub(super) fn user_empty(&self, fd: &OwnedFd, what: &str) -> Result<bool> {
+    pub(super) fn user_empty(
+        &self,
+        fd: &OwnedFd,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<bool> {
         let dfd = crate::store::io::open_listing(fd, what)?;
         let d = rustix::fs::Dir::new(dfd).map_err(|e| sys_err(what, e))?;
         for ent in d {
@@ -87,7 +91,12 @@ impl Fs {
     }
 
     /// Deletes a directory whose remaining entries are all ours.
-    pub(super) fn purge_dir(&self, parent: &OwnedFd, name: &OsStr, what: &str) -> Result<()> {
+    pub(super) fn purge_dir(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<()> {
         let dfd = crate::store::io::open_subdir_listing(parent, name, what)?;
         let mut ours = Vec::new();
         {

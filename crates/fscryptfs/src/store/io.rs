@@ -29,6 +29,7 @@
 //! backing store. `readlinkat` is bounded by the kernel (PATH_MAX).
 
 use std::ffi::OsStr;
+use std::fmt::Display;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -112,7 +113,7 @@ pub fn type_noun(ft: FileType) -> &'static str {
 }
 
 /// `EUCLEAN` for an object of the wrong type at `what`.
-fn wrong_type(what: &str, found: FileType, want: Want) -> Error {
+fn wrong_type(what: &(impl Display + ?Sized), found: FileType, want: Want) -> Error {
     Error::corrupt(format!(
         "{what}: {} where {} belongs",
         type_noun(found),
@@ -158,7 +159,11 @@ fn open_beneath(
 
 /// Opens `name` in `dir` as an `O_PATH` descriptor of the object itself (a symlink is not
 /// followed): nothing is opened for I/O. `None` when there is no such entry.
-pub fn open_object(dir: impl AsFd, name: &OsStr, what: &str) -> Result<Option<OwnedFd>> {
+pub fn open_object(
+    dir: impl AsFd,
+    name: &OsStr,
+    what: &(impl Display + ?Sized),
+) -> Result<Option<OwnedFd>> {
     match open_beneath(dir, name, OFlags::PATH, Mode::empty()) {
         Ok(fd) => Ok(Some(fd)),
         Err(e) if e == Errno::NOENT => Ok(None),
@@ -168,12 +173,16 @@ pub fn open_object(dir: impl AsFd, name: &OsStr, what: &str) -> Result<Option<Ow
 
 /// Opens the entry `name` of `dir` as an `O_PATH` descriptor of the object itself (a symlink is
 /// not followed), `ENOENT` when there is none: what a lookup starts from.
-pub fn open_entry(dir: impl AsFd, name: &OsStr, what: &str) -> Result<OwnedFd> {
+pub fn open_entry(dir: impl AsFd, name: &OsStr, what: &(impl Display + ?Sized)) -> Result<OwnedFd> {
     open_beneath(dir, name, OFlags::PATH, Mode::empty()).map_err(|e| sys_err(what, e))
 }
 
 /// Checks that the object behind `fd` is of kind `want`; returns its `fstat`.
-pub fn check_type(fd: impl AsFd, want: Want, what: &str) -> Result<rustix::fs::Stat> {
+pub fn check_type(
+    fd: impl AsFd,
+    want: Want,
+    what: &(impl Display + ?Sized),
+) -> Result<rustix::fs::Stat> {
     let st = rustix::fs::fstat(fd).map_err(|e| sys_err(what, e))?;
     let ft = FileType::from_raw_mode(st.st_mode);
     if !want.matches(ft) {
@@ -184,7 +193,7 @@ pub fn check_type(fd: impl AsFd, want: Want, what: &str) -> Result<rustix::fs::S
 
 /// Reopens a regular file, given as a descriptor of any kind (usually `O_PATH`), for I/O with
 /// `access`. The type is checked first: anything but a regular file is `EUCLEAN`.
-pub fn reopen_file(fd: &OwnedFd, access: Access, what: &str) -> Result<File> {
+pub fn reopen_file(fd: &OwnedFd, access: Access, what: &(impl Display + ?Sized)) -> Result<File> {
     check_type(fd, Want::File, what)?;
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let open = |flags: OFlags| {
@@ -214,7 +223,12 @@ pub fn reopen_file(fd: &OwnedFd, access: Access, what: &str) -> Result<File> {
 
 /// Opens the regular file `name` of `dir` for I/O with `access` (symlinks not followed, type
 /// checked before anything is opened). `None` when there is no such entry.
-pub fn open_file(dir: impl AsFd, name: &OsStr, access: Access, what: &str) -> Result<Option<File>> {
+pub fn open_file(
+    dir: impl AsFd,
+    name: &OsStr,
+    access: Access,
+    what: &(impl Display + ?Sized),
+) -> Result<Option<File>> {
     match open_object(dir, name, what)? {
         None => Ok(None),
         Some(fd) => reopen_file(&fd, access, what).map(Some),
@@ -223,7 +237,7 @@ pub fn open_file(dir: impl AsFd, name: &OsStr, access: Access, what: &str) -> Re
 
 /// Reads the whole of an open regular file if it holds at most `max` bytes; a larger one is
 /// `EUCLEAN` (nothing past `max + 1` bytes is ever read, whatever `fstat` said).
-pub fn read_bounded_file(f: &File, max: usize, what: &str) -> Result<Vec<u8>> {
+pub fn read_bounded_file(f: &File, max: usize, what: &(impl Display + ?Sized)) -> Result<Vec<u8>> {
     let st = rustix::fs::fstat(f).map_err(|e| sys_err(what, e))?;
     let too_big = |n: u64| {
         Error::corrupt(format!(
@@ -248,7 +262,7 @@ pub fn read_bounded(
     dir: impl AsFd,
     name: &OsStr,
     max: usize,
-    what: &str,
+    what: &(impl Display + ?Sized),
 ) -> Result<Option<Vec<u8>>> {
     match open_file(dir, name, Access::Read, what)? {
         None => Ok(None),
@@ -258,7 +272,12 @@ pub fn read_bounded(
 
 /// Creates a new regular file `name` in `dir`, read-write, with `mode`; fails with `EEXIST` when
 /// anything at all is at that name.
-pub fn create_new(dir: impl AsFd, name: &OsStr, mode: u32, what: &str) -> Result<File> {
+pub fn create_new(
+    dir: impl AsFd,
+    name: &OsStr,
+    mode: u32,
+    what: &(impl Display + ?Sized),
+) -> Result<File> {
     open_beneath(
         dir,
         name,
@@ -270,7 +289,13 @@ pub fn create_new(dir: impl AsFd, name: &OsStr, mode: u32, what: &str) -> Result
 }
 
 /// Creates a new regular file `name` in `dir` holding `bytes` (see [`create_new`]).
-pub fn write_new(dir: impl AsFd, name: &OsStr, bytes: &[u8], mode: u32, what: &str) -> Result<()> {
+pub fn write_new(
+    dir: impl AsFd,
+    name: &OsStr,
+    bytes: &[u8],
+    mode: u32,
+    what: &(impl Display + ?Sized),
+) -> Result<()> {
     let f = create_new(dir, name, mode, what)?;
     f.write_all_at(bytes, 0).map_err(|e| io_err(what, e))
 }
@@ -285,7 +310,7 @@ pub fn replace(
     bytes: &[u8],
     mode: u32,
     durable: bool,
-    what: &str,
+    what: &(impl Display + ?Sized),
 ) -> Result<()> {
     let dir = dir.as_fd();
     // What is there now must be ours to replace: a regular file or nothing. (Checked before, so an
@@ -306,7 +331,7 @@ pub fn replace_keeping_owner(
     name: &OsStr,
     bytes: &[u8],
     durable: bool,
-    what: &str,
+    what: &(impl Display + ?Sized),
 ) -> Result<()> {
     let dir = dir.as_fd();
     let old = open_entry(dir, name, what)?;
@@ -340,7 +365,7 @@ pub fn replace_unchecked(
     bytes: &[u8],
     mode: u32,
     durable: bool,
-    what: &str,
+    what: &(impl Display + ?Sized),
     adjust: impl FnOnce(&File) -> Result<()>,
 ) -> Result<()> {
     let tmp = super::names::tmp_name()?;
@@ -379,7 +404,7 @@ pub fn remove_object(
     dir: impl AsFd,
     name: &OsStr,
     want: Option<Want>,
-    what: &str,
+    what: &(impl Display + ?Sized),
 ) -> Result<FileType> {
     let dir = dir.as_fd();
     let fd = open_entry(dir, name, what)?;
@@ -409,7 +434,11 @@ pub const OURS_MAX_DEPTH: usize = 8;
 /// whole tree is checked before anything is removed, and checked again as it is removed (an object
 /// added in between stops the removal there). Subdirectories are opened without following
 /// symlinks; every other object is unlinked by name, never opened.
-pub fn remove_dir_of_ours(dir: impl AsFd, name: &OsStr, what: &str) -> Result<()> {
+pub fn remove_dir_of_ours(
+    dir: impl AsFd,
+    name: &OsStr,
+    what: &(impl Display + ?Sized),
+) -> Result<()> {
     let dir = dir.as_fd();
     for purge in [false, true] {
         let fd = open_subdir_listing(dir, name, what)?;
@@ -420,7 +449,12 @@ pub fn remove_dir_of_ours(dir: impl AsFd, name: &OsStr, what: &str) -> Result<()
 
 /// [`remove_dir_of_ours`]'s walk of the directory open (for listing) as `fd`: checks that
 /// everything in it is ours and, with `purge`, removes it.
-fn walk_ours(fd: &OwnedFd, what: &str, depth: usize, purge: bool) -> Result<()> {
+fn walk_ours(
+    fd: &OwnedFd,
+    what: &(impl Display + ?Sized),
+    depth: usize,
+    purge: bool,
+) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let mut ents = Vec::new();
     for ent in rustix::fs::Dir::read_from(fd).map_err(|e| sys_err(what, e))? {
@@ -464,7 +498,7 @@ fn walk_ours(fd: &OwnedFd, what: &str, depth: usize, purge: bool) -> Result<()> 
 }
 
 /// Opens directory `dir` (any descriptor of it, `O_PATH` included) for listing its entries.
-pub fn open_listing(dir: impl AsFd, what: &str) -> Result<OwnedFd> {
+pub fn open_listing(dir: impl AsFd, what: &(impl Display + ?Sized)) -> Result<OwnedFd> {
     rustix::fs::openat(
         dir,
         ".",
@@ -475,7 +509,7 @@ pub fn open_listing(dir: impl AsFd, what: &str) -> Result<OwnedFd> {
 }
 
 /// Syncs directory `dir` (its entries: after a create, rename or unlink that must be durable).
-pub fn sync_dir(dir: impl AsFd, what: &str) -> Result<()> {
+pub fn sync_dir(dir: impl AsFd, what: &(impl Display + ?Sized)) -> Result<()> {
     open_listing(dir, what).and_then(|d| rustix::fs::fsync(&d).map_err(|e| sys_err(what, e)))
 }
 
@@ -491,7 +525,7 @@ pub fn open_backing_root(backing: &std::path::Path) -> Result<OwnedFd> {
 }
 
 /// An `O_PATH` descriptor of the object `file` is open on (the node of a file the daemon just made).
-pub fn path_fd_of(file: &File, what: &str) -> Result<OwnedFd> {
+pub fn path_fd_of(file: &File, what: &(impl Display + ?Sized)) -> Result<OwnedFd> {
     // Through the /proc link, and without O_NOFOLLOW, which would open the link itself.
     rustix::fs::open(
         format!("/proc/self/fd/{}", file.as_raw_fd()),
@@ -503,7 +537,7 @@ pub fn path_fd_of(file: &File, what: &str) -> Result<OwnedFd> {
 
 /// A second open file description of `file`'s object with the same access mode (read, write or
 /// both) as `like`.
-pub fn reopen_like(pathfd: &OwnedFd, like: &File, what: &str) -> Result<File> {
+pub fn reopen_like(pathfd: &OwnedFd, like: &File, what: &(impl Display + ?Sized)) -> Result<File> {
     let acc = rustix::fs::fcntl_getfl(like).map_err(|e| sys_err(what, e))? & OFlags::RWMODE;
     let access = if acc == OFlags::RDONLY {
         Access::Read
@@ -517,7 +551,11 @@ pub fn reopen_like(pathfd: &OwnedFd, like: &File, what: &str) -> Result<File> {
 
 /// Opens the subdirectory `name` of `dir` for listing (symlinks not followed): `ENOTDIR` when
 /// something else is there.
-pub fn open_subdir_listing(dir: impl AsFd, name: &OsStr, what: &str) -> Result<OwnedFd> {
+pub fn open_subdir_listing(
+    dir: impl AsFd,
+    name: &OsStr,
+    what: &(impl Display + ?Sized),
+) -> Result<OwnedFd> {
     open_beneath(
         dir,
         name,
@@ -529,7 +567,11 @@ pub fn open_subdir_listing(dir: impl AsFd, name: &OsStr, what: &str) -> Result<O
 
 /// Opens the subdirectory `name` of `dir` as an `O_PATH` descriptor (symlinks not followed):
 /// `ENOTDIR` when something else is there.
-pub fn open_subdir(dir: impl AsFd, name: &OsStr, what: &str) -> Result<OwnedFd> {
+pub fn open_subdir(
+    dir: impl AsFd,
+    name: &OsStr,
+    what: &(impl Display + ?Sized),
+) -> Result<OwnedFd> {
     open_beneath(dir, name, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
         .map_err(|e| sys_err(what, e))
 }

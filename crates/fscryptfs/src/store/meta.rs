@@ -51,7 +51,12 @@ fn layout_byte(l: ContentsLayout) -> u8 {
     }
 }
 
-fn parse_ctx(len: u8, bytes: &[u8], fs: &FsParams, what: &str) -> Result<Option<Context>> {
+fn parse_ctx(
+    len: u8,
+    bytes: &[u8],
+    fs: &FsParams,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<Option<Context>> {
     match len {
         0 => {
             if bytes.iter().any(|&b| b != 0) {
@@ -81,7 +86,7 @@ fn put_ctx(out: &mut [u8], ctx: Option<&Context>) -> u8 {
     }
 }
 
-fn check_ino(ino: u64, what: &str) -> Result<u64> {
+fn check_ino(ino: u64, what: &(impl std::fmt::Display + ?Sized)) -> Result<u64> {
     if ino == 0 || ino >= INO_LIMIT {
         return Err(Error::corrupt(format!("{what}: bad inode number {ino}")));
     }
@@ -111,7 +116,11 @@ impl DirMeta {
     }
 
     /// Parses and checks the 72-byte form; `what` names the file in errors (EUCLEAN).
-    pub fn parse(b: &[u8], fs: &FsParams, what: &str) -> Result<Self> {
+    pub fn parse(
+        b: &[u8],
+        fs: &FsParams,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<Self> {
         if b.len() != DIR_META_SIZE {
             return Err(Error::corrupt(format!(
                 "{what}: directory metadata is {} bytes, expected {DIR_META_SIZE}",
@@ -176,7 +185,11 @@ impl FileHeader {
     }
 
     /// Parses and checks a header (at least [`FILE_HEADER_USED`] bytes); EUCLEAN naming `what`.
-    pub fn parse(b: &[u8], fs: &FsParams, what: &str) -> Result<Self> {
+    pub fn parse(
+        b: &[u8],
+        fs: &FsParams,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<Self> {
         if b.len() < FILE_HEADER_USED {
             return Err(Error::corrupt(format!(
                 "{what}: file header truncated to {} bytes",
@@ -298,7 +311,11 @@ impl SymlinkTarget {
     }
 
     /// Parses a backing target; EUCLEAN naming `what` for anything not ours or malformed.
-    pub fn parse(b: &[u8], fs: &FsParams, what: &str) -> Result<Self> {
+    pub fn parse(
+        b: &[u8],
+        fs: &FsParams,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<Self> {
         let bad = |m: &str| Error::corrupt(format!("{what}: {m}"));
         if let Some(rest) = b.strip_prefix(SYMLINK_PLAIN_PREFIX.as_bytes()) {
             let colon = rest
@@ -402,7 +419,11 @@ pub fn replace_dir_meta_at(dirfd: impl AsFd, meta: &DirMeta, dir: impl AsRef<Pat
 /// (fewer when the file is shorter) and the header parsed from them. EUCLEAN naming `what` for a
 /// damaged header or one cut short of [`FILE_HEADER_USED`] bytes. (Whether the whole block is
 /// there is the caller's question: the file's length says.)
-pub fn read_file_header(f: &File, fsp: &FsParams, what: &str) -> Result<(Vec<u8>, FileHeader)> {
+pub fn read_file_header(
+    f: &File,
+    fsp: &FsParams,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<(Vec<u8>, FileHeader)> {
     let mut block = vec![0u8; FILE_HEADER_SIZE as usize];
     let n = read_full_at(f, &mut block, 0).map_err(|e| io_err(what, e))?;
     block.truncate(n);
@@ -412,7 +433,11 @@ pub fn read_file_header(f: &File, fsp: &FsParams, what: &str) -> Result<(Vec<u8>
 
 /// Reads and parses the backing symlink open as `fd` (an `O_PATH` descriptor of the link itself:
 /// nothing is followed). EUCLEAN naming `what` for a target that is not ours or malformed.
-pub fn read_symlink_at(fd: impl AsFd, fsp: &FsParams, what: &str) -> Result<SymlinkTarget> {
+pub fn read_symlink_at(
+    fd: impl AsFd,
+    fsp: &FsParams,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<SymlinkTarget> {
     let t = rustix::fs::readlinkat(fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
     SymlinkTarget::parse(t.as_bytes(), fsp, what)
 }

@@ -32,7 +32,7 @@ pub struct SpecialRecords {
 
 impl SpecialRecords {
     /// Parses a record file; `what` names it in errors (EUCLEAN).
-    pub fn parse(b: &[u8], what: &str) -> Result<Self> {
+    pub fn parse(b: &[u8], what: &(impl std::fmt::Display + ?Sized)) -> Result<Self> {
         let bad = |why: &str| Error::corrupt(format!("{what}: {why}"));
         if b.len() < 17 || &b[..8] != MAGIC {
             return Err(bad("not a special-file record (bad magic or too short)"));
@@ -111,7 +111,10 @@ impl SpecialRecords {
 /// none) through `store::io`: a regular file of at most [`SPECIAL_MAX`] bytes, never through a
 /// symlink. EUCLEAN naming `what` (the record file) when it is of the wrong type, too large or
 /// malformed.
-pub fn read_special_at(dirfd: impl AsFd, what: &str) -> Result<SpecialRecords> {
+pub fn read_special_at(
+    dirfd: impl AsFd,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<SpecialRecords> {
     match super::io::read_bounded(dirfd, OsStr::new(SPECIAL_NAME), SPECIAL_MAX, what)? {
         Some(b) => SpecialRecords::parse(&b, what),
         None => Ok(SpecialRecords::default()),

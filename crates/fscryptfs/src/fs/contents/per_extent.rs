@@ -64,7 +64,7 @@ impl Engine<'_> {
         &self,
         fd: &OwnedFd,
         ctx: Option<&Context>,
-        what: &str,
+        what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<ExtState> {
         let ctx = ctx
             .ok_or_else(|| Error::corrupt(format!("{what}: per-extent file without a context")))?;
