@@ -13,26 +13,6 @@ use std::path::Path;
 
 use support::*;
 
-fn renameat2(a: &Path, b: &Path, flags: u32) -> std::io::Result<()> {
-    let a = CString::new(a.as_os_str().as_bytes()).expect("path");
-    let b = CString::new(b.as_os_str().as_bytes()).expect("path");
-    // SAFETY: both paths are NUL-terminated C strings that live across the call.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            flags,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2654435761) | 1;
     (0..len)

@@ -317,27 +317,6 @@ fn deny_writes_still_writes_back_mmap_stores() {
     assert!(fs::read(e.join("f")).unwrap() == want, "mmap stores lost");
 }
 
-fn exchange(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<()> {
-    use std::ffi::CString;
-    let a = CString::new(a.as_os_str().as_bytes()).unwrap();
-    let b = CString::new(b.as_os_str().as_bytes()).unwrap();
-    // SAFETY: two valid NUL-terminated paths; renameat2 reads them only during the call.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 #[test]
 fn cached_entries_follow_key_changes_at_once() {
     // The kernel caches entries in encrypted directories for a second (attr::TTL); every name it
@@ -356,7 +335,7 @@ fn cached_entries_follow_key_changes_at_once() {
     }
     fs::rename(e.join("a"), e.join("a2")).unwrap();
     fs::rename(e.join("b"), e.join("sub/b2")).unwrap();
-    exchange(&e.join("x"), &e.join("sub/deep")).unwrap();
+    renameat2(&e.join("x"), &e.join("sub/deep"), libc::RENAME_EXCHANGE).unwrap();
     fs::hard_link(e.join("c"), e.join("c-link")).unwrap();
     fs::write(m.path("plain"), b"p").unwrap();
     let names = ["a2", "sub/b2", "x", "y", "sub/deep", "c", "c-link", "sub"];

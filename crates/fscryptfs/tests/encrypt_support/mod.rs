@@ -255,21 +255,6 @@ fn check(r: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// `renameat2(AT_FDCWD, a, AT_FDCWD, b, flags)`.
-pub fn renameat2(a: &Path, b: &Path, flags: u32) -> io::Result<()> {
-    let (a, b) = (cpath(a), cpath(b));
-    // SAFETY: both are NUL-terminated C strings living across the call.
-    check(unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            flags,
-        )
-    })
-}
-
 /// `mknod(p, mode, makedev(major, minor))`.
 pub fn mknod(p: &Path, mode: libc::mode_t, major: u32, minor: u32) -> io::Result<()> {
     let c = cpath(p);

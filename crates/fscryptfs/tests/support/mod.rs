@@ -891,3 +891,25 @@ pub fn nobody_volume_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     }
     (tmp, backing, mnt)
 }
+
+/// `renameat2(AT_FDCWD, a, AT_FDCWD, b, flags)` (`RENAME_EXCHANGE`, `RENAME_NOREPLACE`, ...).
+pub fn renameat2(a: &Path, b: &Path, flags: u32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("path without NUL");
+    let (a, b) = (c(a), c(b));
+    // SAFETY: both are NUL-terminated C strings living across the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
