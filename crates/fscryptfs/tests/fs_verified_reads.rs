@@ -1,8 +1,9 @@
 //! Verified reads in the per-extent layout (issue 11, part 4) on a real mount: a flipped byte of
 //! stored ciphertext makes reads of that extent EIO, with one log line naming the inode, the offset
-//! and the backing path, never garbage; other extents of the file and other files still read; a
-//! tampered payload checksum in a record header (with the header's own checksum recomputed) is EIO
-//! the same way; a record header damaged outright makes the file EUCLEAN at open (damaged metadata,
+//! and the backing path, never garbage; reads of other blocks of that extent (each read verifies
+//! only the blocks it touches against the record's block-sum table), other extents and other files
+//! still read; a tampered block-sum table or table hash is EIO the same way, a tampered payload
+//! checksum (the header's own checksum recomputed) is found by fsck; a record header damaged outright makes the file EUCLEAN at open (damaged metadata,
 //! found when the log is opened, before any read). Records of earlier versions (`FSCXREC1`, SHA-256
 //! payload checksums) read and are verified next to today's (`FSCXREC2`, XXH3-64).
 
@@ -48,7 +49,7 @@ fn pread(p: &Path, off: u64, len: usize) -> std::io::Result<Vec<u8>> {
     Ok(b)
 }
 
-/// A volume (default layout: per-extent) with `enc/big` (3 MiB: three 1 MiB extents) and
+/// A volume (default layout: per-extent) with `enc/big` (3 MiB, in extents of at most 256 KiB) and
 /// `enc/small` (100 KB) written, fsynced and unmounted; returns the mount (stopped), both inode
 /// numbers, the backing path of `big`, and the contents.
 struct Setup {
@@ -106,8 +107,15 @@ fn flipped_ciphertext_is_eio_and_logged_other_extents_and_files_read() {
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
     let e = pread(&big, MIB as u64 + 4 * 4096, 4096).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
-    let e = pread(&big, second.logical + second.len - 10, 10).unwrap_err();
+    let e = pread(&big, MIB as u64 + 4 * 4096 + 100, 8192).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // Other blocks of the same extent read (each read verifies only the blocks it touches; the
+    // last block of the extent: readahead goes forward from it, never back to the damaged one).
+    let last = second.logical + second.len - 4096;
+    assert_eq!(
+        pread(&big, last + 5, 10).unwrap(),
+        &s.big[last as usize + 5..last as usize + 15]
+    );
     // The other extents of the same file read correctly.
     assert_eq!(pread(&big, 0, 64 * 1024).unwrap(), &s.big[..64 * 1024]);
     assert_eq!(
@@ -130,7 +138,10 @@ fn flipped_ciphertext_is_eio_and_logged_other_extents_and_files_read() {
     assert!(line.contains("at offset "), "{line}");
     assert!(line.contains(&backing.display().to_string()), "{line}");
     assert!(
-        line.contains(&format!("backing offset {}", second.backing_offset)),
+        line.contains(&format!(
+            "backing offset {}",
+            second.backing_offset + 4 * 4096
+        )) && line.contains(&format!("backing offset {}", second.backing_offset)),
         "{line}"
     );
     // Put back, the file reads whole again (after a remount: nothing was cached as bad).
@@ -140,42 +151,74 @@ fn flipped_ciphertext_is_eio_and_logged_other_extents_and_files_read() {
     assert_eq!(fs::read(&big).unwrap(), s.big);
 }
 
+/// Changes bytes `range` of the record header at `off` of `p` (XOR `bits` into the first) and
+/// recomputes the header checksum, so the header stays valid.
+fn tamper_header(p: &Path, off: u64, at: usize, bits: u8) {
+    let f = OpenOptions::new().read(true).write(true).open(p).unwrap();
+    let mut h = [0u8; 120];
+    f.read_exact_at(&mut h, off).unwrap();
+    h[at] ^= bits;
+    let sum = fscryptfs::store::checksum(&h[..112]);
+    h[112..120].copy_from_slice(&sum);
+    f.write_all_at(&h, off).unwrap();
+    f.sync_all().unwrap();
+}
+
 #[test]
-fn tampered_payload_checksum_in_a_record_header_is_eio() {
+fn tampered_sums_in_a_record_header_are_found_and_a_bad_table_is_eio() {
     let Some(mut s) = setup() else {
         return;
     };
     let ext = extents_of(&s.big_backing);
     let third = *ext.iter().find(|e| e.logical == 2 * MIB as u64).unwrap();
-    // The record header's payload checksum (bytes 104..112) changed and the header checksum
-    // (bytes 112..120, over 0..112) recomputed: the header is valid, the ciphertext no longer
-    // matches it.
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&s.big_backing)
-        .unwrap();
-    let mut h = [0u8; 120];
-    f.read_exact_at(&mut h, third.record_offset).unwrap();
-    h[106] ^= 0x80;
-    let sum = fscryptfs::store::checksum(&h[..112]);
-    h[112..120].copy_from_slice(&sum);
-    f.write_all_at(&h, third.record_offset).unwrap();
-    f.sync_all().unwrap();
-    drop(f);
-    remount(&mut s.m);
     let big = s.m.path("enc/big");
-    let e = pread(&big, 2 * MIB as u64 + 5, 100).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
-    assert_eq!(pread(&big, 0, MIB).unwrap(), &s.big[..MIB]);
-    assert_eq!(fs::read(s.m.path("enc/small")).unwrap(), s.small);
-    let log = s.m.log_text();
-    assert!(
-        log.lines().any(|l| l.contains("checksum mismatch")
-            && l.contains(&format!("inode {}", s.big_ino))),
-        "{}",
-        tail(&log, 40)
+    // The whole-payload checksum (bytes 104..112) changed, the header checksum (112..120, over
+    // 0..112) recomputed: reads verify the blocks they touch against the block-sum table and still
+    // return the right data; fsck checks the whole payload and finds it.
+    tamper_header(&s.big_backing, third.record_offset, 106, 0x80);
+    let (code, out) = fsck(&s.m.backing);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checksum mismatch"), "{out}");
+    remount(&mut s.m);
+    assert_eq!(
+        pread(&big, 2 * MIB as u64 + 5, 100).unwrap(),
+        &s.big[2 * MIB + 5..2 * MIB + 105]
     );
+    s.m.stop();
+    tamper_header(&s.big_backing, third.record_offset, 106, 0x80);
+    // The block-sum table's hash (bytes 98..104) changed, or an entry of the table (header-block
+    // bytes 128..): every read of the extent is EIO and logged; fsck finds it.
+    for damage in 0..2 {
+        if damage == 0 {
+            tamper_header(&s.big_backing, third.record_offset, 100, 0x10);
+        } else {
+            flip(&s.big_backing, third.record_offset + 128 + 8 * 3 + 1, 0x10);
+        }
+        let (code, out) = fsck(&s.m.backing);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("block-sum table checksum mismatch"), "{out}");
+        remount(&mut s.m);
+        let e = pread(&big, 2 * MIB as u64 + 5, 100).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+        assert_eq!(pread(&big, 0, MIB).unwrap(), &s.big[..MIB]);
+        assert_eq!(fs::read(s.m.path("enc/small")).unwrap(), s.small);
+        let log = s.m.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("block-sum table checksum mismatch")
+                    && l.contains(&format!("inode {}", s.big_ino))),
+            "{}",
+            tail(&log, 40)
+        );
+        s.m.stop();
+        if damage == 0 {
+            tamper_header(&s.big_backing, third.record_offset, 100, 0x10);
+        } else {
+            flip(&s.big_backing, third.record_offset + 128 + 8 * 3 + 1, 0x10);
+        }
+    }
+    remount(&mut s.m);
+    assert_eq!(fs::read(&big).unwrap(), s.big);
 }
 
 #[test]
@@ -217,10 +260,13 @@ fn rewrite_as_sha256(p: &Path, off: u64) {
     let mut payload = vec![0u8; checked as usize];
     f.read_exact_at(&mut payload, off + 4096).unwrap();
     h[..8].copy_from_slice(b"FSCXREC1");
+    // FSCXREC1 records had no block-sum table: bytes 98..104 and 128..4096 zero.
+    h[98..104].fill(0);
     h[104..112].copy_from_slice(&fscryptfs::store::checksum(&payload));
     let sum = fscryptfs::store::checksum(&h[..112]);
     h[112..120].copy_from_slice(&sum);
     f.write_all_at(&h, off).unwrap();
+    f.write_all_at(&[0u8; 4096 - 128], off + 128).unwrap();
     f.sync_all().unwrap();
 }
 

@@ -6,6 +6,7 @@
 use fscrypt::extent::{ExtentContext, EXTENT_CONTEXT_SIZE};
 use fscrypt::{Errno, Result};
 
+use super::blocksums;
 use super::ciphertext::sum_range;
 use super::format::{
     round_up, CheckpointEntry, RecordHeader, RecordKind, ALIGN, CHECKPOINT_ENTRY_SIZE,
@@ -54,6 +55,9 @@ impl ExtentFile {
             return Err(bad("record data-unit size differs from the policy's"));
         }
         let fields_zero = h.first_unit == 0 && h.ctx.iter().all(|&x| x == 0);
+        if h.kind != RecordKind::Extent && blocksums::has_table(&h.block_table) {
+            return Err(bad("block-sum table on a record other than an extent"));
+        }
         match h.kind {
             RecordKind::Extent => {
                 let end = h.a.checked_add(h.b).filter(|&e| e <= max);
@@ -67,6 +71,13 @@ impl ExtentFile {
                 {
                     return Err(bad("inconsistent extent record"));
                 }
+                // A block-sum table only in `FSCXREC2` (parse refuses it in `FSCXREC1`), and only
+                // for a payload that has room for one.
+                if blocksums::has_table(&h.block_table)
+                    && blocksums::blocks(h.checked_len).is_none()
+                {
+                    return Err(bad("block-sum table on an extent record too large for one"));
+                }
                 let ctx = self.load_ctx(&h.ctx, pos)?;
                 let run = Run {
                     ctx,
@@ -76,6 +87,7 @@ impl ExtentFile {
                     sum: h.payload_sum,
                     sum_alg: h.sum_alg,
                     record_off: pos,
+                    table: h.block_table,
                 };
                 self.map_run(h.a, h.b, run);
             }
@@ -189,6 +201,7 @@ impl ExtentFile {
             sum: e.sum,
             sum_alg: h.sum_alg,
             record_off: pos,
+            table: [0; 6],
         };
         self.map_run(e.logical, e.len, run);
         Ok(e.logical + e.len)

@@ -1,5 +1,6 @@
 //! fsck's full consistency check of an opened per-extent file: every stored run's ciphertext
-//! against its checksum (the committed ones too, which recovery trusts), the map's invariants, and
+//! against its checksum (the committed ones too, which recovery trusts) and, for records with a
+//! block-sum table, the table against its hash and every block against its entry, the map's invariants, and
 //! what lies beyond the log (reported as notes: a torn tail, records not yet committed); and
 //! `fsck --repair`'s one change to such a file, cutting a torn tail.
 
@@ -7,8 +8,9 @@ use std::collections::HashSet;
 
 use fscrypt::Result;
 
-use super::ciphertext::sum_range;
-use super::{ExtentFile, Finding};
+use super::blocksums;
+use super::ciphertext::{read_table, sum_range_blocks};
+use super::{ExtentFile, Finding, Run};
 use crate::store::io_err;
 
 /// A finding; `note` for what a crash legitimately leaves.
@@ -44,7 +46,12 @@ impl ExtentFile {
                 ));
                 continue;
             }
-            if sum_range(run.sum_alg, &self.file, run.data_off, len, &self.what)? != run.sum {
+            let (sum, sums) =
+                sum_range_blocks(run.sum_alg, &self.file, run.data_off, len, &self.what)?;
+            if blocksums::has_table(&run.table) {
+                self.check_table(run, &sums, &mut out)?;
+            }
+            if sum != run.sum {
                 out.push(finding(
                     Some(run.data_off),
                     false,
@@ -78,6 +85,38 @@ impl ExtentFile {
             ));
         }
         Ok(out)
+    }
+
+    /// Checks the block-sum table of `run`'s record against its hash in the header and against
+    /// `sums`, the block sums of the run's ciphertext as stored: a finding for a damaged table, and
+    /// one per block that does not match its entry.
+    fn check_table(&self, run: &Run, sums: &[u8], out: &mut Vec<Finding>) -> Result<()> {
+        let n = (sums.len() / 8) as u64;
+        let table = read_table(&self.file, run.record_off, n, &self.what)?;
+        if blocksums::table_hash(&table) != run.table {
+            out.push(finding(
+                Some(run.record_off + blocksums::TABLE_OFF),
+                false,
+                format!(
+                    "extent block-sum table checksum mismatch (record at {})",
+                    run.record_off
+                ),
+            ));
+            return Ok(());
+        }
+        for (i, (want, got)) in table.chunks(8).zip(sums.chunks(8)).enumerate() {
+            if want != got {
+                out.push(finding(
+                    Some(run.data_off + i as u64 * blocksums::BLOCK),
+                    false,
+                    format!(
+                        "extent ciphertext block checksum mismatch (block {i}, record at {})",
+                        run.record_off
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `fsck --repair`: cuts the bytes beyond the end of the log that recovery kept (a torn or

@@ -8,6 +8,7 @@ use std::os::unix::fs::FileExt;
 
 use fscrypt::{Errno, Error, Result};
 
+use super::blocksums::{block_sum, blocks, BLOCK, TABLE_OFF};
 use super::format::{PayloadSum, ALIGN};
 use super::CHUNK;
 use crate::store::{io_err, read_full_at};
@@ -23,6 +24,14 @@ pub(super) fn read_exact_at(f: &File, buf: &mut [u8], off: u64, what: &str) -> R
         ));
     }
     Ok(())
+}
+
+/// The block-sum table of `nblocks` blocks of the record at `record_off` (its header block's bytes
+/// 128..), unchecked: the caller compares its hash with the header's.
+pub(super) fn read_table(f: &File, record_off: u64, nblocks: u64, what: &str) -> Result<Vec<u8>> {
+    let mut t = vec![0u8; (nblocks * 8) as usize];
+    read_exact_at(f, &mut t, record_off + TABLE_OFF, what)?;
+    Ok(t)
 }
 
 /// Reads `len` bytes of `f` at `off` a chunk at a time, hands each chunk and its position within the
@@ -60,10 +69,30 @@ pub(super) fn sum_range(
     stream(alg, f, off, len, what, |_, _| Ok(()))
 }
 
+/// The checksum with `alg` of `len` bytes of `f` at `off` (streamed), and the block sums
+/// (`blocksums::block_sum`, 8 bytes per 4096-byte block, the last one possibly shorter) of every
+/// block of the range. EIO if they are not all there.
+pub(super) fn sum_range_blocks(
+    alg: PayloadSum,
+    f: &File,
+    off: u64,
+    len: u64,
+    what: &str,
+) -> Result<([u8; 8], Vec<u8>)> {
+    let mut table = Vec::new();
+    let sum = stream(alg, f, off, len, what, |chunk, _| {
+        table.extend(chunk.chunks(BLOCK as usize).flat_map(block_sum));
+        Ok(())
+    })?;
+    Ok((sum, table))
+}
+
 /// Copies `len` bytes of ciphertext from `src` at `src_off` to `dst` at `dst_off` (4096-aligned):
 /// `FICLONERANGE` (shared blocks) when both ranges are block-aligned and the backing filesystem can,
 /// else a byte copy. Returns the checksum of the bytes with `alg`, the algorithm of the record
-/// they are copied into (computed over the bytes copied, whatever the source record used).
+/// they are copied into (computed over the bytes copied, whatever the source record used), and with
+/// `want_table` their block-sum table when they get one (`blocksums::blocks`).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn copy_ciphertext(
     alg: PayloadSum,
     src: &File,
@@ -72,19 +101,33 @@ pub(super) fn copy_ciphertext(
     dst_off: u64,
     len: u64,
     what: &str,
-) -> Result<[u8; 8]> {
+    want_table: bool,
+) -> Result<([u8; 8], Option<Vec<u8>>)> {
+    let want_table = want_table && blocks(len).is_some();
+    let mut table = Vec::new();
+    let mut add_blocks = |chunk: &[u8]| {
+        if want_table {
+            table.extend(chunk.chunks(BLOCK as usize).flat_map(block_sum));
+        }
+    };
     let cloned = src_off.is_multiple_of(ALIGN)
         && dst_off.is_multiple_of(ALIGN)
         && len.is_multiple_of(ALIGN)
         && len > 0
         && ficlonerange(src, src_off, dst, dst_off, len);
-    if cloned {
-        return sum_range(alg, src, src_off, len, what);
-    }
-    stream(alg, src, src_off, len, what, |chunk, done| {
-        dst.write_all_at(chunk, dst_off + done)
-            .map_err(|e| io_err(format!("{what}: writing at {}", dst_off + done), e))
-    })
+    let sum = if cloned {
+        stream(alg, src, src_off, len, what, |chunk, _| {
+            add_blocks(chunk);
+            Ok(())
+        })?
+    } else {
+        stream(alg, src, src_off, len, what, |chunk, done| {
+            add_blocks(chunk);
+            dst.write_all_at(chunk, dst_off + done)
+                .map_err(|e| io_err(format!("{what}: writing at {}", dst_off + done), e))
+        })?
+    };
+    Ok((sum, want_table.then_some(table)))
 }
 
 /// `ioctl(FICLONERANGE)`; false when the backing filesystem cannot (EOPNOTSUPP, EXDEV, EINVAL, ...).

@@ -8,7 +8,7 @@ use std::fs::File;
 use fscrypt::{Errno, Error, Result};
 
 use super::ciphertext::copy_ciphertext;
-use super::format::{round_up, RecordHeader, RecordKind};
+use super::format::{round_up, PayloadSum, RecordHeader, RecordKind};
 use super::{ExtentFile, Run};
 use crate::store::io_err;
 
@@ -136,10 +136,11 @@ impl ExtentFile {
                 run.ctx.to_bytes(),
             );
             // The copied bytes are summed anew with the new record's algorithm (the source run's
-            // may be the older SHA-256 one).
+            // may be the older SHA-256 one), and get a block-sum table like any new extent.
             self.append(h, |f, at, what| {
                 let src_at = run.data_off + unit * du;
-                copy_ciphertext(h.sum_alg, src_file, src_at, f, at, bytes, what)
+                let want_table = h.sum_alg == PayloadSum::Xxh3;
+                copy_ciphertext(h.sum_alg, src_file, src_at, f, at, bytes, what, want_table)
             })?;
             cursor = hi;
         }

@@ -89,7 +89,7 @@ impl ExtentFile {
         for ((s, p), data_rel) in self.map.iter().zip(rels) {
             let run = self.runs[p.run];
             let nunits = (p.end - s).div_ceil(du);
-            let sum = copy_ciphertext(
+            let (sum, _) = copy_ciphertext(
                 alg,
                 &self.file,
                 run.data_off + p.unit * du,
@@ -97,6 +97,7 @@ impl ExtentFile {
                 rec + data_rel,
                 nunits * du,
                 &dwhat,
+                false,
             )?;
             table.extend_from_slice(
                 &CheckpointEntry {
@@ -122,6 +123,7 @@ impl ExtentFile {
             ctx: [0; EXTENT_CONTEXT_SIZE],
             sum_alg: alg,
             payload_sum: alg.digest(&table),
+            block_table: [0; 6],
         };
         let end = rec + RECORD_HEADER_BLOCK + payload_len;
         // Both slots hold a commit of the checkpoint (generations 1 and 2).

@@ -167,6 +167,9 @@ pub struct RecordHeader {
     pub sum_alg: PayloadSum,
     /// `sum_alg`(payload[..checked_len]).
     pub payload_sum: [u8; 8],
+    /// Bytes 98..104: `FSCXREC2` extent records only, the hash of the block-sum table at header
+    /// bytes 128.. (`blocksums::table_hash`); all zero: no table (and always so in `FSCXREC1`).
+    pub block_table: [u8; 6],
 }
 
 impl RecordHeader {
@@ -183,6 +186,7 @@ impl RecordHeader {
         b[48..56].copy_from_slice(&self.payload_len.to_le_bytes());
         b[56..64].copy_from_slice(&self.checked_len.to_le_bytes());
         b[64..98].copy_from_slice(&self.ctx);
+        b[98..104].copy_from_slice(&self.block_table);
         b[104..112].copy_from_slice(&self.payload_sum);
         let sum = checksum(&b[..112]);
         b[112..120].copy_from_slice(&sum);
@@ -200,9 +204,13 @@ impl RecordHeader {
             return Err("record header checksum mismatch");
         }
         let kind = RecordKind::from_u8(b[8]).ok_or("unknown record kind")?;
-        if b[10..16].iter().chain(&b[98..104]).any(|&x| x != 0) {
+        // Bytes 98..104 are the block-sum table's hash in `FSCXREC2`, reserved in `FSCXREC1`.
+        let reserved_98 = sum_alg == PayloadSum::Sha256Trunc && b[98..104].iter().any(|&x| x != 0);
+        if b[10..16].iter().any(|&x| x != 0) || reserved_98 {
             return Err("nonzero reserved bytes in record header");
         }
+        let mut block_table = [0u8; 6];
+        block_table.copy_from_slice(&b[98..104]);
         let mut ctx = [0u8; EXTENT_CONTEXT_SIZE];
         ctx.copy_from_slice(&b[64..98]);
         let mut payload_sum = [0u8; 8];
@@ -219,6 +227,7 @@ impl RecordHeader {
             ctx,
             sum_alg,
             payload_sum,
+            block_table,
         })
     }
 
@@ -257,6 +266,7 @@ impl RecordHeader {
             ctx,
             sum_alg: PayloadSum::CURRENT,
             payload_sum: [0; 8],
+            block_table: [0; 6],
         }
     }
 
@@ -276,6 +286,7 @@ impl RecordHeader {
             ctx: [0; EXTENT_CONTEXT_SIZE],
             sum_alg: PayloadSum::CURRENT,
             payload_sum: PayloadSum::CURRENT.digest(&[]),
+            block_table: [0; 6],
         }
     }
 }
@@ -442,6 +453,7 @@ mod tests {
             ctx: [5; EXTENT_CONTEXT_SIZE],
             sum_alg: PayloadSum::Xxh3,
             payload_sum: [9; 8],
+            block_table: [0; 6],
         };
         for alg in [PayloadSum::Sha256Trunc, PayloadSum::Xxh3] {
             let h = RecordHeader { sum_alg: alg, ..h };

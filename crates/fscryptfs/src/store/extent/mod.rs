@@ -25,13 +25,16 @@
 //! - `ciphertext`: streamed ciphertext I/O (checksum a range, copy or reflink it);
 //! - `replay`: create and open, the recovery scan of the log;
 //! - `apply`: what each record does to the map, with every field checked (replay and append share it);
-//! - `read`: verified, decrypting reads (each run checked against its checksum first);
+//! - `read`: verified, decrypting reads (the blocks read checked against the record's block-sum
+//!   table, or each whole run against its checksum, first);
+//! - `blocksums`: the block-sum tables of extent records (bytes, checks, the verified-table cache);
 //! - `write`: appending records (new extents, truncate, punch) and `sync`, the commit;
 //! - `clone`: `clone_range` / `clone_within` (reflink as ciphertext);
 //! - `compact`: the compacted size, when to compact, and writing the compacted copy;
 //! - `check`: fsck's full consistency check.
 
 mod apply;
+mod blocksums;
 mod check;
 mod ciphertext;
 mod clone;
@@ -42,6 +45,8 @@ mod read;
 mod replay;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_blocks;
 #[cfg(test)]
 mod tests_sums;
 mod write;
@@ -80,6 +85,9 @@ struct Run {
     sum_alg: PayloadSum,
     /// Backing offset of the record holding the run.
     record_off: u64,
+    /// The hash of the record's block-sum table (`blocksums`), all zero when it has none (`FSCXREC1`
+    /// records, checkpoints, payloads of more than 496 blocks): then reads verify the whole run.
+    table: [u8; 6],
 }
 
 /// One record of the log, as `inspect` and `fsck` list them.

@@ -1,4 +1,11 @@
-//! Reading a per-extent file, verified: the map's pieces over the range; for each, the ciphertext
+//! Reading a per-extent file, verified: the map's pieces over the range; for each whose record has
+//! a block-sum table (`blocksums`: every extent record the engine writes), the table is loaded and
+//! checked against its hash in the header (then cached, [`blocksums::TABLE_CACHE_BYTES`]), and only
+//! the 4096-byte blocks covering the units requested are read (one read per chunk) and each checked
+//! against its entry before it is decrypted; a mismatch is EIO naming the block's backing offset.
+//! No ciphertext is cached on that path: every read checks what it reads.
+//!
+//! For a run without a table (`FSCXREC1` records, checkpoint entries), the ciphertext
 //! of its whole run is read, checked against the run's stored checksum (of the ciphertext, with the
 //! algorithm its record's magic names: the extent record's payload checksum or the checkpoint
 //! entry's), and only then
@@ -27,7 +34,8 @@ use std::sync::{Arc, Mutex};
 use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::{Errno, Error, Result};
 
-use super::ciphertext::{read_exact_at, sum_range};
+use super::blocksums;
+use super::ciphertext::{read_exact_at, read_table, sum_range};
 use super::format::PayloadSum;
 use super::{corrupt_at, ExtentFile, Run, CHUNK};
 
@@ -79,6 +87,8 @@ fn cache_put(key: RunKey, v: Arc<Vec<u8>>) {
 
 /// Where a run's ciphertext comes from for one read.
 enum Source {
+    /// The blocks read, each checked against the record's block-sum table (verified, cached).
+    Blocks(Arc<Vec<u8>>),
     /// The whole run, verified, in memory.
     Whole(Arc<Vec<u8>>),
     /// A run too large to hold: verified streamed, its units read again as needed.
@@ -97,6 +107,80 @@ impl ExtentFile {
                 self.what, run.data_off, run.record_off
             ),
         )
+    }
+
+    /// The block-sum table of `run`'s record (which has one), checked against its hash in the
+    /// header (cached once verified). EIO on a mismatch.
+    fn verified_table(&self, run: &Run) -> Result<Arc<Vec<u8>>> {
+        let key = (self.instance, run.record_off, run.table);
+        if let Some(t) = blocksums::cache_get(&key) {
+            return Ok(t);
+        }
+        let n = (run.nunits * self.du).div_ceil(blocksums::BLOCK);
+        let t = read_table(&self.file, run.record_off, n, &self.what)?;
+        if blocksums::table_hash(&t) != run.table {
+            return Err(Error::new(
+                Errno::IO,
+                format!(
+                    "{}: backing offset {}: extent block-sum table checksum mismatch (record at \
+                     {}): refusing to return unverified data",
+                    self.what,
+                    run.record_off + blocksums::TABLE_OFF,
+                    run.record_off
+                ),
+            ));
+        }
+        let t = Arc::new(t);
+        blocksums::cache_put(key, Arc::clone(&t));
+        Ok(t)
+    }
+
+    /// Fills `ct` with the ciphertext of the run's units `unit..unit + ct.len() / du`: the
+    /// 4096-byte blocks covering them are read (one read) and each checked against `table` before
+    /// anything is copied out. EIO naming the first damaged block's backing offset. `logical`: the
+    /// logical offset of the first unit, for the message.
+    fn read_blocks(
+        &self,
+        run: &Run,
+        table: &[u8],
+        unit: u64,
+        ct: &mut [u8],
+        scratch: &mut Vec<u8>,
+        logical: u64,
+    ) -> Result<()> {
+        const B: u64 = blocksums::BLOCK;
+        let run_len = run.nunits * self.du;
+        let start = unit * self.du;
+        let end = start + ct.len() as u64;
+        let b_lo = start / B * B;
+        let b_hi = (end.div_ceil(B) * B).min(run_len);
+        let aligned = b_lo == start && b_hi == end;
+        let bytes: &mut [u8] = if aligned {
+            ct
+        } else {
+            scratch.resize((b_hi - b_lo) as usize, 0);
+            scratch
+        };
+        read_exact_at(&self.file, bytes, run.data_off + b_lo, &self.what)?;
+        if let Some(i) = blocksums::first_mismatch(table, b_lo / B, bytes) {
+            return Err(Error::new(
+                Errno::IO,
+                format!(
+                    "{}: backing offset {}: extent ciphertext block checksum mismatch (block {i} \
+                     of the run at backing offset {}, record at {}, logical offset {logical}): \
+                     refusing to return unverified data",
+                    self.what,
+                    run.data_off + i * B,
+                    run.data_off,
+                    run.record_off
+                ),
+            ));
+        }
+        if !aligned {
+            let from = (start - b_lo) as usize;
+            ct.copy_from_slice(&scratch[from..from + ct.len()]);
+        }
+        Ok(())
     }
 
     /// The run's ciphertext, verified against its checksum (cached), or `Streamed` after a
@@ -164,6 +248,7 @@ impl ExtentFile {
         let du = self.du;
         let mut keys: Vec<([u8; 16], K)> = Vec::new();
         let mut ct = Vec::new();
+        let mut scratch = Vec::new();
         for (s, p) in self.map.overlapping(offset, offset + n) {
             let run = self.runs[p.run];
             let lo = s.max(offset);
@@ -174,7 +259,11 @@ impl ExtentFile {
             if p.unit.checked_add(u_end).is_none_or(|e| e > run.nunits) {
                 return Err(corrupt_at(&self.what, run.record_off, "map beyond its run"));
             }
-            let source = self.verified_run(&run, lo)?;
+            let source = if blocksums::has_table(&run.table) {
+                Source::Blocks(self.verified_table(&run)?)
+            } else {
+                self.verified_run(&run, lo)?
+            };
             let ki = match keys.iter().position(|(nonce, _)| *nonce == run.ctx.nonce) {
                 Some(i) => i,
                 None => {
@@ -188,6 +277,10 @@ impl ExtentFile {
                 let at = run.data_off + unit_in_run * du;
                 ct.resize((cnt * du) as usize, 0);
                 match &source {
+                    Source::Blocks(t) => {
+                        let logical = s + u * du;
+                        self.read_blocks(&run, t, unit_in_run, &mut ct, &mut scratch, logical)?
+                    }
                     Source::Whole(v) => {
                         let from = (unit_in_run * du) as usize;
                         ct.copy_from_slice(&v[from..from + (cnt * du) as usize]);

@@ -12,7 +12,8 @@ use fscrypt::extent::extent_policy;
 use fscrypt::policy::Policy;
 use fscrypt::{Error, Result};
 
-use super::ciphertext::sum_range;
+use super::blocksums;
+use super::ciphertext::{read_table, sum_range_blocks};
 use super::format::{
     encode_base_header, parse_base_header, Commit, RecordHeader, COMMIT_SLOTS, COMMIT_SLOT_SIZE,
     RECORD_HEADER_BLOCK, RECORD_HEADER_USED,
@@ -146,12 +147,26 @@ impl ExtentFile {
                 return Err(corrupt_at(&self.what, pos, "bad checked length"));
             }
             let payload = pos + RECORD_HEADER_BLOCK;
-            if !trusted
-                && sum_range(h.sum_alg, &self.file, payload, h.checked_len, &self.what)?
-                    != h.payload_sum
-            {
-                torn("payload checksum mismatch")?;
-                break;
+            // An uncommitted record's payload is checked against its checksum, and its block-sum
+            // table (the header block may be torn after its used bytes) against its hash and the
+            // payload; a committed one's table when it is read, and by fsck.
+            if !trusted {
+                let (sum, sums) =
+                    sum_range_blocks(h.sum_alg, &self.file, payload, h.checked_len, &self.what)?;
+                if sum != h.payload_sum {
+                    torn("payload checksum mismatch")?;
+                    break;
+                }
+                if let (true, Some(n)) = (
+                    blocksums::has_table(&h.block_table),
+                    blocksums::blocks(h.checked_len),
+                ) {
+                    let t = read_table(&self.file, pos, n, &self.what)?;
+                    if blocksums::table_hash(&t) != h.block_table || t != sums {
+                        torn("block-sum table mismatch")?;
+                        break;
+                    }
+                }
             }
             self.apply_record(&h, pos, rec_end - pos)?;
             pos = rec_end;

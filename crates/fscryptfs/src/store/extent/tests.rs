@@ -17,10 +17,10 @@ use super::format::{encode_base_header, COMMIT_SLOTS};
 use super::{ExtentFile, COMPACT_SLACK};
 use crate::store::read_full_at;
 
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -29,7 +29,7 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(super) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
@@ -590,79 +590,4 @@ fn reflink_when_the_backing_filesystem_shares_blocks() {
     assert!(read_all(&b, &m) == data[4096..]);
     b.sync().unwrap();
     assert!(read_all(&reopen(&b), &m) == data[4096..]);
-}
-
-/// Verified reads: a flipped byte of stored ciphertext (an extent record's payload, or a run of a
-/// compacted checkpoint) makes every read touching that run EIO naming the backing offset; other
-/// runs still read; the verified-run cache never hands out bytes that were not checked.
-#[test]
-fn reads_verify_every_run_against_its_checksum() {
-    let m = master(11);
-    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let mut ef = create(&path, &policy);
-    let mut rng = Rng(0x5eed);
-    let a = rng.bytes(3 * 4096);
-    let b = rng.bytes(5 * 4096);
-    write(&mut ef, &m, 0, &a);
-    write(&mut ef, &m, 3 * 4096, &b);
-    ef.sync().unwrap();
-    let want: Vec<u8> = a.iter().chain(&b).copied().collect();
-    assert_eq!(read_all(&ef, &m), want);
-    let flip = |off: u64| {
-        let f = open_rw(&path);
-        let mut x = [0u8; 1];
-        f.read_exact_at(&mut x, off).unwrap();
-        f.write_all_at(&[x[0] ^ 0x20], off).unwrap();
-    };
-    // The second extent's third unit.
-    let ext = ef.extents();
-    let second = ext.iter().find(|e| e.logical == 3 * 4096).unwrap();
-    flip(second.backing_offset + 2 * 4096 + 17);
-    // The instance already holds that run verified: it keeps serving the checked bytes.
-    assert_eq!(read_all(&ef, &m), want);
-    // A new instance (a remount) reads from disk: EIO for any read touching the run, never data.
-    let fresh = reopen(&ef);
-    for (off, len) in [
-        (3 * 4096, 1),
-        (5 * 4096, 4096),
-        (0, 8 * 4096),
-        (7 * 4096, 10),
-    ] {
-        let mut buf = vec![0u8; len];
-        let e = fresh
-            .read(off, &mut buf, |c| ExtentKey::derive(&m, c))
-            .unwrap_err();
-        assert_eq!(e.errno(), Errno::IO, "read at {off}: {e}");
-        assert!(
-            e.message().contains("checksum mismatch")
-                && e.message()
-                    .contains(&format!("backing offset {}", second.backing_offset)),
-            "{e}"
-        );
-        // Nothing of the damaged run reached the buffer (the filesystem drops it all on Err).
-        let bad_from = (3 * 4096u64).saturating_sub(off).min(len as u64) as usize;
-        assert!(buf[bad_from..].iter().all(|&x| x == 0), "read at {off}");
-    }
-    // The first extent is untouched and reads.
-    assert_eq!(read_at(&fresh, &m, 0, 3 * 4096), a);
-    // Flipped back, then compacted: the checkpoint's runs are verified the same way.
-    flip(second.backing_offset + 2 * 4096 + 17);
-    let fresh = reopen(&ef);
-    assert_eq!(read_all(&fresh, &m), want);
-    let compacted = compact(&fresh, &path);
-    let run = compacted
-        .extents()
-        .into_iter()
-        .find(|e| e.logical == 0)
-        .unwrap();
-    flip(run.backing_offset + 5);
-    let again = reopen(&compacted);
-    let mut buf = vec![0u8; 100];
-    let e = again
-        .read(4000, &mut buf, |c| ExtentKey::derive(&m, c))
-        .unwrap_err();
-    assert_eq!(e.errno(), Errno::IO, "{e}");
-    assert_eq!(read_at(&again, &m, 3 * 4096, 5 * 4096), b);
 }

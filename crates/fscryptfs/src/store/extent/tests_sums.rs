@@ -48,7 +48,11 @@ fn rewrite_as_sha256(path: &Path, off: u64) {
     }
     h.sum_alg = PayloadSum::Sha256Trunc;
     h.payload_sum = checksum(&payload);
-    f.write_all_at(&h.to_bytes(), off).unwrap();
+    // FSCXREC1 records had no block-sum table: bytes 98..104 and the rest of the block zero.
+    h.block_table = [0; 6];
+    let mut block = vec![0u8; RECORD_HEADER_BLOCK as usize];
+    block[..RECORD_HEADER_USED].copy_from_slice(&h.to_bytes());
+    f.write_all_at(&block, off).unwrap();
 }
 
 /// Flips bits of the byte at `off` of `path` (twice: put back).

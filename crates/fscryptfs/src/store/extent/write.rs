@@ -10,8 +10,8 @@ use std::os::unix::fs::FileExt;
 use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::{Errno, Error, Result};
 
-use super::format::{Commit, RecordHeader, RecordKind, RECORD_HEADER_BLOCK};
-use super::ExtentFile;
+use super::format::{Commit, PayloadSum, RecordHeader, RecordKind, RECORD_HEADER_BLOCK};
+use super::{blocksums, ExtentFile};
 use crate::store::{io_err, EXTENT_MAX_FILE_SIZE};
 
 impl ExtentFile {
@@ -30,14 +30,24 @@ impl ExtentFile {
 
     /// Appends a record whose payload (if any) is already at `end + 4096`: writes the header block
     /// and the padding, applies the record, advances the log.
-    fn finish_append(&mut self, mut h: RecordHeader) -> Result<()> {
+    /// `table`: the payload's block-sum table, written into the header block (its hash into the
+    /// header).
+    fn finish_append(&mut self, mut h: RecordHeader, table: Option<&[u8]>) -> Result<()> {
         h.seq = self.next_seq;
         h.du_bits = self.du_bits;
+        if let Some(t) = table {
+            h.block_table = blocksums::table_hash(t);
+        }
+        let mut block = h.to_block();
+        if let Some(t) = table {
+            let at = blocksums::TABLE_OFF as usize;
+            block[at..at + t.len()].copy_from_slice(t);
+        }
         let pos = self.end;
         let rec_len = h
             .record_len()
             .ok_or_else(|| Error::invalid("record too large"))?;
-        let res = self.file.write_all_at(&h.to_block(), pos).and_then(|()| {
+        let res = self.file.write_all_at(&block, pos).and_then(|()| {
             let pad = rec_len - RECORD_HEADER_BLOCK - h.payload_len;
             if pad > 0 {
                 let zeros = vec![0u8; pad as usize];
@@ -59,27 +69,31 @@ impl ExtentFile {
 
     /// Appends the record `h` with a payload: `write_payload(file, at, what)` writes the
     /// `h.payload_len` bytes at `at` (right after the record's header block) and returns their
-    /// checksum with `h.sum_alg`, which goes into the header.
+    /// checksum with `h.sum_alg`, which goes into the header, and their block-sum table if they
+    /// get one (`blocksums::table_of`; `FSCXREC2` extent records only).
     pub(super) fn append(
         &mut self,
         mut h: RecordHeader,
-        write_payload: impl FnOnce(&File, u64, &str) -> Result<[u8; 8]>,
+        write_payload: impl FnOnce(&File, u64, &str) -> Result<([u8; 8], Option<Vec<u8>>)>,
     ) -> Result<()> {
         self.prepare_append()?;
-        match write_payload(&self.file, self.end + RECORD_HEADER_BLOCK, &self.what) {
-            Ok(sum) => h.payload_sum = sum,
+        let table = match write_payload(&self.file, self.end + RECORD_HEADER_BLOCK, &self.what) {
+            Ok((sum, table)) => {
+                h.payload_sum = sum;
+                table
+            }
             Err(e) => {
                 self.trim_pending = true;
                 return Err(e);
             }
-        }
-        self.finish_append(h)
+        };
+        self.finish_append(h, table.as_deref())
     }
 
     /// Appends a record without payload ([`RecordHeader::meta`]).
     pub(super) fn append_meta(&mut self, kind: RecordKind, a: u64, b: u64) -> Result<()> {
         self.prepare_append()?;
-        self.finish_append(RecordHeader::meta(kind, a, b))
+        self.finish_append(RecordHeader::meta(kind, a, b), None)
     }
 
     /// `off + len`, or EFBIG when it is beyond the maximum file size.
@@ -135,7 +149,10 @@ impl ExtentFile {
         self.append(h, |f, at, what| {
             f.write_all_at(&buf, at)
                 .map_err(|e| io_err(format!("{what}: appending at {at}"), e))?;
-            Ok(h.sum_alg.digest(&buf))
+            let table = (h.sum_alg == PayloadSum::Xxh3)
+                .then(|| blocksums::table_of(&buf))
+                .flatten();
+            Ok((h.sum_alg.digest(&buf), table))
         })
     }
 

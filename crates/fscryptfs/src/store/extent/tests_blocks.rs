@@ -1,0 +1,278 @@
+//! Tests of block-sum tables (docs/FORMAT.md, "Per-extent layout" and "Verified reads"): extent
+//! records the engine writes (and clones) carry one; a read verifies only the 4096-byte blocks it
+//! touches, so a damaged block is EIO for the reads touching it and the rest of its run still
+//! reads; a damaged table or table hash is EIO for every read of the run; fsck reports each; runs
+//! without a table (checkpoints, `FSCXREC1`) are verified whole, as before.
+
+use std::os::unix::fs::FileExt;
+
+use fscrypt::extent::ExtentKey;
+use fscrypt::{EncryptionMode, Errno};
+
+use super::blocksums::{self, TABLE_OFF};
+use super::format::{RecordHeader, RecordKind, RECORD_HEADER_BLOCK, RECORD_HEADER_USED};
+use super::tests::{
+    compact, create, master, open_rw, policy_for, read_all, read_at, reopen, write, Rng,
+};
+
+/// Verified reads: a flipped byte of an extent record's payload makes every read touching that
+/// block EIO naming its backing offset, in the instance that wrote it too; the other blocks of the
+/// run and other runs still read; fsck finds it. A run of a compacted checkpoint (no block-sum
+/// table) is verified whole: every read touching it is EIO.
+#[test]
+fn reads_verify_every_run_against_its_checksum() {
+    let m = master(11);
+    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let mut ef = create(&path, &policy);
+    let mut rng = Rng(0x5eed);
+    let a = rng.bytes(3 * 4096);
+    let b = rng.bytes(5 * 4096);
+    write(&mut ef, &m, 0, &a);
+    write(&mut ef, &m, 3 * 4096, &b);
+    ef.sync().unwrap();
+    let want: Vec<u8> = a.iter().chain(&b).copied().collect();
+    assert_eq!(read_all(&ef, &m), want);
+    let flip = |off: u64| {
+        let f = open_rw(&path);
+        let mut x = [0u8; 1];
+        f.read_exact_at(&mut x, off).unwrap();
+        f.write_all_at(&[x[0] ^ 0x20], off).unwrap();
+    };
+    // The second extent's third unit.
+    let ext = ef.extents();
+    let second = ext.iter().find(|e| e.logical == 3 * 4096).unwrap();
+    flip(second.backing_offset + 2 * 4096 + 17);
+    // The run has a block-sum table: every read checks the blocks it reads, so this instance
+    // sees the damage too. A new instance (a remount) the same way: EIO for any read touching the
+    // damaged block, naming its backing offset, never data.
+    let fresh = reopen(&ef);
+    let bad_block = second.backing_offset + 2 * 4096;
+    for inst in [&ef, &fresh] {
+        for (off, len) in [(5 * 4096, 4096), (0, 8 * 4096), (4 * 4096 + 5, 4096)] {
+            let mut buf = vec![0u8; len];
+            let e = inst
+                .read(off, &mut buf, |c| ExtentKey::derive(&m, c))
+                .unwrap_err();
+            assert_eq!(e.errno(), Errno::IO, "read at {off}: {e}");
+            assert!(
+                e.message().contains("checksum mismatch")
+                    && e.message().contains(&format!("backing offset {bad_block}"))
+                    && e.message()
+                        .contains(&format!("backing offset {}", second.backing_offset)),
+                "{e}"
+            );
+            // Nothing of the damaged run reached the buffer (the filesystem drops it all on Err).
+            let bad_from = (3 * 4096u64).saturating_sub(off).min(len as u64) as usize;
+            assert!(buf[bad_from..].iter().all(|&x| x == 0), "read at {off}");
+        }
+        // The other blocks of the same run still read, verified.
+        assert_eq!(read_at(inst, &m, 3 * 4096, 2 * 4096), b[..2 * 4096]);
+        assert_eq!(
+            read_at(inst, &m, 6 * 4096 + 1, 4096),
+            b[3 * 4096 + 1..4 * 4096 + 1]
+        );
+        assert_eq!(read_at(inst, &m, 7 * 4096, 4096), b[4 * 4096..]);
+    }
+    // fsck finds the block, and the run's whole checksum.
+    let f = fresh.check().unwrap();
+    assert!(
+        f.iter()
+            .any(|x| x.offset == Some(bad_block) && x.message.contains("block 2")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter().any(|x| x.offset == Some(second.backing_offset)),
+        "{f:?}"
+    );
+    // The first extent is untouched and reads.
+    assert_eq!(read_at(&fresh, &m, 0, 3 * 4096), a);
+    // Flipped back, then compacted: the checkpoint's runs are verified the same way.
+    flip(second.backing_offset + 2 * 4096 + 17);
+    let fresh = reopen(&ef);
+    assert_eq!(read_all(&fresh, &m), want);
+    let compacted = compact(&fresh, &path);
+    let run = compacted
+        .extents()
+        .into_iter()
+        .find(|e| e.logical == 0)
+        .unwrap();
+    flip(run.backing_offset + 5);
+    let again = reopen(&compacted);
+    let mut buf = vec![0u8; 100];
+    let e = again
+        .read(4000, &mut buf, |c| ExtentKey::derive(&m, c))
+        .unwrap_err();
+    assert_eq!(e.errno(), Errno::IO, "{e}");
+    assert_eq!(read_at(&again, &m, 3 * 4096, 5 * 4096), b);
+}
+
+/// The table hash (bytes 98..104) of the record header at `off`.
+fn table_hash_at(path: &std::path::Path, off: u64) -> [u8; 6] {
+    let mut hb = [0u8; RECORD_HEADER_USED];
+    open_rw(path).read_exact_at(&mut hb, off).unwrap();
+    RecordHeader::parse(&hb).unwrap().block_table
+}
+
+/// Every extent record written or cloned carries a table that matches its payload; any sub-range
+/// reads correctly; a flipped table entry, or a table hash changed with the header checksum
+/// recomputed, is EIO for every read of that run (nothing returned) and a finding for fsck, while
+/// other runs read.
+#[test]
+fn tables_are_written_and_a_damaged_table_or_hash_is_eio_and_found() {
+    let m = master(31);
+    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let mut ef = create(&path, &policy);
+    let mut rng = Rng(0xb10c);
+    let a = rng.bytes(64 * 4096 + 1000);
+    write(&mut ef, &m, 0, &a[..20 * 4096]);
+    write(&mut ef, &m, 20 * 4096, &a[20 * 4096..]);
+    ef.clone_within(0, 80 * 4096, 7 * 4096).unwrap();
+    ef.sync().unwrap();
+    let mut want = a.clone();
+    want.resize(80 * 4096, 0);
+    want.extend_from_slice(&a[..7 * 4096]);
+    assert_eq!(read_all(&ef, &m), want);
+    let recs: Vec<_> = ef
+        .records()
+        .iter()
+        .filter(|r| r.kind == RecordKind::Extent)
+        .collect();
+    assert_eq!(recs.len(), 3);
+    let f = open_rw(&path);
+    for r in &recs {
+        let mut hb = vec![0u8; RECORD_HEADER_BLOCK as usize];
+        f.read_exact_at(&mut hb, r.offset).unwrap();
+        let h = RecordHeader::parse(&hb).unwrap();
+        let mut payload = vec![0u8; h.checked_len as usize];
+        f.read_exact_at(&mut payload, r.offset + RECORD_HEADER_BLOCK)
+            .unwrap();
+        let t = blocksums::table_of(&payload).unwrap();
+        let at = TABLE_OFF as usize;
+        assert_eq!(&hb[at..at + t.len()], &t[..], "record at {}", r.offset);
+        assert!(hb[at + t.len()..].iter().all(|&x| x == 0));
+        assert_eq!(h.block_table, blocksums::table_hash(&t));
+    }
+    // Sub-ranges of every size and alignment read correctly from a fresh instance.
+    let fresh = reopen(&ef);
+    for _ in 0..200 {
+        let off = rng.next() % want.len() as u64;
+        let len = (rng.next() % (40 * 4096)) as usize + 1;
+        let end = (off as usize + len).min(want.len());
+        assert_eq!(
+            read_at(&fresh, &m, off, len),
+            want[off as usize..end],
+            "{off}+{len}"
+        );
+    }
+    drop(f);
+    let second = recs[1].offset;
+    let flip = |off: u64| {
+        let f = open_rw(&path);
+        let mut x = [0u8; 1];
+        f.read_exact_at(&mut x, off).unwrap();
+        f.write_all_at(&[x[0] ^ 0x08], off).unwrap();
+    };
+    let set_hash = |hash: [u8; 6]| {
+        let f = open_rw(&path);
+        let mut hb = [0u8; RECORD_HEADER_USED];
+        f.read_exact_at(&mut hb, second).unwrap();
+        let mut h = RecordHeader::parse(&hb).unwrap();
+        h.block_table = hash;
+        f.write_all_at(&h.to_bytes(), second).unwrap();
+    };
+    let good_hash = table_hash_at(&path, second);
+    let mut bad_hash = good_hash;
+    bad_hash[3] ^= 1;
+    // A table entry (block 30's) flipped; the table hash changed (header checksum recomputed).
+    for damage in 0..2 {
+        if damage == 0 {
+            flip(second + TABLE_OFF + 8 * 30 + 2);
+        } else {
+            set_hash(bad_hash);
+        }
+        let bad = reopen(&ef);
+        for (off, len) in [(20 * 4096, 1), (40 * 4096, 8192), (0, 30 * 4096)] {
+            let mut buf = vec![0u8; len];
+            let e = bad
+                .read(off, &mut buf, |c| ExtentKey::derive(&m, c))
+                .unwrap_err();
+            assert_eq!(e.errno(), Errno::IO, "{e}");
+            assert!(
+                e.message().contains("block-sum table checksum mismatch"),
+                "{e}"
+            );
+            assert!(e.message().contains(&format!("record at {second}")), "{e}");
+            let from = (20 * 4096u64).saturating_sub(off).min(len as u64) as usize;
+            assert!(buf[from..].iter().all(|&x| x == 0));
+        }
+        assert_eq!(read_at(&bad, &m, 0, 20 * 4096), want[..20 * 4096]);
+        assert_eq!(read_at(&bad, &m, 80 * 4096, 7 * 4096), want[80 * 4096..]);
+        let f = bad.check().unwrap();
+        assert!(
+            f.iter().any(|x| !x.note
+                && x.offset == Some(second + TABLE_OFF)
+                && x.message.contains("block-sum table checksum mismatch")),
+            "{f:?}"
+        );
+        if damage == 0 {
+            flip(second + TABLE_OFF + 8 * 30 + 2);
+        } else {
+            set_hash(good_hash);
+        }
+    }
+    let again = reopen(&ef);
+    assert_eq!(read_all(&again, &m), want);
+    assert!(again.check().unwrap().is_empty());
+}
+
+/// Uncommitted records are checked at replay against their table too: a torn table (its bytes
+/// after the header's used bytes lost) drops the record as a torn tail. Compaction writes a
+/// checkpoint without tables, and a header that claims a table on a checkpoint, or on a payload
+/// too large for one, is refused.
+#[test]
+fn a_torn_table_is_a_torn_tail_and_checkpoints_have_none() {
+    let m = master(32);
+    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let mut ef = create(&path, &policy);
+    let mut rng = Rng(0x7011);
+    let a = rng.bytes(8 * 4096);
+    let b = rng.bytes(4 * 4096);
+    write(&mut ef, &m, 0, &a);
+    ef.sync().unwrap();
+    write(&mut ef, &m, 8 * 4096, &b);
+    let last = ef.records().last().unwrap().offset;
+    let zeros = vec![0u8; (RECORD_HEADER_BLOCK - TABLE_OFF) as usize];
+    open_rw(&path)
+        .write_all_at(&zeros, last + TABLE_OFF)
+        .unwrap();
+    let torn = reopen(&ef);
+    assert_eq!(torn.records().len(), 1);
+    assert_eq!(read_all(&torn, &m), a);
+    assert!(torn.check().unwrap().iter().all(|x| x.note));
+
+    let mut ef = reopen(&ef);
+    write(&mut ef, &m, 8 * 4096, &b);
+    ef.sync().unwrap();
+    let c = compact(&ef, &path);
+    assert_eq!(c.records()[0].kind, RecordKind::Checkpoint);
+    assert_eq!(table_hash_at(&path, c.records()[0].offset), [0; 6]);
+    assert!(c.check().unwrap().is_empty());
+    // A checkpoint claiming a table: refused at open.
+    let off = c.records()[0].offset;
+    let f = open_rw(&path);
+    let mut hb = [0u8; RECORD_HEADER_USED];
+    f.read_exact_at(&mut hb, off).unwrap();
+    let mut h = RecordHeader::parse(&hb).unwrap();
+    h.block_table = [1; 6];
+    f.write_all_at(&h.to_bytes(), off).unwrap();
+    let e = super::ExtentFile::open(open_rw(&path), &policy, 4096)
+        .err()
+        .unwrap();
+    assert!(e.message().contains("block-sum table on a record"), "{e}");
+}
