@@ -244,7 +244,9 @@ impl ExtentFile {
         }
         let n = (buf.len() as u64).min(size - offset);
         let buf = &mut buf[..n as usize];
-        buf.fill(0);
+        // Only what no piece covers is zeroed (holes, bytes past a piece's end): the rest is
+        // overwritten with plaintext, so zeroing it first would only cost a pass over the buffer.
+        let mut zeroed_to = offset;
         let du = self.du;
         let mut keys: Vec<([u8; 16], K)> = Vec::new();
         let mut ct = Vec::new();
@@ -253,6 +255,10 @@ impl ExtentFile {
             let run = self.runs[p.run];
             let lo = s.max(offset);
             let hi = p.end.min(offset + n);
+            if lo > zeroed_to {
+                buf[(zeroed_to - offset) as usize..(lo - offset) as usize].fill(0);
+            }
+            zeroed_to = zeroed_to.max(hi);
             // Units [u, u_end) of the piece, processed in chunks.
             let mut u = (lo - s) / du;
             let u_end = (hi - s).div_ceil(du);
@@ -304,6 +310,9 @@ impl ExtentFile {
                     .copy_from_slice(&ct[(from - chunk_lo) as usize..(to - chunk_lo) as usize]);
                 u += cnt;
             }
+        }
+        if offset + n > zeroed_to {
+            buf[(zeroed_to - offset) as usize..].fill(0);
         }
         Ok(n as usize)
     }
