@@ -11,7 +11,7 @@ use fscrypt::{Errno, Error, Result};
 use rustix::fs::AtFlags;
 
 use super::inodes::{cached_lookup, Claim};
-use super::locks::wlock;
+use super::locks::{rlock, wlock};
 use super::mount::Fs;
 use super::node::{FileContents, Keys, Kind, Node, PerFileState, State};
 use super::types::errno;
@@ -148,6 +148,9 @@ impl Fs {
     ) -> Result<Arc<Node>> {
         let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
         let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        if let Some(node) = self.cached_node_of(&st, ft, parent, name, what)? {
+            return Ok(node);
+        }
         let (ino, kind, found) = match ft {
             rustix::fs::FileType::RegularFile => {
                 let f = store_io::reopen_file(&fd, store_io::Access::ReadNoAtime, what)?;
@@ -207,16 +210,6 @@ impl Fs {
                 }
             }
             rustix::fs::FileType::Symlink => {
-                // A cached symlink needs no readlinkat (which would bump the backing atime: a
-                // symlink's target carries its number, so only an unknown one is read).
-                if let Some(ino) = self.inodes.known_ino(st.st_dev, st.st_ino) {
-                    let nodes = wlock(&self.inodes.table);
-                    if let Some(node) =
-                        cached_lookup(&nodes, ino, Kind::Symlink, parent, name, what)?
-                    {
-                        return Ok(node);
-                    }
-                }
                 let t =
                     rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
                 match SymlinkTarget::parse(t.as_bytes(), &self.fsp, what) {
@@ -291,6 +284,42 @@ impl Fs {
         wlock(&self.inodes.table).insert(ino, Arc::clone(&node));
         drop(transit);
         Ok(node)
+    }
+}
+
+impl Fs {
+    /// The node this mount already holds for the backing object `st`, its lookup count raised:
+    /// found by the object's backing identity (device and inode number, remembered when it was
+    /// loaded) and confirmed by the node's own descriptor, which keeps that inode alive, so its
+    /// number cannot have been reused by another object. Nothing is read from the object: a
+    /// cached file's header, a directory's metadata, a symlink's target (whose `readlinkat` would
+    /// also bump the backing atime) are already in the node. None when the object is new to the
+    /// node table.
+    fn cached_node_of(
+        &self,
+        st: &rustix::fs::Stat,
+        ft: rustix::fs::FileType,
+        parent: u64,
+        name: &OsStr,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<Option<Arc<Node>>> {
+        let (Some(ino), Some(kind)) = (
+            self.inodes.known_ino(st.st_dev, st.st_ino),
+            Kind::of_type(ft),
+        ) else {
+            return Ok(None);
+        };
+        // The read lock keeps FORGET (which takes the write lock) from evicting it meanwhile.
+        let nodes = rlock(&self.inodes.table);
+        let same = nodes.get(&ino).is_some_and(|n| {
+            n.kind == kind
+                && rustix::fs::fstat(&*n.fd())
+                    .is_ok_and(|s| (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino))
+        });
+        if !same {
+            return Ok(None);
+        }
+        cached_lookup(&nodes, ino, kind, parent, name, what)
     }
 }
 

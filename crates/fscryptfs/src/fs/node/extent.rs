@@ -23,7 +23,9 @@ use crate::store::extent::ExtentFile;
 /// Most plaintext buffered per inode before a writeout is forced.
 pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
 
-/// Longest extent one writeout appends (longer runs are split).
+/// Longest extent one writeout appends (longer runs are split). Reads of a record verify only the
+/// blocks they touch (its block-sum table), but a compacted file's checkpoint keeps runs of this
+/// size verified whole, so it is kept short.
 const EXTENT_MAX: u64 = 256 << 10;
 
 /// The smallest write of whole data units that goes straight to the log
