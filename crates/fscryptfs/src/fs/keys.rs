@@ -283,6 +283,15 @@ impl Fs {
             inval_inodes.push(ino);
         }
         drop(dropped);
+        // A node whose eviction began after the wait above (a FORGET racing with this call) was
+        // not in the table to be locked; its eviction drops its own key before it leaves transit.
+        // Wait for that, so the keyring does not count the reference as a busy inode.
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        while inos.iter().any(|i| self.inodes.in_transit(*i))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         // Entries the kernel holds by plaintext name in directories now locked.
         self.forget_entries_in(&locked_dirs);
         if let Some(notifier) = self.notifier.get() {
