@@ -102,6 +102,9 @@ pub fn errno_name(errno: Errno) -> &'static str {
         (Errno::RANGE, "ERANGE"),
         (Errno::NAMETOOLONG, "ENAMETOOLONG"),
         (Errno::NOMEM, "ENOMEM"),
+        (Errno::NOTTY, "ENOTTY"),
+        (Errno::FAULT, "EFAULT"),
+        (Errno::ROFS, "EROFS"),
     ];
     NAMES
         .iter()

@@ -57,6 +57,9 @@ pub const FS_ENCRYPT_FL: u32 = 0x800;
 pub const FS_IOC_SET_ENCRYPTION_POLICY: u32 = 0x800c_6613;
 /// `FS_IOC_GET_ENCRYPTION_POLICY` (v1 only).
 pub const FS_IOC_GET_ENCRYPTION_POLICY: u32 = 0x400c_6615;
+/// `FS_IOC_GET_ENCRYPTION_PWSALT` (encoded `_IOW`, 16 bytes; really written: the volume's
+/// passphrase salt, made on first use).
+pub const FS_IOC_GET_ENCRYPTION_PWSALT: u32 = 0x4010_6614;
 /// `FS_IOC_GET_ENCRYPTION_POLICY_EX` (encoded with 9 bytes; really 8 + policy size).
 pub const FS_IOC_GET_ENCRYPTION_POLICY_EX: u32 = 0xc009_6616;
 /// `FS_IOC_ADD_ENCRYPTION_KEY` (80-byte header, raw key after it).

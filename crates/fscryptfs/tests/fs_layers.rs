@@ -32,8 +32,9 @@ use std::path::{Path, PathBuf};
 const LEVELS: &[&[&str]] = &[
     // Leaves: poison-tolerant locks; the request types the adapter and the rooms exchange.
     &["locks", "types"],
-    // One inode: `Node`, its `State`, the per-extent per-inode state and the buffer budget.
-    &["node"],
+    // One inode: `Node`, its `State`, the per-extent per-inode state and the buffer budget; the
+    // ioctl bridge into a caller's memory.
+    &["node", "caller_memory"],
     // The tables: nodes by number (transit, stable numbers), open handles.
     &["inodes", "handle_table"],
     // Regular-file contents behind the `Contents` trait, on its own `Engine`.

@@ -160,8 +160,9 @@ fn config() -> impl Strategy<Value = VolumeConfig> {
         any::<bool>(),
         any::<bool>(),
         FIRST_INO..=INO_LIMIT,
+        any::<Option<[u8; 16]>>(),
     )
-        .prop_map(|(uuid, extent, soft, next_ino)| VolumeConfig {
+        .prop_map(|(uuid, extent, soft, next_ino, pw_salt)| VolumeConfig {
             format: 1,
             uuid,
             layout: if extent {
@@ -175,6 +176,7 @@ fn config() -> impl Strategy<Value = VolumeConfig> {
                 RemovalMode::DenyWrites
             },
             next_ino,
+            pw_salt,
         })
 }
 

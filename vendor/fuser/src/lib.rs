@@ -930,6 +930,27 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS);
     }
 
+    /// An ioctl, with the address the caller passed as its argument (`fuse_ioctl_in.arg`, a
+    /// pointer in the caller's address space, not in ours). A restricted ioctl's `in_data` holds
+    /// only `_IOC_SIZE(cmd)` bytes; an ioctl whose argument is longer, or whose direction bits
+    /// understate what it copies (as several of Linux's own do), can reach the rest there, for
+    /// example with `process_vm_readv(2)` on `req.pid()`. The default calls [`Filesystem::ioctl`].
+    fn ioctl_with_arg(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        flags: IoctlFlags,
+        cmd: u32,
+        arg: u64,
+        in_data: &[u8],
+        out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        let _ = arg;
+        self.ioctl(req, ino, fh, flags, cmd, in_data, out_size, reply);
+    }
+
     /// Poll for events
     fn poll(
         &self,

@@ -2,10 +2,11 @@
 //! `fscrypt::uapi` (numbers and argument layouts), plus opening the target and wording its errors.
 //!
 //! The same command works on a mounted fscryptfs volume and on a kernel filesystem with fscrypt
-//! (ext4, f2fs). REMOVE_KEY, GET_KEY_STATUS and GET_NONCE use the kernel's numbers everywhere (the
-//! daemon answers them as the kernel does). ADD_KEY, SET_POLICY and GET_POLICY first try fscryptfs'
-//! own numbers (`uapi::FSCRYPTFS_IOC_*`); ENOTTY means "not an fscryptfs mount" and the kernel's
-//! ioctl follows. Errors carry the target's errno in strerror's words.
+//! (ext4, f2fs), through the kernel's numbers: the daemon answers them as the kernel does (ADD_KEY,
+//! SET_POLICY and GET_POLICY through its bridge into the caller's memory). Where that bridge
+//! cannot reach us (an unprivileged daemon, a ptrace policy that forbids it), those three answer
+//! ENOTTY and fscryptfs' own numbers (`uapi::FSCRYPTFS_IOC_*`), whose arguments FUSE carries
+//! whole, follow. Errors carry the target's errno in strerror's words.
 //!
 //! One `unsafe` block, in [`ioctl`]: the raw call, whose buffer is checked at compile time to cover
 //! everything the target may touch for that number (`uapi::arg_extent`).
@@ -103,12 +104,13 @@ fn layout(e: fscrypt::Error) -> io::Error {
 /// to detect a longer one on stdin.
 pub const ADD_KEY_BUF: usize = uapi::FSCRYPTFS_ADD_KEY_ARG_SIZE + 1;
 
-/// ADD_KEY: fscryptfs' number, else (ENOTTY) the kernel's. `arg` holds the encoded header and the
-/// raw key after it. Returns the header as answered (a v2 key's identifier in its key specifier).
+/// ADD_KEY: the kernel's number, else (ENOTTY) fscryptfs'. `arg` holds the encoded header and
+/// the raw key after it. Returns the header as answered (a v2 key's identifier in its key
+/// specifier).
 pub fn add_key(fd: BorrowedFd<'_>, arg: &mut [u8; ADD_KEY_BUF]) -> io::Result<AddKeyArg> {
-    match ioctl::<{ uapi::FSCRYPTFS_IOC_ADD_KEY as Opcode }, ADD_KEY_BUF>(fd, arg) {
+    match ioctl::<{ uapi::FS_IOC_ADD_ENCRYPTION_KEY as Opcode }, ADD_KEY_BUF>(fd, arg) {
         Err(e) if is_enotty(&e) => {
-            ioctl::<{ uapi::FS_IOC_ADD_ENCRYPTION_KEY as Opcode }, ADD_KEY_BUF>(fd, arg)?
+            ioctl::<{ uapi::FSCRYPTFS_IOC_ADD_KEY as Opcode }, ADD_KEY_BUF>(fd, arg)?
         }
         r => r?,
     }
@@ -133,29 +135,33 @@ pub fn add_raw_key(fd: BorrowedFd<'_>, spec: KeySpec, raw: &[u8]) -> io::Result<
     add_key(fd, buf)
 }
 
-/// SET_POLICY: fscryptfs' number, else (ENOTTY) the kernel's. `policy` is the policy struct.
+/// SET_POLICY: the kernel's number, else (ENOTTY) fscryptfs'. `policy` is the policy struct.
 pub fn set_policy(fd: BorrowedFd<'_>, policy: &[u8]) -> io::Result<()> {
     let mut arg = uapi::encode_set_policy(policy).map_err(layout)?;
-    match ioctl::<{ uapi::FSCRYPTFS_IOC_SET_POLICY as Opcode }, FSCRYPTFS_SET_POLICY_ARG_SIZE>(
-        fd, &mut arg,
-    ) {
-        Err(e) if is_enotty(&e) => ioctl::<
-            { uapi::FS_IOC_SET_ENCRYPTION_POLICY as Opcode },
-            FSCRYPTFS_SET_POLICY_ARG_SIZE,
-        >(fd, &mut arg),
+    match ioctl::<
+        { uapi::FS_IOC_SET_ENCRYPTION_POLICY as Opcode },
+        FSCRYPTFS_SET_POLICY_ARG_SIZE,
+    >(fd, &mut arg)
+    {
+        Err(e) if is_enotty(&e) => {
+            arg = uapi::encode_set_policy(policy).map_err(layout)?;
+            ioctl::<{ uapi::FSCRYPTFS_IOC_SET_POLICY as Opcode }, FSCRYPTFS_SET_POLICY_ARG_SIZE>(
+                fd, &mut arg,
+            )
+        }
         r => r,
     }
 }
 
-/// GET_POLICY_EX: fscryptfs' number, else (ENOTTY) the kernel's. Returns the policy bytes.
+/// GET_POLICY_EX: the kernel's number, else (ENOTTY) fscryptfs'. Returns the policy bytes.
 pub fn get_policy(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
     let mut arg = GetPolicyExArg::request().encode();
-    match ioctl::<{ uapi::FSCRYPTFS_IOC_GET_POLICY as Opcode }, GET_POLICY_EX_ARG_SIZE>(
+    match ioctl::<{ uapi::FS_IOC_GET_ENCRYPTION_POLICY_EX as Opcode }, GET_POLICY_EX_ARG_SIZE>(
         fd, &mut arg,
     ) {
         Err(e) if is_enotty(&e) => {
             arg = GetPolicyExArg::request().encode();
-            ioctl::<{ uapi::FS_IOC_GET_ENCRYPTION_POLICY_EX as Opcode }, GET_POLICY_EX_ARG_SIZE>(
+            ioctl::<{ uapi::FSCRYPTFS_IOC_GET_POLICY as Opcode }, GET_POLICY_EX_ARG_SIZE>(
                 fd, &mut arg,
             )?
         }

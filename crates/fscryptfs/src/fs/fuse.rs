@@ -531,20 +531,22 @@ impl Filesystem for Fs {
         );
     }
 
-    fn ioctl(
+    fn ioctl_with_arg(
         &self,
         req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
-        _flags: fuser::IoctlFlags,
+        _fh: FileHandle,
+        flags: fuser::IoctlFlags,
         cmd: u32,
+        arg: u64,
         in_data: &[u8],
-        out_size: u32,
+        _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        let compat = flags.contains(fuser::IoctlFlags::FUSE_IOCTL_COMPAT);
         let out = tryr!(
             reply,
-            self.do_ioctl(&creds(req), ino.0, fh.0, cmd, in_data, out_size)
+            self.do_ioctl(&creds(req), ino.0, cmd, arg, compat, in_data)
         );
         reply.ioctl(0, &out);
     }

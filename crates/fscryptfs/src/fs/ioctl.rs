@@ -1,22 +1,25 @@
-//! The key and policy ioctls: the kernel's REMOVE_KEY(_ALL_USERS), GET_KEY_STATUS and GET_NONCE
-//! with the kernel's struct layouts, checks and errnos, and fscryptfs' own ADD_KEY, SET_POLICY,
-//! GET_POLICY and BUSY_FILES whose sizes fit FUSE's restricted ioctls. Everything else is ENOTTY,
-//! as on a filesystem without encryption support. Numbers and argument layouts are
-//! `fscrypt::uapi`'s: arguments are decoded and answers encoded there, never by offset here.
+//! The key and policy ioctls, with the kernel's struct layouts, checks and errnos: REMOVE_KEY(_ALL_USERS),
+//! GET_KEY_STATUS and GET_NONCE, whose arguments fit FUSE's restricted ioctls; ADD_KEY,
+//! SET_POLICY, GET_POLICY(_EX) and GET_PWSALT, whose arguments do not, through the bridge into the
+//! caller's memory (`caller_memory`); and fscryptfs' own ADD_KEY, SET_POLICY, GET_POLICY and
+//! BUSY_FILES, whose sizes fit, for callers the bridge cannot reach. Everything else is ENOTTY, as
+//! on a filesystem without encryption support. Numbers and argument layouts are `fscrypt::uapi`'s:
+//! arguments are decoded and answers encoded there, never by offset here.
 //!
-//! Raw key bytes are copied once, from `fuser`'s request buffer straight into locked memory
-//! (`SecretBytes`); no other buffer of ours ever holds them (the reply is built from the header
-//! alone), and the vendored `fuser` (vendor/fuser/PATCH.md) zeroes its request buffer after every
-//! ioctl.
+//! Raw key bytes are copied once, into locked memory (`SecretBytes`): from the caller's memory
+//! (the kernel's ADD_KEY: they never pass through a FUSE request), or from `fuser`'s request buffer
+//! (fscryptfs' ADD_KEY; the vendored `fuser`, vendor/fuser/PATCH.md, zeroes that buffer after every
+//! ioctl). No other buffer of ours ever holds them: replies are built from the header alone.
 
 use fscrypt::context::Context;
 use fscrypt::hooks::{self, SetPolicy};
 use fscrypt::keyring::BusyReport;
-use fscrypt::policy::KeySpec;
+use fscrypt::policy::{policy_size, KeySpec, POLICY_V1_VERSION, POLICY_V2_SIZE};
 use fscrypt::secret::SecretBytes;
 use fscrypt::uapi::{self, AddKeyArg, GetKeyStatusArg, GetPolicyExArg, KeySpecifier, RemoveKeyArg};
 use fscrypt::{Errno, Result};
 
+use super::caller_memory::CallerArg;
 use super::locks::{lock, wlock};
 use super::mount::Fs;
 use super::types::{errno, Creds};
@@ -76,17 +79,75 @@ fn busy_files_text(report: &BusyReport, room: usize) -> Vec<u8> {
 }
 
 impl Fs {
+    /// One ioctl on `ino`: `input` is what FUSE carried, `arg` the caller's argument address
+    /// (`compat`: a 32-bit caller, which the bridge does not serve).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn do_ioctl(
         &self,
         req: &Creds,
         ino: u64,
-        _fh: u64,
         cmd: u32,
+        arg: u64,
+        compat: bool,
         input: &[u8],
-        _out_size: u32,
     ) -> Result<Vec<u8>> {
         let caller = Self::caller(req);
+        // The kernel's ioctls whose argument FUSE does not carry whole: the caller's memory first.
+        let bridge = || {
+            if compat {
+                return Err(errno(
+                    Errno::NOTTY,
+                    "ioctl bridge: 32-bit callers are not served",
+                ));
+            }
+            CallerArg::attach(req.pid(), cmd, arg)
+        };
         match cmd {
+            uapi::FS_IOC_ADD_ENCRYPTION_KEY => {
+                let bridged = bridge()?;
+                let header = AddKeyArg::decode(input)?;
+                let header = self.ioctl_add_key(caller, header, |raw| {
+                    bridged.read(uapi::ADD_KEY_HEADER_SIZE, raw)
+                })?;
+                Ok(header.encode().to_vec())
+            }
+            uapi::FS_IOC_SET_ENCRYPTION_POLICY => {
+                // fscrypt_ioctl_set_policy: the version byte picks how much more to read.
+                let arg = bridge()?;
+                let mut policy = [0u8; POLICY_V2_SIZE];
+                arg.read(0, &mut policy[..1])?;
+                let size = policy_size(policy[0]).ok_or_else(|| {
+                    errno(Errno::INVAL, format!("unknown policy version {}", policy[0]))
+                })?;
+                arg.read(0, &mut policy[..size])?;
+                self.ioctl_set_policy(req, ino, &policy[..size])?;
+                Ok(Vec::new())
+            }
+            uapi::FS_IOC_GET_ENCRYPTION_POLICY => {
+                let arg = bridge()?;
+                let p = self.policy_of(ino)?;
+                if p.first() != Some(&POLICY_V1_VERSION) {
+                    return Err(errno(
+                        Errno::INVAL,
+                        "not a v1 policy (FS_IOC_GET_ENCRYPTION_POLICY_EX reads it)",
+                    ));
+                }
+                arg.write(0, &p)?;
+                Ok(Vec::new())
+            }
+            uapi::FS_IOC_GET_ENCRYPTION_POLICY_EX => {
+                let arg = bridge()?;
+                let reply = self.policy_ex_reply(ino, input)?;
+                // The kernel copies `8 + policy size` bytes; FUSE takes back only the first 9.
+                arg.write(0, &reply)?;
+                Ok(reply[..uapi::ioc_size(cmd).min(reply.len())].to_vec())
+            }
+            uapi::FS_IOC_GET_ENCRYPTION_PWSALT => {
+                let arg = bridge()?;
+                let salt = self.inodes.inos.pw_salt()?;
+                arg.write(0, &salt)?;
+                Ok(Vec::new())
+            }
             uapi::FS_IOC_REMOVE_ENCRYPTION_KEY | uapi::FS_IOC_REMOVE_ENCRYPTION_KEY_ALL_USERS => {
                 let arg = RemoveKeyArg::decode(input)?;
                 let spec = arg.key_spec.key_spec()?;
@@ -128,23 +189,20 @@ impl Fs {
                     .ok_or_else(|| errno(Errno::NODATA, "not encrypted"))?;
                 Ok(ctx.nonce().to_vec())
             }
-            uapi::FSCRYPTFS_IOC_ADD_KEY => self.ioctl_add_key(caller, input),
+            uapi::FSCRYPTFS_IOC_ADD_KEY => {
+                need(input, uapi::FSCRYPTFS_ADD_KEY_ARG_SIZE)?;
+                let header = AddKeyArg::decode(input)?;
+                let header = self.ioctl_add_key(caller, header, |raw| {
+                    raw.copy_from_slice(header.raw_key(input)?);
+                    Ok(())
+                })?;
+                Ok(header.encode_reply())
+            }
             uapi::FSCRYPTFS_IOC_SET_POLICY => {
                 self.ioctl_set_policy(req, ino, input)?;
                 Ok(Vec::new())
             }
-            uapi::FSCRYPTFS_IOC_GET_POLICY => {
-                let room = GetPolicyExArg::decode(input)?.policy_size;
-                let node = self.inodes.usable_node(ino)?;
-                let ctx = node
-                    .ctx()
-                    .ok_or_else(|| errno(Errno::NODATA, "not encrypted"))?;
-                let p = ctx.policy().to_bytes();
-                if (p.len() as u64) > room {
-                    return Err(errno(Errno::OVERFLOW, "policy buffer too small"));
-                }
-                Ok(GetPolicyExArg::with_policy(&p)?.encode_reply())
-            }
+            uapi::FSCRYPTFS_IOC_GET_POLICY => self.policy_ex_reply(ino, input),
             uapi::FSCRYPTFS_IOC_BUSY_FILES => {
                 let spec = KeySpecifier::decode(input)?.key_spec()?;
                 let report = self.busy_report(caller, &spec);
@@ -163,9 +221,35 @@ impl Fs {
         }
     }
 
-    fn ioctl_add_key(&self, caller: fscrypt::keyring::Caller, input: &[u8]) -> Result<Vec<u8>> {
-        need(input, uapi::FSCRYPTFS_ADD_KEY_ARG_SIZE)?;
-        let arg = AddKeyArg::decode(input)?;
+    /// The policy of `ino` as its struct bytes (ENODATA: not encrypted).
+    fn policy_of(&self, ino: u64) -> Result<Vec<u8>> {
+        let node = self.inodes.usable_node(ino)?;
+        let ctx = node
+            .ctx()
+            .ok_or_else(|| errno(Errno::NODATA, "not encrypted"))?;
+        Ok(ctx.policy().to_bytes())
+    }
+
+    /// `fscrypt_ioctl_get_policy_ex`'s answer to the request `input` (its 8-byte room first):
+    /// the size and the policy, EOVERFLOW when the room is smaller.
+    fn policy_ex_reply(&self, ino: u64, input: &[u8]) -> Result<Vec<u8>> {
+        let room = GetPolicyExArg::decode(input)?.policy_size;
+        let p = self.policy_of(ino)?;
+        if (p.len() as u64) > room {
+            return Err(errno(Errno::OVERFLOW, "policy buffer too small"));
+        }
+        Ok(GetPolicyExArg::with_policy(&p)?.encode_reply())
+    }
+
+    /// `fscrypt_ioctl_add_key` on the header `arg`, with the kernel's order of checks; `read_raw`
+    /// fills the raw key (its size checked first) straight into locked memory. Returns the header
+    /// as answered (a v2 key's identifier in its key specifier).
+    fn ioctl_add_key(
+        &self,
+        caller: fscrypt::keyring::Caller,
+        arg: AddKeyArg,
+        read_raw: impl FnOnce(&mut [u8]) -> Result<()>,
+    ) -> Result<AddKeyArg> {
         let spec = arg.key_spec.key_spec()?;
         if !arg.reserved_is_zero() {
             return Err(errno(Errno::INVAL, "add key: reserved fields are nonzero"));
@@ -177,6 +261,12 @@ impl Fs {
             ));
         }
         if arg.key_id != 0 {
+            if arg.raw_size != 0 {
+                return Err(errno(
+                    Errno::INVAL,
+                    "add key: a keyring key (key_id) and a raw key both given",
+                ));
+            }
             return Err(errno(
                 Errno::OPNOTSUPP,
                 "keys from the kernel keyring (key_id) cannot reach a FUSE daemon",
@@ -187,8 +277,9 @@ impl Fs {
         {
             return Err(errno(Errno::INVAL, "raw key size must be 16 to 64 bytes"));
         }
-        let raw = SecretBytes::copy_from(arg.raw_key(input)?);
-        // The reply: the header, then the raw key's room as zeros (never a copy of the key).
+        let mut raw = SecretBytes::zeroed(raw_size);
+        read_raw(raw.as_mut())?;
+        // The answer is the header alone (never a copy of the key).
         let (out, added) = match spec {
             KeySpec::Descriptor(d) => {
                 self.keyring.add_v1(caller, d, raw)?;
@@ -205,7 +296,7 @@ impl Fs {
             }
         };
         self.key_added(&added);
-        Ok(out.encode_reply())
+        Ok(out)
     }
 
     /// `fscrypt_ioctl_set_policy` with the kernel's order of checks.

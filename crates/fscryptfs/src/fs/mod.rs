@@ -8,7 +8,8 @@
 //!    exchange).
 //! 2. [`node`] — one inode: `Node` and the per-inode `State` (an enum by kind); `node::extent`, the
 //!    per-extent layout's per-inode state (log, write buffer, extent-key cache, writeout);
-//!    `node::budget`, the volume-wide count of buffered bytes.
+//!    `node::budget`, the volume-wide count of buffered bytes. [`caller_memory`] — the ioctl
+//!    bridge: the rest of a kernel fscrypt ioctl's argument, in the caller's memory.
 //! 3. [`inodes`] — the inode table (`Inodes`: lookup counts, transit, stable numbers, the
 //!    allocator) and [`handle_table`] — the open handles (`HandleTable`).
 //! 4. [`contents`] — regular-file contents behind the `Contents` trait (per-file, per-extent,
@@ -34,6 +35,7 @@
 
 mod attr;
 mod backing;
+mod caller_memory;
 mod contents;
 pub mod daemon;
 mod fuse;

@@ -93,6 +93,9 @@ pub struct VolumeConfig {
     pub removal: RemovalMode,
     /// The first inode number not yet reserved.
     pub next_ino: u64,
+    /// The passphrase salt `FS_IOC_GET_ENCRYPTION_PWSALT` answers (ext4's `s_encrypt_pw_salt`):
+    /// made and stored the first time it is asked for.
+    pub pw_salt: Option<[u8; 16]>,
 }
 
 impl VolumeConfig {
@@ -109,12 +112,13 @@ impl VolumeConfig {
             layout: ContentsLayout::PerFile,
             removal,
             next_ino: FIRST_INO,
+            pw_salt: None,
         })
     }
 
     /// The text form.
     pub fn to_text(&self) -> String {
-        format!(
+        let mut text = format!(
             "# fscryptfs volume configuration (docs/FORMAT.md); do not edit while mounted\n\
              format {}\nuuid {}\ncontents-layout {}\nremoval {}\nnext-ino {}\n",
             self.format,
@@ -122,7 +126,11 @@ impl VolumeConfig {
             self.layout.name(),
             removal_name(self.removal),
             self.next_ino
-        )
+        );
+        if let Some(salt) = self.pw_salt {
+            text.push_str(&format!("pw-salt {}\n", hex::encode(salt)));
+        }
+        text
     }
 
     /// Parses the text form strictly. `what` names the file in errors. EUCLEAN for anything
@@ -154,6 +162,7 @@ impl VolumeConfig {
             return Err(bad("format version 0 does not exist".into()));
         }
         let (mut uuid, mut layout, mut removal, mut next_ino) = (None, None, None, None);
+        let mut pw_salt = None;
         for (n, line) in lines {
             let lineno = n + 1;
             let (k, v) = line
@@ -161,12 +170,13 @@ impl VolumeConfig {
                 .ok_or_else(|| bad(format!("line {lineno}: expected \"key value\"")))?;
             let dup = || bad(format!("line {lineno}: duplicate key {k}"));
             match k {
-                "uuid" => {
+                "uuid" | "pw-salt" => {
                     let bytes = hex::decode(v)
                         .ok()
                         .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                        .ok_or_else(|| bad(format!("line {lineno}: bad uuid {v:?}")))?;
-                    if uuid.replace(bytes).is_some() {
+                        .ok_or_else(|| bad(format!("line {lineno}: bad {k} {v:?}")))?;
+                    let slot = if k == "uuid" { &mut uuid } else { &mut pw_salt };
+                    if slot.replace(bytes).is_some() {
                         return Err(dup());
                     }
                 }
@@ -205,6 +215,7 @@ impl VolumeConfig {
             layout: layout.ok_or_else(|| missing("contents-layout"))?,
             removal: removal.ok_or_else(|| missing("removal"))?,
             next_ino: next_ino.ok_or_else(|| missing("next-ino"))?,
+            pw_salt,
         })
     }
 
@@ -306,6 +317,28 @@ impl InoAllocator {
         let ino = st.next;
         st.next += 1;
         Ok(ino)
+    }
+
+    /// The volume's passphrase salt (`FS_IOC_GET_ENCRYPTION_PWSALT`), made at random and stored
+    /// durably in the config the first time it is asked for, as ext4 does in its superblock.
+    ///
+    /// # Errors
+    /// EROFS on a read-only mount of a volume without one; the config's I/O errors.
+    pub fn pw_salt(&self) -> Result<[u8; 16]> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(salt) = st.config.pw_salt {
+            return Ok(salt);
+        }
+        if st.read_only {
+            return Err(Error::new(Errno::ROFS, "read-only mount"));
+        }
+        let mut salt = [0u8; 16];
+        fscrypt::context::fill_random(&mut salt)?;
+        let mut cfg = st.config.clone();
+        cfg.pw_salt = Some(salt);
+        cfg.store(&self.backing)?;
+        st.config = cfg;
+        Ok(salt)
     }
 
     /// At a clean unmount: gives the unused rest of the reservation back (persists `next`).
