@@ -1,7 +1,9 @@
 //! The key and policy commands (`add-key`, `remove-key`, `key-status`, `set-policy`, `get-policy`,
 //! `get-nonce`) through the real binary against the real kernel: ext4 with fscrypt on a loop device.
-//! On ext4 the fscryptfs ioctls answer ENOTTY, so these runs also prove the fallback to the kernel's
-//! ioctls, and that errors carry the kernel's errno in strerror's words.
+//! The commands use the kernel's ioctl numbers (on a mount too, through the daemon's bridge), so
+//! these runs prove they drive ext4 exactly as they drive fscryptfs, and that errors carry the
+//! kernel's errno in strerror's words. (The fallback to fscryptfs' own numbers where the daemon
+//! cannot reach the caller is `tests/fs_ioctl_bridge.rs`'.)
 //!
 //! Every test that needs the kernel starts with `support::prerequisites` (root, loop devices,
 //! e2fsprogs): it skips loudly, or fails with `FSCRYPTFS_REQUIRE_PRIVILEGED=1`.

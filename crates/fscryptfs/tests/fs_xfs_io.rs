@@ -1,6 +1,8 @@
 //! Unmodified kernel tools on the mount: xfs_io's `enckey_status` and `rm_enckey` use the kernel's
 //! GET_KEY_STATUS and REMOVE_KEY ioctls, which fit FUSE's restricted ioctl path, so the daemon
-//! answers them exactly as the kernel does (fstests drives the keyring through these commands).
+//! answers them exactly as the kernel does (fstests drives the keyring through these commands),
+//! busy files included. Every other fscrypt command of xfs_io, compared with ext4 command by
+//! command, is `tests/fs_ioctl_bridge.rs`.
 
 mod support;
 
