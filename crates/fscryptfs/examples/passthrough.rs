@@ -1,8 +1,12 @@
 //! A no-op FUSE passthrough filesystem: mirrors a backing directory, no encryption. It exists to
 //! measure the FUSE limit on this machine (issue 12, `scripts/bench-fs`), nothing else.
 //!
-//! Usage (as root): `passthrough BACKING MNT`. Runs in the foreground; SIGTERM, SIGINT or SIGHUP
-//! unmount and end it, and so does `umount MNT`.
+//! Usage (as root): `passthrough [--hard-links] BACKING MNT`. Runs in the foreground; SIGTERM,
+//! SIGINT or SIGHUP unmount and end it, and so does `umount MNT`.
+//!
+//! It also stands in for a backing filesystem with few features (`tests/fs_backing_features.rs`):
+//! like CephFS and NFS it refuses every rename flag (EINVAL), and it has no hard links unless
+//! `--hard-links` (which CephFS has), no xattrs, no `O_TMPFILE`, no reflink, no punch hole.
 //!
 //! The fuser configuration is fscryptfs' own (`crates/fscryptfs/src/fs/daemon.rs` `serve` and
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
@@ -12,8 +16,8 @@
 //! attributes are cached for 1 s, as fscryptfs caches them. Keep the two in step.
 //!
 //! Differences, on purpose: only root can mount it (fscryptfs goes through fusermount3 for users);
-//! inode numbers are allocated per backing inode and never forgotten; hard links, special files
-//! and xattrs are not served.
+//! inode numbers are allocated per backing inode and never forgotten; special files and xattrs are
+//! not served, hard links only with `--hard-links`.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -51,6 +55,8 @@ struct Inodes {
 type DirEntry = (u64, FileType, OsString);
 
 struct Passthrough {
+    /// `--hard-links`: LINK is served.
+    hard_links: bool,
     inodes: Mutex<Inodes>,
     files: Mutex<HashMap<u64, Arc<File>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
@@ -124,7 +130,7 @@ fn set_time(t: Option<TimeOrNow>) -> Option<SystemTime> {
 }
 
 impl Passthrough {
-    fn new(root: PathBuf) -> Self {
+    fn new(root: PathBuf, hard_links: bool) -> Self {
         let mut inodes = Inodes {
             next: 2,
             ..Default::default()
@@ -134,6 +140,7 @@ impl Passthrough {
         }
         inodes.paths.insert(1, root);
         Passthrough {
+            hard_links,
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -345,6 +352,25 @@ impl Filesystem for Passthrough {
         let p = tryr!(reply, self.path(ino));
         let t = tryr!(reply, std::fs::read_link(&p));
         reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()));
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        if !self.hard_links {
+            reply.error(Errno::EPERM);
+            return;
+        }
+        let from = tryr!(reply, self.path(ino));
+        let to = tryr!(reply, self.child(newparent, newname));
+        tryr!(reply, std::fs::hard_link(&from, &to));
+        let a = tryr!(reply, self.entry(to));
+        reply.entry(&TTL, &a, Generation(0));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -634,9 +660,17 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 }
 
 fn main() -> io::Result<()> {
-    let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let mut args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    let hard_links = args
+        .first()
+        .is_some_and(|a| a.as_os_str() == "--hard-links");
+    if hard_links {
+        args.remove(0);
+    }
     let [backing, mnt] = args.as_slice() else {
-        eprintln!("usage: passthrough BACKING MNT (as root; foreground; SIGTERM unmounts)");
+        eprintln!(
+            "usage: passthrough [--hard-links] BACKING MNT (as root; foreground; SIGTERM unmounts)"
+        );
         std::process::exit(2);
     };
     if !rustix::process::geteuid().is_root() {
@@ -658,7 +692,7 @@ fn main() -> io::Result<()> {
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
     let signals = block_termination_signals();
-    let mut session = fuser::Session::new(Passthrough::new(backing), mnt, &cfg)?;
+    let mut session = fuser::Session::new(Passthrough::new(backing, hard_links), mnt, &cfg)?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("signals".into())

@@ -146,6 +146,8 @@ pub fn run_init(args: InitArgs) -> Result<(), CliError> {
         }
         Err(e) => return Err(CliError::io(&b.display().to_string(), e)),
     }
+    // A backing filesystem no strategy can serve is refused before anything is written.
+    daemon::probe_backing(b).map_err(|e| CliError::failure(e.message()))?;
     let mut cfg = VolumeConfig::new(removal).map_err(CliError::failure)?;
     cfg.layout = layout;
     // The root's metadata first; the config last, as the commit point of a volume.
@@ -296,6 +298,12 @@ pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
     daemon::open_volume(&args.backing).map_err(|e| CliError::failure(e.message()))?;
     daemon::check_mountpoint(&args.mountpoint, opts.nonempty)
         .map_err(|e| CliError::failure(e.message()))?;
+    if opts.verbose && !opts.read_only && !args.detach {
+        let f = daemon::probe_backing(&args.backing).map_err(|e| CliError::failure(e.message()))?;
+        for line in f.report() {
+            println!("backing filesystem: {line}");
+        }
+    }
     // An encrypted-root volume: its key is unwrapped before mounting (a wrong passphrase fails
     // here) and added once the mount is live. The detached child never asks: its parent did.
     let volume_key = if args.detach {

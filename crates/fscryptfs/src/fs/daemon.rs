@@ -21,6 +21,7 @@ use fuser::{MountOption, SessionACL};
 
 use super::mount::{Fs, FsOptions};
 use crate::store::config::{InoAllocator, VolumeConfig};
+use crate::store::features::BackingFeatures;
 use crate::store::io_err;
 
 /// Number of FUSE request threads.
@@ -69,6 +70,9 @@ pub struct MountOptions {
     pub noexec: bool,
     /// `noatime`.
     pub noatime: bool,
+    /// `verbose`: `mount` prints what the backing filesystem offers and what the daemon does
+    /// about what it lacks (`store::features`; the daemon's log always has it).
+    pub verbose: bool,
 }
 
 /// Options `mount(8)`, `/etc/fstab` and systemd use that mean nothing to the daemon: accepted and
@@ -155,6 +159,7 @@ impl MountOptions {
                 "ro" => o.read_only = true,
                 "rw" => o.read_only = false,
                 "debug" => o.debug = true,
+                "verbose" => o.verbose = true,
                 "no_writeback_cache" => o.no_writeback_cache = true,
                 "nonempty" => o.nonempty = true,
                 "dev" => o.nodev = false,
@@ -272,6 +277,15 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<()> {
 
 /// Mounts the volume in `backing` on `mountpoint` and serves it until unmounted. `ready` runs once
 /// the mount is live.
+/// Probes the backing filesystem of the volume in `backing` (`store::features`) and refuses one
+/// no strategy can serve, with one line naming what it lacks.
+pub fn probe_backing(backing: &Path) -> Result<BackingFeatures> {
+    let root = crate::store::io::open_backing_root(backing)?;
+    let f = BackingFeatures::probe(&root)?;
+    f.require_usable(backing)?;
+    Ok(f)
+}
+
 pub fn serve(
     backing: &Path,
     mountpoint: &Path,
@@ -282,6 +296,17 @@ pub fn serve(
         .canonicalize()
         .map_err(|e| io_err(backing.display(), e))?;
     let config = open_volume(&backing)?;
+    // What the backing filesystem offers, before the lock (which needs OFD locks). A read-only
+    // mount writes nothing, so it probes nothing.
+    let features = if opts.read_only {
+        BackingFeatures::assumed()
+    } else {
+        let f = probe_backing(&backing)?;
+        for line in f.report() {
+            tracing::info!("backing filesystem: {line}");
+        }
+        f
+    };
     // Before anything is read or written: a second daemon on this volume stops here. Held until
     // this function returns, after the session (and its final writeout in `destroy`) has ended.
     let lock = crate::store::lock::VolumeLock::for_mount(&backing, opts.read_only)?;
@@ -337,6 +362,7 @@ pub fn serve(
             writeback_cache: !opts.read_only
                 && removal == RemovalMode::Soft
                 && !opts.no_writeback_cache,
+            features,
             commit: match opts
                 .commit
                 .unwrap_or(super::contents::writeout::COMMIT_DEFAULT)

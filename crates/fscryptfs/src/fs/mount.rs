@@ -39,6 +39,8 @@ pub struct FsOptions {
     /// Ask for the FUSE writeback cache (write(2) completes in the kernel's page cache; the
     /// daemon sees the pages at writeback, flagged `FUSE_WRITE_CACHE`).
     pub writeback_cache: bool,
+    /// What the backing filesystem offers (probed at mount; `store::features`).
+    pub features: crate::store::features::BackingFeatures,
 }
 
 /// The filesystem.

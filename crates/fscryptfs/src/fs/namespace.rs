@@ -85,15 +85,23 @@ impl Fs {
         crate::store::io::open_entry(&*dir.fd(), bname, &self.describe_child(dir, bname))
     }
 
-    pub(super) fn rename_noreplace(&self, dir: &Node, from: &OsStr, to: &OsStr) -> Result<()> {
-        rustix::fs::renameat_with(
-            dir.fd(),
+    /// Moves `from` to `to` in `dir` (whose directory lock the caller holds), which must not
+    /// exist yet, as the backing filesystem allows (`store::io::rename_noreplace`).
+    pub(super) fn rename_noreplace(
+        &self,
+        dir: &Node,
+        from: &OsStr,
+        to: &OsStr,
+        is_dir: bool,
+    ) -> Result<()> {
+        crate::store::io::rename_noreplace(
+            &*dir.fd(),
             from,
-            dir.fd(),
             to,
-            rustix::fs::RenameFlags::NOREPLACE,
+            is_dir,
+            &self.opts.features,
+            &self.describe_child(dir, to),
         )
-        .map_err(|e| sys_err(self.describe_child(dir, to), e))
     }
 
     pub(super) fn do_create(
@@ -139,7 +147,8 @@ impl Fs {
         if let Some(ct) = &ct {
             self.write_side_file(&dir, &bname, ct).map_err(cleanup)?;
         }
-        self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
+        self.rename_noreplace(&dir, &tmp, &bname, false)
+            .map_err(cleanup)?;
         let pfd = self.open_path(&dir, &bname)?;
         let ino = ni.ino;
         let (keys, transit) = Self::keys_for_new(ni);
@@ -212,7 +221,8 @@ impl Fs {
         if let Some(ct) = &ct {
             self.write_side_file(&dir, &bname, ct).map_err(cleanup)?;
         }
-        self.rename_noreplace(&dir, &tmp, &bname).map_err(cleanup)?;
+        self.rename_noreplace(&dir, &tmp, &bname, true)
+            .map_err(cleanup)?;
         let ino = ni.ino;
         let (keys, transit) = Self::keys_for_new(ni);
         let state = State::Dir { keys };

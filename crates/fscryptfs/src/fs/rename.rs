@@ -79,14 +79,7 @@ impl Fs {
             return Err(errno(Errno::NOTEMPTY, "directory not empty"));
         }
         let tmp = names::tmp_name()?;
-        rustix::fs::renameat_with(
-            dir.fd(),
-            bname,
-            dir.fd(),
-            &tmp,
-            rustix::fs::RenameFlags::NOREPLACE,
-        )
-        .map_err(|e| sys_err(&what, e))?;
+        self.rename_noreplace(dir, bname, &tmp, true)?;
         self.purge_dir(&dir.fd(), &tmp, &what)
     }
 
@@ -133,6 +126,13 @@ impl Fs {
         }
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        if exchange && !self.opts.features.rename_exchange {
+            // No crash-safe sequence of plain renames swaps two names (store/features.rs).
+            return Err(errno(
+                Errno::INVAL,
+                "RENAME_EXCHANGE: the backing filesystem does not support it",
+            ));
+        }
         let odir = self.inodes.usable_node(parent)?;
         let ndir = self.inodes.usable_node(newparent)?;
         // Lock both directories, in inode order.
@@ -236,7 +236,9 @@ impl Fs {
                         true
                     })?;
                 }
-                let fl = if noreplace {
+                // The target was found absent above, under both directory locks: the flag only
+                // guards against other writers of the backing store, where it exists.
+                let fl = if noreplace && self.opts.features.rename_noreplace {
                     rustix::fs::RenameFlags::NOREPLACE
                 } else {
                     rustix::fs::RenameFlags::empty()

@@ -515,6 +515,44 @@ pub fn sync_dir(dir: impl AsFd, what: &(impl Display + ?Sized)) -> Result<()> {
 
 /// The backing root given by the administrator, as the directory descriptor every access inside it
 /// is relative to. (Its own path may go through symlinks: it is the administrator's choice.)
+/// Moves the entry `from` of `dir` to the name `to`, which must not exist yet (EEXIST when it
+/// does): a new object's temporary name to its final one, or a final name to a fresh temporary
+/// one. How depends on the backing filesystem (`features::BackingFeatures`): `RENAME_NOREPLACE`;
+/// else, for a non-directory, a hard link (atomic EEXIST) and the old name's removal; else a
+/// rename after checking that `to` is free. The caller holds `dir`'s directory lock, so no other
+/// request of the mount makes names there meanwhile (store/features.rs says why the check is safe
+/// against other writers of the backing store too).
+pub fn rename_noreplace(
+    dir: impl AsFd,
+    from: &OsStr,
+    to: &OsStr,
+    is_dir: bool,
+    features: &super::features::BackingFeatures,
+    what: &(impl Display + ?Sized),
+) -> Result<()> {
+    let dir = dir.as_fd();
+    if features.rename_noreplace {
+        return rustix::fs::renameat_with(dir, from, dir, to, rustix::fs::RenameFlags::NOREPLACE)
+            .map_err(|e| sys_err(what, e));
+    }
+    if features.hard_links && !is_dir {
+        rustix::fs::linkat(dir, from, dir, to, rustix::fs::AtFlags::empty())
+            .map_err(|e| sys_err(what, e))?;
+        // The object has both names now; a failure to drop the old one leaves a second link,
+        // which fsck finds (a temporary name) and the object is intact either way.
+        if let Err(e) = rustix::fs::unlinkat(dir, from, rustix::fs::AtFlags::empty()) {
+            tracing::warn!("{what}: the temporary name stays: {}", sys_err(what, e));
+        }
+        return Ok(());
+    }
+    match rustix::fs::statat(dir, to, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => return Err(sys_err(what, Errno::EXIST)),
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(sys_err(what, e)),
+    }
+    rustix::fs::renameat(dir, from, dir, to).map_err(|e| sys_err(what, e))
+}
+
 pub fn open_backing_root(backing: &std::path::Path) -> Result<OwnedFd> {
     rustix::fs::open(
         backing,

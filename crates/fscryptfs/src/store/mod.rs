@@ -5,12 +5,14 @@
 //! volume config with its inode-number counter ([`config`]), the per-directory metadata file, the
 //! 4096-byte header of regular files and the backing form of symlink targets ([`meta`]), and the
 //! mapping between user-visible names and backing names, reserved names and long-name side files
-//! ([`names`]), and the numbers of special files ([`special`]); [`kind`] names the kinds of objects. It knows no FUSE and holds no keys: it stores contexts and ciphertext that the
+//! ([`names`]), and the numbers of special files ([`special`]); [`kind`] names the kinds of objects;
+//! [`features`] probes what the backing filesystem offers and picks how to do without the rest. It knows no FUSE and holds no keys: it stores contexts and ciphertext that the
 //! `fscrypt` layer produced, so a backing store can be copied with `cp -a`/`rsync -a`, backed up while
 //! locked, and read offline.
 
 pub mod config;
 pub mod extent;
+pub mod features;
 pub mod io;
 pub mod kind;
 pub mod lock;

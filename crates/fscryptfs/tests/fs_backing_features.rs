@@ -1,0 +1,258 @@
+//! A volume on a backing filesystem with few features (issue 14): the repository's no-op FUSE
+//! passthrough (`examples/passthrough.rs`) refuses every rename flag with EINVAL, as CephFS and NFS
+//! do, has no reflink, punch hole or xattrs, and hard links only with `--hard-links` (CephFS has
+//! them). The daemon probes that at `init` and mount and does without (`store::features`): every
+//! name operation works in both layouts, RENAME_NOREPLACE keeps its meaning, RENAME_EXCHANGE is
+//! refused as the backing filesystem refuses it, data survives a remount and fsck finds the volume
+//! clean.
+//!
+//! Needs root and /dev/fuse, and the passthrough example built (`cargo build --example
+//! passthrough`; `scripts/test` builds it): a missing one is SKIPPED loudly, or fails with
+//! `FSCRYPTFS_REQUIRE_PRIVILEGED=1` (CI).
+
+mod support;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// The built passthrough example, next to this test's binary (`target/debug/examples`).
+fn passthrough_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("examples").join("passthrough");
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!(
+            "prerequisite missing: {} (cargo build --example passthrough; scripts/test builds it)",
+            p.display()
+        );
+    }
+    eprintln!(
+        "\n******** SKIPPED ({} is missing: cargo build --example passthrough) ********\n",
+        p.display()
+    );
+    None
+}
+
+/// A passthrough mount serving `raw` at `mnt`, unmounted and reaped on drop.
+struct Backing {
+    _tmp: tempfile::TempDir,
+    mnt: PathBuf,
+    child: Child,
+}
+
+impl Backing {
+    fn start(hard_links: bool) -> Option<Backing> {
+        if !can_mount() {
+            return None;
+        }
+        let bin = passthrough_bin()?;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (raw, mnt) = (tmp.path().join("raw"), tmp.path().join("back"));
+        std::fs::create_dir(&raw).expect("mkdir");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let mut cmd = Command::new(bin);
+        if hard_links {
+            cmd.arg("--hard-links");
+        }
+        let child = cmd
+            .arg(&raw)
+            .arg(&mnt)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn passthrough");
+        let mut b = Backing {
+            _tmp: tmp,
+            mnt,
+            child,
+        };
+        let t0 = Instant::now();
+        while !is_mounted(&b.mnt) {
+            if let Ok(Some(st)) = b.child.try_wait() {
+                panic!("passthrough exited: {st}");
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "passthrough did not mount"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(b)
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn renameat2(a: &Path, b: &Path, flags: u32) -> io::Result<()> {
+    support::renameat2(a, b, flags)
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run fscryptfs")
+}
+
+/// The names of `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every name operation in an encrypted directory of the volume at `m`, then a remount and fsck.
+fn every_name_operation_works(back: &Backing, init_args: &[&str], strategy: &str) {
+    let backing = back.mnt.join("vol");
+    let mut init = vec!["init".as_ref()];
+    init.extend(init_args.iter().map(std::ffi::OsStr::new));
+    init.push(backing.as_os_str());
+    let out = run(&init);
+    assert!(out.status.success(), "init: {out:?}");
+    let mnt = back.mnt.parent().expect("parent").join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    // `mount -o verbose` says what it found and chose.
+    let out = run(&[
+        "mount".as_ref(),
+        "-o".as_ref(),
+        "verbose".as_ref(),
+        backing.as_os_str(),
+        mnt.as_os_str(),
+    ]);
+    assert!(out.status.success(), "mount: {out:?}");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert!(
+        said.contains("backing filesystem: rename NOREPLACE: no")
+            && said.contains(&format!("new names: {strategy}"))
+            && said.contains("rename EXCHANGE: no"),
+        "{said}"
+    );
+    wait_unmounted(&mnt);
+
+    let mut m = mount_backing(&backing, &mnt, "");
+    let id = add_key(&m.mnt, &KEY).expect("add key");
+    let enc = m.path("enc");
+    std::fs::create_dir(&enc).expect("mkdir enc");
+    set_policy(&enc, &policy_v2(&id)).expect("set policy");
+    let long = "x".repeat(255);
+    std::fs::write(enc.join("a"), pattern(1, 100_000)).expect("create a");
+    std::fs::create_dir(enc.join("d")).expect("mkdir d");
+    std::fs::write(enc.join("d/b"), b"bee").expect("create d/b");
+    std::os::unix::fs::symlink("a", enc.join("s")).expect("symlink");
+    std::fs::write(enc.join(&long), b"long").expect("create a long name");
+    // Creating over an existing name fails as it should.
+    assert_errno(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(enc.join("a")),
+        libc::EEXIST,
+    );
+    assert_errno(std::fs::create_dir(enc.join("d")), libc::EEXIST);
+    std::fs::rename(enc.join("a"), enc.join("a2")).expect("rename");
+    renameat2(&enc.join("d/b"), &enc.join("b2"), libc::RENAME_NOREPLACE).expect("noreplace");
+    assert_errno(
+        renameat2(&enc.join("a2"), &enc.join("b2"), libc::RENAME_NOREPLACE),
+        libc::EEXIST,
+    );
+    assert_errno(
+        renameat2(&enc.join("a2"), &enc.join("b2"), libc::RENAME_EXCHANGE),
+        libc::EINVAL,
+    );
+    std::fs::rename(enc.join("d"), enc.join("d2")).expect("rename a directory");
+    std::fs::create_dir(enc.join("e")).expect("mkdir e");
+    std::fs::rename(enc.join("d2"), enc.join("e")).expect("a directory over an empty one");
+    std::fs::create_dir(enc.join("f")).expect("mkdir f");
+    std::fs::remove_dir(enc.join("f")).expect("rmdir");
+    std::fs::remove_file(enc.join(&long)).expect("unlink a long name");
+    std::fs::write(enc.join(&long), b"again").expect("create a long name again");
+    let want = vec![
+        "a2".to_string(),
+        "b2".to_string(),
+        "e".to_string(),
+        "s".to_string(),
+        long.clone(),
+    ];
+    assert_eq!(names(&enc), want);
+    m.remount("");
+    add_key(&m.mnt, &KEY).expect("add the key again");
+    assert_eq!(names(&enc), want);
+    assert_eq!(
+        std::fs::read(enc.join("a2")).expect("read"),
+        pattern(1, 100_000)
+    );
+    assert_eq!(std::fs::read(enc.join("b2")).expect("read"), b"bee");
+    assert_eq!(std::fs::read(enc.join(&long)).expect("read"), b"again");
+    assert_eq!(
+        std::fs::read_link(enc.join("s")).expect("readlink"),
+        Path::new("a")
+    );
+    assert!(names(&enc.join("e")).is_empty());
+    m.stop();
+    let out = run(&["fsck".as_ref(), backing.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "fsck: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_unmounted(mnt: &Path) {
+    let t0 = Instant::now();
+    while is_mounted(mnt) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "still mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The daemon lets go of the volume lock as it exits, just after the unmount.
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn without_rename_flags_or_hard_links_per_file() {
+    let Some(back) = Backing::start(false) else {
+        return;
+    };
+    every_name_operation_works(
+        &back,
+        &["--contents-layout=per-file"],
+        "checked rename under the directory lock",
+    );
+}
+
+#[test]
+fn without_rename_flags_or_hard_links_per_extent() {
+    let Some(back) = Backing::start(false) else {
+        return;
+    };
+    every_name_operation_works(&back, &[], "checked rename under the directory lock");
+}
+
+#[test]
+fn without_rename_flags_with_hard_links() {
+    let Some(back) = Backing::start(true) else {
+        return;
+    };
+    every_name_operation_works(
+        &back,
+        &["--contents-layout=per-file"],
+        "hard link to the new name, then unlink of the temporary one",
+    );
+}
