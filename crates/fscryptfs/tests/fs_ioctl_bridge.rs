@@ -167,20 +167,24 @@ fn transcript(root: &Path) -> Vec<String> {
     lay_out(root);
     steps()
         .iter()
-        .map(|(rel, cmd, input)| match cmd.strip_prefix("mkdir_placeholder ") {
-            Some(dir) => {
-                std::fs::create_dir(root.join(dir)).expect("mkdir");
-                String::new()
-            }
-            None => format!("$ xfs_io -c '{cmd}' MNT/{rel}\n{}", xfs_io(root, rel, cmd, input)),
-        })
+        .map(
+            |(rel, cmd, input)| match cmd.strip_prefix("mkdir_placeholder ") {
+                Some(dir) => {
+                    std::fs::create_dir(root.join(dir)).expect("mkdir");
+                    String::new()
+                }
+                None => format!(
+                    "$ xfs_io -c '{cmd}' MNT/{rel}\n{}",
+                    xfs_io(root, rel, cmd, input)
+                ),
+            },
+        )
         .collect()
 }
 
 #[test]
 fn xfs_io_drives_the_mount_exactly_as_it_drives_ext4() {
-    if !oracle::prerequisites("xfs_io_drives_the_mount_exactly_as_it_drives_ext4")
-        || !have_xfs_io()
+    if !oracle::prerequisites("xfs_io_drives_the_mount_exactly_as_it_drives_ext4") || !have_xfs_io()
     {
         return;
     }
@@ -203,11 +207,7 @@ fn xfs_io_drives_the_mount_exactly_as_it_drives_ext4() {
     assert!(all.contains(&format!("Master key descriptor: {TEST_KEY_DESCRIPTOR}")));
     assert!(all.contains("Removed encryption key with identifier"));
     // The daemon never fell back: the bridge reached xfs_io every time.
-    assert!(
-        !m.log_text().contains("answer ENOTTY"),
-        "{}",
-        m.log_text()
-    );
+    assert!(!m.log_text().contains("answer ENOTTY"), "{}", m.log_text());
 }
 
 /// `len` bytes placed so that they end exactly where an inaccessible page begins: a target that
@@ -349,10 +349,20 @@ fn raw_cases(root: &Path) -> Vec<(String, i32, Vec<u8>)> {
     // SET_POLICY: a v1 policy is 12 bytes, a v2 policy 24, read to the byte.
     let mut v1 = vec![0u8, 1, 4, 0];
     v1.extend_from_slice(&desc);
-    run("set v1 policy", &g1(), abi::FS_IOC_SET_ENCRYPTION_POLICY, v1);
+    run(
+        "set v1 policy",
+        &g1(),
+        abi::FS_IOC_SET_ENCRYPTION_POLICY,
+        v1,
+    );
     let mut v2 = vec![2u8, 1, 4, 0, 0, 0, 0, 0];
     v2.extend_from_slice(&id);
-    run("set v2 policy", &g2(), abi::FS_IOC_SET_ENCRYPTION_POLICY, v2);
+    run(
+        "set v2 policy",
+        &g2(),
+        abi::FS_IOC_SET_ENCRYPTION_POLICY,
+        v2,
+    );
     run(
         "set a policy of version 3",
         &g2(),
@@ -366,7 +376,12 @@ fn raw_cases(root: &Path) -> Vec<(String, i32, Vec<u8>)> {
         vec![2u8, 1, 4, 0],
     );
     // GET_POLICY (v1 only, 12 bytes written) and GET_POLICY_EX (8 + policy size written).
-    run("get v1 policy", &g1(), abi::FS_IOC_GET_ENCRYPTION_POLICY, vec![0xaa; 12]);
+    run(
+        "get v1 policy",
+        &g1(),
+        abi::FS_IOC_GET_ENCRYPTION_POLICY,
+        vec![0xaa; 12],
+    );
     run(
         "get v1 policy of a v2 directory",
         &g2(),
@@ -415,7 +430,10 @@ fn the_bridge_copies_exactly_what_the_kernel_copies() {
             .expect("case")
     };
     assert_eq!(errno_of("add v2 key, 64 bytes"), 0);
-    assert_eq!(errno_of("add v2 key running into the guard page"), libc::EFAULT);
+    assert_eq!(
+        errno_of("add v2 key running into the guard page"),
+        libc::EFAULT
+    );
     assert_eq!(errno_of("set v2 policy"), 0);
     assert_eq!(errno_of("get v1 policy of a v2 directory"), libc::EINVAL);
     assert_eq!(errno_of("get policy ex of g2, room 23"), libc::EOVERFLOW);
@@ -518,7 +536,10 @@ impl SideMount {
             if let Ok(Some(st)) = m.daemon.try_wait() {
                 panic!("daemon exited ({st}): {}", m.log_text());
             }
-            assert!(t0.elapsed() < std::time::Duration::from_secs(15), "no mount");
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(15),
+                "no mount"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         m

@@ -138,11 +138,9 @@ pub fn add_raw_key(fd: BorrowedFd<'_>, spec: KeySpec, raw: &[u8]) -> io::Result<
 /// SET_POLICY: the kernel's number, else (ENOTTY) fscryptfs'. `policy` is the policy struct.
 pub fn set_policy(fd: BorrowedFd<'_>, policy: &[u8]) -> io::Result<()> {
     let mut arg = uapi::encode_set_policy(policy).map_err(layout)?;
-    match ioctl::<
-        { uapi::FS_IOC_SET_ENCRYPTION_POLICY as Opcode },
-        FSCRYPTFS_SET_POLICY_ARG_SIZE,
-    >(fd, &mut arg)
-    {
+    match ioctl::<{ uapi::FS_IOC_SET_ENCRYPTION_POLICY as Opcode }, FSCRYPTFS_SET_POLICY_ARG_SIZE>(
+        fd, &mut arg,
+    ) {
         Err(e) if is_enotty(&e) => {
             arg = uapi::encode_set_policy(policy).map_err(layout)?;
             ioctl::<{ uapi::FSCRYPTFS_IOC_SET_POLICY as Opcode }, FSCRYPTFS_SET_POLICY_ARG_SIZE>(

@@ -238,9 +238,6 @@ mod tests {
             addr: 8,
             tid: at.tid,
         };
-        assert_eq!(
-            nowhere.read(0, &mut got).unwrap_err().errno(),
-            Errno::FAULT
-        );
+        assert_eq!(nowhere.read(0, &mut got).unwrap_err().errno(), Errno::FAULT);
     }
 }

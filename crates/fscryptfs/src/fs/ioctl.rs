@@ -117,7 +117,10 @@ impl Fs {
                 let mut policy = [0u8; POLICY_V2_SIZE];
                 arg.read(0, &mut policy[..1])?;
                 let size = policy_size(policy[0]).ok_or_else(|| {
-                    errno(Errno::INVAL, format!("unknown policy version {}", policy[0]))
+                    errno(
+                        Errno::INVAL,
+                        format!("unknown policy version {}", policy[0]),
+                    )
                 })?;
                 arg.read(0, &mut policy[..size])?;
                 self.ioctl_set_policy(req, ino, &policy[..size])?;
