@@ -16,8 +16,8 @@
 //! Every case runs twice: in a per-file volume (the default) and, suffixed `_extent`, in a
 //! per-extent volume (`init --contents-layout=extent`).
 //!
-//! The hot loops use raw ioctls and syscalls, never process spawns; the command is used for the
-//! steps fstests does with xfs_io.
+//! The hot loops use raw ioctls and syscalls, never process spawns; the steps fstests does with
+//! xfs_io (`set_encpolicy`, `add_enckey`, `rm_enckey`, `enckey_status`) use the unmodified xfs_io.
 
 mod encrypt_support;
 mod support;
@@ -38,27 +38,26 @@ use support::*;
 const FILES_BUSY: u32 = 1;
 
 /// A volume mounted with `removal=MODE`, `dir/` encrypted with fstests' test key: the policy is set
-/// before the key is added (root may, CAP_FOWNER), then the key is added with the command.
+/// before the key is added (root may, CAP_FOWNER), then the key is added with xfs_io.
 fn setup(layout: Layout, mode: &str) -> Option<Mounted> {
     let m = mount_in(layout, &format!("removal={mode}"))?;
     let dir = m.path("dir");
     fs::create_dir(&dir).unwrap();
-    cli_set_policy(None, &dir, TEST_KEY_IDENTIFIER, &[]).ok();
-    // `fscryptfs add-key` prints the identifier, which must be the kernel's for TEST_RAW_KEY.
+    set_encpolicy(None, &dir, TEST_KEY_IDENTIFIER, "").ok();
+    // The identifier xfs_io prints must be the kernel's for TEST_RAW_KEY.
     assert_eq!(
-        cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok(),
-        format!("{TEST_KEY_IDENTIFIER}\n")
+        add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok(),
+        format!("Added encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
     Some(m)
 }
 
 fn remove_busy(m: &Mounted) {
-    let out = cli_remove_key(None, &m.mnt, TEST_KEY_IDENTIFIER, false);
-    let first = out.ok().lines().next().unwrap_or_default().to_string();
+    // fstests' golden output: xfs_io prints this one line.
     assert_eq!(
-        first,
+        rm_enckey(None, &m.mnt, TEST_KEY_IDENTIFIER, "").ok(),
         format!(
-            "Removed encryption key with identifier {TEST_KEY_IDENTIFIER}, but files still busy"
+            "Removed encryption key with identifier {TEST_KEY_IDENTIFIER}, but files still busy\n"
         )
     );
 }
@@ -73,7 +72,7 @@ fn single_threaded_soft_in(layout: Layout) {
     f.write_all(b"before removal\n").unwrap();
     remove_busy(&m);
     assert_eq!(
-        cli_key_status(None, &m.mnt, TEST_KEY_IDENTIFIER),
+        enckey_status(None, &m.mnt, TEST_KEY_IDENTIFIER),
         "Incompletely removed"
     );
     // echo contents >&3, with the caches dropped in between and after.
@@ -92,8 +91,8 @@ fn single_threaded_soft_in(layout: Layout) {
     want.extend(vec![b'x'; 10_000]);
     want.extend(b"after fsync\n");
     assert_eq!(
-        cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok(),
-        format!("{TEST_KEY_IDENTIFIER}\n")
+        add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok(),
+        format!("Added encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
     assert_eq!(
         fs::read(&file).unwrap(),
@@ -117,7 +116,7 @@ fn single_threaded_soft_survives_remount_in(layout: Layout) {
     drop(f);
     drop_caches();
     m.remount("removal=soft");
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_eq!(fs::read(&file).unwrap(), b"contents\n");
 }
 
@@ -146,10 +145,10 @@ fn single_threaded_deny_writes_in(layout: Layout) {
     assert_eq!(s, "accepted\n");
     drop(f);
     drop_caches();
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_eq!(fs::read(&file).unwrap(), b"accepted\n");
     m.remount("removal=deny-writes");
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_eq!(fs::read(&file).unwrap(), b"accepted\n");
 }
 
@@ -399,7 +398,7 @@ fn race(layout: Layout, mode: &str) {
         .collect();
 
     // The verdict that matters: every acknowledged byte is in the file, nothing else.
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_same(
         "dir/file (key re-added)",
         &fs::read(&file).unwrap(),
@@ -412,7 +411,7 @@ fn race(layout: Layout, mode: &str) {
     );
     // Cycle the daemon: what was acknowledged must be in the backing store.
     m.remount(&format!("removal={mode}"));
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_same(
         "dir/file (after remount)",
         &fs::read(&file).unwrap(),
@@ -523,7 +522,7 @@ fn single_threaded_soft_mmap_pwrite_and_truncate_in(layout: Layout) {
     drop((f, g, t));
     drop_caches();
     m.remount("removal=soft");
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
 
     let mut want = vec![b'A'; 4096];
     want.extend(vec![b'B'; 4096]);
@@ -635,7 +634,7 @@ fn big_write_race(layout: Layout, mode: &str) {
         &reference,
     );
     m.remount(&format!("removal={mode}"));
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_same(
         "dir/big (after remount)",
         &fs::read(&file).unwrap(),
@@ -719,7 +718,7 @@ fn mmap_store_after_removal(layout: Layout, mode: &str) {
     assert_eq!(unsafe { libc::munmap(p, 3 * 4096) }, 0);
     drop_caches();
     m.remount(&format!("removal={mode}"));
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     let mut want = vec![b'1'; 4096];
     want.extend(vec![b'2'; 4096]);
     want.extend(vec![b'3'; 4096]);
@@ -760,7 +759,7 @@ fn writes_after_removal_reach_the_store_at_lazy_unmount_in(layout: Layout) {
     drop(f);
     m.stop(); // waits for the daemon to exit (it does once the last handle is gone)
     m.remount("removal=soft");
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_eq!(fs::read(&file).unwrap(), b"one\ntwo\nthree\n");
 }
 

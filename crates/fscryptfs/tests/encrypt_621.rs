@@ -39,10 +39,10 @@ fn generic_621_no_duplicate_names_while_the_key_is_added_in(layout: Layout) {
     let dir = m.path("dir");
     fs::create_dir(&dir).unwrap();
     assert_eq!(
-        cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok(),
-        format!("{TEST_KEY_IDENTIFIER}\n")
+        add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok(),
+        format!("Added encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
-    cli_set_policy(None, &dir, TEST_KEY_IDENTIFIER, &[]).ok();
+    set_encpolicy(None, &dir, TEST_KEY_IDENTIFIER, "").ok();
     for i in 1..=100 {
         fs::write(dir.join(i.to_string()), b"").unwrap();
     }
@@ -117,7 +117,7 @@ fn generic_621_no_duplicate_names_while_the_key_is_added_in(layout: Layout) {
         races.load(Ordering::Relaxed)
     );
 
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     let check = |m: &Mounted| {
         let dir = m.path("dir");
         // Checking for duplicate filenames via readdir
@@ -144,7 +144,7 @@ fn generic_621_no_duplicate_names_while_the_key_is_added_in(layout: Layout) {
     };
     check(&m);
     m.remount("");
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     check(&m);
 
     // Checking for operations that unexpectedly succeeded on an existing filename

@@ -1,12 +1,14 @@
-//! generic/580, 581 (and 593's "rejected cleanly") on a real mount, through the `fscryptfs` command:
-//! the filesystem keyring with v1 and v2 keys, key status strings, removal with a file open
+//! generic/580, 581 (and 593's "rejected cleanly") on a real mount, through the unmodified xfs_io as
+//! fstests does (`add_enckey`, `rm_enckey`, `enckey_status`, `set_encpolicy`, `get_encpolicy`): the
+//! filesystem keyring with v1 and v2 keys, key status strings, removal with a file open
 //! ("files still busy", "Incompletely removed"), and per-user claims for an unprivileged user
 //! (uid 65534 on an `allow_other` mount): v1 keys need root, a v2 policy needs the caller's claim,
-//! the per-user quota (EDQUOT), "Removed user's claim", `--all-users` needs root.
+//! the per-user quota (EDQUOT), "Removed user's claim", `rm_enckey -a` needs root.
 
 mod encrypt_support;
 mod support;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -15,7 +17,7 @@ use std::path::Path;
 use encrypt_support::*;
 use support::*;
 
-/// "descriptor X" / "identifier X", as the command words it.
+/// "descriptor X" / "identifier X", as xfs_io words it.
 fn spec_words(key: &str) -> String {
     if key.len() == 16 {
         format!("descriptor {key}")
@@ -26,22 +28,19 @@ fn spec_words(key: &str) -> String {
 
 fn add(uid: Option<u32>, m: &Mounted, key: &str) -> Out {
     if key.len() == 16 {
-        cli_add_key_v1(uid, &m.mnt, key, &TEST_RAW_KEY)
+        add_enckey(uid, &m.mnt, &TEST_RAW_KEY, &format!("-d {key}"))
     } else {
-        cli_add_key(uid, &m.mnt, &TEST_RAW_KEY)
+        add_enckey(uid, &m.mnt, &TEST_RAW_KEY, "")
     }
 }
 
 #[track_caller]
 fn assert_added(out: &Out, key: &str) {
-    // v1: xfs_io's words; v2: the identifier alone (fscryptctl's `add_key` output), which must be
-    // the kernel's identifier of TEST_RAW_KEY.
-    let want = if key.len() == 16 {
-        format!("Added encryption key with descriptor {key}\n")
-    } else {
-        format!("{key}\n")
-    };
-    assert_eq!(out.ok(), want);
+    // xfs_io's words; for v2 the identifier must be the kernel's identifier of TEST_RAW_KEY.
+    assert_eq!(
+        out.ok(),
+        format!("Added encryption key with {}\n", spec_words(key))
+    );
 }
 
 fn cat(p: &Path) -> std::io::Result<String> {
@@ -60,14 +59,14 @@ fn test_with_policy_version(m: &mut Mounted, vers: u32) {
     let dir = m.path("dir");
     fs::create_dir(&dir).unwrap();
     // Setting vN encryption policy (root needs no key yet); getting it.
-    cli_set_policy(None, &dir, key, &[]).ok();
+    set_encpolicy(None, &dir, key, "").ok();
     assert_eq!(
-        cli_get_policy(None, &dir).ok(),
+        get_encpolicy(None, &dir, "").ok(),
         default_policy_text(&dir, key)
     );
     // Trying to create file without key added yet
     assert_errno(fs::write(dir.join("file"), b""), libc::ENOKEY);
-    assert_eq!(cli_key_status(None, &m.mnt, key), "Absent");
+    assert_eq!(enckey_status(None, &m.mnt, key), "Absent");
     // Adding encryption key; creating encrypted file
     assert_added(&add(None, m, key), key);
     fs::write(dir.join("file"), b"contents\n").unwrap();
@@ -76,13 +75,13 @@ fn test_with_policy_version(m: &mut Mounted, vers: u32) {
     } else {
         "Present (user_count=1, added_by_self)"
     };
-    assert_eq!(cli_key_status(None, &m.mnt, key), present);
+    assert_eq!(enckey_status(None, &m.mnt, key), present);
     // Removing encryption key
     assert_eq!(
-        cli_remove_key(None, &m.mnt, key, false).ok(),
+        rm_enckey(None, &m.mnt, key, "").ok(),
         format!("Removed encryption key with {words}\n")
     );
-    assert_eq!(cli_key_status(None, &m.mnt, key), "Absent");
+    assert_eq!(enckey_status(None, &m.mnt, key), "Absent");
     // Verifying that the encrypted directory was "locked"
     assert_errno(cat(&dir.join("file")), libc::ENOENT);
     let names = listing(&dir);
@@ -94,7 +93,9 @@ fn test_with_policy_version(m: &mut Mounted, vers: u32) {
     fs::write(dir.join("file2"), b"foo\n").unwrap();
     // Removing key while an encrypted file is open
     let fd3 = fs::File::open(dir.join("file")).unwrap();
-    let out = cli_remove_key(None, &m.mnt, key, false);
+    // `fscryptfs remove-key` rather than xfs_io's `rm_enckey` (same first line): only our command
+    // also lists the busy files, checked below.
+    let out = fscryptfs(&[OsStr::new("remove-key"), OsStr::new(key), m.mnt.as_os_str()]);
     let mut lines = out.ok().lines();
     assert_eq!(
         lines.next().unwrap(),
@@ -110,18 +111,18 @@ fn test_with_policy_version(m: &mut Mounted, vers: u32) {
     // Non-open file should have been evicted; the open file not.
     assert_errno(cat(&dir.join("file2")), libc::ENOKEY);
     assert_eq!(cat(&dir.join("file")).unwrap(), "contents\n");
-    assert_eq!(cli_key_status(None, &m.mnt, key), "Incompletely removed");
+    assert_eq!(enckey_status(None, &m.mnt, key), "Incompletely removed");
     // Closing file and removing key for real now (straight after close(): the RELEASE that FUSE
     // sends after close() returns must not make this report busy). The daemon completes an
     // incomplete removal at the last close (SEMANTICS.md §2, remove-key): when that RELEASE
     // arrives first the retry finds the key already gone, ENOKEY, where the kernel, which keeps the
     // closed inode cached, still has it. Either way it is absent afterwards.
     drop(fd3);
-    let retry = cli_remove_key(None, &m.mnt, key, false);
+    let retry = rm_enckey(None, &m.mnt, key, "");
     if retry.code != 0 {
         assert_eq!(
             retry.stderr,
-            "fscryptfs: error removing key: Required key not available\n"
+            "Error removing encryption key: Required key not available\n"
         );
     } else {
         assert_eq!(
@@ -130,7 +131,7 @@ fn test_with_policy_version(m: &mut Mounted, vers: u32) {
         );
     }
     assert_errno(cat(&dir.join("file")), libc::ENOENT);
-    assert_eq!(cli_key_status(None, &m.mnt, key), "Absent");
+    assert_eq!(enckey_status(None, &m.mnt, key), "Absent");
     // Cleaning up
     fs::remove_dir_all(&dir).unwrap();
     m.remount("");
@@ -148,9 +149,9 @@ fn generic_580_fs_keyring_v1_and_v2_in(layout: Layout) {
         assert_extent_refuses_v1_and_iv_flags(None, &dir, &test_key_id());
         fs::remove_dir(&dir).unwrap();
         assert_added(&add(None, &m, TEST_KEY_DESCRIPTOR), TEST_KEY_DESCRIPTOR);
-        assert_eq!(cli_key_status(None, &m.mnt, TEST_KEY_DESCRIPTOR), "Present");
+        assert_eq!(enckey_status(None, &m.mnt, TEST_KEY_DESCRIPTOR), "Present");
         assert_eq!(
-            cli_remove_key(None, &m.mnt, TEST_KEY_DESCRIPTOR, false).ok(),
+            rm_enckey(None, &m.mnt, TEST_KEY_DESCRIPTOR, "").ok(),
             format!("Removed encryption key with descriptor {TEST_KEY_DESCRIPTOR}\n")
         );
     } else {
@@ -158,10 +159,8 @@ fn generic_580_fs_keyring_v1_and_v2_in(layout: Layout) {
     }
     test_with_policy_version(&mut m, 2);
     // Trying to remove absent key
-    cli_remove_key(None, &m.mnt, "abcdabcdabcdabcd", false)
-        .fails_with("Required key not available");
-    cli_remove_key(None, &m.mnt, TEST_KEY_IDENTIFIER, false)
-        .fails_with("Required key not available");
+    rm_enckey(None, &m.mnt, "abcdabcdabcdabcd", "").fails_with("Required key not available");
+    rm_enckey(None, &m.mnt, TEST_KEY_IDENTIFIER, "").fails_with("Required key not available");
 }
 
 fn generic_580_close_then_remove_repeatedly_in(layout: Layout) {
@@ -232,31 +231,36 @@ fn generic_581_unprivileged_user_in(layout: Layout) {
     if layout.is_extent() {
         // ... refused with EINVAL in a per-extent volume (as btrfs), the directory unencrypted.
         assert_extent_refuses_v1_and_iv_flags(user, &dir, &test_key_id());
-        cli_get_policy(user, &dir).fails_with("No data available");
+        get_encpolicy(user, &dir, "").fails_with("No data available");
     } else {
-        cli_set_policy(user, &dir, TEST_KEY_DESCRIPTOR, &[]).ok();
+        set_encpolicy(user, &dir, TEST_KEY_DESCRIPTOR, "").ok();
         assert_eq!(
-            cli_get_policy(user, &dir).ok(),
+            get_encpolicy(user, &dir, "").ok(),
             default_policy_text(&dir, TEST_KEY_DESCRIPTOR)
         );
     }
     // Adding v1 policy key as regular user (should fail with EACCES)
-    cli_add_key_v1(user, &m.mnt, TEST_KEY_DESCRIPTOR, &TEST_RAW_KEY)
-        .fails_with("Permission denied");
+    add_enckey(
+        user,
+        &m.mnt,
+        &TEST_RAW_KEY,
+        &format!("-d {TEST_KEY_DESCRIPTOR}"),
+    )
+    .fails_with("Permission denied");
     fs::remove_dir_all(&dir).unwrap();
 
     user_mkdir(&dir);
     // Setting v2 policy as regular user without key already added (should fail with ENOKEY)
-    cli_set_policy(user, &dir, TEST_KEY_IDENTIFIER, &[]).fails_with("Required key not available");
+    set_encpolicy(user, &dir, TEST_KEY_IDENTIFIER, "").fails_with("Required key not available");
     // Adding v2 policy key as regular user (should succeed)
     assert_added(
-        &cli_add_key(user, &m.mnt, &TEST_RAW_KEY),
+        &add_enckey(user, &m.mnt, &TEST_RAW_KEY, ""),
         TEST_KEY_IDENTIFIER,
     );
     // Setting and getting the v2 policy as regular user with key added (should succeed)
-    cli_set_policy(user, &dir, TEST_KEY_IDENTIFIER, &[]).ok();
+    set_encpolicy(user, &dir, TEST_KEY_IDENTIFIER, "").ok();
     assert_eq!(
-        cli_get_policy(user, &dir).ok(),
+        get_encpolicy(user, &dir, "").ok(),
         default_policy_text(&dir, TEST_KEY_IDENTIFIER)
     );
     // Creating encrypted file as regular user (should succeed)
@@ -270,7 +274,7 @@ fn generic_581_unprivileged_user_in(layout: Layout) {
     assert_eq!(cat(&dir.join("file")).unwrap(), "contents\n");
     // Removing v2 policy key as regular user (should succeed)
     assert_eq!(
-        cli_remove_key(user, &m.mnt, TEST_KEY_IDENTIFIER, false).ok(),
+        rm_enckey(user, &m.mnt, TEST_KEY_IDENTIFIER, "").ok(),
         format!("Removed encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
     m.remount("allow_other"); // Clear all keys
@@ -280,7 +284,7 @@ fn generic_581_unprivileged_user_in(layout: Layout) {
     let fill_quota = |m: &Mounted| -> u64 {
         let mut added = 0;
         let failure = loop {
-            let out = cli_add_key(user, &m.mnt, &random_key(added));
+            let out = add_enckey(user, &m.mnt, &random_key(added), "");
             if out.code != 0 {
                 break out;
             }
@@ -306,7 +310,10 @@ fn generic_581_unprivileged_user_in(layout: Layout) {
     );
     // Root is not limited.
     for i in 0..5 {
-        assert_eq!(cli_add_key(None, &m.mnt, &random_key(10_000 + i)).code, 0);
+        assert_eq!(
+            add_enckey(None, &m.mnt, &random_key(10_000 + i), "").code,
+            0
+        );
     }
 
     fs::remove_dir_all(&dir).unwrap();
@@ -315,56 +322,55 @@ fn generic_581_unprivileged_user_in(layout: Layout) {
 
     // Test multiple users adding the same key.
     assert_added(
-        &cli_add_key(None, &m.mnt, &TEST_RAW_KEY),
+        &add_enckey(None, &m.mnt, &TEST_RAW_KEY, ""),
         TEST_KEY_IDENTIFIER,
     );
     assert_eq!(
-        cli_key_status(user, &m.mnt, TEST_KEY_IDENTIFIER),
+        enckey_status(user, &m.mnt, TEST_KEY_IDENTIFIER),
         "Present (user_count=1)"
     );
     // Removing key only added by another user (should fail with ENOKEY)
-    cli_remove_key(user, &m.mnt, TEST_KEY_IDENTIFIER, false)
-        .fails_with("Required key not available");
+    rm_enckey(user, &m.mnt, TEST_KEY_IDENTIFIER, "").fails_with("Required key not available");
     // Setting v2 encryption policy with key only added by another user (should fail with ENOKEY)
-    cli_set_policy(user, &dir, TEST_KEY_IDENTIFIER, &[]).fails_with("Required key not available");
+    set_encpolicy(user, &dir, TEST_KEY_IDENTIFIER, "").fails_with("Required key not available");
     // Adding second user of key
     assert_added(
-        &cli_add_key(user, &m.mnt, &TEST_RAW_KEY),
+        &add_enckey(user, &m.mnt, &TEST_RAW_KEY, ""),
         TEST_KEY_IDENTIFIER,
     );
     assert_eq!(
-        cli_key_status(user, &m.mnt, TEST_KEY_IDENTIFIER),
+        enckey_status(user, &m.mnt, TEST_KEY_IDENTIFIER),
         "Present (user_count=2, added_by_self)"
     );
     // Setting v2 encryption policy as regular user
-    cli_set_policy(user, &dir, TEST_KEY_IDENTIFIER, &[]).ok();
+    set_encpolicy(user, &dir, TEST_KEY_IDENTIFIER, "").ok();
     // Removing this user's claim to the key
     assert_eq!(
-        cli_remove_key(user, &m.mnt, TEST_KEY_IDENTIFIER, false).ok(),
+        rm_enckey(user, &m.mnt, TEST_KEY_IDENTIFIER, "").ok(),
         format!("Removed user's claim to encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
     assert_eq!(
-        cli_key_status(user, &m.mnt, TEST_KEY_IDENTIFIER),
+        enckey_status(user, &m.mnt, TEST_KEY_IDENTIFIER),
         "Present (user_count=1)"
     );
     // Adding back second user of key
     assert_added(
-        &cli_add_key(user, &m.mnt, &TEST_RAW_KEY),
+        &add_enckey(user, &m.mnt, &TEST_RAW_KEY, ""),
         TEST_KEY_IDENTIFIER,
     );
     // Remove key for "all users", as regular user (should fail with EACCES)
-    cli_remove_key(user, &m.mnt, TEST_KEY_IDENTIFIER, true).fails_with("Permission denied");
+    rm_enckey(user, &m.mnt, TEST_KEY_IDENTIFIER, "-a").fails_with("Permission denied");
     assert_eq!(
-        cli_key_status(None, &m.mnt, TEST_KEY_IDENTIFIER),
+        enckey_status(None, &m.mnt, TEST_KEY_IDENTIFIER),
         "Present (user_count=2, added_by_self)"
     );
     // Remove key for "all users", as root
     assert_eq!(
-        cli_remove_key(None, &m.mnt, TEST_KEY_IDENTIFIER, true).ok(),
+        rm_enckey(None, &m.mnt, TEST_KEY_IDENTIFIER, "-a").ok(),
         format!("Removed encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
-    assert_eq!(cli_key_status(None, &m.mnt, TEST_KEY_IDENTIFIER), "Absent");
-    assert_eq!(cli_key_status(user, &m.mnt, TEST_KEY_IDENTIFIER), "Absent");
+    assert_eq!(enckey_status(None, &m.mnt, TEST_KEY_IDENTIFIER), "Absent");
+    assert_eq!(enckey_status(user, &m.mnt, TEST_KEY_IDENTIFIER), "Absent");
 }
 
 trait UidGid {
@@ -381,7 +387,7 @@ impl UidGid for std::process::Command {
 fn generic_593_keys_from_kernel_keyrings_are_refused_cleanly() {
     // `add_enckey -k KEYID` (an fscrypt-provisioning key in a kernel keyring) cannot reach a FUSE
     // daemon: the ioctl must fail with an errno, add nothing, and leave the mount working.
-    let Some(m) = mount_volume(&[], "") else {
+    let Some(m) = mount_volume_xfs_io(&[], "") else {
         return;
     };
     let f = open_any(&m.mnt).unwrap();
@@ -394,9 +400,9 @@ fn generic_593_keys_from_kernel_keyrings_are_refused_cleanly() {
         e == libc::EOPNOTSUPP || e == libc::EINVAL,
         "add key by key_id: {r:?}"
     );
-    assert_eq!(cli_key_status(None, &m.mnt, TEST_KEY_IDENTIFIER), "Absent");
+    assert_eq!(enckey_status(None, &m.mnt, TEST_KEY_IDENTIFIER), "Absent");
     assert_added(
-        &cli_add_key(None, &m.mnt, &TEST_RAW_KEY),
+        &add_enckey(None, &m.mnt, &TEST_RAW_KEY, ""),
         TEST_KEY_IDENTIFIER,
     );
 }
@@ -411,8 +417,8 @@ fn generic_580_busy_ancestors_stay_unlocked_and_the_rest_locks_in(layout: Layout
     };
     let e = m.path("edir");
     fs::create_dir(&e).unwrap();
-    cli_set_policy(None, &e, TEST_KEY_IDENTIFIER, &[]).ok();
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    set_encpolicy(None, &e, TEST_KEY_IDENTIFIER, "").ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     fs::create_dir_all(e.join("a/b")).unwrap();
     fs::create_dir_all(e.join("a/x/y")).unwrap();
     fs::write(e.join("a/b/open"), b"open\n").unwrap();
@@ -423,7 +429,7 @@ fn generic_580_busy_ancestors_stay_unlocked_and_the_rest_locks_in(layout: Layout
     fs::hard_link(e.join("top"), m.path("udir/top-link")).unwrap();
 
     let f = fs::File::open(e.join("a/b/open")).unwrap();
-    let out = cli_remove_key(None, &m.mnt, TEST_KEY_IDENTIFIER, false);
+    let out = rm_enckey(None, &m.mnt, TEST_KEY_IDENTIFIER, "");
     assert!(out.ok().starts_with(&format!(
         "Removed encryption key with identifier {TEST_KEY_IDENTIFIER}, but files still busy\n"
     )));
@@ -450,9 +456,9 @@ fn generic_580_busy_ancestors_stay_unlocked_and_the_rest_locks_in(layout: Layout
     assert_errno(fs::write(e.join("a/b/new"), b""), libc::ENOKEY);
 
     // Added back while incompletely removed: present again, everything usable.
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_eq!(
-        cli_key_status(None, &m.mnt, TEST_KEY_IDENTIFIER),
+        enckey_status(None, &m.mnt, TEST_KEY_IDENTIFIER),
         "Present (user_count=1, added_by_self)"
     );
     assert_eq!(listing(&e.join("a/x")), ["y"]);
@@ -461,7 +467,7 @@ fn generic_580_busy_ancestors_stay_unlocked_and_the_rest_locks_in(layout: Layout
     fs::write(e.join("a/b/new"), b"new\n").unwrap();
     drop(f);
     assert_eq!(
-        cli_remove_key(None, &m.mnt, TEST_KEY_IDENTIFIER, false).ok(),
+        rm_enckey(None, &m.mnt, TEST_KEY_IDENTIFIER, "").ok(),
         format!("Removed encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
     assert_errno(cat(&e.join("a/b/open")), libc::ENOENT);
@@ -477,8 +483,8 @@ fn generic_580_no_plaintext_from_the_page_cache_after_a_lock_in(layout: Layout) 
     };
     let e = m.path("edir");
     fs::create_dir(&e).unwrap();
-    cli_set_policy(None, &e, TEST_KEY_IDENTIFIER, &[]).ok();
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    set_encpolicy(None, &e, TEST_KEY_IDENTIFIER, "").ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     let secret = "secret plaintext ".repeat(1000);
     fs::write(e.join("f"), &secret).unwrap();
     fs::create_dir(m.path("udir")).unwrap();
@@ -488,7 +494,7 @@ fn generic_580_no_plaintext_from_the_page_cache_after_a_lock_in(layout: Layout) 
         assert_eq!(cat(&m.path("udir/f")).unwrap(), secret);
     }
     assert_eq!(listing(&e), ["f"]);
-    cli_remove_key(None, &m.mnt, TEST_KEY_IDENTIFIER, false).ok();
+    rm_enckey(None, &m.mnt, TEST_KEY_IDENTIFIER, "").ok();
     assert_errno(cat(&m.path("udir/f")), libc::ENOKEY);
     assert_errno(cat(&e.join("f")), libc::ENOENT);
     let names = listing(&e);

@@ -1,8 +1,9 @@
 //! generic/397, 398, 419 and 429 on a real mount: access with and without the key, policy
 //! consistency across link/rename/exchange, renames without the key, and no-key dentries when the
 //! key is added without a remount. fstests' legacy session-keyring keys become v1 keys in the
-//! filesystem keyring (`fscryptfs add-key --descriptor`), or v2 keys; "unlink the key and cycle the
-//! mount" becomes `fscryptfs remove-key` plus a remount (which also empties the daemon's keyring).
+//! filesystem keyring (xfs_io's `add_enckey -d DESC`), or v2 keys; "unlink the key and cycle the
+//! mount" becomes xfs_io's `rm_enckey` plus a remount (which also empties the daemon's keyring).
+//! Keys and policies go through the unmodified xfs_io, as in fstests.
 
 mod encrypt_support;
 mod support;
@@ -84,7 +85,10 @@ fn add_k(m: &Mounted, spec: &str, raw: &[u8]) -> String {
             spec.is_empty() || spec == id,
             "{spec} is not the key's identifier {id}"
         );
-        assert_eq!(cli_add_key(None, &m.mnt, raw).ok(), format!("{id}\n"));
+        assert_eq!(
+            add_enckey(None, &m.mnt, raw, "").ok(),
+            format!("Added encryption key with identifier {id}\n")
+        );
         id
     }
 }
@@ -97,14 +101,14 @@ fn remove_k(m: &Mounted, spec: &str) {
         "identifier"
     };
     assert_eq!(
-        cli_remove_key(None, &m.mnt, spec, false).ok(),
+        rm_enckey(None, &m.mnt, spec, "").ok(),
         format!("Removed encryption key with {words} {spec}\n")
     );
 }
 
 fn add_v1(m: &Mounted, desc: &str, raw: &[u8]) {
     assert_eq!(
-        cli_add_key_v1(None, &m.mnt, desc, raw).ok(),
+        add_enckey(None, &m.mnt, raw, &format!("-d {desc}")).ok(),
         format!("Added encryption key with descriptor {desc}\n")
     );
 }
@@ -121,7 +125,7 @@ fn generic_397_access_with_and_without_the_key_in(layout: Layout) {
         k if k.is_empty() => identifier_of(&TEST_RAW_KEY),
         k => k,
     };
-    cli_set_policy(None, &edir, &key, &[]).ok();
+    set_encpolicy(None, &edir, &key, "").ok();
     add_k(&m, &key, &TEST_RAW_KEY);
     let maxname = "y".repeat(255);
     for dir in [&edir, &ref_dir] {
@@ -204,8 +208,8 @@ fn generic_398_policy_consistency_on_link_and_rename_in(layout: Layout) {
     let desc2 = key_for(layout, &edir2, "5555666677778888");
     let desc1 = add_k(&m, &desc1, &pseudo_key(1));
     let desc2 = add_k(&m, &desc2, &pseudo_key(2));
-    cli_set_policy(None, &edir1, &desc1, &[]).ok();
-    cli_set_policy(None, &edir2, &desc2, &[]).ok();
+    set_encpolicy(None, &edir1, &desc1, "").ok();
+    set_encpolicy(None, &edir2, &desc2, "").ok();
     fs::write(edir1.join("efile1"), b"efile1").unwrap();
     fs::write(edir2.join("efile2"), b"efile2").unwrap();
     fs::write(udir.join("ufile"), b"ufile").unwrap();
@@ -287,8 +291,8 @@ fn generic_419_rename_without_the_key_is_enokey_in(layout: Layout) {
     };
     let edir = m.path("edir");
     fs::create_dir(&edir).unwrap();
-    cli_set_policy(None, &edir, TEST_KEY_IDENTIFIER, &[]).ok();
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    set_encpolicy(None, &edir, TEST_KEY_IDENTIFIER, "").ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     fs::write(edir.join("a"), b"a\n").unwrap();
     fs::write(edir.join("b"), b"b\n").unwrap();
     let check = |edir: &Path| {
@@ -305,13 +309,13 @@ fn generic_419_rename_without_the_key_is_enokey_in(layout: Layout) {
     };
     // Removed without a remount (the kernel's caches must follow), then after a cycle mount.
     assert_eq!(
-        cli_remove_key(None, &m.mnt, TEST_KEY_IDENTIFIER, false).ok(),
+        rm_enckey(None, &m.mnt, TEST_KEY_IDENTIFIER, "").ok(),
         format!("Removed encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
     check(&edir);
     m.remount("");
     check(&edir);
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     assert_eq!(listing(&edir), ["a", "b"]);
     assert_eq!(fs::read(edir.join("a")).unwrap(), b"a\n");
     assert_eq!(fs::read(edir.join("b")).unwrap(), b"b\n");
@@ -338,7 +342,7 @@ fn generic_429_nokey_dentries_and_adding_the_key_in(layout: Layout) {
     } else {
         "identifier"
     };
-    cli_set_policy(None, &edir, desc, &[]).ok();
+    set_encpolicy(None, &edir, desc, "").ok();
     // One name that is not valid no-key base64, one that is.
     fs::write(edir.join("@@@"), b"contents_@@@\n").unwrap();
     fs::write(edir.join("abcd"), b"contents_abcd\n").unwrap();
@@ -402,7 +406,7 @@ fn generic_429_nokey_dentries_and_adding_the_key_in(layout: Layout) {
         let _f1 = fs::File::open(edir.join("@@@")).unwrap();
         let _f2 = fs::File::open(edir.join("abcd")).unwrap();
         assert_eq!(
-            cli_remove_key(None, &m.mnt, desc, false)
+            rm_enckey(None, &m.mnt, desc, "")
                 .ok()
                 .lines()
                 .next()
@@ -423,7 +427,7 @@ fn generic_429_nokey_dentries_and_adding_the_key_in(layout: Layout) {
     // being removed (docs/SEMANTICS.md: incompletely removed "until its last reference goes or a
     // retry completes"), so here the last close may already have finished the removal, and a second
     // removal then finds no key (ENOKEY) — as the kernel does after the inodes were evicted.
-    let again = cli_remove_key(None, &m.mnt, desc, false);
+    let again = rm_enckey(None, &m.mnt, desc, "");
     if again.code == 0 {
         assert_eq!(
             again.stdout,
@@ -438,9 +442,9 @@ fn generic_429_nokey_dentries_and_adding_the_key_in(layout: Layout) {
     assert!(names.iter().all(|n| is_nokey_name(n)), "{names:?}");
 }
 
-/// The status of a key (v1 or v2) through the command ("Absent", "Present", "Incompletely removed").
+/// The status of a key (v1 or v2) through xfs_io's `enckey_status` ("Absent", "Present", "Incompletely removed").
 fn key_status_v1(m: &Mounted, desc: &str) -> u32 {
-    match cli_key_status(None, &m.mnt, desc).as_str() {
+    match enckey_status(None, &m.mnt, desc).as_str() {
         "Absent" => ABSENT,
         s if s.starts_with("Present") => 2,
         "Incompletely removed" => INCOMPLETELY_REMOVED,
@@ -455,8 +459,8 @@ fn generic_397_inode_numbers_are_stable_across_lock_in(layout: Layout) {
     };
     let edir = m.path("edir");
     fs::create_dir(&edir).unwrap();
-    cli_set_policy(None, &edir, TEST_KEY_IDENTIFIER, &[]).ok();
-    cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok();
+    set_encpolicy(None, &edir, TEST_KEY_IDENTIFIER, "").ok();
+    add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok();
     let mut inos: Vec<u64> = Vec::new();
     for i in 0..10 {
         let p = edir.join(format!("f{i}"));
@@ -464,7 +468,7 @@ fn generic_397_inode_numbers_are_stable_across_lock_in(layout: Layout) {
         inos.push(fs::metadata(&p).unwrap().ino());
     }
     inos.sort();
-    cli_remove_key(None, &m.mnt, TEST_KEY_IDENTIFIER, false).ok();
+    rm_enckey(None, &m.mnt, TEST_KEY_IDENTIFIER, "").ok();
     let mut locked: Vec<u64> = listing(&edir)
         .iter()
         .map(|n| fs::symlink_metadata(edir.join(n)).unwrap().ino())

@@ -62,7 +62,7 @@ fn generic_399_ciphertext_is_never_repeated_in(layout: Layout) {
     fs::create_dir(&edir).unwrap();
     let desc = key_for(layout, &edir, "abcdef0123456789", &pseudo_key(399));
     let desc = desc.as_str();
-    cli_set_policy(None, &edir, desc, &[]).ok();
+    set_encpolicy(None, &edir, desc, "").ok();
     add_k(m, desc, &pseudo_key(399));
     // The "same" symlink in two directories.
     for d in ["subdir1", "subdir2"] {
@@ -105,7 +105,7 @@ fn generic_399_ciphertext_is_never_repeated_in(layout: Layout) {
     assert!(files >= 4, "only {files} files fit");
 
     // Unmount and compress the backing store: it must not be smaller than what was written.
-    cli_remove_key(None, &m.mnt, desc, false).ok();
+    rm_enckey(None, &m.mnt, desc, "").ok();
     m.stop();
     let img = backing_image(&backing);
     let Some(compressed) = xz_size(&img) else {
@@ -209,13 +209,18 @@ fn key_for(layout: Layout, dir: &Path, desc: &str, raw: &[u8]) -> String {
 /// Adds `raw` under `spec` (a v1 descriptor, or the v2 identifier it must have); returns `spec`.
 fn add_k(m: &Mounted, spec: &str, raw: &[u8]) -> String {
     if spec.len() == 16 {
-        cli_add_key_v1(None, &m.mnt, spec, raw).ok();
+        add_enckey(None, &m.mnt, raw, &format!("-d {spec}")).ok();
     } else {
-        assert_eq!(cli_add_key(None, &m.mnt, raw).ok(), format!("{spec}\n"));
+        assert_eq!(
+            add_enckey(None, &m.mnt, raw, "").ok(),
+            format!("Added encryption key with identifier {spec}\n")
+        );
     }
     spec.to_string()
 }
 
+/// The nonce through `fscryptfs get-nonce`: fstests reads nonces with per-filesystem tools
+/// (debugfs, `btrfs inspect-internal`), not xfs_io, so our command stands in for them.
 fn cli_nonce(p: &Path) -> [u8; 16] {
     let out = fscryptfs(&[Path::new("get-nonce"), p]);
     let s = out.ok().trim_end().to_string();
@@ -232,8 +237,8 @@ fn generic_613_nonces_are_unique_and_random_in(layout: Layout) {
     };
     // Adding encryption keys
     assert_eq!(
-        cli_add_key(None, &m.mnt, &TEST_RAW_KEY).ok(),
-        format!("{TEST_KEY_IDENTIFIER}\n")
+        add_enckey(None, &m.mnt, &TEST_RAW_KEY, "").ok(),
+        format!("Added encryption key with identifier {TEST_KEY_IDENTIFIER}\n")
     );
     // In a per-extent volume v1 policies are refused (as btrfs): the "v1" half uses a second v2
     // key instead.
@@ -253,7 +258,7 @@ fn generic_613_nonces_are_unique_and_random_in(layout: Layout) {
         for (kind, key) in [("v1", other.as_str()), ("v2", TEST_KEY_IDENTIFIER)] {
             let dir = m.path(&format!("{kind}_policy_dir_{i}"));
             fs::create_dir(&dir).unwrap();
-            cli_set_policy(None, &dir, key, &[]).ok();
+            set_encpolicy(None, &dir, key, "").ok();
             inodes.push(dir);
         }
     }
@@ -320,7 +325,7 @@ fn generic_435_long_names_do_not_collide_without_the_key_in(layout: Layout) {
     let desc = desc.as_str();
     add_k(&m, desc, &pseudo_key(435));
     // -f 0x2: zero-pad to a 16-byte boundary (the encryption block).
-    cli_set_policy(None, &edir, desc, &[]).ok();
+    set_encpolicy(None, &edir, desc, "-f 0x2").ok();
     let n_short = files_435();
     let n_long = 200;
     let mut names: Vec<String> = (1..=n_short)
@@ -341,7 +346,7 @@ fn generic_435_long_names_do_not_collide_without_the_key_in(layout: Layout) {
     let with_key: BTreeSet<u64> = inodes(&edir).into_iter().collect();
     assert_eq!(with_key.len(), names.len(), "distinct inodes with the key");
 
-    cli_remove_key(None, &m.mnt, desc, false).ok();
+    rm_enckey(None, &m.mnt, desc, "").ok();
     m.remount("");
     // Without the key: as many distinct names and inodes (the same ones), all removable.
     let nokey = listing(&edir);

@@ -1,6 +1,8 @@
 //! Shared helpers of the ported fstests `encrypt` group (`tests/encrypt_*.rs`): fstests' test key,
-//! running the real `fscryptfs` command (optionally as another user, optionally with stdin), and the
-//! few syscalls std does not wrap (renameat2, mknod, mkfifo, drop_caches).
+//! fstests' `common/encrypt` helpers (`_add_enckey`, `_rm_enckey`, `_enckey_status`,
+//! `_set_encpolicy`, `_get_encpolicy`) running the unmodified `xfs_io` against the mount (optionally
+//! as another user, fstests' `_user_do`), the real `fscryptfs` command for what only it does, and
+//! the few syscalls std does not wrap (renameat2, mknod, mkfifo, drop_caches).
 //!
 //! Every test file that uses this module also declares `mod support;` (the mount plumbing).
 
@@ -71,7 +73,7 @@ impl Out {
     pub fn ok(&self) -> &str {
         assert_eq!(
             self.code, 0,
-            "fscryptfs failed: stdout {:?} stderr {:?}",
+            "command failed: stdout {:?} stderr {:?}",
             self.stdout, self.stderr
         );
         &self.stdout
@@ -131,84 +133,123 @@ pub fn fscryptfs<S: AsRef<OsStr>>(args: &[S]) -> Out {
     fscryptfs_as(None, None, args)
 }
 
-/// `fscryptfs add-key MNT` with `raw` on stdin (as `uid` if given); the command's result.
-pub fn cli_add_key(uid: Option<u32>, mnt: &Path, raw: &[u8]) -> Out {
-    fscryptfs_as(uid, Some(raw), &[OsStr::new("add-key"), mnt.as_os_str()])
-}
-
-/// `fscryptfs add-key --descriptor DESC MNT` with `raw` on stdin.
-pub fn cli_add_key_v1(uid: Option<u32>, mnt: &Path, desc: &str, raw: &[u8]) -> Out {
-    fscryptfs_as(
-        uid,
-        Some(raw),
-        &[
-            OsStr::new("add-key"),
-            OsStr::new("--descriptor"),
-            OsStr::new(desc),
-            mnt.as_os_str(),
-        ],
-    )
-}
-
-/// `fscryptfs remove-key [--all-users] ID MNT`.
-pub fn cli_remove_key(uid: Option<u32>, mnt: &Path, id: &str, all_users: bool) -> Out {
-    let mut args: Vec<&OsStr> = vec![OsStr::new("remove-key")];
-    if all_users {
-        args.push(OsStr::new("--all-users"));
+/// Whether `xfs_io` (xfsprogs) can run. Missing, it panics under `FSCRYPTFS_REQUIRE_PRIVILEGED=1`
+/// and otherwise prints a loud SKIPPED line and returns false ([`mount_in`] then gives no mount).
+pub fn have_xfs_io() -> bool {
+    match Command::new("xfs_io").arg("-V").output() {
+        Ok(o) if o.status.success() => true,
+        r => {
+            let why = match r {
+                Ok(o) => format!("xfs_io -V exited with {}", o.status),
+                Err(e) => e.to_string(),
+            };
+            if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+                panic!(
+                    "prerequisite missing: xfs_io ({why}; apt-get install xfsprogs) \
+                     (FSCRYPTFS_REQUIRE_PRIVILEGED=1)"
+                );
+            }
+            eprintln!("\n******** SKIPPED (xfs_io is missing: {why}; apt-get install xfsprogs) ********\n");
+            false
+        }
     }
-    args.push(OsStr::new(id));
-    args.push(mnt.as_os_str());
-    fscryptfs_as(uid, None, &args)
 }
 
-/// `fscryptfs key-status ID MNT`, stdout trimmed (asserts success).
+/// Runs `xfs_io -c CMD PATH` (as `uid` if given, with `stdin` if given): one fstests helper.
+pub fn xfs_io_as(uid: Option<u32>, stdin: Option<&[u8]>, cmd: &str, path: &Path) -> Out {
+    let mut c = Command::new("xfs_io");
+    c.arg("-c")
+        .arg(cmd)
+        .arg(path)
+        .current_dir("/")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(u) = uid {
+        c.uid(u).gid(u);
+    }
+    let mut child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn xfs_io (apt-get install xfsprogs): {e}"));
+    if let Some(data) = stdin {
+        let mut w = child.stdin.take().expect("stdin pipe");
+        w.write_all(data).expect("write stdin");
+    }
+    let o = child.wait_with_output().expect("wait xfs_io");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// `"CMD OPTS ARG"` without empty parts.
+fn xfs_io_cmd(cmd: &str, opts: &str, arg: &str) -> String {
+    [cmd, opts, arg]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// fstests' `_add_enckey MNT KEY [OPTS]`: `xfs_io -c "add_enckey OPTS" MNT` with `raw` on stdin
+/// (as `uid` if given). Prints `Added encryption key with identifier ID` (or `descriptor DESC`
+/// with `-d DESC`).
+pub fn add_enckey(uid: Option<u32>, mnt: &Path, raw: &[u8], opts: &str) -> Out {
+    xfs_io_as(uid, Some(raw), &xfs_io_cmd("add_enckey", opts, ""), mnt)
+}
+
+/// fstests' `_rm_enckey MNT KEYSPEC [OPTS]`: `xfs_io -c "rm_enckey OPTS KEYSPEC" MNT` (`-a`: all
+/// users).
+pub fn rm_enckey(uid: Option<u32>, mnt: &Path, keyspec: &str, opts: &str) -> Out {
+    xfs_io_as(uid, None, &xfs_io_cmd("rm_enckey", opts, keyspec), mnt)
+}
+
+/// fstests' `_enckey_status MNT KEYSPEC`: `xfs_io -c "enckey_status KEYSPEC" MNT`, stdout trimmed
+/// (asserts success): `Absent`, `Present`, `Present (user_count=N[, added_by_self])`,
+/// `Incompletely removed`.
 #[track_caller]
-pub fn cli_key_status(uid: Option<u32>, mnt: &Path, id: &str) -> String {
-    fscryptfs_as(
-        uid,
-        None,
-        &[OsStr::new("key-status"), OsStr::new(id), mnt.as_os_str()],
-    )
-    .ok()
-    .trim_end()
-    .to_string()
+pub fn enckey_status(uid: Option<u32>, mnt: &Path, keyspec: &str) -> String {
+    xfs_io_as(uid, None, &xfs_io_cmd("enckey_status", "", keyspec), mnt)
+        .ok()
+        .trim_end()
+        .to_string()
 }
 
-/// `fscryptfs set-policy --padding 16 [EXTRA..] ID DIR` (fstests' default flags 0x02).
-pub fn cli_set_policy(uid: Option<u32>, dir: &Path, id: &str, extra: &[&str]) -> Out {
-    let mut args: Vec<&OsStr> = vec![
-        OsStr::new("set-policy"),
-        OsStr::new("--padding"),
-        OsStr::new("16"),
-    ];
-    args.extend(extra.iter().map(OsStr::new));
-    args.push(OsStr::new(id));
-    args.push(dir.as_os_str());
-    fscryptfs_as(uid, None, &args)
+/// fstests' `_set_encpolicy DIR [KEYSPEC] [OPTS]`: `xfs_io -c "set_encpolicy OPTS KEYSPEC" DIR`.
+/// xfs_io's defaults are fstests' policy: AES-256-XTS / AES-256-CTS, flags 0x02 (PAD_16), v1 for a
+/// 16-digit descriptor and v2 for a 32-digit identifier. OPTS: `-c MODE`, `-n MODE`, `-f FLAGS`
+/// (padding 4/8/16/32 = 0x00/0x01/0x02/0x03, DIRECT_KEY 0x04, IV_INO_LBLK_64 0x08,
+/// IV_INO_LBLK_32 0x10), `-v VERSION`.
+pub fn set_encpolicy(uid: Option<u32>, dir: &Path, keyspec: &str, opts: &str) -> Out {
+    xfs_io_as(uid, None, &xfs_io_cmd("set_encpolicy", opts, keyspec), dir)
 }
 
-/// `fscryptfs get-policy PATH`.
-pub fn cli_get_policy(uid: Option<u32>, p: &Path) -> Out {
-    fscryptfs_as(uid, None, &[OsStr::new("get-policy"), p.as_os_str()])
+/// fstests' `_get_encpolicy FILE [OPTS]`: `xfs_io -c "get_encpolicy OPTS" FILE`.
+pub fn get_encpolicy(uid: Option<u32>, path: &Path, opts: &str) -> Out {
+    xfs_io_as(uid, None, &xfs_io_cmd("get_encpolicy", opts, ""), path)
 }
 
-/// What `get-policy` prints for fstests' default policy (XTS/CTS, pad 16) on `path`.
+/// What xfs_io's `get_encpolicy` prints for fstests' default policy (XTS/CTS, flags 0x02) on
+/// `path` with key `key` (a 16-digit v1 descriptor, which xfs_io shows as version 0, or a 32-digit
+/// v2 identifier).
 pub fn default_policy_text(path: &Path, key: &str) -> String {
-    if key.len() == 16 {
-        format!(
-            "Encryption policy for {}:\n\tPolicy version: 1\n\tMaster key descriptor: {key}\n\
-             \tContents encryption mode: AES-256-XTS\n\tFilenames encryption mode: AES-256-CTS\n\
-             \tFlags: PAD_16\n",
-            path.display()
-        )
+    let (version, key_line) = if key.len() == 16 {
+        (0, format!("Master key descriptor: {key}"))
     } else {
-        format!(
-            "Encryption policy for {}:\n\tPolicy version: 2\n\tMaster key identifier: {key}\n\
-             \tContents encryption mode: AES-256-XTS\n\tFilenames encryption mode: AES-256-CTS\n\
-             \tFlags: PAD_16\n\tData unit size: default\n",
-            path.display()
-        )
-    }
+        (2, format!("Master key identifier: {key}"))
+    };
+    format!(
+        "Encryption policy for {}:\n\tPolicy version: {version}\n\t{key_line}\n\
+         \tContents encryption mode: 1 (AES-256-XTS)\n\
+         \tFilenames encryption mode: 4 (AES-256-CTS)\n\tFlags: 0x02\n",
+        path.display()
+    )
 }
 
 /// `echo 2 > /proc/sys/vm/drop_caches`: the kernel forgets unused dentries and inodes (FORGETs).
@@ -362,8 +403,18 @@ impl Layout {
 }
 
 /// [`crate::support::mount_volume`] for a volume of `layout`.
+/// `None` as well (after a loud SKIPPED) when xfs_io is missing, see [`have_xfs_io`].
 pub fn mount_in(layout: Layout, opts: &str) -> Option<Mounted> {
-    crate::support::mount_volume(layout.init_args(), opts)
+    mount_volume_xfs_io(layout.init_args(), opts)
+}
+
+/// [`crate::support::mount_volume`], `None` (after a loud SKIPPED) when xfs_io is missing unless
+/// `FSCRYPTFS_REQUIRE_PRIVILEGED=1` (then it panics): see [`have_xfs_io`].
+pub fn mount_volume_xfs_io(init_args: &[&str], opts: &str) -> Option<Mounted> {
+    if !have_xfs_io() {
+        return None;
+    }
+    crate::support::mount_volume(init_args, opts)
 }
 
 /// The v2 key identifier (hex) of a raw key, as the kernel computes it.
@@ -393,13 +444,12 @@ pub fn raw_policy_v2(id: &[u8; 16], contents: u8, filenames: u8, flags: u8) -> [
 }
 
 /// The extent layout's refusals (as btrfs): on the empty unencrypted directory `dir`, v1 policies
-/// (through the command, as `uid`, and through the raw ioctl) and v2 policies with DIRECT_KEY (with
+/// (through xfs_io's `set_encpolicy`, as `uid`, and through the raw ioctl) and v2 policies with DIRECT_KEY (with
 /// Adiantum, where it is otherwise valid), IV_INO_LBLK_64 or IV_INO_LBLK_32 are EINVAL, and `dir`
 /// stays unencrypted. `id` is a v2 key identifier the caller may use (need not be added for root).
 #[track_caller]
 pub fn assert_extent_refuses_v1_and_iv_flags(uid: Option<u32>, dir: &Path, id: &[u8; 16]) {
-    let out = cli_set_policy(uid, dir, TEST_KEY_DESCRIPTOR, &[]);
-    out.fails_with("Invalid argument");
+    set_encpolicy(uid, dir, TEST_KEY_DESCRIPTOR, "").fails_with("Invalid argument");
     if uid.is_none() {
         let errno = |p: &[u8]| errno_or_zero(&crate::support::set_policy(dir, p));
         assert_eq!(errno(&raw_policy_v1(0x02)), libc::EINVAL, "v1 XTS/CTS");
