@@ -97,9 +97,10 @@ fn generic_395_set_and_get_policy() {
     get_encpolicy(None, &ro_dir, "").fails_with(ENODATA_TEXT);
     m.remount("allow_other");
 
-    // ... and on a read-only bind mount of the read-write mount. FUSE's ioctl path cannot see the
-    // bind mount's flag; our command's fstatvfs check is what refuses it (encrypt-tests.md §5.2),
-    // so this step (not in fstests) stays on `fscryptfs set-policy`: xfs_io has no such check.
+    // ... and on a read-only bind mount of the read-write mount. FUSE's ioctl path does not carry
+    // the bind mount's flag: the daemon's bridge looks up the caller's descriptor's mount
+    // (`/proc/TID/fdinfo`, `mountinfo`) as the kernel's mnt_want_write_file would, and our
+    // command checks it itself (fstatvfs) before its own ioctl. This step is not in fstests.
     let bind_mnt = m.tmp.path().join("ro_bind_mnt");
     fs::create_dir(&bind_mnt).unwrap();
     assert!(run(Command::new("mount")
@@ -111,6 +112,7 @@ fn generic_395_set_and_get_policy() {
         .args(["-o", "remount,ro,bind"])
         .arg(&bind_mnt)));
     let bound = bind_mnt.join("ro_dir");
+    set_encpolicy(None, &bound, "0000000000000000", "").fails_with("Read-only file system");
     fscryptfs(&[
         OsStr::new("set-policy"),
         OsStr::new("--padding"),

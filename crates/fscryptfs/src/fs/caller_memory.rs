@@ -29,6 +29,8 @@ use super::types::errno;
 pub(super) struct CallerArg {
     tid: libc::pid_t,
     addr: u64,
+    /// The caller's descriptor the ioctl is on (the syscall's first argument).
+    fd: u64,
 }
 
 /// Whether "the bridge cannot reach callers" was logged already (once per daemon).
@@ -58,6 +60,19 @@ fn parse_syscall_line(line: &str) -> Option<(i64, [u64; 6])> {
     Some((nr, args))
 }
 
+/// Whether mount `mnt_id` of a `mountinfo` text has the per-mount option `ro` (field 6; None:
+/// no such mount).
+fn mount_is_read_only(mountinfo: &str, mnt_id: &str) -> Option<bool> {
+    mountinfo.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        if f.next()? != mnt_id {
+            return None;
+        }
+        let opts = f.nth(4)?;
+        Some(opts.split(',').any(|o| o == "ro"))
+    })
+}
+
 impl CallerArg {
     /// The argument `addr` of ioctl `cmd` that thread `tid` (the request's caller) is blocked in.
     /// ENOTTY when the thread is gone, is not in that ioctl, or may not be reached.
@@ -78,13 +93,37 @@ impl CallerArg {
             Some((nr, args))
                 if nr == libc::SYS_ioctl && args[1] as u32 == cmd && args[2] == addr =>
             {
-                Ok(CallerArg { tid, addr })
+                Ok(CallerArg {
+                    tid,
+                    addr,
+                    fd: args[0],
+                })
             }
             _ => Err(errno(
                 Errno::NOTTY,
                 format!("ioctl bridge: thread {tid} is not in ioctl {cmd:#x} on {addr:#x}"),
             )),
         }
+    }
+
+    /// Whether the caller's descriptor is on a read-only mount (a read-only bind mount of this
+    /// one): the kernel's `mnt_want_write_file`, which FUSE does not carry. Its mount id from
+    /// `/proc/TID/fdinfo/FD`, its per-mount options from `/proc/TID/mountinfo`; ENOTTY when
+    /// either cannot be read.
+    pub(super) fn on_read_only_mount(&self) -> Result<bool> {
+        let fdinfo = std::fs::read_to_string(format!("/proc/{}/fdinfo/{}", self.tid, self.fd))
+            .map_err(|e| unreachable(format_args!("reading the caller's fdinfo: {e}")))?;
+        let mnt_id = fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("mnt_id:"))
+            .map(str::trim)
+            .ok_or_else(|| unreachable("no mnt_id in the caller's fdinfo"))?
+            .to_string();
+        let mountinfo = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.tid))
+            .map_err(|e| unreachable(format_args!("reading the caller's mountinfo: {e}")))?;
+        mount_is_read_only(&mountinfo, &mnt_id).ok_or_else(|| {
+            unreachable(format_args!("mount {mnt_id} not in the caller's mountinfo"))
+        })
     }
 
     /// The caller's address `offset` bytes into the argument (EFAULT past the address space).
@@ -188,6 +227,15 @@ mod tests {
     }
 
     #[test]
+    fn the_per_mount_options_say_read_only() {
+        let info = "22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw\n\
+                    97 29 0:55 / /mnt/b ro,relatime shared:50 - fuse.fscryptfs /b rw\n";
+        assert_eq!(mount_is_read_only(info, "97"), Some(true));
+        assert_eq!(mount_is_read_only(info, "22"), Some(false));
+        assert_eq!(mount_is_read_only(info, "9"), None);
+    }
+
+    #[test]
     fn a_thread_that_is_not_in_that_ioctl_is_refused() {
         // This thread is running, not blocked in an ioctl: nothing may be read or written.
         let me = rustix::thread::gettid().as_raw_nonzero().get() as u32;
@@ -218,6 +266,7 @@ mod tests {
         let me = CallerArg {
             tid: rustix::process::getpid().as_raw_nonzero().get(),
             addr: 0,
+            fd: 0,
         };
         let src = *b"0123456789abcdef";
         let at = CallerArg {
@@ -230,14 +279,11 @@ mod tests {
         let mut dst = [0u8; 8];
         let to = CallerArg {
             addr: dst.as_mut_ptr() as u64,
-            tid: at.tid,
+            ..me
         };
         to.write(2, b"xyz").expect("write");
         assert_eq!(std::hint::black_box(&dst), b"\0\0xyz\0\0\0");
-        let nowhere = CallerArg {
-            addr: 8,
-            tid: at.tid,
-        };
+        let nowhere = CallerArg { addr: 8, ..me };
         assert_eq!(nowhere.read(0, &mut got).unwrap_err().errno(), Errno::FAULT);
     }
 }

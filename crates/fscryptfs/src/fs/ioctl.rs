@@ -123,7 +123,8 @@ impl Fs {
                     )
                 })?;
                 arg.read(0, &mut policy[..size])?;
-                self.ioctl_set_policy(req, ino, &policy[..size])?;
+                let read_only_mount = arg.on_read_only_mount()?;
+                self.ioctl_set_policy(req, ino, &policy[..size], read_only_mount)?;
                 Ok(Vec::new())
             }
             uapi::FS_IOC_GET_ENCRYPTION_POLICY => {
@@ -147,7 +148,8 @@ impl Fs {
             }
             uapi::FS_IOC_GET_ENCRYPTION_PWSALT => {
                 let arg = bridge()?;
-                let salt = self.inodes.inos.pw_salt()?;
+                // ext4 makes the salt under mnt_want_write_file: EROFS through a read-only mount.
+                let salt = self.inodes.inos.pw_salt(!arg.on_read_only_mount()?)?;
                 arg.write(0, &salt)?;
                 Ok(Vec::new())
             }
@@ -202,7 +204,8 @@ impl Fs {
                 Ok(header.encode_reply())
             }
             uapi::FSCRYPTFS_IOC_SET_POLICY => {
-                self.ioctl_set_policy(req, ino, input)?;
+                // Our command checks its own mount's flag (fstatvfs) before it asks.
+                self.ioctl_set_policy(req, ino, input, false)?;
                 Ok(Vec::new())
             }
             uapi::FSCRYPTFS_IOC_GET_POLICY => self.policy_ex_reply(ino, input),
@@ -302,12 +305,22 @@ impl Fs {
         Ok(out)
     }
 
-    /// `fscrypt_ioctl_set_policy` with the kernel's order of checks.
-    fn ioctl_set_policy(&self, req: &Creds, ino: u64, input: &[u8]) -> Result<()> {
+    /// `fscrypt_ioctl_set_policy` with the kernel's order of checks; `read_only_mount`: the
+    /// caller's descriptor is on a read-only (bind) mount (`mnt_want_write_file`'s EROFS).
+    fn ioctl_set_policy(
+        &self,
+        req: &Creds,
+        ino: u64,
+        input: &[u8],
+        read_only_mount: bool,
+    ) -> Result<()> {
         let bytes = uapi::decode_set_policy(input)?;
         let node = self.inodes.usable_node(ino)?;
         let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(&node), e))?;
         hooks::set_policy_permission(Self::caller(req), st.st_uid)?;
+        if read_only_mount {
+            return Err(errno(Errno::ROFS, "read-only mount"));
+        }
         self.check_writable()?;
         let _g = lock(&node.dir_lock);
         let what = self.describe(&node);

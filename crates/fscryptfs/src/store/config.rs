@@ -323,13 +323,14 @@ impl InoAllocator {
     /// durably in the config the first time it is asked for, as ext4 does in its superblock.
     ///
     /// # Errors
-    /// EROFS on a read-only mount of a volume without one; the config's I/O errors.
-    pub fn pw_salt(&self) -> Result<[u8; 16]> {
+    /// EROFS on a read-only mount of a volume without one, or when `may_make` is false (the
+    /// caller's own mount is read-only); the config's I/O errors.
+    pub fn pw_salt(&self, may_make: bool) -> Result<[u8; 16]> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(salt) = st.config.pw_salt {
             return Ok(salt);
         }
-        if st.read_only {
+        if st.read_only || !may_make {
             return Err(Error::new(Errno::ROFS, "read-only mount"));
         }
         let mut salt = [0u8; 16];
