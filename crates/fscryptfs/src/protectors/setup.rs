@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::tree::{
@@ -52,14 +52,14 @@ pub fn setup_named(mount: &Path, tree_name: &str, mode: SetupMode) -> Result<()>
             rustix::fs::fsync(&fd).map_err(|e| sys(what.display(), e))?;
         }
         rustix::fs::fsync(&base).map_err(|e| sys(what.display(), e))?;
-        rustix::fs::renameat_with(&tmpdir, tree_name, &mnt, tree_name, RenameFlags::NOREPLACE)
+        sio::rename_dir_noreplace_at(&tmpdir, OsStr::new(tree_name), &mnt, OsStr::new(tree_name))
             .map_err(|e| match e {
-                Errno::EXIST | Errno::NOTEMPTY => Error::AlreadySetup(format!(
-                    "filesystem {} is already setup for use with fscrypt",
-                    mount.display()
-                )),
-                e => sys(mount.join(tree_name).display(), e),
-            })?;
+            Errno::EXIST | Errno::NOTEMPTY => Error::AlreadySetup(format!(
+                "filesystem {} is already setup for use with fscrypt",
+                mount.display()
+            )),
+            e => sys(mount.join(tree_name).display(), e),
+        })?;
         Ok(())
     })();
     // Whatever happened, the temporary directory goes (with the tree if the rename failed).
@@ -73,7 +73,7 @@ pub fn setup_named(mount: &Path, tree_name: &str, mode: SetupMode) -> Result<()>
 pub fn destroy(mount: &Path) -> Result<()> {
     let mnt = open_mount_dir(mount, Trust::for_caller(false))?;
     let tmp = crate::store::names::tmp_name().map_err(store_err)?;
-    rustix::fs::renameat_with(&mnt, FSCRYPT_DIR, &mnt, &tmp, RenameFlags::NOREPLACE).map_err(
+    sio::rename_dir_noreplace_at(&mnt, OsStr::new(FSCRYPT_DIR), &mnt, &tmp).map_err(
         |e| match e {
             Errno::NOENT => Error::NotSetup(format!(
                 "filesystem {} is not setup for use with fscrypt",

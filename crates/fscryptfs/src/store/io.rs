@@ -553,6 +553,29 @@ pub fn rename_noreplace(
     rustix::fs::renameat(dir, from, dir, to).map_err(|e| sys_err(what, e))
 }
 
+/// `renameat2(from_dir/from, to_dir/to, RENAME_NOREPLACE)` for a one-off command with no feature
+/// probe (the protector tree's setup and removal): where the filesystem refuses the flag (EINVAL:
+/// CephFS, NFS) a plain rename after checking that `to` is free. Meant for directories, which a
+/// plain rename never moves over a non-empty directory or a file; the raw errno on failure.
+pub fn rename_dir_noreplace_at(
+    from_dir: impl AsFd,
+    from: &OsStr,
+    to_dir: impl AsFd,
+    to: &OsStr,
+) -> rustix::io::Result<()> {
+    let (fd, td) = (from_dir.as_fd(), to_dir.as_fd());
+    match rustix::fs::renameat_with(fd, from, td, to, rustix::fs::RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) => {}
+        r => return r,
+    }
+    match rustix::fs::statat(td, to, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => return Err(Errno::EXIST),
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(e),
+    }
+    rustix::fs::renameat(fd, from, td, to)
+}
+
 pub fn open_backing_root(backing: &std::path::Path) -> Result<OwnedFd> {
     rustix::fs::open(
         backing,
