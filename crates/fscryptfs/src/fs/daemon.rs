@@ -278,10 +278,17 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<()> {
 /// Mounts the volume in `backing` on `mountpoint` and serves it until unmounted. `ready` runs once
 /// the mount is live.
 /// Probes the backing filesystem of the volume in `backing` (`store::features`) and refuses one
-/// no strategy can serve, with one line naming what it lacks.
+/// no strategy can serve, with one line naming what it lacks. When the probe cannot run (a full
+/// backing filesystem) the strategies that work everywhere are chosen, with a warning.
 pub fn probe_backing(backing: &Path) -> Result<BackingFeatures> {
     let root = crate::store::io::open_backing_root(backing)?;
-    let f = BackingFeatures::probe(&root)?;
+    let f = match BackingFeatures::probe(&root) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("{e}; assuming the fewest features");
+            BackingFeatures::conservative()
+        }
+    };
     f.require_usable(backing)?;
     Ok(f)
 }
@@ -303,10 +310,11 @@ pub fn serve(
     } else {
         let f = probe_backing(&backing)?;
         for line in f.report() {
-            tracing::info!("backing filesystem: {line}");
+            tracing::debug!("backing filesystem: {line}");
         }
         f
     };
+    let lacks = features.lacks();
     // Before anything is read or written: a second daemon on this volume stops here. Held until
     // this function returns, after the session (and its final writeout in `destroy`) has ended.
     let lock = crate::store::lock::VolumeLock::for_mount(&backing, opts.read_only)?;
@@ -452,6 +460,9 @@ pub fn serve(
         crate::store::config::removal_name(removal),
         if writeback_cache { "on" } else { "off" }
     );
+    if let Some(l) = lacks {
+        tracing::info!("{l} (mount -o verbose says more)");
+    }
     ready();
     match session.run() {
         // The kernel tears the connection down at the end of a lazy unmount (the last file was

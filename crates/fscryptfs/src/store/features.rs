@@ -82,6 +82,45 @@ impl BackingFeatures {
         }
     }
 
+    /// What the daemon assumes when the probe itself could not run (a full backing filesystem):
+    /// the strategies that work everywhere — new names by a checked rename, no reflink or punch
+    /// hole relied on (both fall back at the call anyway) — while RENAME_EXCHANGE, OFD locks and
+    /// xattrs are passed on and fail as the backing filesystem says, if they do.
+    pub fn conservative() -> BackingFeatures {
+        BackingFeatures {
+            rename_noreplace: false,
+            hard_links: false,
+            clone_range: false,
+            punch_hole: false,
+            ..BackingFeatures::assumed()
+        }
+    }
+
+    /// What the backing filesystem lacks that changes what the daemon does, in one line (None:
+    /// nothing).
+    pub fn lacks(&self) -> Option<String> {
+        let mut v = Vec::new();
+        if !self.rename_noreplace {
+            v.push(format!(
+                "RENAME_NOREPLACE (new names: {})",
+                self.publish_strategy()
+            ));
+        }
+        if !self.rename_exchange {
+            v.push("RENAME_EXCHANGE (refused with EINVAL)".to_string());
+        }
+        if !self.hard_links {
+            v.push("hard links".to_string());
+        }
+        if !self.punch_hole {
+            v.push("punch hole (zeros written)".to_string());
+        }
+        if !self.user_xattrs {
+            v.push("user xattrs".to_string());
+        }
+        (!v.is_empty()).then(|| format!("the backing filesystem lacks {}", v.join(", ")))
+    }
+
     /// Probes the backing filesystem under `root` (the backing root's descriptor) in a fresh
     /// scratch directory, removed again (also when a probe fails). Errors only when the scratch
     /// directory cannot be made or a probe fails in a way that says nothing about the feature
@@ -428,5 +467,14 @@ mod tests {
         };
         let e = no_locks.require_usable(tmp.path()).unwrap_err();
         assert!(e.to_string().contains("OFD"), "{e}");
+        // When the probe cannot run, the strategies that work everywhere, said in one line.
+        let c = BackingFeatures::conservative();
+        assert!(!c.rename_noreplace && !c.hard_links && c.rename_exchange && c.ofd_locks);
+        let said = c.lacks().expect("lacks");
+        assert!(
+            said.contains("RENAME_NOREPLACE (new names: checked rename under the directory lock)"),
+            "{said}"
+        );
+        assert_eq!(BackingFeatures::assumed().lacks(), None);
     }
 }
