@@ -643,15 +643,8 @@ fn the_commands_fall_back_to_fscryptfs_ioctls_where_the_bridge_cannot_reach() {
     }
     let m = SideMount::start(Daemon::PidNamespace);
     let run = |args: &[&str], input: &[u8]| {
-        let mut child = Command::new(bin())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let _ = child.stdin.take().expect("stdin").write_all(input);
-        let out = child.wait_with_output().expect("wait");
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let out = run_fscryptfs(&args, Some(input));
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8(out.stdout).expect("UTF-8")
     };

@@ -100,11 +100,9 @@ impl Out {
     }
 }
 
-/// Runs `fscryptfs ARGS` (as `uid` if given, with `stdin` if given).
-pub fn fscryptfs_as<S: AsRef<OsStr>>(uid: Option<u32>, stdin: Option<&[u8]>, args: &[S]) -> Out {
-    let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .current_dir("/")
+/// Runs `cmd` from `/` (as `uid` if given, with `stdin` if given) and collects what it did.
+fn run_as(mut cmd: Command, uid: Option<u32>, stdin: Option<&[u8]>) -> Out {
+    cmd.current_dir("/")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -115,17 +113,25 @@ pub fn fscryptfs_as<S: AsRef<OsStr>>(uid: Option<u32>, stdin: Option<&[u8]>, arg
     if let Some(u) = uid {
         cmd.uid(u).gid(u);
     }
-    let mut child = cmd.spawn().expect("spawn fscryptfs");
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
     if let Some(data) = stdin {
         let mut w = child.stdin.take().expect("stdin pipe");
         w.write_all(data).expect("write stdin");
     }
-    let o = child.wait_with_output().expect("wait fscryptfs");
+    let o = child.wait_with_output().expect("wait");
     Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
+}
+
+/// Runs `fscryptfs ARGS` (as `uid` if given, with `stdin` if given).
+pub fn fscryptfs_as<S: AsRef<OsStr>>(uid: Option<u32>, stdin: Option<&[u8]>, args: &[S]) -> Out {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    run_as(cmd, uid, stdin)
 }
 
 /// Runs `fscryptfs ARGS` as root, no stdin.
@@ -158,33 +164,8 @@ pub fn have_xfs_io() -> bool {
 /// Runs `xfs_io -c CMD PATH` (as `uid` if given, with `stdin` if given): one fstests helper.
 pub fn xfs_io_as(uid: Option<u32>, stdin: Option<&[u8]>, cmd: &str, path: &Path) -> Out {
     let mut c = Command::new("xfs_io");
-    c.arg("-c")
-        .arg(cmd)
-        .arg(path)
-        .current_dir("/")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(u) = uid {
-        c.uid(u).gid(u);
-    }
-    let mut child = c
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn xfs_io (apt-get install xfsprogs): {e}"));
-    if let Some(data) = stdin {
-        let mut w = child.stdin.take().expect("stdin pipe");
-        w.write_all(data).expect("write stdin");
-    }
-    let o = child.wait_with_output().expect("wait xfs_io");
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    c.arg("-c").arg(cmd).arg(path);
+    run_as(c, uid, stdin)
 }
 
 /// `"CMD OPTS ARG"` without empty parts.
