@@ -1,10 +1,10 @@
-//! The key and policy ioctls, with the kernel's struct layouts, checks and errnos: REMOVE_KEY(_ALL_USERS),
-//! GET_KEY_STATUS and GET_NONCE, whose arguments fit FUSE's restricted ioctls; ADD_KEY,
-//! SET_POLICY, GET_POLICY(_EX) and GET_PWSALT, whose arguments do not, through the bridge into the
-//! caller's memory (`caller_memory`); and fscryptfs' own ADD_KEY, SET_POLICY, GET_POLICY and
-//! BUSY_FILES, whose sizes fit, for callers the bridge cannot reach. Everything else is ENOTTY, as
-//! on a filesystem without encryption support. Numbers and argument layouts are `fscrypt::uapi`'s:
-//! arguments are decoded and answers encoded there, never by offset here.
+//! The key and policy ioctls, with the kernel's struct layouts, checks and errnos:
+//! REMOVE_KEY(_ALL_USERS), GET_KEY_STATUS and GET_NONCE, whose arguments fit FUSE's restricted
+//! ioctls; ADD_KEY, SET_POLICY, GET_POLICY(_EX) and GET_PWSALT, whose arguments do not, through the
+//! bridge into the caller's memory (`caller_memory`); and fscryptfs' own ADD_KEY, SET_POLICY,
+//! GET_POLICY and BUSY_FILES, whose sizes fit, for callers the bridge cannot reach. Everything else
+//! is ENOTTY, as on a filesystem without encryption support. Numbers and argument layouts are
+//! `fscrypt::uapi`'s: arguments are decoded and answers encoded there, never by offset here.
 //!
 //! Raw key bytes are copied once, into locked memory (`SecretBytes`): from the caller's memory
 //! (the kernel's ADD_KEY: they never pass through a FUSE request), or from `fuser`'s request buffer
@@ -81,7 +81,6 @@ fn busy_files_text(report: &BusyReport, room: usize) -> Vec<u8> {
 impl Fs {
     /// One ioctl on `ino`: `input` is what FUSE carried, `arg` the caller's argument address
     /// (`compat`: a 32-bit caller, which the bridge does not serve).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn do_ioctl(
         &self,
         req: &Creds,

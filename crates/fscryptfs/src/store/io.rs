@@ -513,8 +513,6 @@ pub fn sync_dir(dir: impl AsFd, what: &(impl Display + ?Sized)) -> Result<()> {
     open_listing(dir, what).and_then(|d| rustix::fs::fsync(&d).map_err(|e| sys_err(what, e)))
 }
 
-/// The backing root given by the administrator, as the directory descriptor every access inside it
-/// is relative to. (Its own path may go through symlinks: it is the administrator's choice.)
 /// Moves the entry `from` of `dir` to the name `to`, which must not exist yet (EEXIST when it
 /// does): a new object's temporary name to its final one, or a final name to a fresh temporary
 /// one. How depends on the backing filesystem (`features::BackingFeatures`): `RENAME_NOREPLACE`;
@@ -576,6 +574,8 @@ pub fn rename_dir_noreplace_at(
     rustix::fs::renameat(fd, from, td, to)
 }
 
+/// The backing root given by the administrator, as the directory descriptor every access inside it
+/// is relative to. (Its own path may go through symlinks: it is the administrator's choice.)
 pub fn open_backing_root(backing: &std::path::Path) -> Result<OwnedFd> {
     rustix::fs::open(
         backing,
