@@ -154,6 +154,29 @@ impl Fs {
             .map_err(|e| sys_err(bname.to_string_lossy(), e))
     }
 
+    /// [`Fs::chown_new`] for a new regular file through its open descriptor: nothing when it
+    /// already has that owner (root creating, as the daemon is), so no backing call is made for
+    /// it beyond an `fstat`.
+    pub(super) fn chown_new_file(
+        &self,
+        file: &std::fs::File,
+        owner: (u32, u32),
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<()> {
+        if !self.is_root {
+            return Ok(());
+        }
+        let st = rustix::fs::fstat(file).map_err(|e| sys_err(what, e))?;
+        if (st.st_uid, st.st_gid) == owner {
+            return Ok(());
+        }
+        let (u, g) = (
+            rustix::fs::Uid::from_raw(owner.0),
+            rustix::fs::Gid::from_raw(owner.1),
+        );
+        rustix::fs::fchown(file, Some(u), Some(g)).map_err(|e| sys_err(what, e))
+    }
+
     /// SETATTR: the new attributes and their lifetime.
     pub(super) fn do_setattr(&self, ino: u64, change: &SetAttr) -> Result<(Attr, Duration)> {
         let attr = self.set_attr(ino, change)?;
