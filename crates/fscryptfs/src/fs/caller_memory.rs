@@ -126,12 +126,17 @@ impl CallerArg {
         })
     }
 
-    /// The caller's address `offset` bytes into the argument (EFAULT past the address space).
-    fn at(&self, offset: usize) -> Result<usize> {
-        usize::try_from(self.addr)
+    /// The caller's `len` bytes `offset` bytes into the argument, as the remote iovec of a
+    /// transfer (EFAULT past the address space).
+    fn remote(&self, offset: usize, len: usize) -> Result<[libc::iovec; 1]> {
+        let at = usize::try_from(self.addr)
             .ok()
             .and_then(|a| a.checked_add(offset))
-            .ok_or_else(|| errno(Errno::FAULT, "ioctl argument beyond the address space"))
+            .ok_or_else(|| errno(Errno::FAULT, "ioctl argument beyond the address space"))?;
+        Ok([libc::iovec {
+            iov_base: at as *mut libc::c_void,
+            iov_len: len,
+        }])
     }
 
     /// What a failed or short transfer means: EFAULT for memory the caller does not have (the
@@ -149,12 +154,8 @@ impl CallerArg {
     /// Fills `buf` from the argument's bytes at `offset..offset + buf.len()`, all or nothing.
     pub(super) fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         let want = buf.len();
-        let remote = self.at(offset)?;
+        let remote = self.remote(offset, want)?;
         let mut local = [IoSliceMut::new(buf)];
-        let remote = [libc::iovec {
-            iov_base: remote as *mut libc::c_void,
-            iov_len: want,
-        }];
         // SAFETY: the local iovec is an exclusively borrowed slice of `want` bytes, which the
         // kernel fills at most; the remote iovec names memory of another process, which the
         // kernel checks (EFAULT), never dereferenced here.
@@ -174,12 +175,8 @@ impl CallerArg {
     /// Writes `data` into the argument at `offset..offset + data.len()`.
     pub(super) fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         let want = data.len();
-        let remote = self.at(offset)?;
+        let remote = self.remote(offset, want)?;
         let local = [IoSlice::new(data)];
-        let remote = [libc::iovec {
-            iov_base: remote as *mut libc::c_void,
-            iov_len: want,
-        }];
         // SAFETY: the local iovec is a borrowed slice of `want` bytes that the kernel only reads;
         // the remote iovec names memory of another process, which the kernel checks (EFAULT).
         let n = unsafe {
