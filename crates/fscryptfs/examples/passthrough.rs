@@ -1,12 +1,14 @@
 //! A no-op FUSE passthrough filesystem: mirrors a backing directory, no encryption. It exists to
 //! measure the FUSE limit on this machine (issue 12, `scripts/bench-fs`), nothing else.
 //!
-//! Usage (as root): `passthrough [--hard-links] BACKING MNT`. Runs in the foreground; SIGTERM,
+//! Usage (as root): `passthrough [--hard-links] [--fake-locks] BACKING MNT`. Runs in the foreground; SIGTERM,
 //! SIGINT or SIGHUP unmount and end it, and so does `umount MNT`.
 //!
 //! It also stands in for a backing filesystem with few features (`tests/fs_backing_features.rs`):
 //! like CephFS and NFS it refuses every rename flag (EINVAL), and it has no hard links unless
-//! `--hard-links` (which CephFS has), no xattrs, no `O_TMPFILE`, no reflink, no punch hole.
+//! `--hard-links` (which CephFS has), no xattrs, no `O_TMPFILE`, no reflink, no punch hole. With
+//! `--fake-locks` it stands in for a backing filesystem that lies about locks: it takes POSIX
+//! (OFD) locks over from the kernel and grants every one, enforcing none.
 //!
 //! The fuser configuration is fscryptfs' own (`crates/fscryptfs/src/fs/daemon.rs` `serve` and
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
@@ -32,8 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, MountOption, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, SessionACL, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 
 /// Same as fscryptfs (`daemon.rs` `THREADS`).
@@ -57,6 +59,8 @@ type DirEntry = (u64, FileType, OsString);
 struct Passthrough {
     /// `--hard-links`: LINK is served.
     hard_links: bool,
+    /// `--fake-locks`: every POSIX lock is granted, none enforced.
+    fake_locks: bool,
     inodes: Mutex<Inodes>,
     files: Mutex<HashMap<u64, Arc<File>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
@@ -130,7 +134,7 @@ fn set_time(t: Option<TimeOrNow>) -> Option<SystemTime> {
 }
 
 impl Passthrough {
-    fn new(root: PathBuf, hard_links: bool) -> Self {
+    fn new(root: PathBuf, hard_links: bool, fake_locks: bool) -> Self {
         let mut inodes = Inodes {
             next: 2,
             ..Default::default()
@@ -141,6 +145,7 @@ impl Passthrough {
         inodes.paths.insert(1, root);
         Passthrough {
             hard_links,
+            fake_locks,
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -233,7 +238,43 @@ impl Filesystem for Passthrough {
         {
             eprintln!("passthrough: the kernel offers no FUSE writeback cache");
         }
+        if self.fake_locks {
+            let _ = config.add_capabilities(InitFlags::FUSE_POSIX_LOCKS);
+        }
         Ok(())
+    }
+
+    // `--fake-locks` only (without it the kernel keeps POSIX locks itself): nothing is ever held.
+    fn getlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        _typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        reply.locked(start, end, libc::F_UNLCK, pid);
+    }
+
+    // `--fake-locks` only: every lock is granted, none enforced.
+    fn setlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        _start: u64,
+        _end: u64,
+        _typ: i32,
+        _pid: u32,
+        _sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -661,15 +702,19 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 
 fn main() -> io::Result<()> {
     let mut args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    let hard_links = args
-        .first()
-        .is_some_and(|a| a.as_os_str() == "--hard-links");
-    if hard_links {
-        args.remove(0);
-    }
+    let mut flag = |name: &str| match args.iter().position(|a| a.as_os_str() == name) {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
+    };
+    let hard_links = flag("--hard-links");
+    let fake_locks = flag("--fake-locks");
     let [backing, mnt] = args.as_slice() else {
         eprintln!(
-            "usage: passthrough [--hard-links] BACKING MNT (as root; foreground; SIGTERM unmounts)"
+            "usage: passthrough [--hard-links] [--fake-locks] BACKING MNT (as root; foreground; \
+             SIGTERM unmounts)"
         );
         std::process::exit(2);
     };
@@ -692,7 +737,8 @@ fn main() -> io::Result<()> {
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
     let signals = block_termination_signals();
-    let mut session = fuser::Session::new(Passthrough::new(backing, hard_links), mnt, &cfg)?;
+    let mut session =
+        fuser::Session::new(Passthrough::new(backing, hard_links, fake_locks), mnt, &cfg)?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("signals".into())

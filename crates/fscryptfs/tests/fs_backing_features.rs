@@ -48,6 +48,11 @@ struct Backing {
 
 impl Backing {
     fn start(hard_links: bool) -> Option<Backing> {
+        Backing::start_with(if hard_links { &["--hard-links"] } else { &[] })
+    }
+
+    /// A passthrough mount with these options of the example (`--hard-links`, `--fake-locks`).
+    fn start_with(opts: &[&str]) -> Option<Backing> {
         if !can_mount() {
             return None;
         }
@@ -56,11 +61,8 @@ impl Backing {
         let (raw, mnt) = (tmp.path().join("raw"), tmp.path().join("back"));
         std::fs::create_dir(&raw).expect("mkdir");
         std::fs::create_dir(&mnt).expect("mkdir");
-        let mut cmd = Command::new(bin);
-        if hard_links {
-            cmd.arg("--hard-links");
-        }
-        let child = cmd
+        let child = Command::new(bin)
+            .args(opts)
             .arg(&raw)
             .arg(&mnt)
             .stdin(Stdio::null())
@@ -262,4 +264,54 @@ fn without_rename_flags_with_hard_links() {
         &["--contents-layout=per-file"],
         "hard link to the new name, then unlink of the temporary one",
     );
+}
+
+/// A backing filesystem that grants every lock and enforces none (the passthrough with
+/// `--fake-locks`) would let two daemons write one volume: `init` and `mount` refuse it in one
+/// line naming the reason, ENOLCK's message, before anything is written.
+#[test]
+fn a_backing_store_whose_locks_do_not_hold_is_refused() {
+    let Some(back) = Backing::start_with(&["--fake-locks"]) else {
+        return;
+    };
+    // The lie itself: a second open file description gets the lock the first holds.
+    let probe = back.mnt.join("probe");
+    std::fs::write(&probe, b"x").unwrap();
+    let a = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&probe)
+        .unwrap();
+    let b = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&probe)
+        .unwrap();
+    for f in [&a, &b] {
+        assert_eq!(ofd_write_lock(f), 0, "the passthrough grants every lock");
+    }
+    let vol = back.mnt.join("vol");
+    let out = run(&["init".as_ref(), vol.as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "init succeeded: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("a second lock on a locked file granted")
+            && err.contains("one read-write mount per volume"),
+        "{err}"
+    );
+    assert!(!vol.join(".fscryptfs.conf").exists(), "init wrote a volume");
+}
+
+/// `fcntl(F_OFD_SETLK, F_WRLCK)` over all of `f`: 0, or the errno.
+fn ofd_write_lock(f: &std::fs::File) -> i32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero `flock` is a valid value; the fields are set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_OFD_SETLK reads the `flock` that lives across the call; `f` is open.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) } == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
 }

@@ -257,3 +257,74 @@ fn punch_hole_and_zero_range_in_both_layouts() {
         assert!(fs::read(&p).unwrap() == want, "{layout}: after remount");
     }
 }
+
+/// Per-file sizes are recorded at close: the header on disk says the new size while the volume
+/// stays mounted; files evicted (caches dropped) right after their close keep their sizes (an
+/// eviction that finds a size still to record writes it: it must not wait on the node's own state
+/// lock); and everything reads back after a remount, with fsck clean.
+#[test]
+fn sizes_recorded_after_close_reach_the_header_and_survive_eviction() {
+    let Some((mut m, _id)) = encrypted_volume_made_with(&["--contents-layout=per-file"]) else {
+        return;
+    };
+    let e = m.path("enc");
+    let data = pattern(12_345, 9);
+    fs::write(e.join("one"), &data).unwrap();
+    let back = m.backing.join("enc");
+    let header_size = || -> Option<u64> {
+        let f = fs::read_dir(&back)
+            .unwrap()
+            .map(|d| d.unwrap().path())
+            .find(|p| !p.file_name().unwrap().as_bytes().contains(&b'.'))?;
+        let mut h = [0u8; 32];
+        fs::File::open(f).ok()?.read_exact(&mut h).ok()?;
+        Some(u64::from_le_bytes(h[24..32].try_into().unwrap()))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while header_size() != Some(12_345) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        header_size(),
+        Some(12_345),
+        "the header does not say the size 10 s after close"
+    );
+
+    // Many closes, every third followed by dropping the kernel's inodes and dentries (as root, as
+    // in CI: the FORGETs evict nodes whose size may still wait for its commit).
+    for i in 0..60u32 {
+        let p = e.join(format!("f{i}"));
+        fs::write(&p, pattern(1000 + i as usize * 77, i)).unwrap();
+        if i % 3 == 0 {
+            let _ = fs::write("/proc/sys/vm/drop_caches", "2");
+        }
+    }
+    for i in 0..60u32 {
+        assert_eq!(
+            fs::metadata(e.join(format!("f{i}"))).unwrap().len(),
+            1000 + i as u64 * 77
+        );
+    }
+    m.stop();
+    let out = std::process::Command::new(bin())
+        .args(["fsck", "--quiet"])
+        .arg(&m.backing)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fsck: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m.start_again("");
+    add_key(&m.mnt, &KEY).unwrap();
+    assert_eq!(fs::read(m.path("enc/one")).unwrap(), data);
+    for i in 0..60u32 {
+        assert_eq!(
+            fs::read(m.path(&format!("enc/f{i}"))).unwrap(),
+            pattern(1000 + i as usize * 77, i),
+            "f{i}"
+        );
+    }
+}

@@ -18,7 +18,7 @@ mod support;
 
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -553,4 +553,58 @@ fn writes_at_the_size_limit_fail_at_the_call_or_are_kept() {
     let e = f.set_len(limit + 1).expect_err("truncate past the limit");
     assert_eq!(e.raw_os_error(), Some(libc::EFBIG), "{e}");
     f.sync_all().expect("nothing was accepted");
+}
+
+/// Row 1 of the attack, for regular files made in place (`O_CREAT|O_EXCL` under the final name):
+/// the attacker owns a directory, lets the mount find a name absent, then plants a symlink (to the
+/// canary, dangling) or a directory at that very backing name before the create arrives. Whether
+/// the kernel sends the CREATE (a cached negative entry) or looks the name up again, the create
+/// fails (EEXIST at the exclusive create, or the damaged entry's EUCLEAN, EISDIR, ELOOP), nothing
+/// is written through the plant, and the plant is still there, unchanged in type.
+#[test]
+fn a_plant_at_the_name_being_created_is_never_opened() {
+    let Some(m) = mount_volume(&[], "allow_other") else {
+        return;
+    };
+    let canary = Canary::new();
+    let dir = m.path("plain");
+    fs::create_dir(&dir).expect("mkdir");
+    std::os::unix::fs::chown(&dir, Some(ATTACKER), Some(ATTACKER)).expect("chown");
+    for (i, plant) in [
+        Plant::SymlinkToCanary,
+        Plant::DanglingSymlink,
+        Plant::Directory,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("new{i}");
+        assert!(
+            fs::symlink_metadata(dir.join(&name)).is_err(),
+            "absent first"
+        );
+        let backing = m.backing.join("plain").join(&name);
+        plant_at(&backing, plant, &canary, true);
+        let e = timed("create at a planted name", {
+            let p = dir.join(&name);
+            move || {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(p)
+                    .map(drop)
+            }
+        });
+        assert!(
+            matches!(e, libc::EEXIST | EUCLEAN | libc::EISDIR | libc::ELOOP),
+            "{plant:?}: create answered errno {e}"
+        );
+        canary.assert_untouched(&format!("{plant:?} at the name being created"));
+        let md = fs::symlink_metadata(&backing).expect("the plant is still there");
+        match plant {
+            Plant::Directory => assert!(md.is_dir(), "{plant:?}"),
+            _ => assert!(md.file_type().is_symlink(), "{plant:?}"),
+        }
+    }
 }

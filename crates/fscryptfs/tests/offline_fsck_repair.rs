@@ -549,3 +549,78 @@ fn a_spinner_shows_on_a_terminal_once_a_check_takes_a_second() {
     let (code, out, err) = fsck(&["-q"], &b);
     assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
 }
+
+/// A create the daemon did not finish (it makes the name with O_EXCL, then writes the header: a
+/// crash in between leaves a file shorter than a header): mounted, an entry that can be stat'ed
+/// and deleted but whose open says EUCLEAN; fsck a problem naming the interrupted create;
+/// `--repair` removes it (it holds no data) and the next check is clean.
+#[test]
+fn an_interrupted_create_is_a_damaged_entry_until_repair_removes_it() {
+    let Some((mut m, _id)) = encrypted_volume() else {
+        return;
+    };
+    fs::write(m.path("enc/victim"), b"will be cut").unwrap();
+    fs::create_dir(m.path("plain")).unwrap();
+    fs::write(m.path("plain/kept"), b"kept").unwrap();
+    m.stop();
+    let b = m.backing.clone();
+    let enc = b.join("enc");
+    let victim = backing_entries(&enc, |_, md| md.is_file());
+    assert_eq!(victim.len(), 1, "{victim:?}");
+    let victim = victim[0].clone();
+    // The name made, the header never written (the daemon was killed in between) ...
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&victim)
+        .unwrap();
+    // ... and a header cut short by a machine crash, in an unencrypted directory.
+    let torn = b.join("plain/torn");
+    fs::write(&torn, vec![0x46u8; 100]).unwrap();
+
+    let (code, out, err) = fsck(&[], &b);
+    assert_eq!(code, 1, "{out}{err}");
+    for p in [&victim, &torn] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{}: ", p.display()))
+                    && l.contains("a create interrupted by a crash")
+                    && l.contains("--repair removes it")),
+            "{}: not reported\n{out}",
+            p.display()
+        );
+    }
+
+    m.start_again("");
+    add_key(&m.mnt, &KEY).unwrap();
+    let names: Vec<_> = fs::read_dir(m.path("enc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(names.iter().any(|n| n == "victim"), "{names:?}");
+    assert!(fs::symlink_metadata(m.path("plain/torn"))
+        .unwrap()
+        .is_file());
+    let e = fs::File::open(m.path("plain/torn")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EUCLEAN), "{e}");
+    fs::remove_file(m.path("plain/torn")).unwrap();
+    assert_eq!(fs::read(m.path("plain/kept")).unwrap(), b"kept");
+    m.stop();
+    assert!(!torn.exists());
+
+    let (code, out, err) = fsck(&["--repair"], &b);
+    assert_eq!(code, 4, "{out}{err}");
+    let rep = repaired_lines(&out);
+    assert_eq!(rep.len(), 1, "{out}");
+    assert!(
+        rep[&victim.display().to_string()][0].contains("a create interrupted by a crash"),
+        "{out}"
+    );
+    assert!(!victim.exists());
+    let (code, out, err) = fsck(&[], &b);
+    assert_eq!(code, 0, "after repair:\n{out}{err}");
+    m.start_again("");
+    add_key(&m.mnt, &KEY).unwrap();
+    assert!(!m.path("enc/victim").exists());
+    assert_eq!(fs::read(m.path("plain/kept")).unwrap(), b"kept");
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::{AtFlags, Mode};
 
-use super::locks::rlock;
+use super::locks::{lock, rlock};
 use super::mount::Fs;
 use super::node::{check_usable, Kind, Node, State};
 use super::types::{errno, Attr, Creds, FileType, SetAttr, SetTime};
@@ -38,6 +38,12 @@ impl Fs {
     /// is where [`advance_clock`] makes every later change's stamps later than these.
     pub(super) fn attr(&self, node: &Node) -> Result<Attr> {
         let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(node), e))?;
+        Ok(self.attr_of(node, &st))
+    }
+
+    /// [`Fs::attr`] from a `stat` of the node's backing object the caller already has (a new
+    /// file's, taken through its open descriptor: no second backing call).
+    pub(super) fn attr_of(&self, node: &Node, st: &rustix::fs::Stat) -> Attr {
         advance_clock();
         let (size, encrypted) = {
             let s = rlock(&node.state);
@@ -59,13 +65,13 @@ impl Fs {
                 std::time::UNIX_EPOCH - Duration::from_secs(s.unsigned_abs())
             }
         };
-        Ok(Attr {
+        Attr {
             ino: node.ino,
             size,
             blocks: st.st_blocks as u64,
-            atime: ts(st.st_atime as i64, st.st_atime_nsec as i64),
-            mtime: ts(st.st_mtime as i64, st.st_mtime_nsec as i64),
-            ctime: ts(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            atime: ts(st.st_atime, st.st_atime_nsec as i64),
+            mtime: ts(st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: ts(st.st_ctime, st.st_ctime_nsec as i64),
             kind: FileType::of_kind(node.kind),
             perm: (st.st_mode & 0o7777) as u16,
             nlink: st.st_nlink as u32,
@@ -73,7 +79,7 @@ impl Fs {
             gid: st.st_gid,
             rdev: st.st_rdev as u32,
             blksize: 4096,
-        })
+        }
     }
 
     /// Only an encrypted symlink's attributes depend on the key (its size is the plaintext or the
@@ -154,27 +160,25 @@ impl Fs {
             .map_err(|e| sys_err(bname.to_string_lossy(), e))
     }
 
-    /// [`Fs::chown_new`] for a new regular file through its open descriptor: nothing when it
-    /// already has that owner (root creating, as the daemon is), so no backing call is made for
-    /// it beyond an `fstat`.
+    /// [`Fs::chown_new`] for a new regular file through its open descriptor, returning the file's
+    /// `stat` afterwards: nothing changes when it already has that owner (root creating, as the
+    /// daemon is), so no backing call is made beyond the `fstat` the reply needs anyway.
     pub(super) fn chown_new_file(
         &self,
         file: &std::fs::File,
         owner: (u32, u32),
         what: &(impl std::fmt::Display + ?Sized),
-    ) -> Result<()> {
-        if !self.is_root {
-            return Ok(());
-        }
+    ) -> Result<rustix::fs::Stat> {
         let st = rustix::fs::fstat(file).map_err(|e| sys_err(what, e))?;
-        if (st.st_uid, st.st_gid) == owner {
-            return Ok(());
+        if !self.is_root || (st.st_uid, st.st_gid) == owner {
+            return Ok(st);
         }
         let (u, g) = (
             rustix::fs::Uid::from_raw(owner.0),
             rustix::fs::Gid::from_raw(owner.1),
         );
-        rustix::fs::fchown(file, Some(u), Some(g)).map_err(|e| sys_err(what, e))
+        rustix::fs::fchown(file, Some(u), Some(g)).map_err(|e| sys_err(what, e))?;
+        rustix::fs::fstat(file).map_err(|e| sys_err(what, e))
     }
 
     /// SETATTR: the new attributes and their lifetime.
@@ -245,6 +249,15 @@ impl Fs {
             if node.kind != Kind::Symlink {
                 rustix::fs::chmod(node.proc_path(), Mode::from_raw_mode(m & 0o7777))
                     .map_err(|e| sys_err(what(), e))?;
+            }
+        }
+        let only_times = mode.is_none() && uid.is_none() && gid.is_none() && size.is_none();
+        if only_times {
+            let m = lock(&node.meta);
+            if let (Some(gone), 0) = (m.removed, m.opens) {
+                // Unlinked and closed: nobody can see these times any more.
+                drop(m);
+                return Ok(self.attr_of(&node, &gone));
             }
         }
         if atime.is_some() || mtime.is_some() {

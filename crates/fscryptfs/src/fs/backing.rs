@@ -66,15 +66,20 @@ pub fn init_root(backing: &std::path::Path) -> Result<()> {
 }
 
 impl Fs {
-    /// Looks up `name` in `dir`: the child node (lookup count incremented).
-    pub(super) fn lookup_child(&self, dir: &Arc<Node>, name: &OsStr) -> Result<Arc<Node>> {
+    /// Looks up `name` in `dir`: the child node (lookup count incremented) and the `fstat` of its
+    /// backing object taken on the way (the reply's attributes without another backing call).
+    pub(super) fn lookup_child(
+        &self,
+        dir: &Arc<Node>,
+        name: &OsStr,
+    ) -> Result<(Arc<Node>, rustix::fs::Stat)> {
         if dir.kind != Kind::Dir {
             return Err(errno(Errno::NOTDIR, "not a directory"));
         }
         let (bname, _) = self.backing_name(dir, name)?;
         let what = self.describe_child(dir, &bname);
         let fd = store_io::open_entry(&*dir.fd(), &bname, &what)?;
-        self.node_from_fd(fd, dir.ino, name, &bname, &what)
+        self.node_stat_from_fd(fd, dir.ino, name, &bname, &what)
     }
 
     /// The special-file record of `dir` (empty when it has none). A damaged one is logged and
@@ -146,14 +151,28 @@ impl Fs {
         bname: &OsStr,
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<Arc<Node>> {
+        self.node_stat_from_fd(fd, parent, name, bname, what)
+            .map(|(n, _)| n)
+    }
+
+    /// [`Fs::node_from_fd`], also returning the object's `fstat` (the one taken to identify it;
+    /// reading its metadata changes none of it).
+    pub(super) fn node_stat_from_fd(
+        &self,
+        fd: OwnedFd,
+        parent: u64,
+        name: &OsStr,
+        bname: &OsStr,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<(Arc<Node>, rustix::fs::Stat)> {
         let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
         let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
         if let Some(node) = self.cached_node_of(&st, ft, parent, name, what)? {
-            return Ok(node);
+            return Ok((node, st));
         }
         let (ino, kind, found) = match ft {
             rustix::fs::FileType::RegularFile => {
-                let f = store_io::reopen_file(&fd, store_io::Access::ReadNoAtime, what)?;
+                let f = store_io::reopen_stat_file(&fd, &st, store_io::Access::ReadNoAtime, what)?;
                 let mut buf = [0u8; FILE_HEADER_USED];
                 let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
                 match FileHeader::parse(&buf[..n], &self.fsp, what) {
@@ -259,7 +278,7 @@ impl Fs {
             }
         };
         let transit = match self.inodes.claim_ino(ino, kind, parent, name, what)? {
-            Claim::Cached(node) => return Ok(node),
+            Claim::Cached(node) => return Ok((node, st)),
             Claim::Ours(t) => t,
         };
         // The number is ours: nobody else loads or evicts it until the node is in the table.
@@ -281,9 +300,10 @@ impl Fs {
             }
         };
         let node = Node::looked_up(ino, kind, fd, state, parent, name);
+        node.set_ident(&st);
         wlock(&self.inodes.table).insert(ino, Arc::clone(&node));
         drop(transit);
-        Ok(node)
+        Ok((node, st))
     }
 }
 
@@ -311,11 +331,9 @@ impl Fs {
         };
         // The read lock keeps FORGET (which takes the write lock) from evicting it meanwhile.
         let nodes = rlock(&self.inodes.table);
-        let same = nodes.get(&ino).is_some_and(|n| {
-            n.kind == kind
-                && rustix::fs::fstat(&*n.fd())
-                    .is_ok_and(|s| (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino))
-        });
+        let same = nodes
+            .get(&ino)
+            .is_some_and(|n| n.kind == kind && n.is_object(st));
         if !same {
             return Ok(None);
         }

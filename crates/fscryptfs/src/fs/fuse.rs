@@ -514,12 +514,12 @@ impl Filesystem for Fs {
         name: &OsStr,
         mode: u32,
         _umask: u32,
-        flags: i32,
+        _flags: i32,
         reply: ReplyCreate,
     ) {
         let (e, fh) = tryr!(
             reply,
-            self.do_create_open(&creds(req), parent.0, name, mode, flags)
+            self.do_create_open(&creds(req), parent.0, name, mode)
         );
         let ttl = e.entry_ttl.min(e.attr_ttl);
         reply.created(

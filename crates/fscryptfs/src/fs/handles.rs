@@ -20,6 +20,23 @@ use crate::store::sys_err;
 /// Most entries one READDIRPLUS reply is filled from (a reply of the kernel's size holds fewer).
 const READDIRPLUS_BATCH: usize = 256;
 
+/// The smallest READDIRPLUS reply the kernel asks for (one page): entries are looked up ahead in
+/// groups that fill about this much, so few are looked up only to be given back.
+const READDIRPLUS_REPLY: usize = 4096;
+
+/// A lookup slower than this means a backing store whose calls are round trips (a network
+/// filesystem): a READDIRPLUS then looks its names up in parallel.
+const SLOW_LOOKUP: std::time::Duration = std::time::Duration::from_micros(150);
+
+/// Threads that look names up at once for one READDIRPLUS reply on a slow backing store.
+const LOOKUP_THREADS: usize = 8;
+
+/// The bytes a READDIRPLUS entry named `name` takes in the reply (`fuse_direntplus`: the entry
+/// out, the dirent header, the name, aligned to 8).
+fn direntplus_len(name: &OsStr) -> usize {
+    (128 + 24 + name.len()).next_multiple_of(8)
+}
+
 impl Fs {
     pub(super) fn do_open(&self, req: &Creds, ino: u64, flags: i32) -> Result<u64> {
         let node = self.inodes.node(ino)?;
@@ -232,23 +249,70 @@ impl Fs {
             .take(READDIRPLUS_BATCH)
             .cloned()
             .collect();
-        for (i, e) in entries.iter().enumerate() {
-            let next = offset + i as u64 + 1;
-            if e.name == "." || e.name == ".." {
-                if add(e, next, None) {
-                    break;
-                }
-                continue;
+        let mut at = 0;
+        while at < entries.len() {
+            // The next group: what about one reply holds (at least one entry).
+            let mut end = at;
+            let mut bytes = 0;
+            while end < entries.len() && (end == at || bytes < READDIRPLUS_REPLY) {
+                bytes += direntplus_len(&entries[end].name);
+                end += 1;
             }
-            let entry = self.do_lookup(h.node.ino, &e.name).ok();
-            if add(e, next, entry.as_ref()) {
-                if let Some(en) = entry {
-                    self.forget(en.attr.ino, 1);
-                }
-                break;
+            let group = &entries[at..end];
+            let parallel = self.slow_lookups.load(Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let mut found = self.lookup_group(h.node.ino, group, parallel).into_iter();
+            if !parallel && started.elapsed() >= SLOW_LOOKUP * group.len() as u32 {
+                self.slow_lookups.store(true, Ordering::Relaxed);
             }
+            for (i, e) in group.iter().enumerate() {
+                let entry = found.next().flatten();
+                if add(e, offset + (at + i) as u64 + 1, entry.as_ref()) {
+                    // The reply is full: this entry and the rest of the group are given back.
+                    for en in std::iter::once(entry).chain(found).flatten() {
+                        self.forget(en.attr.ino, 1);
+                    }
+                    return Ok(());
+                }
+            }
+            at = end;
         }
         Ok(())
+    }
+
+    /// The entries of `group` (names in directory `dir`; none for `.`, `..` and names that
+    /// cannot be looked up), looked up by [`LOOKUP_THREADS`] threads at once when `parallel`:
+    /// on a network filesystem each lookup is several round trips, and they do not depend on
+    /// each other.
+    fn lookup_group(&self, dir: u64, group: &[DirEnt], parallel: bool) -> Vec<Option<Entry>> {
+        let look = |e: &DirEnt| {
+            if e.name == "." || e.name == ".." {
+                None
+            } else {
+                self.do_lookup(dir, &e.name).ok()
+            }
+        };
+        if !parallel || group.len() < 2 {
+            return group.iter().map(look).collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let found: Vec<std::sync::Mutex<Option<Entry>>> =
+            group.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..LOOKUP_THREADS.min(group.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(e) = group.get(i) else {
+                        break;
+                    };
+                    *lock(&found[i]) = look(e);
+                });
+            }
+        });
+        found
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect()
     }
 
     /// FLUSH (each close(2) of a descriptor): the size into the header, the buffer out.

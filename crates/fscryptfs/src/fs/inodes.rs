@@ -188,9 +188,14 @@ impl Inodes {
             return;
         };
         if let Some(node) = rlock(&self.table).get(&ino) {
-            lock(&node.meta)
-                .cached_names
-                .retain(|(p, n)| !(*p == parent && n == name));
+            let mut m = lock(&node.meta);
+            m.cached_names.retain(|(p, n)| !(*p == parent && n == name));
+            let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir();
+            if st.st_nlink <= 1 && !is_dir {
+                let mut gone = *st;
+                gone.st_nlink = 0;
+                m.removed = Some(gone);
+            }
         }
     }
 
@@ -213,9 +218,30 @@ impl Inodes {
         name: &OsStr,
         transit: TransitGuard<'_>,
     ) -> Arc<Node> {
-        if let Ok(st) = rustix::fs::fstat(&fd) {
-            self.remember_ino(&st, ino);
+        let st = rustix::fs::fstat(&fd).ok();
+        if let Some(st) = &st {
+            self.remember_ino(st, ino);
         }
+        let node = self.insert_new_known(fd, ino, kind, state, parent, name, transit);
+        if let Some(st) = &st {
+            node.set_ident(st);
+        }
+        node
+    }
+
+    /// [`Inodes::insert_new`] for an object whose backing identity the caller has already
+    /// remembered (`remember_ino`) from a `stat` of its own.
+    #[allow(clippy::too_many_arguments)] // as insert_new
+    pub(super) fn insert_new_known(
+        &self,
+        fd: OwnedFd,
+        ino: u64,
+        kind: Kind,
+        state: State,
+        parent: u64,
+        name: &OsStr,
+        transit: TransitGuard<'_>,
+    ) -> Arc<Node> {
         let node = Node::looked_up(ino, kind, fd, state, parent, name);
         wlock(&self.table).insert(ino, Arc::clone(&node));
         drop(transit);

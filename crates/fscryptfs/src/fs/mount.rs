@@ -54,6 +54,9 @@ pub struct Fs {
     pub(super) inodes: Inodes,
     /// Bytes buffered by per-extent files, all together (`node::budget`).
     pub(super) budget: Arc<Budget>,
+    /// Lookups here were found slow (the backing calls are round trips): READDIRPLUS looks names
+    /// up in parallel (`handles`).
+    pub(super) slow_lookups: std::sync::atomic::AtomicBool,
     /// The open files and directories.
     pub(super) handles: HandleTable,
     pub(super) notifier: Arc<OnceLock<Box<dyn KernelCache>>>,
@@ -85,6 +88,7 @@ impl Fs {
             ino: ROOT_INO,
             kind: Kind::Dir,
             fd: RwLock::new(Arc::new(root_fd)),
+            ident: Mutex::new(None),
             state: RwLock::new(State::Dir {
                 keys: Keys::locked(meta.ctx),
             }),
@@ -96,6 +100,7 @@ impl Fs {
             dir_lock: Mutex::new(()),
         };
         Ok(Fs {
+            slow_lookups: std::sync::atomic::AtomicBool::new(false),
             backing,
             fsp,
             uuid,

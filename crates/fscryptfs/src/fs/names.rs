@@ -96,7 +96,8 @@ impl Fs {
     }
 
     pub(super) fn remove_side_file(&self, dirfd: &OwnedFd, bname: &OsStr) {
-        if names::is_encrypted_entry(bname.as_bytes()) {
+        // Only a hashed name has one: no backing call for the others.
+        if names::has_side_file(bname.as_bytes()) {
             let _ = rustix::fs::unlinkat(dirfd, names::side_name(bname), AtFlags::empty());
         }
     }

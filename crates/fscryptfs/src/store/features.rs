@@ -21,7 +21,9 @@
 //! - **Reflink** (`FICLONERANGE`, per-extent `copy_file_range`): a byte copy without it.
 //! - **Punch hole**: zeros written without it (per-file truncation and hole punching).
 //! - **OFD locks**: required — the volume lock (one read-write daemon per volume, also between
-//!   hosts) rests on them; without them the mount is refused with one line saying so.
+//!   hosts) rests on them; without them, or when a second open file description is granted a
+//!   conflicting lock (a filesystem that accepts locks but enforces none), the mount is refused
+//!   with one line saying so.
 //! - **User xattrs**: passed on; without them `setxattr` fails as the backing filesystem says.
 //!
 //! Nothing here is trusted for safety: a feature that claims to work and does not is an I/O error
@@ -223,7 +225,7 @@ impl BackingFeatures {
                 if self.ofd_locks {
                     "the volume lock"
                 } else {
-                    "required: the volume lock cannot be held"
+                    "required: the volume lock cannot be held (or is not enforced)"
                 }
             ),
             format!("timestamps: {ts} steps"),
@@ -237,8 +239,9 @@ impl BackingFeatures {
             return Err(Error::new(
                 Errno::NOLCK,
                 format!(
-                    "{}: the backing filesystem has no POSIX record (OFD) locks, which the volume \
-                     lock needs (one read-write mount per volume)",
+                    "{}: the backing filesystem has no POSIX record (OFD) locks that hold (none \
+                     taken, or a second lock on a locked file granted), which the volume lock \
+                     needs (one read-write mount per volume)",
                     backing.display()
                 ),
             ));
@@ -285,6 +288,25 @@ fn new_file(dir: &OwnedFd, name: &str, what: &str) -> Result<OwnedFd> {
         Mode::from_raw_mode(0o600),
     )
     .map_err(|e| sys_err(what, e))
+}
+
+/// Tries an OFD write lock on all of `f`: Ok(true) taken, Ok(false) held by another open file
+/// description (EAGAIN, EACCES), Err for any other answer (no such locks).
+fn ofd_write_lock(f: &OwnedFd) -> std::result::Result<bool, Errno> {
+    // SAFETY: an all-zero `flock` is a valid value; the fields are set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: F_OFD_SETLK reads the `flock` that lives across the call; `f` is open.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    match Errno::from_io_error(&std::io::Error::last_os_error()) {
+        Some(e) if e == Errno::AGAIN || e == Errno::ACCESS => Ok(false),
+        Some(e) => Err(e),
+        None => Err(Errno::IO),
+    }
 }
 
 fn probe_in(root: &impl AsFd, name: &OsStr, what: &str) -> Result<BackingFeatures> {
@@ -371,14 +393,18 @@ fn probe_in(root: &impl AsFd, name: &OsStr, what: &str) -> Result<BackingFeature
         Err(Errno::NOSPC) | Err(Errno::DQUOT) => false,
         r => verdict(r, what)?,
     };
-    let ofd_locks = {
-        // SAFETY: an all-zero `flock` is a valid value; the fields are set below.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: F_OFD_SETLK reads the `flock` that lives across the call; `a` is open.
-        let rc = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
-        rc == 0
+    // Taken, and honoured: a second open file description of the same file must be refused the
+    // conflicting lock (a filesystem that accepts every lock and enforces none would let two
+    // daemons write one volume).
+    let ofd_locks = ofd_write_lock(&a) == Ok(true) && {
+        let other = rustix::fs::openat(
+            &dir,
+            "a",
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| sys_err(what, e))?;
+        ofd_write_lock(&other) == Ok(false)
     };
     let timestamp_ns = timestamp_step(&a, what)?;
     Ok(BackingFeatures {

@@ -194,7 +194,23 @@ pub fn check_type(
 /// Reopens a regular file, given as a descriptor of any kind (usually `O_PATH`), for I/O with
 /// `access`. The type is checked first: anything but a regular file is `EUCLEAN`.
 pub fn reopen_file(fd: &OwnedFd, access: Access, what: &(impl Display + ?Sized)) -> Result<File> {
-    check_type(fd, Want::File, what)?;
+    let st = check_type(fd, Want::File, what)?;
+    reopen_stat_file(fd, &st, access, what)
+}
+
+/// [`reopen_file`] with the type taken from `st`, an `fstat` of `fd` the caller already has (an
+/// object's type never changes, so no second `fstat`, which a network filesystem makes a round
+/// trip).
+pub fn reopen_stat_file(
+    fd: &OwnedFd,
+    st: &rustix::fs::Stat,
+    access: Access,
+    what: &(impl Display + ?Sized),
+) -> Result<File> {
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if !Want::File.matches(ft) {
+        return Err(wrong_type(what, ft, Want::File));
+    }
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let open = |flags: OFlags| {
         rustix::fs::open(

@@ -83,6 +83,13 @@ pub fn side_name(backing: &OsStr) -> OsString {
     OsString::from_vec(v)
 }
 
+/// Does the entry `backing` of an encrypted directory have a side file? Only a name in the
+/// hashed no-key form (a ciphertext longer than [`NOKEY_BYTES`]) does, and that form has one
+/// length.
+pub fn has_side_file(backing: &[u8]) -> bool {
+    is_encrypted_entry(backing) && backing.len() == fscrypt::nokey::NOKEY_NAME_MAX_ENCODED
+}
+
 /// Is this backing name an entry (not a side file, not ours) in an encrypted directory?
 pub fn is_encrypted_entry(backing: &[u8]) -> bool {
     !backing.is_empty() && !backing.contains(&b'.')
@@ -122,5 +129,20 @@ mod tests {
         assert!(side_name(&b).len() <= NAME_MAX);
         assert!(is_encrypted_entry(b.as_bytes()));
         assert!(!is_encrypted_entry(side_name(&b).as_bytes()));
+        // Exactly the ciphertexts longer than NOKEY_BYTES get a hashed name with a side file.
+        for len in [
+            16,
+            32,
+            NOKEY_BYTES - 1,
+            NOKEY_BYTES,
+            NOKEY_BYTES + 1,
+            200,
+            255,
+        ] {
+            let ct = vec![7u8; len];
+            let b = ct_to_backing(&ct);
+            assert_eq!(has_side_file(b.as_bytes()), needs_side_file(&ct), "{len}");
+            assert!(!has_side_file(side_name(&b).as_bytes()));
+        }
     }
 }

@@ -121,6 +121,10 @@ impl Engine<'_> {
         compacted.refresh_path();
         ext.file = compacted;
         *wlock(&node.fd) = std::sync::Arc::new(pfd);
+        match &new_st {
+            Some(st) => node.set_ident(st),
+            None => *crate::fs::locks::lock(&node.ident) = None,
+        }
         // A handle opened meanwhile keeps the old inode (never used for the log's data; its
         // space comes back when it closes).
         for (h, f) in files {

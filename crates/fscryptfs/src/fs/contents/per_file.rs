@@ -17,6 +17,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
@@ -150,8 +151,7 @@ impl Engine<'_> {
     fn pf_grew(&self, st: &mut State, end: u64) -> Result<()> {
         let pf = per_file(st)?;
         if end > pf.size {
-            pf.size = end;
-            pf.size_dirty = true;
+            pf.set_dirty_size(end);
         }
         Ok(())
     }
@@ -277,7 +277,7 @@ impl Engine<'_> {
         let old = st.size();
         if new < old {
             // Size first, then cut: a crash in between leaves a tail that is trimmed later.
-            per_file(&mut st)?.size = new;
+            per_file(&mut st)?.set_dirty_size(new);
             self.write_header(node, file, &mut st)?;
             if let Some(k) = key {
                 if !new.is_multiple_of(du) {
@@ -300,9 +300,7 @@ impl Engine<'_> {
             // Data (holes) first, then the size.
             file.set_len(FILE_HEADER_SIZE + round_up(new, du))
                 .map_err(|e| io_err(what(), e))?;
-            let pf = per_file(&mut st)?;
-            pf.size = new;
-            pf.size_dirty = true;
+            per_file(&mut st)?.set_dirty_size(new);
             self.flush_size_locked(node, file, &mut st, false)?;
         }
         Ok(())
@@ -381,18 +379,7 @@ impl Engine<'_> {
 
     /// Writes the header with the current size.
     fn write_header(&self, node: &Node, file: &File, st: &mut State) -> Result<()> {
-        let ctx = st.ctx();
-        let pf = per_file(st)?;
-        let h = FileHeader {
-            layout: crate::store::config::ContentsLayout::PerFile,
-            ino: node.ino,
-            size: pf.size,
-            ctx,
-        };
-        file.write_all_at(&h.to_bytes(), 0)
-            .map_err(|e| io_err(self.describe(node), e))?;
-        pf.size_dirty = false;
-        Ok(())
+        write_header_of(node, file, st, self.backing)
     }
 
     fn flush_size_locked(
@@ -418,17 +405,23 @@ impl Engine<'_> {
     /// Records a changed size in the header (FLUSH, RELEASE, fsync, unmount). With `file` None a
     /// descriptor is opened for it.
     fn pf_flush(&self, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
+        if !size_dirty(&rlock(&node.state)) && !sync {
+            return Ok(());
+        }
+        // Opened before the state lock is taken (`open_backing` reads the state).
+        let opened;
+        let f = match file {
+            Some(f) => f,
+            None => {
+                opened = self.open_backing(node, true)?;
+                &opened
+            }
+        };
         let mut st = wlock(&node.state);
         if !size_dirty(&st) && !sync {
             return Ok(());
         }
-        match file {
-            Some(f) => self.flush_size_locked(node, f, &mut st, sync),
-            None => {
-                let f = self.open_backing(node, true)?;
-                self.flush_size_locked(node, &f, &mut st, sync)
-            }
-        }
+        self.flush_size_locked(node, f, &mut st, sync)
     }
 
     /// Opens the backing file of a regular node (read-write when `write`, else read-write if
@@ -445,6 +438,22 @@ impl Engine<'_> {
         };
         store_io::reopen_file(&node.fd(), access, &self.describe(node))
     }
+}
+
+/// Writes `node`'s header with its current size into `file` (`backing`: for messages).
+fn write_header_of(node: &Node, file: &File, st: &mut State, backing: &Path) -> Result<()> {
+    let ctx = st.ctx();
+    let pf = per_file(st)?;
+    let h = FileHeader {
+        layout: crate::store::config::ContentsLayout::PerFile,
+        ino: node.ino,
+        size: pf.size,
+        ctx,
+    };
+    file.write_all_at(&h.to_bytes(), 0)
+        .map_err(|e| io_err(node.describe(backing), e))?;
+    pf.size_dirty = false;
+    Ok(())
 }
 
 /// Decrypts one unit in place; an all-zero unit is a hole and stays zeros.

@@ -20,7 +20,7 @@ use fscrypt::keyring::ActiveRef;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 
-use super::locks::rlock;
+use super::locks::{lock, rlock};
 use super::types::errno;
 pub(super) use crate::store::kind::Kind;
 use crate::store::meta::SymlinkTarget;
@@ -73,6 +73,20 @@ impl PerFileState {
             size_dirty: false,
             trimmed: false,
         }
+    }
+
+    /// A new, empty file (no stale tail to trim).
+    pub(super) fn created() -> PerFileState {
+        PerFileState {
+            trimmed: true,
+            ..PerFileState::loaded(0)
+        }
+    }
+
+    /// The size is now `size`, and the header does not say so yet.
+    pub(super) fn set_dirty_size(&mut self, size: u64) {
+        self.size = size;
+        self.size_dirty = true;
     }
 }
 
@@ -261,6 +275,7 @@ impl Node {
             ino,
             kind,
             fd: RwLock::new(Arc::new(fd)),
+            ident: Mutex::new(None),
             state: RwLock::new(state),
             meta: Mutex::new(Meta {
                 lookups: 1,
@@ -270,6 +285,22 @@ impl Node {
             }),
             dir_lock: Mutex::new(()),
         })
+    }
+
+    /// Records the backing identity of the node's object from `st`, an `fstat` of it.
+    pub(super) fn set_ident(&self, st: &rustix::fs::Stat) {
+        *lock(&self.ident) = Some((st.st_dev, st.st_ino));
+    }
+
+    /// Is `st` (an `fstat` of an object just opened) this node's backing object? The node's
+    /// descriptor keeps its inode alive, so its number cannot belong to another object meanwhile.
+    pub(super) fn is_object(&self, st: &rustix::fs::Stat) -> bool {
+        let known = *lock(&self.ident);
+        match known {
+            Some(id) => id == (st.st_dev, st.st_ino),
+            None => rustix::fs::fstat(&*self.fd())
+                .is_ok_and(|s| (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino)),
+        }
     }
 }
 
@@ -291,6 +322,10 @@ pub(super) struct Meta {
     pub(super) cached_names: Vec<(u64, OsString)>,
     /// Processes that opened handles.
     pub(super) pids: Vec<u32>,
+    /// The last name of this (non-directory) object was unlinked: its `stat` from just before,
+    /// with no links. A timestamp change the kernel still sends for it (the writeback cache
+    /// flushes the times of an inode it evicts) is answered from this, without backing calls.
+    pub(super) removed: Option<rustix::fs::Stat>,
 }
 
 /// One inode the daemon knows.
@@ -301,6 +336,10 @@ pub struct Node {
     /// per-extent file (`ext_compact` in `contents::compaction`, under the parent's `dir_lock` and
     /// this node's `state` write lock); a leaf lock, held only to clone the `Arc`.
     pub(super) fd: RwLock<Arc<OwnedFd>>,
+    /// The backing identity (device, inode number) of `fd`'s object when known (set with it): a
+    /// lookup that finds the object again compares against it instead of an `fstat` of `fd`. A
+    /// leaf lock.
+    pub(super) ident: Mutex<Option<(u64, u64)>>,
     pub(super) state: RwLock<State>,
     pub(super) meta: Mutex<Meta>,
     /// Serializes entry changes in a directory.

@@ -109,6 +109,10 @@ impl Checker {
                     None => {}
                 }
             }
+            if md.is_file() && md.len() < crate::store::FILE_HEADER_SIZE {
+                self.interrupted_create(dirfd, &path, name);
+                continue;
+            }
             if let Some(s) = self.check_object(&fd, &path, &md, state) {
                 sub.push((name.clone(), path, s));
             }
@@ -288,6 +292,25 @@ impl Checker {
                 }
             }
             _ => self.problem(path, "unknown name reserved by fscryptfs"),
+        }
+    }
+
+    /// A regular file shorter than a file header where an entry belongs: a create interrupted by a
+    /// crash (the daemon makes the name with `O_EXCL`, then writes the header; FORMAT.md). It holds
+    /// no data (data starts after the header): a problem, which `--repair` removes.
+    fn interrupted_create(&mut self, dirfd: &OwnedFd, path: &Path, name: &OsStr) {
+        const WHY: &str = "shorter than a file header: a create interrupted by a crash (no data)";
+        if !self.repair {
+            self.problem(path, format!("{WHY}; --repair removes it"));
+            return;
+        }
+        let what = path.display().to_string();
+        match store_io::remove_object(dirfd, name, Some(Want::File), &what) {
+            Ok(_) => self.repaired(path, format!("removed: {WHY}")),
+            Err(e) => self.problem(
+                path,
+                format!("{WHY}; not removed: {}", strip(e.message(), path)),
+            ),
         }
     }
 

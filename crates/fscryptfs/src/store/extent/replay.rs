@@ -23,19 +23,35 @@ use super::{backing_name, corrupt_at, ExtentFile};
 use crate::store::{fs_params, io_err, read_full_at, FILE_HEADER_SIZE};
 
 impl ExtentFile {
-    /// Writes the header of a new, empty per-extent file (layout 2, no commit yet) into `file`
-    /// (which must be empty) and opens it. The caller makes it durable (`sync`) and names it.
+    /// Writes the header of a new, empty per-extent file (layout 2, no commit yet) into `file`,
+    /// which must be empty (just made with `O_EXCL`), and returns it opened, with an empty log:
+    /// one backing call (nothing is read back). The caller makes it durable (`sync`).
     pub fn create(file: File, ino: u64, ctx: &Context) -> Result<ExtentFile> {
         let what = backing_name(&file);
         let policy = *ctx.policy();
         extent_policy(&policy)?;
         let mut block = vec![0u8; FILE_HEADER_SIZE as usize];
         block[..80].copy_from_slice(&encode_base_header(ino, 0, ctx));
-        file.set_len(0)
-            .and_then(|()| file.write_all_at(&block, 0))
-            .map_err(|e| io_err(&what, e))?;
-        let du = 1usize << policy.data_unit_bits(&fs_params());
-        ExtentFile::open(file, &policy, du)
+        file.write_all_at(&block, 0).map_err(|e| io_err(&what, e))?;
+        let du_bits = policy.data_unit_bits(&fs_params());
+        Ok(ExtentFile {
+            file,
+            instance: super::read::next_instance(),
+            what,
+            policy,
+            du: 1u64 << du_bits,
+            du_bits,
+            runs: Vec::new(),
+            map: Map::default(),
+            records: Vec::new(),
+            nonces: HashSet::new(),
+            end: FILE_HEADER_SIZE,
+            durable_end: FILE_HEADER_SIZE,
+            next_seq: 0,
+            gen: 0,
+            trim_pending: false,
+            compacted_memo: std::sync::Mutex::new(None),
+        })
     }
 
     /// Opens a per-extent backing file and recovers its map: replays the log from 4096 in sequence
