@@ -79,7 +79,7 @@ impl Fs {
         let (bname, _) = self.backing_name(dir, name)?;
         let what = self.describe_child(dir, &bname);
         let fd = store_io::open_entry(&*dir.fd(), &bname, &what)?;
-        self.node_stat_from_fd(fd, dir.ino, name, &bname, &what)
+        self.node_from_fd(fd, dir.ino, name, &bname, &what)
     }
 
     /// The special-file record of `dir` (empty when it has none). A damaged one is logged and
@@ -142,7 +142,8 @@ impl Fs {
     }
 
     /// Reads what identifies the backing object `fd` (its stable inode number and metadata) and
-    /// returns its node, creating or reusing it; lookup count +1.
+    /// returns its node, creating or reusing it (lookup count +1), with the object's `fstat` (the
+    /// one taken to identify it; reading its metadata changes none of it).
     pub(super) fn node_from_fd(
         &self,
         fd: OwnedFd,
@@ -150,136 +151,130 @@ impl Fs {
         name: &OsStr,
         bname: &OsStr,
         what: &(impl std::fmt::Display + ?Sized),
-    ) -> Result<Arc<Node>> {
-        self.node_stat_from_fd(fd, parent, name, bname, what)
-            .map(|(n, _)| n)
-    }
-
-    /// [`Fs::node_from_fd`], also returning the object's `fstat` (the one taken to identify it;
-    /// reading its metadata changes none of it).
-    pub(super) fn node_stat_from_fd(
-        &self,
-        fd: OwnedFd,
-        parent: u64,
-        name: &OsStr,
-        bname: &OsStr,
-        what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<(Arc<Node>, rustix::fs::Stat)> {
-        let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
-        let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
-        if let Some(node) = self.cached_node_of(&st, ft, parent, name, what)? {
-            return Ok((node, st));
-        }
-        let (ino, kind, found) = match ft {
-            rustix::fs::FileType::RegularFile => {
-                let f = store_io::reopen_stat_file(&fd, &st, store_io::Access::ReadNoAtime, what)?;
-                let mut buf = [0u8; FILE_HEADER_USED];
-                let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
-                match FileHeader::parse(&buf[..n], &self.fsp, what) {
-                    Ok(h) => {
-                        self.inodes.remember_ino(&st, h.ino);
-                        // A per-extent file's size is in its log, loaded once the number is ours.
-                        let found = if h.layout == ContentsLayout::Extent {
-                            Found::Extent(h.ctx)
-                        } else {
-                            Found::State(State::File {
-                                keys: Keys::locked(h.ctx),
-                                contents: FileContents::PerFile(PerFileState::loaded(h.size)),
-                            })
-                        };
-                        (h.ino, Kind::File, found)
-                    }
-                    Err(e) => {
-                        // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
-                        tracing::error!("{e}");
-                        (
-                            self.inodes.per_mount_ino(&st)?,
-                            Kind::File,
-                            Found::State(State::corrupt(&e)),
-                        )
+        // Read, then claim the number; read again when the claim had to wait.
+        let (st, ino, kind, found, transit) = loop {
+            let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
+            let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+            if let Some(node) = self.cached_node_of(&st, ft, parent, name, what)? {
+                return Ok((node, st));
+            }
+            let (ino, kind, found) = match ft {
+                rustix::fs::FileType::RegularFile => {
+                    let f =
+                        store_io::reopen_stat_file(&fd, &st, store_io::Access::ReadNoAtime, what)?;
+                    let mut buf = [0u8; FILE_HEADER_USED];
+                    let n =
+                        read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
+                    match FileHeader::parse(&buf[..n], &self.fsp, what) {
+                        Ok(h) => {
+                            self.inodes.remember_ino(&st, h.ino);
+                            // A per-extent file's size is in its log, loaded once the number is ours.
+                            let found = if h.layout == ContentsLayout::Extent {
+                                Found::Extent(h.ctx)
+                            } else {
+                                Found::State(State::File {
+                                    keys: Keys::locked(h.ctx),
+                                    contents: FileContents::PerFile(PerFileState::loaded(h.size)),
+                                })
+                            };
+                            (h.ino, Kind::File, found)
+                        }
+                        Err(e) => {
+                            // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
+                            tracing::error!("{e}");
+                            (
+                                self.inodes.per_mount_ino(&st)?,
+                                Kind::File,
+                                Found::State(State::corrupt(&e)),
+                            )
+                        }
                     }
                 }
-            }
-            rustix::fs::FileType::Directory => {
-                match read_dir_meta_at(&fd, &self.fsp, what.to_string()) {
-                    Ok(m) => {
-                        self.inodes.remember_ino(&st, m.ino);
-                        (
-                            m.ino,
-                            Kind::Dir,
-                            Found::State(State::Dir {
-                                keys: Keys::locked(m.ctx),
-                            }),
-                        )
-                    }
-                    Err(e) if e.errno() == Errno::UCLEAN => {
-                        // Damaged metadata: still an entry (stat, rename, rmdir when empty);
-                        // everything inside says EUCLEAN.
-                        tracing::error!("{e}");
-                        (
-                            self.inodes.per_mount_ino(&st)?,
-                            Kind::Dir,
-                            Found::State(State::corrupt(&e)),
-                        )
-                    }
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        return Err(e);
-                    }
-                }
-            }
-            rustix::fs::FileType::Symlink => {
-                let t =
-                    rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
-                match SymlinkTarget::parse(t.as_bytes(), &self.fsp, what) {
-                    Ok(l) => {
-                        let ctx = match &l {
-                            SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
-                            SymlinkTarget::Plain { .. } => None,
-                        };
-                        self.inodes.remember_ino(&st, l.ino());
-                        (
-                            l.ino(),
-                            Kind::Symlink,
-                            Found::State(State::Symlink {
-                                keys: Keys::locked(ctx),
-                                target: l,
-                            }),
-                        )
-                    }
-                    Err(e) => {
-                        // Damaged: still an entry (stat, rename, unlink); readlink says EUCLEAN.
-                        tracing::error!("{e}");
-                        (
-                            self.inodes.per_mount_ino(&st)?,
-                            Kind::Symlink,
-                            Found::State(State::corrupt(&e)),
-                        )
+                rustix::fs::FileType::Directory => {
+                    match read_dir_meta_at(&fd, &self.fsp, what.to_string()) {
+                        Ok(m) => {
+                            self.inodes.remember_ino(&st, m.ino);
+                            (
+                                m.ino,
+                                Kind::Dir,
+                                Found::State(State::Dir {
+                                    keys: Keys::locked(m.ctx),
+                                }),
+                            )
+                        }
+                        Err(e) if e.errno() == Errno::UCLEAN => {
+                            // Damaged metadata: still an entry (stat, rename, rmdir when empty);
+                            // everything inside says EUCLEAN.
+                            tracing::error!("{e}");
+                            (
+                                self.inodes.per_mount_ino(&st)?,
+                                Kind::Dir,
+                                Found::State(State::corrupt(&e)),
+                            )
+                        }
+                        Err(e) => {
+                            tracing::error!("{e}");
+                            return Err(e);
+                        }
                     }
                 }
-            }
-            other => {
-                let kind = Kind::of_type(other)
-                    .filter(|k| k.is_special())
-                    .ok_or_else(|| Error::corrupt(format!("{what}: unknown file type")))?;
-                let recorded = self
-                    .inodes
-                    .node(parent)
-                    .ok()
-                    .and_then(|d| self.read_specials(&d).get(bname));
-                let ino = match recorded {
-                    Some(i) => {
-                        self.inodes.remember_ino(&st, i);
-                        i
+                rustix::fs::FileType::Symlink => {
+                    let t = rustix::fs::readlinkat(&fd, "", Vec::new())
+                        .map_err(|e| sys_err(what, e))?;
+                    match SymlinkTarget::parse(t.as_bytes(), &self.fsp, what) {
+                        Ok(l) => {
+                            let ctx = match &l {
+                                SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
+                                SymlinkTarget::Plain { .. } => None,
+                            };
+                            self.inodes.remember_ino(&st, l.ino());
+                            (
+                                l.ino(),
+                                Kind::Symlink,
+                                Found::State(State::Symlink {
+                                    keys: Keys::locked(ctx),
+                                    target: l,
+                                }),
+                            )
+                        }
+                        Err(e) => {
+                            // Damaged: still an entry (stat, rename, unlink); readlink says EUCLEAN.
+                            tracing::error!("{e}");
+                            (
+                                self.inodes.per_mount_ino(&st)?,
+                                Kind::Symlink,
+                                Found::State(State::corrupt(&e)),
+                            )
+                        }
                     }
-                    None => self.inodes.per_mount_ino(&st)?,
-                };
-                (ino, kind, Found::State(State::Special))
+                }
+                other => {
+                    let kind = Kind::of_type(other)
+                        .filter(|k| k.is_special())
+                        .ok_or_else(|| Error::corrupt(format!("{what}: unknown file type")))?;
+                    let recorded = self
+                        .inodes
+                        .node(parent)
+                        .ok()
+                        .and_then(|d| self.read_specials(&d).get(bname));
+                    let ino = match recorded {
+                        Some(i) => {
+                            self.inodes.remember_ino(&st, i);
+                            i
+                        }
+                        None => self.inodes.per_mount_ino(&st)?,
+                    };
+                    (ino, kind, Found::State(State::Special))
+                }
+            };
+            match self.inodes.claim_ino(ino, kind, parent, name, what)? {
+                Claim::Cached(node) => return Ok((node, st)),
+                Claim::Ours(t) => break (st, ino, kind, found, t),
+                // Its evicted node was still writing (a dirty size at eviction): what was read above
+                // may be older than what it wrote. Read again.
+                Claim::Retry => continue,
             }
-        };
-        let transit = match self.inodes.claim_ino(ino, kind, parent, name, what)? {
-            Claim::Cached(node) => return Ok((node, st)),
-            Claim::Ours(t) => t,
         };
         // The number is ours: nobody else loads or evicts it until the node is in the table.
         let state = match found {

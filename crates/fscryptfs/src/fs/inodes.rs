@@ -44,6 +44,9 @@ pub(super) enum Claim<'a> {
     Cached(Arc<Node>),
     /// The number is the caller's to load and insert; dropping the guard ends the claim.
     Ours(TransitGuard<'a>),
+    /// The number was in transit, and is no longer: what the caller read of the object before
+    /// may predate what the evicted node wrote on its way out; read it again and claim again.
+    Retry,
 }
 
 /// A number in `Inodes::transit`, taken out again (and its waiters woken) on drop.
@@ -118,8 +121,10 @@ impl Inodes {
     /// The lookup side of the node table: the cached node of `ino` with its lookup count raised
     /// (under the table lock, so a concurrent FORGET cannot evict it in between), or the number
     /// claimed for the caller to load and insert. While the number is in transit (being loaded by
-    /// another lookup, or its evicted node still dropping its references) this waits: two nodes of
-    /// one inode would mean two logs appending to one backing file.
+    /// another lookup, or its evicted node still dropping its references and writing a dirty size)
+    /// this waits: two nodes of one inode would mean two logs appending to one backing file. After
+    /// a wait it answers `Retry` unless the node is now in the table: the caller's reading of the
+    /// object came before the evicted node's last writes.
     pub(super) fn claim_ino(
         &self,
         ino: u64,
@@ -139,11 +144,19 @@ impl Inodes {
             }
             drop(nodes);
             // Woken when any number leaves transit; the table is looked at again.
-            drop(
-                self.transit_done
-                    .wait(transit)
-                    .unwrap_or_else(|p| p.into_inner()),
-            );
+            let transit = self
+                .transit_done
+                .wait(transit)
+                .unwrap_or_else(|p| p.into_inner());
+            if !transit.contains(&ino) {
+                drop(transit);
+                if let Some(node) =
+                    cached_lookup(&wlock(&self.table), ino, kind, parent, name, what)?
+                {
+                    return Ok(Claim::Cached(node));
+                }
+                return Ok(Claim::Retry);
+            }
         }
     }
 
@@ -206,11 +219,14 @@ impl Inodes {
         }
     }
 
-    /// Inserts a node just created (lookup count 1), then ends its number's claim.
+    /// Inserts a node just created (lookup count 1), then ends its number's claim. `st`: a `stat`
+    /// of its backing object the caller already has (else one is taken here), for its backing
+    /// identity.
     #[allow(clippy::too_many_arguments)] // a node's parts, and the claim it ends
     pub(super) fn insert_new(
         &self,
         fd: OwnedFd,
+        st: Option<&rustix::fs::Stat>,
         ino: u64,
         kind: Kind,
         state: State,
@@ -218,31 +234,16 @@ impl Inodes {
         name: &OsStr,
         transit: TransitGuard<'_>,
     ) -> Arc<Node> {
-        let st = rustix::fs::fstat(&fd).ok();
-        if let Some(st) = &st {
+        let taken = match st {
+            Some(_) => None,
+            None => rustix::fs::fstat(&fd).ok(),
+        };
+        let st = st.or(taken.as_ref());
+        let node = Node::looked_up(ino, kind, fd, state, parent, name);
+        if let Some(st) = st {
             self.remember_ino(st, ino);
-        }
-        let node = self.insert_new_known(fd, ino, kind, state, parent, name, transit);
-        if let Some(st) = &st {
             node.set_ident(st);
         }
-        node
-    }
-
-    /// [`Inodes::insert_new`] for an object whose backing identity the caller has already
-    /// remembered (`remember_ino`) from a `stat` of its own.
-    #[allow(clippy::too_many_arguments)] // as insert_new
-    pub(super) fn insert_new_known(
-        &self,
-        fd: OwnedFd,
-        ino: u64,
-        kind: Kind,
-        state: State,
-        parent: u64,
-        name: &OsStr,
-        transit: TransitGuard<'_>,
-    ) -> Arc<Node> {
-        let node = Node::looked_up(ino, kind, fd, state, parent, name);
         wlock(&self.table).insert(ino, Arc::clone(&node));
         drop(transit);
         node

@@ -156,7 +156,6 @@ impl Fs {
             .map_err(cleanup)?;
         // The node's O_PATH descriptor through the open file: no second lookup of the name.
         let pfd = crate::store::io::path_fd_of(&file, &what).map_err(cleanup)?;
-        self.inodes.remember_ino(&st, ni.ino);
         let ino = ni.ino;
         let (keys, transit) = Self::keys_for_new(ni);
         let contents = match ext {
@@ -164,10 +163,16 @@ impl Fs {
             None => FileContents::PerFile(PerFileState::created()),
         };
         let state = State::File { keys, contents };
-        let node =
-            self.inodes
-                .insert_new_known(pfd, ino, Kind::File, state, dir.ino, name, transit);
-        node.set_ident(&st);
+        let node = self.inodes.insert_new(
+            pfd,
+            Some(&st),
+            ino,
+            Kind::File,
+            state,
+            dir.ino,
+            name,
+            transit,
+        );
         let fh = if open {
             let key = rlock(&node.state).key().cloned();
             Some(self.handles.add(&node, Some(file), key, req.pid()))
@@ -230,7 +235,7 @@ impl Fs {
         let state = State::Dir { keys };
         Ok(self
             .inodes
-            .insert_new(nfd, ino, Kind::Dir, state, dir.ino, name, transit))
+            .insert_new(nfd, None, ino, Kind::Dir, state, dir.ino, name, transit))
     }
 
     pub(super) fn do_symlink(
@@ -273,7 +278,7 @@ impl Fs {
         let st = State::Symlink { keys, target: link };
         Ok(self
             .inodes
-            .insert_new(pfd, ino, Kind::Symlink, st, dir.ino, name, transit))
+            .insert_new(pfd, None, ino, Kind::Symlink, st, dir.ino, name, transit))
     }
 
     pub(super) fn do_mknod(
@@ -327,6 +332,7 @@ impl Fs {
         self.chown_new(&dir.fd(), &bname, self.owner_for(&dir, req))?;
         let fd = self.open_path(&dir, &bname)?;
         self.node_from_fd(fd, dir.ino, name, &bname, &what)
+            .map(|(n, _)| n)
     }
 
     pub(super) fn do_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> Result<Arc<Node>> {

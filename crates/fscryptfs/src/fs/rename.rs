@@ -154,11 +154,11 @@ impl Fs {
         let (nbname, nct) = self.new_backing_name(&ndir, newname)?;
         let owhat = self.describe_child(&odir, &obname);
         let ofd = self.open_path(&odir, &obname)?;
-        let src = self.node_from_fd(ofd, odir.ino, name, &obname, &owhat)?;
+        let (src, _) = self.node_from_fd(ofd, odir.ino, name, &obname, &owhat)?;
         let res = (|| {
             let nwhat = self.describe_child(&ndir, &nbname);
             let dst = match crate::store::io::open_object(&*ndir.fd(), &nbname, &nwhat)? {
-                Some(fd) => Some(self.node_from_fd(fd, ndir.ino, newname, &nbname, &nwhat)?),
+                Some(fd) => Some(self.node_from_fd(fd, ndir.ino, newname, &nbname, &nwhat)?.0),
                 None => None,
             };
             let res = (|| {

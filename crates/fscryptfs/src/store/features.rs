@@ -397,10 +397,11 @@ fn probe_in(root: &impl AsFd, name: &OsStr, what: &str) -> Result<BackingFeature
     // conflicting lock (a filesystem that accepts every lock and enforces none would let two
     // daemons write one volume).
     let ofd_locks = ofd_write_lock(&a) == Ok(true) && {
-        let other = rustix::fs::openat(
-            &dir,
-            "a",
-            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        // The same inode for certain (the rename probes above may have moved the name "a"):
+        // through the descriptor's /proc link, which is our own open file.
+        let other = rustix::fs::open(
+            format!("/proc/self/fd/{}", a.as_raw_fd()),
+            OFlags::RDWR | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| sys_err(what, e))?;

@@ -34,7 +34,12 @@ impl ExtentFile {
         block[..80].copy_from_slice(&encode_base_header(ino, 0, ctx));
         file.write_all_at(&block, 0).map_err(|e| io_err(&what, e))?;
         let du_bits = policy.data_unit_bits(&fs_params());
-        Ok(ExtentFile {
+        Ok(ExtentFile::empty(file, what, policy, du_bits))
+    }
+
+    /// An opened file with an empty log (nothing replayed or committed yet).
+    fn empty(file: File, what: String, policy: Policy, du_bits: u8) -> ExtentFile {
+        ExtentFile {
             file,
             instance: super::read::next_instance(),
             what,
@@ -51,7 +56,7 @@ impl ExtentFile {
             gen: 0,
             trim_pending: false,
             compacted_memo: std::sync::Mutex::new(None),
-        })
+        }
     }
 
     /// Opens a per-extent backing file and recovers its map: replays the log from 4096 in sequence
@@ -84,22 +89,9 @@ impl ExtentFile {
             .max_by_key(|c| c.gen);
         let file_len = file.metadata().map_err(|e| io_err(&what, e))?.len();
         let mut ef = ExtentFile {
-            file,
-            instance: super::read::next_instance(),
-            what,
-            policy: *policy,
-            du: du_size as u64,
-            du_bits,
-            runs: Vec::new(),
-            map: Map::default(),
-            records: Vec::new(),
-            nonces: HashSet::new(),
-            end: FILE_HEADER_SIZE,
             durable_end: commit.map_or(FILE_HEADER_SIZE, |c| c.durable_end),
-            next_seq: 0,
             gen: commit.map_or(0, |c| c.gen),
-            trim_pending: false,
-            compacted_memo: std::sync::Mutex::new(None),
+            ..ExtentFile::empty(file, what, *policy, du_bits)
         };
         ef.replay(file_len)?;
         if let Some(c) = commit {
