@@ -159,115 +159,7 @@ impl Fs {
             if let Some(node) = self.cached_node_of(&st, ft, parent, name, what)? {
                 return Ok((node, st));
             }
-            let (ino, kind, found) = match ft {
-                rustix::fs::FileType::RegularFile => {
-                    let f =
-                        store_io::reopen_stat_file(&fd, &st, store_io::Access::ReadNoAtime, what)?;
-                    let mut buf = [0u8; FILE_HEADER_USED];
-                    let n =
-                        read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
-                    match FileHeader::parse(&buf[..n], &self.fsp, what) {
-                        Ok(h) => {
-                            self.inodes.remember_ino(&st, h.ino);
-                            // A per-extent file's size is in its log, loaded once the number is ours.
-                            let found = if h.layout == ContentsLayout::Extent {
-                                Found::Extent(h.ctx)
-                            } else {
-                                Found::State(State::File {
-                                    keys: Keys::locked(h.ctx),
-                                    contents: FileContents::PerFile(PerFileState::loaded(h.size)),
-                                })
-                            };
-                            (h.ino, Kind::File, found)
-                        }
-                        Err(e) => {
-                            // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
-                            tracing::error!("{e}");
-                            (
-                                self.inodes.per_mount_ino(&st)?,
-                                Kind::File,
-                                Found::State(State::corrupt(&e)),
-                            )
-                        }
-                    }
-                }
-                rustix::fs::FileType::Directory => {
-                    match read_dir_meta_at(&fd, &self.fsp, what.to_string()) {
-                        Ok(m) => {
-                            self.inodes.remember_ino(&st, m.ino);
-                            (
-                                m.ino,
-                                Kind::Dir,
-                                Found::State(State::Dir {
-                                    keys: Keys::locked(m.ctx),
-                                }),
-                            )
-                        }
-                        Err(e) if e.errno() == Errno::UCLEAN => {
-                            // Damaged metadata: still an entry (stat, rename, rmdir when empty);
-                            // everything inside says EUCLEAN.
-                            tracing::error!("{e}");
-                            (
-                                self.inodes.per_mount_ino(&st)?,
-                                Kind::Dir,
-                                Found::State(State::corrupt(&e)),
-                            )
-                        }
-                        Err(e) => {
-                            tracing::error!("{e}");
-                            return Err(e);
-                        }
-                    }
-                }
-                rustix::fs::FileType::Symlink => {
-                    let t = rustix::fs::readlinkat(&fd, "", Vec::new())
-                        .map_err(|e| sys_err(what, e))?;
-                    match SymlinkTarget::parse(t.as_bytes(), &self.fsp, what) {
-                        Ok(l) => {
-                            let ctx = match &l {
-                                SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
-                                SymlinkTarget::Plain { .. } => None,
-                            };
-                            self.inodes.remember_ino(&st, l.ino());
-                            (
-                                l.ino(),
-                                Kind::Symlink,
-                                Found::State(State::Symlink {
-                                    keys: Keys::locked(ctx),
-                                    target: l,
-                                }),
-                            )
-                        }
-                        Err(e) => {
-                            // Damaged: still an entry (stat, rename, unlink); readlink says EUCLEAN.
-                            tracing::error!("{e}");
-                            (
-                                self.inodes.per_mount_ino(&st)?,
-                                Kind::Symlink,
-                                Found::State(State::corrupt(&e)),
-                            )
-                        }
-                    }
-                }
-                other => {
-                    let kind = Kind::of_type(other)
-                        .filter(|k| k.is_special())
-                        .ok_or_else(|| Error::corrupt(format!("{what}: unknown file type")))?;
-                    let recorded = self
-                        .inodes
-                        .node(parent)
-                        .ok()
-                        .and_then(|d| self.read_specials(&d).get(bname));
-                    let ino = match recorded {
-                        Some(i) => {
-                            self.inodes.remember_ino(&st, i);
-                            i
-                        }
-                        None => self.inodes.per_mount_ino(&st)?,
-                    };
-                    (ino, kind, Found::State(State::Special))
-                }
-            };
+            let (ino, kind, found) = self.identify(&fd, &st, ft, parent, bname, what)?;
             match self.inodes.claim_ino(ino, kind, parent, name, what)? {
                 Claim::Cached(node) => return Ok((node, st)),
                 Claim::Ours(t) => break (st, ino, kind, found, t),
@@ -299,6 +191,126 @@ impl Fs {
         wlock(&self.inodes.table).insert(ino, Arc::clone(&node));
         drop(transit);
         Ok((node, st))
+    }
+
+    /// What the backing object `fd` (whose `fstat` is `st`, of type `ft`) is: its stable number,
+    /// its kind and its state (damaged metadata makes a damaged entry with a per-mount number).
+    /// The number is remembered for the object's backing identity.
+    fn identify(
+        &self,
+        fd: &OwnedFd,
+        st: &rustix::fs::Stat,
+        ft: rustix::fs::FileType,
+        parent: u64,
+        bname: &OsStr,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<(u64, Kind, Found)> {
+        Ok(match ft {
+            rustix::fs::FileType::RegularFile => {
+                let f = store_io::reopen_stat_file(fd, st, store_io::Access::ReadNoAtime, what)?;
+                let mut buf = [0u8; FILE_HEADER_USED];
+                let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
+                match FileHeader::parse(&buf[..n], &self.fsp, what) {
+                    Ok(h) => {
+                        self.inodes.remember_ino(st, h.ino);
+                        // A per-extent file's size is in its log, loaded once the number is ours.
+                        let found = if h.layout == ContentsLayout::Extent {
+                            Found::Extent(h.ctx)
+                        } else {
+                            Found::State(State::File {
+                                keys: Keys::locked(h.ctx),
+                                contents: FileContents::PerFile(PerFileState::loaded(h.size)),
+                            })
+                        };
+                        (h.ino, Kind::File, found)
+                    }
+                    Err(e) => {
+                        // Still an entry: it can be stat'ed and deleted; open says EUCLEAN.
+                        tracing::error!("{e}");
+                        (
+                            self.inodes.per_mount_ino(st)?,
+                            Kind::File,
+                            Found::State(State::corrupt(&e)),
+                        )
+                    }
+                }
+            }
+            rustix::fs::FileType::Directory => {
+                match read_dir_meta_at(fd, &self.fsp, what.to_string()) {
+                    Ok(m) => {
+                        self.inodes.remember_ino(st, m.ino);
+                        (
+                            m.ino,
+                            Kind::Dir,
+                            Found::State(State::Dir {
+                                keys: Keys::locked(m.ctx),
+                            }),
+                        )
+                    }
+                    Err(e) if e.errno() == Errno::UCLEAN => {
+                        // Damaged metadata: still an entry (stat, rename, rmdir when empty);
+                        // everything inside says EUCLEAN.
+                        tracing::error!("{e}");
+                        (
+                            self.inodes.per_mount_ino(st)?,
+                            Kind::Dir,
+                            Found::State(State::corrupt(&e)),
+                        )
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return Err(e);
+                    }
+                }
+            }
+            rustix::fs::FileType::Symlink => {
+                let t = rustix::fs::readlinkat(fd, "", Vec::new()).map_err(|e| sys_err(what, e))?;
+                match SymlinkTarget::parse(t.as_bytes(), &self.fsp, what) {
+                    Ok(l) => {
+                        let ctx = match &l {
+                            SymlinkTarget::Encrypted { ctx, .. } => Some(*ctx),
+                            SymlinkTarget::Plain { .. } => None,
+                        };
+                        self.inodes.remember_ino(st, l.ino());
+                        (
+                            l.ino(),
+                            Kind::Symlink,
+                            Found::State(State::Symlink {
+                                keys: Keys::locked(ctx),
+                                target: l,
+                            }),
+                        )
+                    }
+                    Err(e) => {
+                        // Damaged: still an entry (stat, rename, unlink); readlink says EUCLEAN.
+                        tracing::error!("{e}");
+                        (
+                            self.inodes.per_mount_ino(st)?,
+                            Kind::Symlink,
+                            Found::State(State::corrupt(&e)),
+                        )
+                    }
+                }
+            }
+            other => {
+                let kind = Kind::of_type(other)
+                    .filter(|k| k.is_special())
+                    .ok_or_else(|| Error::corrupt(format!("{what}: unknown file type")))?;
+                let recorded = self
+                    .inodes
+                    .node(parent)
+                    .ok()
+                    .and_then(|d| self.read_specials(&d).get(bname));
+                let ino = match recorded {
+                    Some(i) => {
+                        self.inodes.remember_ino(st, i);
+                        i
+                    }
+                    None => self.inodes.per_mount_ino(st)?,
+                };
+                (ino, kind, Found::State(State::Special))
+            }
+        })
     }
 }
 
