@@ -204,7 +204,7 @@ complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand inspect; and __fish_
 complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand inspect; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand fsck" -s q -l quiet -d 'Print only problems and notes, no summary line'
 complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand fsck" -l force -d 'Check even while the volume is mounted read-write (what is on disk may lag behind, and the check may report what a running daemon is changing)'
-complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand fsck" -l repair -d 'Repair what can be repaired without guessing (orphaned side files and special-file records, a next-ino behind the inode numbers in use, leftover temporary files, torn per-extent log tails); report the rest. Exit 4 when everything found was repaired'
+complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand fsck" -l repair -d 'Repair what can be repaired without guessing (orphaned side files and special-file records, a next-ino behind the inode numbers in use, leftover temporary files, files of interrupted creates, torn per-extent log tails); report the rest. Exit 4 when everything found was repaired'
 complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand fsck" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand add-key" -l descriptor -d 'Add a v1 key under this 8-byte descriptor (16 hex digits) instead of a v2 key' -r
 complete -c fscryptfs -n "__fish_fscryptfs_using_subcommand add-key" -s h -l help -d 'Print help (see more with \'--help\')'

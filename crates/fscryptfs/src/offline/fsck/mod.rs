@@ -35,7 +35,9 @@
 //! or removed when empty; not when the record file has problems of its own, nor when a special
 //! file of the directory has no record); a config `next-ino` at or below an inode number in use is
 //! raised past the highest; temporary objects (`.fscryptfs.tmp.*`, the fixed names of older
-//! versions) are removed (a directory only when all it holds is fscryptfs's own); a torn tail of a
+//! versions) are removed (a directory only when all it holds is fscryptfs's own); so is a regular
+//! file shorter than a header where an entry belongs (an interrupted create: the daemon makes the
+//! name with `O_EXCL`, then writes the header; without `--repair` a problem); a torn tail of a
 //! per-extent log (bytes beyond the last whole record, which recovery drops) is cut (the file is
 //! reopened for writing only then). Everything else is reported as without `--repair` and left
 //! alone. Every write goes through `store::io` (no symlink followed; rewrites are a fresh temporary
@@ -93,8 +95,9 @@ legitimately leaves behind), then a summary line. On a terminal, a spinner with 
 shows on stderr once the check has run for a second.\n\n\
 With --repair, what can be repaired without guessing is repaired, each repair one line \
 `repaired: BACKING_PATH: what was done`: orphaned long-name side files and leftover temporary \
-files and directories (.fscryptfs.tmp.*) are removed, records of names that are gone are dropped \
-from .fscryptfs.special, a config next-ino behind the highest inode number in use is raised, and \
+files and directories (.fscryptfs.tmp.*) are removed, so are files left shorter than a header by \
+an interrupted create (they hold no data), records of names that are gone are dropped from \
+.fscryptfs.special, a config next-ino behind the highest inode number in use is raised, and \
 the torn tail of a per-extent log is cut at its last whole record. Everything else is reported and \
 left as it is.\n\n\
 A volume mounted read-write is refused unless --force (its lock is held). --repair takes the lock \
@@ -116,8 +119,8 @@ pub struct FsckArgs {
     #[arg(long)]
     force: bool,
     /// Repair what can be repaired without guessing (orphaned side files and special-file
-    /// records, a next-ino behind the inode numbers in use, leftover temporary files, torn
-    /// per-extent log tails); report the rest. Exit 4 when everything found was repaired.
+    /// records, a next-ino behind the inode numbers in use, leftover temporary files, files of
+    /// interrupted creates, torn per-extent log tails); report the rest. Exit 4 when everything found was repaired.
     #[arg(long, conflicts_with = "force")]
     repair: bool,
 }
