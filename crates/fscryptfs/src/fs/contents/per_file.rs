@@ -17,7 +17,6 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
@@ -379,7 +378,18 @@ impl Engine<'_> {
 
     /// Writes the header with the current size.
     fn write_header(&self, node: &Node, file: &File, st: &mut State) -> Result<()> {
-        write_header_of(node, file, st, self.backing)
+        let ctx = st.ctx();
+        let pf = per_file(st)?;
+        let h = FileHeader {
+            layout: crate::store::config::ContentsLayout::PerFile,
+            ino: node.ino,
+            size: pf.size,
+            ctx,
+        };
+        file.write_all_at(&h.to_bytes(), 0)
+            .map_err(|e| io_err(self.describe(node), e))?;
+        pf.size_dirty = false;
+        Ok(())
     }
 
     fn flush_size_locked(
@@ -438,22 +448,6 @@ impl Engine<'_> {
         };
         store_io::reopen_file(&node.fd(), access, &self.describe(node))
     }
-}
-
-/// Writes `node`'s header with its current size into `file` (`backing`: for messages).
-fn write_header_of(node: &Node, file: &File, st: &mut State, backing: &Path) -> Result<()> {
-    let ctx = st.ctx();
-    let pf = per_file(st)?;
-    let h = FileHeader {
-        layout: crate::store::config::ContentsLayout::PerFile,
-        ino: node.ino,
-        size: pf.size,
-        ctx,
-    };
-    file.write_all_at(&h.to_bytes(), 0)
-        .map_err(|e| io_err(node.describe(backing), e))?;
-    pf.size_dirty = false;
-    Ok(())
 }
 
 /// Decrypts one unit in place; an all-zero unit is a hole and stays zeros.
