@@ -18,15 +18,10 @@ use fscrypt::{Errno, Error, Result};
 use super::budget::Budget;
 use super::{FileContents, Keys, Kind, State, Unlocked};
 use crate::fs::types::errno;
-use crate::store::extent::ExtentFile;
+use crate::store::extent::{ExtentFile, EXTENT_MAX};
 
 /// Most plaintext buffered per inode before a writeout is forced.
 pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
-
-/// Longest extent one writeout appends (longer runs are split). Reads of a record verify only the
-/// blocks they touch (its block-sum table), but a compacted file's checkpoint keeps runs of this
-/// size verified whole, so it is kept short.
-const EXTENT_MAX: u64 = 256 << 10;
 
 /// The smallest write of whole data units that goes straight to the log
 /// ([`write_through_locked`]); smaller ones are buffered, to be joined with their neighbours.

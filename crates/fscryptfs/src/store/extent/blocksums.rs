@@ -96,9 +96,10 @@ pub fn cache_put(key: TableKey, table: Arc<Vec<u8>>) {
         clock: 0,
     });
     c.clock += 1;
-    let len = table.len();
+    // Counted by what they hold in memory, not by their length.
+    let len = table.capacity();
     if let Some(old) = c.map.insert(key, (table, c.clock)) {
-        c.bytes -= old.0.len();
+        c.bytes -= old.0.capacity();
     }
     c.bytes += len;
     if c.bytes > TABLE_CACHE_BYTES && c.map.len() > 1 {
@@ -106,7 +107,7 @@ pub fn cache_put(key: TableKey, table: Arc<Vec<u8>>) {
         let mid = stamps.len() / 2;
         let cut = *stamps.select_nth_unstable(mid).1;
         c.map.retain(|_, v| v.1 >= cut);
-        c.bytes = c.map.values().map(|v| v.0.len()).sum();
+        c.bytes = c.map.values().map(|v| v.0.capacity()).sum();
     }
 }
 

@@ -14,20 +14,50 @@ use super::format::{
     round_up, CheckpointEntry, Commit, PayloadSum, RecordHeader, RecordKind, ALIGN,
     CHECKPOINT_ENTRY_SIZE, COMMIT_SLOT_SIZE, RECORD_HEADER_BLOCK,
 };
-use super::{backing_name, ExtentFile, COMPACT_SLACK};
+use super::{backing_name, ExtentFile, CHECKPOINT_RUN_MAX, COMPACT_SLACK};
 use crate::store::{io_err, read_full_at, FILE_HEADER_SIZE};
 
+/// One entry of a checkpoint: the logical range `[start, end)` of a live piece (or of a part of one
+/// at most [`CHECKPOINT_RUN_MAX`] long), the run holding it and the run's unit at `start`.
+struct EntrySource {
+    start: u64,
+    end: u64,
+    run: usize,
+    unit: u64,
+}
+
 impl ExtentFile {
+    /// The entries a checkpoint of the map has, in logical order: each live piece, split into
+    /// runs of at most [`CHECKPOINT_RUN_MAX`] bytes (a checkpoint's runs are verified whole when
+    /// read, so they are kept short even where the extent records were longer).
+    fn checkpoint_entries(&self) -> impl Iterator<Item = EntrySource> + '_ {
+        let du = self.du;
+        let step = CHECKPOINT_RUN_MAX.max(du);
+        self.map.iter().flat_map(move |(s, p)| {
+            let parts = (p.end - s).div_ceil(step);
+            (0..parts).map(move |k| {
+                let start = s + k * step;
+                EntrySource {
+                    start,
+                    end: (start + step).min(p.end),
+                    run: p.run,
+                    unit: p.unit + k * step / du,
+                }
+            })
+        })
+    }
+
     /// Where compaction puts each live piece's units, relative to the checkpoint record, and the
     /// record's payload length: packed at data-unit alignment, 4096-aligned when a piece is whole
     /// 4096-byte blocks (reflink needs that; small pieces of small units would waste it).
     fn checkpoint_layout(&self) -> (Vec<u64>, u64) {
-        let table = (self.map.len() as u64).saturating_mul(CHECKPOINT_ENTRY_SIZE as u64);
+        let entries = self.checkpoint_entries().count();
+        let table = (entries as u64).saturating_mul(CHECKPOINT_ENTRY_SIZE as u64);
         let mut rel =
             RECORD_HEADER_BLOCK.saturating_add(round_up(table, ALIGN).unwrap_or(u64::MAX));
-        let mut out = Vec::with_capacity(self.map.len());
-        for (s, p) in self.map.iter() {
-            let bytes = (p.end - s).div_ceil(self.du) * self.du;
+        let mut out = Vec::with_capacity(entries);
+        for e in self.checkpoint_entries() {
+            let bytes = (e.end - e.start).div_ceil(self.du) * self.du;
             if bytes.is_multiple_of(ALIGN) {
                 rel = round_up(rel, ALIGN).unwrap_or(u64::MAX);
             }
@@ -80,19 +110,20 @@ impl ExtentFile {
         read_full_at(&self.file, &mut header[..80], 0).map_err(|e| io_err(&self.what, e))?;
         dst.set_len(0).map_err(|e| io_err(&dwhat, e))?;
         let rec = FILE_HEADER_SIZE;
-        let table_len = self.map.len() as u64 * CHECKPOINT_ENTRY_SIZE as u64;
         let (rels, payload_len) = self.checkpoint_layout();
+        let entries = rels.len() as u64;
+        let table_len = entries * CHECKPOINT_ENTRY_SIZE as u64;
         // The checkpoint's algorithm, for its table and every entry: each run's copied bytes are
         // summed anew, never its stored sum reused (the source record may be an older SHA-256 one).
         let alg = PayloadSum::CURRENT;
         let mut table = Vec::with_capacity(table_len as usize);
-        for ((s, p), data_rel) in self.map.iter().zip(rels) {
-            let run = self.runs[p.run];
-            let nunits = (p.end - s).div_ceil(du);
+        for (e, data_rel) in self.checkpoint_entries().zip(rels) {
+            let run = self.runs[e.run];
+            let nunits = (e.end - e.start).div_ceil(du);
             let (sum, _) = copy_ciphertext(
                 alg,
                 &self.file,
-                run.data_off + p.unit * du,
+                run.data_off + e.unit * du,
                 &dst,
                 rec + data_rel,
                 nunits * du,
@@ -101,9 +132,9 @@ impl ExtentFile {
             )?;
             table.extend_from_slice(
                 &CheckpointEntry {
-                    logical: s,
-                    len: p.end - s,
-                    first_unit: run.first_unit + p.unit,
+                    logical: e.start,
+                    len: e.end - e.start,
+                    first_unit: run.first_unit + e.unit,
                     data_rel,
                     sum,
                     ctx: run.ctx.to_bytes(),
@@ -116,7 +147,7 @@ impl ExtentFile {
             du_bits: self.du_bits,
             seq: 0,
             a: self.map.size(),
-            b: self.map.len() as u64,
+            b: entries,
             first_unit: 0,
             payload_len,
             checked_len: table_len,

@@ -32,11 +32,6 @@ impl Map {
         self.size
     }
 
-    /// Number of pieces.
-    pub fn len(&self) -> usize {
-        self.pieces.len()
-    }
-
     /// Every piece in logical order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, Piece)> + '_ {
         self.pieces.iter().map(|(&s, &p)| (s, p))

@@ -68,6 +68,17 @@ pub const COMPACT_SLACK: u64 = 64 * 1024;
 /// Largest chunk of ciphertext read or copied at once.
 const CHUNK: u64 = 1 << 20;
 
+/// Longest extent the engine writes as one record (longer writes are split). Its record has a
+/// block-sum table (256 blocks), so a read verifies only the blocks it touches whatever the
+/// extent's length; longer records mean fewer records per byte: fewer backing writes, key
+/// derivations, table reads and, at open, record headers to read (round trips on a network
+/// filesystem). BENCHMARKS.md "Extents of 1 MiB".
+pub const EXTENT_MAX: u64 = 1 << 20;
+
+/// Longest run of a checkpoint entry (compaction splits longer pieces): a checkpoint's runs have no
+/// block-sum table, so a read verifies the whole run it falls in; short runs keep that cheap.
+const CHECKPOINT_RUN_MAX: u64 = 256 << 10;
+
 /// A run of stored ciphertext units of one extent (the payload of an extent record, or one entry of
 /// a checkpoint).
 #[derive(Clone, Copy, Debug)]

@@ -36,7 +36,7 @@ use fscrypt::{Errno, Error, Result};
 
 use super::blocksums;
 use super::ciphertext::{read_exact_at, read_table, sum_range};
-use super::format::PayloadSum;
+use super::format::{PayloadSum, RECORD_HEADER_BLOCK};
 use super::{corrupt_at, ExtentFile, Run, CHUNK};
 
 /// Largest run read, verified and held in memory whole (4 × the engine's largest extent).
@@ -85,6 +85,27 @@ fn cache_put(key: RunKey, v: Arc<Vec<u8>>) {
     }
 }
 
+/// Farthest into a record's payload the first blocks a read wants may begin for them to be read
+/// together with the record's block-sum table (the bytes between are read and dropped).
+const PREFETCH_GAP_MAX: u64 = 64 << 10;
+
+/// Buffers of one read's per-block path: scratch space for blocks not aligned with the units
+/// wanted, and blocks read together with their record's table, not yet checked (used, and
+/// checked, only by the `read_blocks` call for exactly that backing range).
+#[derive(Default)]
+struct BlockBufs {
+    scratch: Vec<u8>,
+    prefetched: Option<Prefetched>,
+}
+
+/// Blocks read together with their record's table: the blocks from backing offset `at` are
+/// `bytes[from..]` (before them: the table and the rest of the header block).
+struct Prefetched {
+    at: u64,
+    from: usize,
+    bytes: Vec<u8>,
+}
+
 /// Where a run's ciphertext comes from for one read.
 enum Source {
     /// The blocks read, each checked against the record's block-sum table (verified, cached).
@@ -109,15 +130,52 @@ impl ExtentFile {
         )
     }
 
+    /// The backing range `[lo, hi)` of the 4096-byte blocks of `run` that cover the `len` bytes of
+    /// its units from `unit` on (the last block may be shorter: the run's end).
+    fn block_span(&self, run: &Run, unit: u64, len: u64) -> (u64, u64) {
+        const B: u64 = blocksums::BLOCK;
+        let start = unit * self.du;
+        let b_lo = start / B * B;
+        let b_hi = ((start + len).div_ceil(B) * B).min(run.nunits * self.du);
+        (run.data_off + b_lo, run.data_off + b_hi)
+    }
+
     /// The block-sum table of `run`'s record (which has one), checked against its hash in the
-    /// header (cached once verified). EIO on a mismatch.
-    fn verified_table(&self, run: &Run) -> Result<Arc<Vec<u8>>> {
+    /// header (cached once verified). EIO on a mismatch. When the table has to be read and the
+    /// blocks `first` (a [`block_span`](Self::block_span)) begin near the payload's start (a
+    /// sequential reader's first request in the record), they are read in the same call, just
+    /// after the table in the header block, and handed to `bufs` for `read_blocks`, which checks
+    /// them like any other: one round trip instead of two on a network filesystem.
+    fn verified_table(
+        &self,
+        run: &Run,
+        first: (u64, u64),
+        bufs: &mut BlockBufs,
+    ) -> Result<Arc<Vec<u8>>> {
         let key = (self.instance, run.record_off, run.table);
         if let Some(t) = blocksums::cache_get(&key) {
             return Ok(t);
         }
         let n = (run.nunits * self.du).div_ceil(blocksums::BLOCK);
-        let t = read_table(&self.file, run.record_off, n, &self.what)?;
+        let table_off = run.record_off + blocksums::TABLE_OFF;
+        let t = if run.data_off == run.record_off + RECORD_HEADER_BLOCK
+            && first.0 - run.data_off <= PREFETCH_GAP_MAX
+            && first.1 > first.0
+        {
+            let mut both = vec![0u8; (first.1 - table_off) as usize];
+            read_exact_at(&self.file, &mut both, table_off, &self.what)?;
+            // The table is copied out (2 KiB for 1 MiB of payload): it is cached, and must not
+            // keep the read's whole buffer alive with it.
+            let table = both[..(n * 8) as usize].to_vec();
+            bufs.prefetched = Some(Prefetched {
+                at: first.0,
+                from: (first.0 - table_off) as usize,
+                bytes: both,
+            });
+            table
+        } else {
+            read_table(&self.file, run.record_off, n, &self.what)?
+        };
         if blocksums::table_hash(&t) != run.table {
             return Err(Error::new(
                 Errno::IO,
@@ -145,23 +203,27 @@ impl ExtentFile {
         table: &[u8],
         unit: u64,
         ct: &mut [u8],
-        scratch: &mut Vec<u8>,
+        bufs: &mut BlockBufs,
         logical: u64,
     ) -> Result<()> {
         const B: u64 = blocksums::BLOCK;
-        let run_len = run.nunits * self.du;
         let start = unit * self.du;
-        let end = start + ct.len() as u64;
-        let b_lo = start / B * B;
-        let b_hi = (end.div_ceil(B) * B).min(run_len);
-        let aligned = b_lo == start && b_hi == end;
+        let (lo, hi) = self.block_span(run, unit, ct.len() as u64);
+        let b_lo = lo - run.data_off;
+        let aligned = b_lo == start && hi - lo == ct.len() as u64;
+        let scratch = &mut bufs.scratch;
         let bytes: &mut [u8] = if aligned {
             ct
         } else {
-            scratch.resize((b_hi - b_lo) as usize, 0);
+            scratch.resize((hi - lo) as usize, 0);
             scratch
         };
-        read_exact_at(&self.file, bytes, run.data_off + b_lo, &self.what)?;
+        match bufs.prefetched.take() {
+            Some(p) if p.at == lo && p.bytes.len() - p.from == bytes.len() => {
+                bytes.copy_from_slice(&p.bytes[p.from..]);
+            }
+            _ => read_exact_at(&self.file, bytes, lo, &self.what)?,
+        }
         if let Some(i) = blocksums::first_mismatch(table, b_lo / B, bytes) {
             return Err(Error::new(
                 Errno::IO,
@@ -178,7 +240,7 @@ impl ExtentFile {
         }
         if !aligned {
             let from = (start - b_lo) as usize;
-            ct.copy_from_slice(&scratch[from..from + ct.len()]);
+            ct.copy_from_slice(&bufs.scratch[from..from + ct.len()]);
         }
         Ok(())
     }
@@ -250,7 +312,7 @@ impl ExtentFile {
         let du = self.du;
         let mut keys: Vec<([u8; 16], K)> = Vec::new();
         let mut ct = Vec::new();
-        let mut scratch = Vec::new();
+        let mut bufs = BlockBufs::default();
         for (s, p) in self.map.overlapping(offset, offset + n) {
             let run = self.runs[p.run];
             let lo = s.max(offset);
@@ -266,7 +328,9 @@ impl ExtentFile {
                 return Err(corrupt_at(&self.what, run.record_off, "map beyond its run"));
             }
             let source = if blocksums::has_table(&run.table) {
-                Source::Blocks(self.verified_table(&run)?)
+                let first_len = (u_end - u).min((CHUNK / du).max(1)) * du;
+                let first = self.block_span(&run, p.unit + u, first_len);
+                Source::Blocks(self.verified_table(&run, first, &mut bufs)?)
             } else {
                 self.verified_run(&run, lo)?
             };
@@ -281,33 +345,52 @@ impl ExtentFile {
                 let cnt = (u_end - u).min((CHUNK / du).max(1));
                 let unit_in_run = p.unit + u;
                 let at = run.data_off + unit_in_run * du;
-                ct.resize((cnt * du) as usize, 0);
-                match &source {
-                    Source::Blocks(t) => {
-                        let logical = s + u * du;
-                        self.read_blocks(&run, t, unit_in_run, &mut ct, &mut scratch, logical)?
-                    }
-                    Source::Whole(v) => {
-                        let from = (unit_in_run * du) as usize;
-                        ct.copy_from_slice(&v[from..from + (cnt * du) as usize]);
-                    }
-                    Source::Streamed => read_exact_at(&self.file, &mut ct, at, &self.what)?,
-                }
-                keys[ki]
-                    .1
-                    .borrow()
-                    .decrypt_units(run.first_unit + unit_in_run, du as usize, &mut ct)
-                    .map_err(|e| {
-                        Error::new(
-                            Errno::IO,
-                            format!("{}: backing offset {at}: decrypting: {e}", self.what),
-                        )
-                    })?;
                 let chunk_lo = s + u * du;
-                let from = lo.max(chunk_lo);
-                let to = hi.min(chunk_lo + cnt * du);
-                buf[(from - offset) as usize..(to - offset) as usize]
-                    .copy_from_slice(&ct[(from - chunk_lo) as usize..(to - chunk_lo) as usize]);
+                let chunk_hi = chunk_lo + cnt * du;
+                // A chunk wanted whole is read and decrypted where it belongs in `buf`; one that
+                // is not (a unit cut by the range or by the piece's end) goes through `ct`.
+                let direct = lo <= chunk_lo && chunk_hi <= hi;
+                let dst: &mut [u8] = if direct {
+                    &mut buf[(chunk_lo - offset) as usize..(chunk_hi - offset) as usize]
+                } else {
+                    ct.resize((cnt * du) as usize, 0);
+                    &mut ct
+                };
+                let mut fill = |dst: &mut [u8]| -> Result<()> {
+                    match &source {
+                        Source::Blocks(t) => {
+                            self.read_blocks(&run, t, unit_in_run, dst, &mut bufs, chunk_lo)?
+                        }
+                        Source::Whole(v) => {
+                            let from = (unit_in_run * du) as usize;
+                            dst.copy_from_slice(&v[from..from + dst.len()]);
+                        }
+                        Source::Streamed => read_exact_at(&self.file, dst, at, &self.what)?,
+                    }
+                    keys[ki]
+                        .1
+                        .borrow()
+                        .decrypt_units(run.first_unit + unit_in_run, du as usize, dst)
+                        .map_err(|e| {
+                            Error::new(
+                                Errno::IO,
+                                format!("{}: backing offset {at}: decrypting: {e}", self.what),
+                            )
+                        })
+                };
+                if let Err(e) = fill(dst) {
+                    // Nothing unverified or undecrypted is left in the caller's buffer.
+                    if direct {
+                        buf[(chunk_lo - offset) as usize..(chunk_hi - offset) as usize].fill(0);
+                    }
+                    return Err(e);
+                }
+                if !direct {
+                    let from = lo.max(chunk_lo);
+                    let to = hi.min(chunk_hi);
+                    buf[(from - offset) as usize..(to - offset) as usize]
+                        .copy_from_slice(&ct[(from - chunk_lo) as usize..(to - chunk_lo) as usize]);
+                }
                 u += cnt;
             }
         }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fscrypt::context::Context;
 use fscrypt::extent::{ExtentContext, ExtentKey};
@@ -65,6 +65,25 @@ pub(super) fn open_rw(path: &Path) -> File {
 
 pub(super) fn create(path: &Path, policy: &Policy) -> ExtentFile {
     ExtentFile::create(open_rw(path), 100, &Context::new_random(*policy).unwrap()).unwrap()
+}
+
+/// A new, empty per-extent file `f` in a fresh temporary directory, under a policy of the master key
+/// `master(seed)` with AES-256-XTS and data units of 4096 bytes: (key, directory, path, file).
+pub(super) fn new_xts_file(seed: u8) -> (MasterSecret, tempfile::TempDir, PathBuf, ExtentFile) {
+    let m = master(seed);
+    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let ef = create(&path, &policy);
+    (m, dir, path, ef)
+}
+
+/// Flips one bit of the byte at `off` of the file at `path` (flipping it again restores it).
+pub(super) fn flip(path: &Path, off: u64) {
+    let f = open_rw(path);
+    let mut x = [0u8; 1];
+    f.read_exact_at(&mut x, off).unwrap();
+    f.write_all_at(&[x[0] ^ 0x20], off).unwrap();
 }
 
 pub(super) fn reopen(ef: &ExtentFile) -> ExtentFile {

@@ -7,13 +7,12 @@
 use std::os::unix::fs::FileExt;
 
 use fscrypt::extent::ExtentKey;
-use fscrypt::{EncryptionMode, Errno};
+use fscrypt::Errno;
 
 use super::blocksums::{self, TABLE_OFF};
 use super::format::{RecordHeader, RecordKind, RECORD_HEADER_BLOCK, RECORD_HEADER_USED};
-use super::tests::{
-    compact, create, master, open_rw, policy_for, read_all, read_at, reopen, write, Rng,
-};
+use super::tests::{compact, flip, new_xts_file, open_rw, read_all, read_at, reopen, write, Rng};
+use super::{CHECKPOINT_RUN_MAX, EXTENT_MAX};
 
 /// Verified reads: a flipped byte of an extent record's payload makes every read touching that
 /// block EIO naming its backing offset, in the instance that wrote it too; the other blocks of the
@@ -21,11 +20,7 @@ use super::tests::{
 /// table) is verified whole: every read touching it is EIO.
 #[test]
 fn reads_verify_every_run_against_its_checksum() {
-    let m = master(11);
-    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let mut ef = create(&path, &policy);
+    let (m, _dir, path, mut ef) = new_xts_file(11);
     let mut rng = Rng(0x5eed);
     let a = rng.bytes(3 * 4096);
     let b = rng.bytes(5 * 4096);
@@ -34,16 +29,10 @@ fn reads_verify_every_run_against_its_checksum() {
     ef.sync().unwrap();
     let want: Vec<u8> = a.iter().chain(&b).copied().collect();
     assert_eq!(read_all(&ef, &m), want);
-    let flip = |off: u64| {
-        let f = open_rw(&path);
-        let mut x = [0u8; 1];
-        f.read_exact_at(&mut x, off).unwrap();
-        f.write_all_at(&[x[0] ^ 0x20], off).unwrap();
-    };
     // The second extent's third unit.
     let ext = ef.extents();
     let second = ext.iter().find(|e| e.logical == 3 * 4096).unwrap();
-    flip(second.backing_offset + 2 * 4096 + 17);
+    flip(&path, second.backing_offset + 2 * 4096 + 17);
     // The run has a block-sum table: every read checks the blocks it reads, so this instance
     // sees the damage too. A new instance (a remount) the same way: EIO for any read touching the
     // damaged block, naming its backing offset, never data.
@@ -89,7 +78,7 @@ fn reads_verify_every_run_against_its_checksum() {
     // The first extent is untouched and reads.
     assert_eq!(read_at(&fresh, &m, 0, 3 * 4096), a);
     // Flipped back, then compacted: the checkpoint's runs are verified the same way.
-    flip(second.backing_offset + 2 * 4096 + 17);
+    flip(&path, second.backing_offset + 2 * 4096 + 17);
     let fresh = reopen(&ef);
     assert_eq!(read_all(&fresh, &m), want);
     let compacted = compact(&fresh, &path);
@@ -98,7 +87,7 @@ fn reads_verify_every_run_against_its_checksum() {
         .into_iter()
         .find(|e| e.logical == 0)
         .unwrap();
-    flip(run.backing_offset + 5);
+    flip(&path, run.backing_offset + 5);
     let again = reopen(&compacted);
     let mut buf = vec![0u8; 100];
     let e = again
@@ -121,11 +110,7 @@ fn table_hash_at(path: &std::path::Path, off: u64) -> [u8; 6] {
 /// other runs read.
 #[test]
 fn tables_are_written_and_a_damaged_table_or_hash_is_eio_and_found() {
-    let m = master(31);
-    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let mut ef = create(&path, &policy);
+    let (m, _dir, path, mut ef) = new_xts_file(31);
     let mut rng = Rng(0xb10c);
     let a = rng.bytes(64 * 4096 + 1000);
     write(&mut ef, &m, 0, &a[..20 * 4096]);
@@ -170,12 +155,6 @@ fn tables_are_written_and_a_damaged_table_or_hash_is_eio_and_found() {
     }
     drop(f);
     let second = recs[1].offset;
-    let flip = |off: u64| {
-        let f = open_rw(&path);
-        let mut x = [0u8; 1];
-        f.read_exact_at(&mut x, off).unwrap();
-        f.write_all_at(&[x[0] ^ 0x08], off).unwrap();
-    };
     let set_hash = |hash: [u8; 6]| {
         let f = open_rw(&path);
         let mut hb = [0u8; RECORD_HEADER_USED];
@@ -190,7 +169,7 @@ fn tables_are_written_and_a_damaged_table_or_hash_is_eio_and_found() {
     // A table entry (block 30's) flipped; the table hash changed (header checksum recomputed).
     for damage in 0..2 {
         if damage == 0 {
-            flip(second + TABLE_OFF + 8 * 30 + 2);
+            flip(&path, second + TABLE_OFF + 8 * 30 + 2);
         } else {
             set_hash(bad_hash);
         }
@@ -219,7 +198,7 @@ fn tables_are_written_and_a_damaged_table_or_hash_is_eio_and_found() {
             "{f:?}"
         );
         if damage == 0 {
-            flip(second + TABLE_OFF + 8 * 30 + 2);
+            flip(&path, second + TABLE_OFF + 8 * 30 + 2);
         } else {
             set_hash(good_hash);
         }
@@ -235,11 +214,8 @@ fn tables_are_written_and_a_damaged_table_or_hash_is_eio_and_found() {
 /// too large for one, is refused.
 #[test]
 fn a_torn_table_is_a_torn_tail_and_checkpoints_have_none() {
-    let m = master(32);
-    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let mut ef = create(&path, &policy);
+    let (m, _dir, path, mut ef) = new_xts_file(32);
+    let policy = ef.policy;
     let mut rng = Rng(0x7011);
     let a = rng.bytes(8 * 4096);
     let b = rng.bytes(4 * 4096);
@@ -275,4 +251,74 @@ fn a_torn_table_is_a_torn_tail_and_checkpoints_have_none() {
         .err()
         .unwrap();
     assert!(e.message().contains("block-sum table on a record"), "{e}");
+}
+
+/// An extent as long as the engine writes them ([`EXTENT_MAX`]) is one record with a block-sum
+/// table; a sequential read of a fresh instance takes each record's table and first blocks in one
+/// backing read and still checks them (a damaged first block is EIO); a checkpoint splits the
+/// extent into runs of at most [`CHECKPOINT_RUN_MAX`] (verified whole when read) with their IVs
+/// continuing where the previous part ended, and reads back the same bytes.
+#[test]
+fn long_extents_are_one_record_and_checkpoints_split_them() {
+    let (m, _dir, path, mut ef) = new_xts_file(21);
+    let mut rng = Rng(0x10e6);
+    let long = rng.bytes(EXTENT_MAX as usize);
+    let tail = rng.bytes(5 * 4096 + 100);
+    write(&mut ef, &m, 0, &long);
+    write(&mut ef, &m, EXTENT_MAX, &tail);
+    ef.sync().unwrap();
+    let want: Vec<u8> = long.iter().chain(&tail).copied().collect();
+    let ext = ef.extents();
+    assert_eq!(ext.len(), 2, "{ext:?}");
+    assert_eq!(ext[0].len, EXTENT_MAX);
+    let records = ef.records().iter().filter(|r| r.kind == RecordKind::Extent);
+    assert_eq!(records.count(), 2);
+    assert!(blocksums::has_table(&table_hash_at(
+        &path,
+        ext[0].record_offset
+    )));
+    // Sequential reads of fresh instances, in requests of 128 KiB as the kernel sends them.
+    for _ in 0..2 {
+        let fresh = reopen(&ef);
+        let mut got = Vec::new();
+        while (got.len() as u64) < fresh.logical_size() {
+            got.extend(read_at(&fresh, &m, got.len() as u64, 128 << 10));
+        }
+        assert_eq!(got, want);
+        // Each table read with its first blocks was cached alone, not with the read's buffer.
+        for run in &fresh.runs {
+            let t = blocksums::cache_get(&(fresh.instance, run.record_off, run.table)).unwrap();
+            assert_eq!(t.capacity(), t.len());
+        }
+    }
+    // The first block of the long extent, damaged: the first read of a fresh instance (its table
+    // and that block in one backing read) is EIO naming it.
+    let at = ext[0].backing_offset + 9;
+    flip(&path, at);
+    let fresh = reopen(&ef);
+    let mut buf = vec![0u8; 128 << 10];
+    let e = fresh
+        .read(0, &mut buf, |c| ExtentKey::derive(&m, c))
+        .unwrap_err();
+    assert_eq!(e.errno(), Errno::IO, "{e}");
+    assert!(
+        e.message()
+            .contains(&format!("backing offset {}", ext[0].backing_offset)),
+        "{e}"
+    );
+    assert_eq!(read_at(&fresh, &m, 4096, 8192), long[4096..3 * 4096]);
+    flip(&path, at);
+    // Compacted: the long extent becomes four runs of 256 KiB, one extent context, consecutive IVs.
+    let compacted = compact(&reopen(&ef), &path);
+    let parts = compacted.extents();
+    assert_eq!(parts.len(), 5, "{parts:?}");
+    for (k, p) in parts[..4].iter().enumerate() {
+        assert_eq!(p.len, CHECKPOINT_RUN_MAX);
+        assert_eq!(p.logical, k as u64 * CHECKPOINT_RUN_MAX);
+        assert_eq!(p.ctx.nonce, ext[0].ctx.nonce);
+        assert_eq!(p.first_unit, k as u64 * CHECKPOINT_RUN_MAX / 4096);
+    }
+    assert_eq!(read_all(&compacted, &m), want);
+    assert_eq!(read_all(&reopen(&compacted), &m), want);
+    assert!(compacted.check().unwrap().is_empty());
 }

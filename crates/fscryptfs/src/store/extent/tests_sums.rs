@@ -18,7 +18,9 @@ use super::format::{
     CheckpointEntry, PayloadSum, RecordHeader, RecordKind, CHECKPOINT_ENTRY_SIZE,
     RECORD_HEADER_BLOCK, RECORD_HEADER_USED, RECORD_MAGIC_SHA256, RECORD_MAGIC_XXH3,
 };
-use super::tests::{compact, create, master, open_rw, policy_for, read_all, reopen, write};
+use super::tests::{
+    compact, create, flip, master, new_xts_file, open_rw, policy_for, read_all, reopen, write,
+};
 use super::ExtentFile;
 use crate::store::checksum;
 
@@ -56,13 +58,6 @@ fn rewrite_as_sha256(path: &Path, off: u64) {
 }
 
 /// Flips bits of the byte at `off` of `path` (twice: put back).
-fn flip(path: &Path, off: u64) {
-    let f = open_rw(path);
-    let mut x = [0u8; 1];
-    f.read_exact_at(&mut x, off).unwrap();
-    f.write_all_at(&[x[0] ^ 0x20], off).unwrap();
-}
-
 fn magic_at(path: &Path, off: u64) -> [u8; 8] {
     let mut m = [0u8; 8];
     open_rw(path).read_exact_at(&mut m, off).unwrap();
@@ -96,11 +91,8 @@ const XXH: PayloadSum = PayloadSum::Xxh3;
 /// record's units, and new writes, are `FSCXREC2`.
 #[test]
 fn a_log_mixing_sha256_and_xxh3_records_reads_and_verifies_each_with_its_own_sum() {
-    let m = master(21);
-    let policy = policy_for(&m, 12, EncryptionMode::Aes256Xts);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let mut ef = create(&path, &policy);
+    let (m, dir, path, mut ef) = new_xts_file(21);
+    let policy = ef.policy;
     let pat = |seed: u8, n: usize| -> Vec<u8> {
         (0..n)
             .map(|i| (i as u8).wrapping_mul(seed) ^ seed)
