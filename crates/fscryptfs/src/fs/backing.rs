@@ -10,12 +10,14 @@ use fscrypt::context::Context;
 use fscrypt::{Errno, Error, Result};
 use rustix::fs::AtFlags;
 
+use super::contents::OpenedLog;
 use super::inodes::{cached_lookup, Claim};
 use super::locks::{rlock, wlock};
 use super::mount::Fs;
 use super::node::{FileContents, Keys, Kind, Node, PerFileState, State};
 use super::types::errno;
 use crate::store::config::{ContentsLayout, ROOT_INO};
+use crate::store::extent::HEADER_PREFIX;
 use crate::store::io as store_io;
 use crate::store::meta::{
     read_dir_meta_at, DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED,
@@ -172,8 +174,11 @@ impl Fs {
         let state = match found {
             Found::State(s) => s,
             // Its logical size is in the log.
-            Found::Extent(ctx) => {
-                match self.contents().load_extent_state(&fd, ctx.as_ref(), what) {
+            Found::Extent(ctx, opened) => {
+                match self
+                    .contents()
+                    .load_extent_state(&fd, ctx.as_ref(), opened, what)
+                {
                     Ok(ext) => State::File {
                         keys: Keys::locked(ctx),
                         contents: FileContents::PerExtent(Box::new(ext)),
@@ -207,15 +212,30 @@ impl Fs {
     ) -> Result<(u64, Kind, Found)> {
         Ok(match ft {
             rustix::fs::FileType::RegularFile => {
-                let f = store_io::reopen_stat_file(fd, st, store_io::Access::ReadNoAtime, what)?;
-                let mut buf = [0u8; FILE_HEADER_USED];
+                // In a per-extent volume most files are per-extent, and their log stays open for
+                // writing: opened so at once, the same descriptor and header serve both (one
+                // open, read and `fstat` fewer per lookup; each a round trip on a network
+                // filesystem). Elsewhere read-only, without touching the access time.
+                let access = if self.opts.layout == ContentsLayout::Extent {
+                    store_io::Access::ReadWriteOrRead
+                } else {
+                    store_io::Access::ReadNoAtime
+                };
+                let f = store_io::reopen_stat_file(fd, st, access, what)?;
+                let mut buf = [0u8; HEADER_PREFIX];
                 let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
                 match FileHeader::parse(&buf[..n], &self.fsp, what) {
                     Ok(h) => {
                         self.inodes.remember_ino(st, h.ino);
                         // A per-extent file's size is in its log, loaded once the number is ours.
                         let found = if h.layout == ContentsLayout::Extent {
-                            Found::Extent(h.ctx)
+                            let opened =
+                                (access == store_io::Access::ReadWriteOrRead).then(|| OpenedLog {
+                                    file: f,
+                                    header: buf,
+                                    len: st.st_size as u64,
+                                });
+                            Found::Extent(h.ctx, opened)
                         } else {
                             Found::State(State::File {
                                 keys: Keys::locked(h.ctx),
@@ -352,6 +372,7 @@ impl Fs {
 enum Found {
     /// Its state, complete.
     State(State),
-    /// A per-extent file with this context: its log is opened once the number is ours.
-    Extent(Option<fscrypt::context::Context>),
+    /// A per-extent file with this context: its log is opened once the number is ours (from the
+    /// descriptor and header bytes identifying it read, when it was opened for writing).
+    Extent(Option<fscrypt::context::Context>, Option<OpenedLog>),
 }

@@ -27,6 +27,8 @@ mod per_extent;
 mod per_file;
 pub(super) mod writeout;
 
+pub(in crate::fs) use per_extent::OpenedLog;
+
 /// Why a file's contents are flushed, which says how durable they must be afterwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(in crate::fs) enum FlushFor {

@@ -36,7 +36,7 @@ use crate::fs::node::extent::{
 use crate::fs::node::{Kind, Node, State};
 use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
-use crate::store::extent::ExtentFile;
+use crate::store::extent::{ExtentFile, HEADER_PREFIX};
 
 impl Engine<'_> {
     /// The layout of a new regular file with context `ctx`: per-extent for encrypted files of an
@@ -59,22 +59,31 @@ impl Engine<'_> {
     }
 
     /// At lookup of a per-extent file not in the table (the caller holds its number in transit):
-    /// opens and recovers its log (its logical size is there, not in the header). No key is needed.
+    /// opens and recovers its log (its logical size is there, not in the header), from what the
+    /// lookup already opened and read when it has it. No key is needed.
     pub(in crate::fs) fn load_extent_state(
         &self,
         fd: &OwnedFd,
         ctx: Option<&Context>,
+        opened: Option<OpenedLog>,
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<ExtState> {
         let ctx = ctx
             .ok_or_else(|| Error::corrupt(format!("{what}: per-extent file without a context")))?;
         let policy = *ctx.policy();
         let du = 1usize << policy.data_unit_bits(self.fsp);
-        let f = crate::store::io::reopen_file(fd, crate::store::io::Access::ReadWriteOrRead, what)?;
-        Ok(ExtState::new(
-            ExtentFile::open(f, &policy, du)?,
-            Arc::clone(self.budget),
-        ))
+        let log = match opened {
+            Some(o) => ExtentFile::open_read(o.file, &policy, du, &o.header, o.len)?,
+            None => {
+                let f = crate::store::io::reopen_file(
+                    fd,
+                    crate::store::io::Access::ReadWriteOrRead,
+                    what,
+                )?;
+                ExtentFile::open(f, &policy, du)?
+            }
+        };
+        Ok(ExtState::new(log, Arc::clone(self.budget)))
     }
 
     /// Creates the log of a new per-extent file in `file` (empty, not yet named).
@@ -328,6 +337,15 @@ impl Engine<'_> {
         dext.size = dext.file.logical_size();
         Ok(Some(done))
     }
+}
+
+/// A per-extent file as the lookup that identified it opened and read it: the descriptor (read-write
+/// where the backing store allows), the header's first [`HEADER_PREFIX`] bytes and the file's
+/// length from the lookup's `fstat`.
+pub(in crate::fs) struct OpenedLog {
+    pub(in crate::fs) file: File,
+    pub(in crate::fs) header: [u8; HEADER_PREFIX],
+    pub(in crate::fs) len: u64,
 }
 
 /// The per-extent layout.

@@ -65,6 +65,10 @@ use map::Map;
 /// `needs_compaction` answers yes once the log exceeds twice its compacted size plus this much.
 pub const COMPACT_SLACK: u64 = 64 * 1024;
 
+/// The bytes of a per-extent file's header that opening it reads: the base header and both commit
+/// slots (the rest of the 4096-byte block is zero).
+pub const HEADER_PREFIX: usize = (format::COMMIT_SLOTS[1] as usize) + format::COMMIT_SLOT_SIZE;
+
 /// Largest chunk of ciphertext read or copied at once.
 const CHUNK: u64 = 1 << 20;
 

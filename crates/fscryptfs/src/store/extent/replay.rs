@@ -19,7 +19,7 @@ use super::format::{
     RECORD_HEADER_BLOCK, RECORD_HEADER_USED,
 };
 use super::map::Map;
-use super::{backing_name, corrupt_at, ExtentFile};
+use super::{backing_name, corrupt_at, ExtentFile, HEADER_PREFIX};
 use crate::store::{fs_params, io_err, read_full_at, FILE_HEADER_SIZE};
 
 impl ExtentFile {
@@ -66,6 +66,26 @@ impl ExtentFile {
     /// extents or `du_size` is not its data-unit size; EUCLEAN for a damaged header or committed
     /// record.
     pub fn open(file: File, policy: &Policy, du_size: usize) -> Result<ExtentFile> {
+        let mut header = [0u8; HEADER_PREFIX];
+        read_full_at(&file, &mut header, 0).map_err(|e| io_err(backing_name(&file), e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| io_err(backing_name(&file), e))?
+            .len();
+        Self::open_read(file, policy, du_size, &header, file_len)
+    }
+
+    /// [`open`](Self::open) with the file's first [`HEADER_PREFIX`] bytes (zeros where the file
+    /// is shorter) and its length already read by the caller (a lookup that read the header to
+    /// identify the file: on a network filesystem each is a round trip). A wrong length or stale
+    /// bytes are no risk: recovery checks every record against the file as it is.
+    pub fn open_read(
+        file: File,
+        policy: &Policy,
+        du_size: usize,
+        header: &[u8; HEADER_PREFIX],
+        file_len: u64,
+    ) -> Result<ExtentFile> {
         let what = backing_name(&file);
         extent_policy(policy)?;
         let du_bits = policy.data_unit_bits(&fs_params());
@@ -75,9 +95,7 @@ impl ExtentFile {
                 1u64 << du_bits
             )));
         }
-        let mut header = vec![0u8; FILE_HEADER_SIZE as usize];
-        read_full_at(&file, &mut header, 0).map_err(|e| io_err(&what, e))?;
-        let (_ino, ctx) = parse_base_header(&header, &what)?;
+        let (_ino, ctx) = parse_base_header(header, &what)?;
         if ctx.policy() != policy {
             return Err(Error::invalid(format!(
                 "{what}: the file's policy is not the policy given"
@@ -87,7 +105,6 @@ impl ExtentFile {
             .iter()
             .filter_map(|&o| Commit::parse(&header[o as usize..o as usize + COMMIT_SLOT_SIZE]))
             .max_by_key(|c| c.gen);
-        let file_len = file.metadata().map_err(|e| io_err(&what, e))?.len();
         let mut ef = ExtentFile {
             durable_end: commit.map_or(FILE_HEADER_SIZE, |c| c.durable_end),
             gen: commit.map_or(0, |c| c.gen),
