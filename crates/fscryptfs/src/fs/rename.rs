@@ -2,7 +2,7 @@
 //! directory) and RENAME (with RENAME_NOREPLACE and RENAME_EXCHANGE, and fscrypt's rule that a
 //! name may only move under the same policy).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
@@ -58,29 +58,33 @@ impl Fs {
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<bool> {
         let dfd = crate::store::io::open_listing(fd, what)?;
-        let d = rustix::fs::Dir::new(dfd).map_err(|e| sys_err(what, e))?;
-        for ent in d {
-            let ent = ent.map_err(|e| sys_err(what, e))?;
-            let n = ent.file_name().to_bytes();
-            if n == b"." || n == b".." || names::is_reserved(n) {
-                continue;
-            }
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(listing(&dfd, what)?
+            .iter()
+            .all(|(n, _)| names::is_reserved(n.as_bytes())))
     }
 
     /// Removes the (user-empty) directory entry `bname` of `dir`: moved aside to a temporary name
-    /// first, so a crash never leaves a visible directory without its metadata.
+    /// first, so a crash never leaves a visible directory without its metadata. One listing serves
+    /// the emptiness check and the removal of our files in it (through the same descriptor, which
+    /// follows the directory to its temporary name); should something have appeared in between (a
+    /// writer of the backing store), the directory is listed again and emptied.
     pub(super) fn remove_dir_entry(&self, dir: &Node, bname: &OsStr) -> Result<()> {
         let what = self.describe_child(dir, bname);
-        let cfd = crate::store::io::open_subdir(&*dir.fd(), bname, &what)?;
-        if !self.user_empty(&cfd, &what)? {
+        let dfd = crate::store::io::open_subdir_listing(&*dir.fd(), bname, &what)?;
+        let entries = listing(&dfd, &what)?;
+        if !entries
+            .iter()
+            .all(|(n, _)| names::is_reserved(n.as_bytes()))
+        {
             return Err(errno(Errno::NOTEMPTY, "directory not empty"));
         }
         let tmp = names::tmp_name()?;
         self.rename_noreplace(dir, bname, &tmp, true)?;
-        self.purge_dir(&dir.fd(), &tmp, &what)
+        self.purge_entries(&dfd, &entries, &what)?;
+        match rustix::fs::unlinkat(dir.fd(), &tmp, AtFlags::REMOVEDIR) {
+            Err(rustix::io::Errno::NOTEMPTY) => self.purge_dir(&dir.fd(), &tmp, &what),
+            r => r.map_err(|e| sys_err(&what, e)),
+        }
     }
 
     /// Deletes a directory whose remaining entries are all ours.
@@ -91,25 +95,26 @@ impl Fs {
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<()> {
         let dfd = crate::store::io::open_subdir_listing(parent, name, what)?;
-        let mut ours = Vec::new();
-        {
-            let d = rustix::fs::Dir::read_from(&dfd).map_err(|e| sys_err(what, e))?;
-            for ent in d {
-                let ent = ent.map_err(|e| sys_err(what, e))?;
-                let n = ent.file_name().to_bytes();
-                if n != b"." && n != b".." {
-                    ours.push((OsStr::from_bytes(n).to_os_string(), ent.file_type()));
-                }
-            }
-        }
-        for (n, t) in ours {
-            if t == rustix::fs::FileType::Directory {
-                self.purge_dir(&dfd, &n, what)?;
-            } else {
-                rustix::fs::unlinkat(&dfd, &n, AtFlags::empty()).map_err(|e| sys_err(what, e))?;
-            }
-        }
+        let entries = listing(&dfd, what)?;
+        self.purge_entries(&dfd, &entries, what)?;
         rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(|e| sys_err(what, e))
+    }
+
+    /// Deletes `entries` of the directory `dfd` (directories with everything in them).
+    fn purge_entries(
+        &self,
+        dfd: &OwnedFd,
+        entries: &[(OsString, rustix::fs::FileType)],
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<()> {
+        for (n, t) in entries {
+            if *t == rustix::fs::FileType::Directory {
+                self.purge_dir(dfd, n, what)?;
+            } else {
+                rustix::fs::unlinkat(dfd, n, AtFlags::empty()).map_err(|e| sys_err(what, e))?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn do_rename(
@@ -288,4 +293,24 @@ fn entry_moved(node: &Node, from: (u64, &OsStr), to: (u64, &OsStr), to_dir: &Nod
     if m.cached_names.len() != was_cached && keep {
         m.cached_names.push((to.0, to.1.to_os_string()));
     }
+}
+
+/// The entries of the directory open as `dfd` (not `.` and `..`) with their types, read through a
+/// duplicate of the descriptor (no second open of the directory, which a network filesystem makes
+/// a round trip).
+fn listing(
+    dfd: &OwnedFd,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<Vec<(OsString, rustix::fs::FileType)>> {
+    let dup = rustix::io::dup(dfd).map_err(|e| sys_err(what, e))?;
+    let d = rustix::fs::Dir::new(dup).map_err(|e| sys_err(what, e))?;
+    let mut out = Vec::new();
+    for ent in d {
+        let ent = ent.map_err(|e| sys_err(what, e))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push((OsStr::from_bytes(n).to_os_string(), ent.file_type()));
+        }
+    }
+    Ok(out)
 }
