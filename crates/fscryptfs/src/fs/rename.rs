@@ -58,9 +58,7 @@ impl Fs {
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<bool> {
         let dfd = crate::store::io::open_listing(fd, what)?;
-        Ok(listing(&dfd, what)?
-            .iter()
-            .all(|(n, _)| names::is_reserved(n.as_bytes())))
+        Ok(our_entries(&dfd, what)?.is_some())
     }
 
     /// Removes the (user-empty) directory entry `bname` of `dir`: moved aside to a temporary name
@@ -71,13 +69,9 @@ impl Fs {
     pub(super) fn remove_dir_entry(&self, dir: &Node, bname: &OsStr) -> Result<()> {
         let what = self.describe_child(dir, bname);
         let dfd = crate::store::io::open_subdir_listing(&*dir.fd(), bname, &what)?;
-        let entries = listing(&dfd, &what)?;
-        if !entries
-            .iter()
-            .all(|(n, _)| names::is_reserved(n.as_bytes()))
-        {
+        let Some(entries) = our_entries(&dfd, &what)? else {
             return Err(errno(Errno::NOTEMPTY, "directory not empty"));
-        }
+        };
         let tmp = names::tmp_name()?;
         self.rename_noreplace(dir, bname, &tmp, true)?;
         self.purge_entries(&dfd, &entries, &what)?;
@@ -95,7 +89,11 @@ impl Fs {
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<()> {
         let dfd = crate::store::io::open_subdir_listing(parent, name, what)?;
-        let entries = listing(&dfd, what)?;
+        let mut entries = Vec::new();
+        crate::store::io::read_entries(&dfd, what, |n, t| {
+            entries.push((n.to_os_string(), t));
+            true
+        })?;
         self.purge_entries(&dfd, &entries, what)?;
         rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(|e| sys_err(what, e))
     }
@@ -295,22 +293,22 @@ fn entry_moved(node: &Node, from: (u64, &OsStr), to: (u64, &OsStr), to_dir: &Nod
     }
 }
 
-/// The entries of the directory open as `dfd` (not `.` and `..`) with their types, read through a
-/// duplicate of the descriptor (no second open of the directory, which a network filesystem makes
-/// a round trip).
-fn listing(
+/// Our own entries (reserved names) of the directory open for listing as `dfd`, with their types;
+/// None as soon as one of the user's is met (the rest is not read).
+fn our_entries(
     dfd: &OwnedFd,
     what: &(impl std::fmt::Display + ?Sized),
-) -> Result<Vec<(OsString, rustix::fs::FileType)>> {
-    let dup = rustix::io::dup(dfd).map_err(|e| sys_err(what, e))?;
-    let d = rustix::fs::Dir::new(dup).map_err(|e| sys_err(what, e))?;
-    let mut out = Vec::new();
-    for ent in d {
-        let ent = ent.map_err(|e| sys_err(what, e))?;
-        let n = ent.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            out.push((OsStr::from_bytes(n).to_os_string(), ent.file_type()));
+) -> Result<Option<Vec<(OsString, rustix::fs::FileType)>>> {
+    let mut ours = Some(Vec::new());
+    crate::store::io::read_entries(dfd, what, |n, t| match &mut ours {
+        Some(v) if names::is_reserved(n.as_bytes()) => {
+            v.push((n.to_os_string(), t));
+            true
         }
-    }
-    Ok(out)
+        _ => {
+            ours = None;
+            false
+        }
+    })?;
+    Ok(ours)
 }

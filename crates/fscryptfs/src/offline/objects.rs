@@ -24,7 +24,7 @@ use crate::store::io as store_io;
 use crate::store::meta::{
     read_dir_meta_at, read_file_header, read_symlink_at, DirMeta, FileHeader, SymlinkTarget,
 };
-use crate::store::{io_err, names, sys_err, FILE_HEADER_SIZE};
+use crate::store::{io_err, names, FILE_HEADER_SIZE};
 
 pub use crate::store::kind::Kind;
 
@@ -95,15 +95,11 @@ pub fn open_entry_md(dir: impl AsFd, name: &OsStr, what: &str) -> Result<(OwnedF
 /// The names in directory `dir` (any descriptor of it), sorted, without `.` and `..`.
 pub fn list_names(dir: impl AsFd, what: &str) -> Result<Vec<OsString>> {
     let listing = store_io::open_listing(dir, what)?;
-    let d = rustix::fs::Dir::new(listing).map_err(|e| sys_err(what, e))?;
     let mut names = Vec::new();
-    for ent in d {
-        let ent = ent.map_err(|e| sys_err(what, e))?;
-        let b = ent.file_name().to_bytes();
-        if b != b"." && b != b".." {
-            names.push(OsStr::from_bytes(b).to_os_string());
-        }
-    }
+    store_io::read_entries(&listing, what, |n, _| {
+        names.push(n.to_os_string());
+        true
+    })?;
     names.sort();
     Ok(names)
 }

@@ -32,6 +32,7 @@ use std::ffi::OsStr;
 use std::fmt::Display;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -471,7 +472,6 @@ fn walk_ours(
     depth: usize,
     purge: bool,
 ) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     let mut ents = Vec::new();
     for ent in rustix::fs::Dir::read_from(fd).map_err(|e| sys_err(what, e))? {
         let ent = ent.map_err(|e| sys_err(what, e))?;
@@ -508,6 +508,25 @@ fn walk_ours(
         } else if purge {
             rustix::fs::unlinkat(fd, &n, rustix::fs::AtFlags::empty())
                 .map_err(|e| sys_err(&here, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Hands each entry of the directory open for listing as `listing` (not `.` and `..`) with its type
+/// to `each` until it returns false. Read through a duplicate of the descriptor (no second open of
+/// the directory: a round trip on a network filesystem), one `getdents` buffer at a time.
+pub fn read_entries(
+    listing: &OwnedFd,
+    what: &(impl Display + ?Sized),
+    mut each: impl FnMut(&OsStr, FileType) -> bool,
+) -> Result<()> {
+    let dup = rustix::io::dup(listing).map_err(|e| sys_err(what, e))?;
+    for ent in rustix::fs::Dir::new(dup).map_err(|e| sys_err(what, e))? {
+        let ent = ent.map_err(|e| sys_err(what, e))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." && !each(OsStr::from_bytes(n), ent.file_type()) {
+            break;
         }
     }
     Ok(())
