@@ -16,6 +16,7 @@ use fscrypt::keysetup::{InodeKey, InodeKind, InodeParams, MasterSecret};
 use fscrypt::nokey::NokeyName;
 use fscryptfs::store::config::VolumeConfig;
 use fscryptfs::store::meta::{DirMeta, FileHeader, SymlinkTarget};
+use fscryptfs::store::pending::{CacheEpoch, PendingSize};
 use support::*;
 
 fn key_for(ctx: &fscrypt::context::Context, kind: InodeKind, ino: u64, uuid: [u8; 16]) -> InodeKey {
@@ -52,7 +53,14 @@ fn check_dir(m: &Mounted, dir: &str, policy: &[u8]) {
     let bname = NokeyName::encode([0; 8], &dkey.encrypt_filename(b"file").unwrap());
     let backing = fs::read(bdir.join(&bname)).expect("backing name is the no-key name");
     let h = FileHeader::parse(&backing, &fsp, "f").unwrap();
-    assert_eq!(h.size, data.len() as u64);
+    // Just closed: the size is pending (trusted in this boot and backing mount) or committed.
+    let epoch = CacheEpoch::of(&fs::File::open(&m.backing).unwrap());
+    let dev = fs::metadata(bdir.join(&bname)).unwrap().dev();
+    let size = match PendingSize::parse(&backing, epoch.as_ref(), dev, fsp.max_file_size) {
+        Some(PendingSize::Trusted(s)) => s,
+        _ => h.size,
+    };
+    assert_eq!(size, data.len() as u64);
     assert_eq!(
         h.ino,
         fs::metadata(m.path(&format!("{dir}/file"))).unwrap().ino()

@@ -22,6 +22,7 @@ use crate::store::io as store_io;
 use crate::store::meta::{
     read_dir_meta_at, DirMeta, FileHeader, SymlinkTarget, DIR_META_NAME, FILE_HEADER_USED,
 };
+use crate::store::pending::PendingSize;
 use crate::store::special::{SpecialRecords, SPECIAL_MAX, SPECIAL_NAME};
 use crate::store::{read_full_at, sys_err, FILE_HEADER_SIZE};
 
@@ -198,6 +199,37 @@ impl Fs {
         Ok((node, st))
     }
 
+    /// The size state of a per-file file whose header (the first bytes of its block: `block`)
+    /// commits `committed`, on device `dev`: a pending size record trusted in this cache epoch
+    /// says the size (still to be committed, unless the mount is read-only); any other record
+    /// leaves the committed size, and the commit clears it (`store::pending`).
+    fn per_file_state(
+        &self,
+        committed: u64,
+        block: &[u8],
+        dev: u64,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> PerFileState {
+        match PendingSize::parse(block, self.epoch.as_ref(), dev, self.fsp.max_file_size) {
+            Some(PendingSize::Trusted(size)) if size != committed => {
+                PerFileState::loaded(size, !self.opts.read_only)
+            }
+            Some(PendingSize::Stale(size)) if size != committed => {
+                tracing::warn!(
+                    "{what}: a size change to {size} recorded at close was lost with the backing \
+                     store's cache (a crash, a reboot or a remount of the backing store before \
+                     it was committed); the committed size {committed} holds"
+                );
+                PerFileState::loaded(committed, !self.opts.read_only)
+            }
+            Some(PendingSize::Damaged) => {
+                tracing::warn!("{what}: damaged pending size record ignored");
+                PerFileState::loaded(committed, !self.opts.read_only)
+            }
+            _ => PerFileState::loaded(committed, false),
+        }
+    }
+
     /// What the backing object `fd` (whose `fstat` is `st`, of type `ft`) is: its stable number,
     /// its kind and its state (damaged metadata makes a damaged entry with a per-mount number).
     /// The number is remembered for the object's backing identity.
@@ -239,7 +271,12 @@ impl Fs {
                         } else {
                             Found::State(State::File {
                                 keys: Keys::locked(h.ctx),
-                                contents: FileContents::PerFile(PerFileState::loaded(h.size)),
+                                contents: FileContents::PerFile(self.per_file_state(
+                                    h.size,
+                                    &buf[..n],
+                                    st.st_dev,
+                                    what,
+                                )),
                             })
                         };
                         (h.ino, Kind::File, found)

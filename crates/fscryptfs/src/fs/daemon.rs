@@ -47,9 +47,10 @@ pub struct MountOptions {
     /// real data: the key is public.
     pub test_dummy_encryption: bool,
     /// `commit=N`: seconds a per-extent file's unsynced writes (buffered, or written out at close
-    /// but not committed) may wait before they are written out and committed (ext4's and btrfs'
-    /// name; default 5; 0: no timer — written out at close and memory pressure, committed at
-    /// fsync, eviction and unmount).
+    /// but not committed), or a per-file size recorded at close as pending, may wait before they
+    /// are written out and committed (ext4's and btrfs' name; default 5; 0: no timer — written
+    /// out at close and memory pressure, committed at fsync, eviction and unmount; a per-file
+    /// close then commits its size itself).
     pub commit: Option<u64>,
     /// `no_writeback_cache`: write(2) goes to the daemon at once instead of through the kernel's
     /// page cache (the FUSE writeback cache, on by default in soft removal mode).

@@ -21,6 +21,7 @@ use super::types::{errno, KernelCache};
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
 use crate::store::meta::{read_dir_meta_at, DIR_META_NAME};
+use crate::store::pending::CacheEpoch;
 use crate::store::sys_err;
 
 /// Options that change the daemon's behaviour.
@@ -62,6 +63,8 @@ pub struct Fs {
     pub(super) notifier: Arc<OnceLock<Box<dyn KernelCache>>>,
     /// The daemon runs as root: new inodes are chowned to their creator.
     pub(super) is_root: bool,
+    /// The backing store's cache epoch (`store::pending`), when the kernel says one.
+    pub(super) epoch: Option<CacheEpoch>,
 }
 
 impl Fs {
@@ -77,6 +80,7 @@ impl Fs {
         fsp.per_extent_encryption = opts.layout == ContentsLayout::Extent;
         let root_fd = store_io::open_backing_root(&backing)?;
         let meta = read_dir_meta_at(&root_fd, &fsp, &backing)?;
+        let epoch = CacheEpoch::of(&root_fd);
         if meta.ino != ROOT_INO {
             return Err(Error::corrupt(format!(
                 "{}/{DIR_META_NAME}: the root directory has inode number {}, expected {ROOT_INO}",
@@ -111,6 +115,7 @@ impl Fs {
             handles: HandleTable::default(),
             notifier: Arc::new(OnceLock::new()),
             is_root: rustix::process::geteuid().is_root(),
+            epoch,
         })
     }
 
@@ -125,6 +130,10 @@ impl Fs {
             budget: &self.budget,
             layout: self.opts.layout,
             read_only: self.opts.read_only,
+            pending_sizes: self
+                .epoch
+                .as_ref()
+                .filter(|_| self.opts.commit.is_some() && !self.opts.read_only),
         }
     }
 

@@ -12,6 +12,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, Metadata};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use fscrypt::context::Context;
@@ -24,6 +25,7 @@ use crate::store::io as store_io;
 use crate::store::meta::{
     read_dir_meta_at, read_file_header, read_symlink_at, DirMeta, FileHeader, SymlinkTarget,
 };
+use crate::store::pending::{CacheEpoch, PendingSize};
 use crate::store::{io_err, names, FILE_HEADER_SIZE};
 
 pub use crate::store::kind::Kind;
@@ -37,6 +39,8 @@ pub enum Stored {
     File {
         /// The parsed header.
         header: FileHeader,
+        /// A per-file file's pending size record, judged in this cache epoch (`store::pending`).
+        pending: Option<PendingSize>,
         /// Length of the backing file (header included).
         backing_len: u64,
     },
@@ -64,6 +68,19 @@ impl Stored {
             Stored::File { header, .. } => header.ctx.as_ref(),
             Stored::Symlink(SymlinkTarget::Encrypted { ctx, .. }) => Some(ctx),
             Stored::Symlink(SymlinkTarget::Plain { .. }) | Stored::Special(_) => None,
+        }
+    }
+
+    /// A per-file regular file's size: a pending size trusted here, else the committed size.
+    pub fn per_file_size(&self) -> Option<u64> {
+        match self {
+            Stored::File {
+                header, pending, ..
+            } if header.layout == ContentsLayout::PerFile => Some(match pending {
+                Some(PendingSize::Trusted(size)) => *size,
+                _ => header.size,
+            }),
+            _ => None,
         }
     }
 
@@ -124,16 +141,42 @@ pub fn read_regular_at(
     Ok((f, block, h))
 }
 
+/// What the store keeps for a regular file whose header block is `block` (parsed: `header`),
+/// with metadata `md`: its pending size judged in `epoch`.
+pub fn stored_file(
+    header: FileHeader,
+    block: &[u8],
+    md: &Metadata,
+    epoch: Option<&CacheEpoch>,
+    fsp: &FsParams,
+) -> Stored {
+    let pending = (header.layout == ContentsLayout::PerFile)
+        .then(|| PendingSize::parse(block, epoch, md.dev(), fsp.max_file_size))
+        .flatten();
+    Stored::File {
+        header,
+        pending,
+        backing_len: md.len(),
+    }
+}
+
 /// Reads what the store keeps for the backing object open as `fd` (an `O_PATH` descriptor of the
-/// object itself, from [`open_entry_md`]) at `path`.
-pub fn read_object_at(fd: &OwnedFd, md: &Metadata, path: &Path, fsp: &FsParams) -> Result<Stored> {
+/// object itself, from [`open_entry_md`]) at `path`; `epoch`: the backing store's cache epoch, by
+/// which a pending size is judged.
+pub fn read_object_at(
+    fd: &OwnedFd,
+    md: &Metadata,
+    path: &Path,
+    fsp: &FsParams,
+    epoch: Option<&CacheEpoch>,
+) -> Result<Stored> {
     let what = path.display().to_string();
     match Kind::of(md) {
         Some(Kind::Dir) => read_dir_meta_at(fd, fsp, path).map(Stored::Dir),
-        Some(Kind::File) => Ok(Stored::File {
-            header: read_regular_at(fd, md, &what, fsp)?.2,
-            backing_len: md.len(),
-        }),
+        Some(Kind::File) => {
+            let (_, block, header) = read_regular_at(fd, md, &what, fsp)?;
+            Ok(stored_file(header, &block, md, epoch, fsp))
+        }
         // The link itself (an O_PATH descriptor of it): nothing is followed.
         Some(Kind::Symlink) => read_symlink_at(fd, fsp, &what).map(Stored::Symlink),
         Some(k) => Ok(Stored::Special(k)),

@@ -24,6 +24,7 @@ use crate::error::CommandError;
 use crate::store::config::{VolumeConfig, ROOT_INO};
 use crate::store::io as store_io;
 use crate::store::meta::read_dir_meta_at;
+use crate::store::pending::CacheEpoch;
 use crate::store::{fs_params, io_err, names};
 
 /// An opened volume.
@@ -34,6 +35,8 @@ pub struct Volume {
     root_fd: Arc<OwnedFd>,
     /// The volume's filesystem parameters.
     pub fsp: FsParams,
+    /// The backing store's cache epoch (`store::pending`), by which pending sizes are judged.
+    pub epoch: Option<CacheEpoch>,
     /// The parsed config.
     pub config: VolumeConfig,
 }
@@ -109,9 +112,11 @@ impl Volume {
             )));
         }
         let config = VolumeConfig::load(backing)?;
+        let root_fd = store_io::open_backing_root(backing)?;
         Ok(Volume {
             root: backing.to_path_buf(),
-            root_fd: Arc::new(store_io::open_backing_root(backing)?),
+            epoch: CacheEpoch::of(&root_fd),
+            root_fd: Arc::new(root_fd),
             fsp: fs_params(),
             config,
         })
@@ -163,7 +168,7 @@ impl Volume {
         let backing = dir.backing.join(bname);
         let what = backing.display().to_string();
         let (fd, md) = open_entry_md(&**dir_fd, bname, &what)?;
-        let stored = read_object_at(&fd, &md, &backing, &self.fsp)?;
+        let stored = read_object_at(&fd, &md, &backing, &self.fsp, self.epoch.as_ref())?;
         let path = if dir.path == Path::new(".") {
             PathBuf::from(shown)
         } else {

@@ -6,7 +6,8 @@
 //! 4096-byte header of regular files and the backing form of symlink targets ([`meta`]), and the
 //! mapping between user-visible names and backing names, reserved names and long-name side files
 //! ([`names`]), and the numbers of special files ([`special`]); [`kind`] names the kinds of objects;
-//! [`features`] probes what the backing filesystem offers and picks how to do without the rest. It knows no FUSE and holds no keys: it stores contexts and ciphertext that the
+//! [`features`] probes what the backing filesystem offers and picks how to do without the rest;
+//! [`pending`] says when a per-file size recorded at close without a sync may be trusted. It knows no FUSE and holds no keys: it stores contexts and ciphertext that the
 //! `fscrypt` layer produced, so a backing store can be copied with `cp -a`/`rsync -a`, backed up while
 //! locked, and read offline.
 
@@ -18,6 +19,7 @@ pub mod kind;
 pub mod lock;
 pub mod meta;
 pub mod names;
+pub mod pending;
 pub mod special;
 
 use fscrypt::policy::FsParams;

@@ -19,6 +19,7 @@ use crate::fs::inodes::Inodes;
 use crate::fs::node::budget::Budget;
 use crate::fs::node::Node;
 use crate::store::config::ContentsLayout;
+use crate::store::pending::CacheEpoch;
 
 mod compaction;
 mod dispatch;
@@ -36,10 +37,10 @@ pub(in crate::fs) enum FlushFor {
     /// backing file sees it), durable when the backing filesystem writes it back or at the next
     /// commit (`-o commit=N`), as a local filesystem's close promises. A per-extent log is not
     /// committed: replay keeps whole records past the last commit, so nothing needs the commit's
-    /// two `fdatasync`s yet.
+    /// two `fdatasync`s yet; a per-file size is recorded as a pending size, committed later.
     Close,
-    /// Eviction (the kernel forgot the inode): as at close, and a per-extent log that still has a
-    /// name is committed, since the commit timer forgets the node with it.
+    /// Eviction (the kernel forgot the inode): as at close, and a per-extent log or a per-file size
+    /// that still has a name is committed, since the commit timer forgets the node with it.
     Evict,
     /// fsync: durable now (a per-extent log committed, a per-file header synced).
     Fsync,
@@ -64,6 +65,10 @@ pub(in crate::fs) struct Engine<'a> {
     pub(in crate::fs) layout: ContentsLayout,
     /// A read-only mount (no compaction).
     pub(in crate::fs) read_only: bool,
+    /// Where per-file sizes may be recorded at close as pending sizes (`store::pending`): the
+    /// backing store's cache epoch, when there is one and the writeout thread commits them (a
+    /// commit interval is set); None: close commits the size itself.
+    pub(in crate::fs) pending_sizes: Option<&'a CacheEpoch>,
 }
 
 impl Engine<'_> {

@@ -7,8 +7,11 @@
 //! and reads as zeros. Unencrypted files keep their plaintext at the same offsets.
 //!
 //! Orderings (docs/FORMAT.md repeats them): an extending write puts its data first and records the
-//! new size in memory; the header is rewritten at FLUSH, RELEASE, fsync, setattr and unmount, after
-//! an `fdatasync` of the data, so the size on disk never gets ahead of the data on disk. A truncation
+//! new size in memory. At FLUSH and RELEASE the size becomes a *pending size* in the header
+//! (`store::pending`: no sync; trusted only while the page cache holding the data lives), and the
+//! writeout thread commits it after the commit interval; fsync, setattr, eviction and unmount
+//! commit at once. A committed size is written only after an `fdatasync` of the data, so the
+//! committed size on disk never gets ahead of the data on disk. A truncation
 //! down writes the smaller size first and then cuts the data; an extension first drops any stale tail
 //! beyond the old size, then grows, then records the size. Units beyond the recorded size are never
 //! trusted: they read as zeros and are overwritten whole. Nor are the bytes beyond the size in its
@@ -17,6 +20,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::time::Instant;
 
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
@@ -26,7 +30,8 @@ use super::{Engine, FlushFor};
 use crate::fs::locks::{rlock, wlock};
 use crate::fs::node::{Node, PerFileState, State};
 use crate::fs::types::errno;
-use crate::store::meta::FileHeader;
+use crate::store::meta::{FileHeader, FILE_HEADER_USED};
+use crate::store::pending::{CacheEpoch, PENDING_AT, PENDING_END};
 use crate::store::{io_err, FILE_HEADER_SIZE};
 use crate::store::{read_full_at, read_up_to_at};
 
@@ -376,22 +381,14 @@ impl Engine<'_> {
         }
     }
 
-    /// Writes the header with the current size.
+    /// Writes the header with the current size committed (and no pending size record).
     fn write_header(&self, node: &Node, file: &File, st: &mut State) -> Result<()> {
-        let ctx = st.ctx();
-        let pf = per_file(st)?;
-        let h = FileHeader {
-            layout: crate::store::config::ContentsLayout::PerFile,
-            ino: node.ino,
-            size: pf.size,
-            ctx,
-        };
-        file.write_all_at(&h.to_bytes(), 0)
-            .map_err(|e| io_err(self.describe(node), e))?;
-        pf.size_dirty = false;
-        Ok(())
+        write_committed(node.ino, file, st, &self.describe(node))
     }
 
+    /// The size into the header as a committed size: the data synced first when the header is
+    /// behind (`size_dirty`, or a pending size not yet committed); with `sync`, the whole file
+    /// synced after.
     fn flush_size_locked(
         &self,
         node: &Node,
@@ -399,23 +396,30 @@ impl Engine<'_> {
         st: &mut State,
         sync: bool,
     ) -> Result<()> {
-        if size_dirty(st) {
-            // The data reaches the disk before the size that covers it.
-            file.sync_data()
-                .map_err(|e| io_err(self.describe(node), e))?;
-            self.write_header(node, file, st)?;
-        }
-        if sync {
-            file.sync_all()
-                .map_err(|e| io_err(self.describe(node), e))?;
-        }
-        Ok(())
+        commit_locked(node.ino, file, st, sync, &self.describe(node))
     }
 
-    /// Records a changed size in the header (FLUSH, RELEASE, fsync, unmount). With `file` None a
-    /// descriptor is opened for it.
-    fn pf_flush(&self, node: &Node, file: Option<&File>, sync: bool) -> Result<()> {
-        if !size_dirty(&rlock(&node.state)) && !sync {
+    /// Records a changed size in the header (FLUSH, RELEASE, fsync, eviction, unmount; `why`). At
+    /// close it becomes a pending size where the backing store has a cache epoch (no sync: the
+    /// writeout thread commits it); fsync, eviction and unmount commit it. An evicted file without
+    /// a name needs no size at all. With `file` None a descriptor is opened for it.
+    fn pf_flush(&self, node: &Node, file: Option<&File>, why: FlushFor) -> Result<()> {
+        let needed = |st: &State| {
+            st.per_file().is_some_and(|p| match why {
+                FlushFor::Fsync => true,
+                FlushFor::Close => p.size_dirty,
+                FlushFor::Evict | FlushFor::Unmount => p.size_dirty || p.uncommitted.is_some(),
+            })
+        };
+        if !needed(&rlock(&node.state)) {
+            return Ok(());
+        }
+        if why == FlushFor::Evict && rustix::fs::fstat(&*node.fd()).is_ok_and(|st| st.st_nlink == 0)
+        {
+            if let Some(p) = wlock(&node.state).per_file_mut() {
+                p.size_dirty = false;
+                p.uncommitted = None;
+            }
             return Ok(());
         }
         // Opened before the state lock is taken (`open_backing` reads the state).
@@ -428,10 +432,27 @@ impl Engine<'_> {
             }
         };
         let mut st = wlock(&node.state);
-        if !size_dirty(&st) && !sync {
+        if !needed(&st) {
             return Ok(());
         }
-        self.flush_size_locked(node, f, &mut st, sync)
+        match self.pending_epoch(node).filter(|_| why == FlushFor::Close) {
+            Some(epoch) => {
+                let pf = per_file(&mut st)?;
+                f.write_all_at(&epoch.record(pf.size), PENDING_AT as u64)
+                    .map_err(|e| io_err(self.describe(node), e))?;
+                pf.size_dirty = false;
+                pf.uncommitted.get_or_insert_with(Instant::now);
+                Ok(())
+            }
+            None => self.flush_size_locked(node, f, &mut st, why == FlushFor::Fsync),
+        }
+    }
+
+    /// The cache epoch under which `node`'s size may be recorded as pending: the volume's, for a
+    /// file on the backing root's own filesystem.
+    fn pending_epoch(&self, node: &Node) -> Option<&CacheEpoch> {
+        let dev = node.backing_dev()?;
+        self.pending_sizes.filter(|e| e.covers(dev))
     }
 
     /// Opens the backing file of a regular node (read-write when `write`, else read-write if
@@ -486,7 +507,7 @@ impl Contents for PerFile {
         file: Option<&File>,
         why: FlushFor,
     ) -> Result<()> {
-        eng.pf_flush(node, file, why == FlushFor::Fsync)
+        eng.pf_flush(node, file, why)
     }
 }
 
@@ -496,9 +517,63 @@ fn per_file(st: &mut State) -> Result<&mut PerFileState> {
     st.per_file_mut().ok_or_else(not_per_file)
 }
 
-/// The size changed and the header does not say so yet.
-fn size_dirty(st: &State) -> bool {
-    st.per_file().is_some_and(|p| p.size_dirty)
+/// Writes the header of per-file file `ino` open as `file` with its current size committed and no
+/// pending size record (one write of bytes 0..120); `what` names it in errors.
+fn write_committed(ino: u64, file: &File, st: &mut State, what: &str) -> Result<()> {
+    let ctx = st.ctx();
+    let pf = per_file(st)?;
+    let h = FileHeader {
+        layout: crate::store::config::ContentsLayout::PerFile,
+        ino,
+        size: pf.size,
+        ctx,
+    };
+    let mut b = [0u8; PENDING_END];
+    b[..FILE_HEADER_USED].copy_from_slice(&h.to_bytes());
+    file.write_all_at(&b, 0).map_err(|e| io_err(what, e))?;
+    pf.size_dirty = false;
+    pf.uncommitted = None;
+    Ok(())
+}
+
+/// The current size committed when the header is behind it: the data synced, then the header
+/// written; with `sync`, the whole file synced after.
+fn commit_locked(ino: u64, file: &File, st: &mut State, sync: bool, what: &str) -> Result<()> {
+    if st
+        .per_file()
+        .is_some_and(|p| p.size_dirty || p.uncommitted.is_some())
+    {
+        // The data reaches the disk before the size that covers it.
+        file.sync_data().map_err(|e| io_err(what, e))?;
+        write_committed(ino, file, st, what)?;
+    }
+    if sync {
+        file.sync_all().map_err(|e| io_err(what, e))?;
+    }
+    Ok(())
+}
+
+/// Commits `node`'s pending size if it has been pending since `before` or earlier (the writeout
+/// thread, once the commit interval has passed). The node's lock is taken only after its backing
+/// file is opened; eviction clears the pending state under that lock, so an evicted node is never
+/// written here.
+pub(in crate::fs) fn commit_pending(node: &Node, before: Instant) -> Result<()> {
+    let what = format!("inode {}", node.ino);
+    let due = |st: &State| {
+        st.per_file()
+            .and_then(|p| p.uncommitted)
+            .is_some_and(|t| t <= before)
+    };
+    if !due(&rlock(&node.state)) {
+        return Ok(());
+    }
+    let file =
+        crate::store::io::reopen_file(&node.fd(), crate::store::io::Access::ReadWrite, &what)?;
+    let mut st = wlock(&node.state);
+    if !due(&st) {
+        return Ok(());
+    }
+    commit_locked(node.ino, &file, &mut st, false, &what)
 }
 
 fn not_per_file() -> Error {

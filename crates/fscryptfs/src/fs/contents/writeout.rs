@@ -1,9 +1,11 @@
 //! Background writeout of per-extent write buffers: when data that nobody fsyncs or closes becomes
-//! extents. Two triggers, as the kernel's flusher has them:
+//! extents; and the commit of per-file sizes that close recorded as pending. Two triggers, as the
+//! kernel's flusher has them:
 //!
 //! - **Age** (`-o commit=N`, default [`COMMIT_DEFAULT`] seconds, the name ext4 and btrfs use): a
 //!   buffer dirty for that long is written out and committed, and so is a log whose records no
-//!   commit covers yet (close and large writes append without committing), so a crash loses at
+//!   commit covers yet (close and large writes append without committing), and a per-file size
+//!   pending that long is committed (its data synced, then the header), so a crash loses at
 //!   most about that much of a file's unsynced writes.
 //! - **Memory** ([`Budget`]): every buffer counts its bytes in one volume-wide total. Above
 //!   `BUDGET_HIGH` the writeout thread is woken and writes the largest buffers out (and commits
@@ -62,7 +64,7 @@ fn run(nodes: &Weak<NodeTable>, budget: &Budget, commit: Option<Duration>) {
         drop(table);
         let now = Instant::now();
         let mut dirty: Vec<(u64, Instant, Arc<Node>)> = files
-            .into_iter()
+            .iter()
             .filter_map(|n| {
                 let d = rlock(&n.state)
                     .ext()
@@ -71,10 +73,20 @@ fn run(nodes: &Weak<NodeTable>, budget: &Budget, commit: Option<Duration>) {
                             .is_none_or(|t| now.duration_since(t) >= RETRY_AFTER)
                     })
                     .and_then(|e| e.dirty());
-                d.map(|(bytes, since)| (bytes, since, n))
+                d.map(|(bytes, since)| (bytes, since, Arc::clone(n)))
             })
             .collect();
         if let Some(age) = commit {
+            let before = now.checked_sub(age).unwrap_or(now);
+            for node in &files {
+                if let Err(e) = super::per_file::commit_pending(node, before) {
+                    tracing::warn!(
+                        "inode {}: committing its size failed (its pending size stays; fsync and \
+                         close report errors): {e}",
+                        node.ino
+                    );
+                }
+            }
             dirty.retain(|(_, since, node)| {
                 if now.duration_since(*since) < age {
                     return true;

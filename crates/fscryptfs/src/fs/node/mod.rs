@@ -59,18 +59,24 @@ impl Keys {
 pub(super) struct PerFileState {
     /// The logical size (authoritative while the node is cached).
     pub(super) size: u64,
-    /// The size changed and the header does not say so yet.
+    /// The size changed and the header says so in neither its committed size nor its pending
+    /// size record.
     pub(super) size_dirty: bool,
+    /// The header's pending size record says `size` but its committed size does not yet: since
+    /// when (`store::pending`; the writeout thread commits it after the commit interval).
+    pub(super) uncommitted: Option<std::time::Instant>,
     /// The backing file was trimmed of any stale tail beyond the last data unit (once per mount).
     pub(super) trimmed: bool,
 }
 
 impl PerFileState {
-    /// A file whose header says `size` (its tail not yet checked this mount).
-    pub(super) fn loaded(size: u64) -> PerFileState {
+    /// A file whose header says `size` (its tail not yet checked this mount); `pending`: the size
+    /// is a trusted pending size its header has not committed yet.
+    pub(super) fn loaded(size: u64, pending: bool) -> PerFileState {
         PerFileState {
             size,
             size_dirty: false,
+            uncommitted: pending.then(std::time::Instant::now),
             trimmed: false,
         }
     }
@@ -79,7 +85,7 @@ impl PerFileState {
     pub(super) fn created() -> PerFileState {
         PerFileState {
             trimmed: true,
-            ..PerFileState::loaded(0)
+            ..PerFileState::loaded(0, false)
         }
     }
 
@@ -290,6 +296,11 @@ impl Node {
     /// Records the backing identity of the node's object from `st`, an `fstat` of it.
     pub(super) fn set_ident(&self, st: &rustix::fs::Stat) {
         *lock(&self.ident) = Some((st.st_dev, st.st_ino));
+    }
+
+    /// The device number of the node's backing object, when its identity is known.
+    pub(super) fn backing_dev(&self) -> Option<u64> {
+        lock(&self.ident).map(|(dev, _)| dev)
     }
 
     /// Is `st` (an `fstat` of an object just opened) this node's backing object? The node's

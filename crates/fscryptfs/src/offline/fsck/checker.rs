@@ -18,6 +18,7 @@ use super::progress::Progress;
 use super::report::{Finding, Report, Severity};
 use crate::store::config::{VolumeConfig, CONFIG_MAX, CONFIG_NAME, FIRST_INO, INO_LIMIT, ROOT_INO};
 use crate::store::io as store_io;
+use crate::store::pending::CacheEpoch;
 
 /// Whether a directory is encrypted, as far as the check knows.
 #[derive(Clone, Copy)]
@@ -32,6 +33,8 @@ pub(super) enum DirState {
 pub(super) struct Checker {
     pub(super) root: PathBuf,
     pub(super) fsp: FsParams,
+    /// The backing store's cache epoch (`store::pending`), by which pending sizes are judged.
+    pub(super) epoch: Option<CacheEpoch>,
     pub(super) config: Option<VolumeConfig>,
     pub(super) report: Report,
     /// Stable inode number → (first path, backing dev, backing ino).

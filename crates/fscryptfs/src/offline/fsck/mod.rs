@@ -76,6 +76,7 @@ use crate::store::config::{VolumeConfig, CONFIG_NAME};
 use crate::store::fs_params;
 use crate::store::io as store_io;
 use crate::store::meta::{read_dir_meta_at, DIR_META_NAME};
+use crate::store::pending::CacheEpoch;
 pub use checker::valid_ct_len;
 use checker::{strip, Checker, DirState};
 use progress::Progress;
@@ -160,6 +161,7 @@ pub fn check_with(backing: &Path, opts: CheckOptions) -> Result<Report, CommandE
     store_io::open_listing(&root, &backing.display().to_string())
         .map_err(|e| CommandError::usage(e.message()))?;
     let mut c = Checker {
+        epoch: CacheEpoch::of(&root),
         root: backing.to_path_buf(),
         fsp: fs_params(),
         config: None,

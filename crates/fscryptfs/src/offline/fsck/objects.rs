@@ -9,11 +9,12 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use super::checker::{strip, valid_ct_len, Checker, DirState};
-use crate::offline::objects::{read_object_at, read_regular_at, Kind, Stored};
+use crate::offline::objects::{read_object_at, read_regular_at, stored_file, Kind, Stored};
 use crate::store::config::ContentsLayout;
 use crate::store::extent::ExtentFile;
 use crate::store::io::{self as store_io, Access};
-use crate::store::meta::{FileHeader, SymlinkTarget, FILE_HEADER_USED};
+use crate::store::meta::{FileHeader, SymlinkTarget};
+use crate::store::pending::{PendingSize, PENDING_END};
 use crate::store::{FILE_HEADER_SIZE, SYMLINK_CIPHERTEXT_MAX};
 
 impl Checker {
@@ -31,14 +32,12 @@ impl Checker {
         let read = if md.is_file() {
             let what = path.display().to_string();
             read_regular_at(fd, md, &what, &self.fsp).map(|(f, block, header)| {
+                let stored = stored_file(header, &block, md, self.epoch.as_ref(), &self.fsp);
                 opened = Some((f, block));
-                Stored::File {
-                    header,
-                    backing_len: md.len(),
-                }
+                stored
             })
         } else {
-            read_object_at(fd, md, path, &self.fsp)
+            read_object_at(fd, md, path, &self.fsp, self.epoch.as_ref())
         };
         let stored = match read {
             Ok(s) => s,
@@ -91,33 +90,32 @@ impl Checker {
             }
             Stored::File {
                 header,
+                pending,
                 backing_len,
             } => {
+                let size = stored.per_file_size().unwrap_or(header.size);
+                self.check_pending_size(path, header.size, *pending);
                 let du = header
                     .ctx
                     .map_or(4096, |c| 1u64 << c.policy().data_unit_bits(&self.fsp));
                 // Encrypted files hold whole units; unencrypted ones may end mid-block.
-                let want = FILE_HEADER_SIZE + header.size.div_ceil(du) * du;
+                let want = FILE_HEADER_SIZE + size.div_ceil(du) * du;
                 let need = if header.ctx.is_some() {
                     want
                 } else {
-                    FILE_HEADER_SIZE + header.size
+                    FILE_HEADER_SIZE + size
                 };
                 if *backing_len < need {
                     self.problem(
                         path,
-                        format!(
-                            "backing file is {backing_len} bytes; size {} needs {need}",
-                            header.size
-                        ),
+                        format!("backing file is {backing_len} bytes; size {size} needs {need}"),
                     );
                 } else if *backing_len > want {
                     self.note(
                         path,
                         format!(
-                            "{} bytes beyond the recorded size {} (left by a crash; cut at the next change)",
+                            "{} bytes beyond the recorded size {size} (left by a crash; cut at the next change)",
                             backing_len - want,
-                            header.size
                         ),
                     );
                 }
@@ -242,13 +240,42 @@ impl Checker {
         }
     }
 
-    /// The reserved bytes of a file header (80..4096) must be zero.
+    /// The reserved bytes of a per-file header (after the pending size record: 120..4096) must
+    /// be zero.
     fn check_header_reserved(&mut self, path: &Path, block: &[u8]) {
         if block
-            .get(FILE_HEADER_USED..)
+            .get(PENDING_END..)
             .is_some_and(|r| r.iter().any(|&b| b != 0))
         {
-            self.problem(path, "nonzero reserved bytes in the file header (80..4096)");
+            self.problem(
+                path,
+                format!("nonzero reserved bytes in the file header ({PENDING_END}..4096)"),
+            );
+        }
+    }
+
+    /// A per-file file's pending size record (`store::pending`) against its committed size.
+    fn check_pending_size(&mut self, path: &Path, committed: u64, pending: Option<PendingSize>) {
+        match pending {
+            Some(PendingSize::Trusted(size)) if size != committed => self.note(
+                path,
+                format!(
+                    "size {size} recorded at close, not yet committed (committed: {committed}); \
+                     the next mount commits it"
+                ),
+            ),
+            Some(PendingSize::Stale(size)) if size != committed => self.note(
+                path,
+                format!(
+                    "a size change to {size} recorded at close was lost with the backing store's \
+                     cache (a crash, reboot or remount before its commit); the committed size \
+                     {committed} holds"
+                ),
+            ),
+            Some(PendingSize::Damaged) => {
+                self.problem(path, "damaged pending size record (header bytes 80..120)");
+            }
+            _ => {}
         }
     }
 }

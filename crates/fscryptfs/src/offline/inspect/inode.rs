@@ -18,6 +18,7 @@ use crate::store::config::ContentsLayout;
 use crate::store::config::ROOT_INO;
 use crate::store::extent::ExtentFile;
 use crate::store::meta::SymlinkTarget;
+use crate::store::pending::PendingSize;
 
 /// fscrypt-crypt-util's CIPHER name for a mode.
 pub fn crypt_cipher_name(m: EncryptionMode) -> &'static str {
@@ -118,6 +119,7 @@ pub fn print_inode(vol: &Volume, entries: &[Entry], out: &mut impl Write) -> io:
     match &e.stored {
         Stored::File {
             header,
+            pending,
             backing_len,
         } => {
             let du = vol.data_unit_size(ctx);
@@ -134,9 +136,27 @@ pub fn print_inode(vol: &Volume, entries: &[Entry], out: &mut impl Write) -> io:
                     writeln!(out, "extents {}", f.extents().len())?;
                 }
             } else {
-                writeln!(out, "size {}", header.size)?;
+                let size = e.stored.per_file_size().unwrap_or(header.size);
+                writeln!(out, "size {size}")?;
+                match pending {
+                    Some(PendingSize::Trusted(p)) => {
+                        writeln!(out, "committed-size {}", header.size)?;
+                        writeln!(
+                            out,
+                            "pending-size {p} (this boot and backing mount: trusted)"
+                        )?;
+                    }
+                    Some(PendingSize::Stale(p)) => {
+                        writeln!(
+                            out,
+                            "pending-size {p} (another boot or backing mount: lost)"
+                        )?;
+                    }
+                    Some(PendingSize::Damaged) => writeln!(out, "pending-size damaged")?,
+                    None => {}
+                }
                 writeln!(out, "data-unit-size {du}")?;
-                writeln!(out, "data-units {}", header.size.div_ceil(du))?;
+                writeln!(out, "data-units {}", size.div_ceil(du))?;
                 writeln!(out, "backing-size {backing_len}")?;
             }
         }

@@ -331,7 +331,8 @@ fn print_data(
     let f = e.open_file()?;
     let mut buf = vec![0u8; du as usize];
     let wr = |err: io::Error| CommandError::op(format!("writing stdout: {err}"));
-    for i in 0..header.size.div_ceil(du) {
+    let size = e.stored.per_file_size().unwrap_or(header.size);
+    for i in 0..size.div_ceil(du) {
         buf.fill(0);
         read_full_at(&f, &mut buf, FILE_HEADER_SIZE + i * du)
             .map_err(|err| CommandError::from(io_err(&what, err)))?;
