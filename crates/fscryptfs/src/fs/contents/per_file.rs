@@ -568,12 +568,19 @@ pub(in crate::fs) fn commit_pending(node: &Node, before: Instant) -> Result<()> 
         return Ok(());
     }
     let file =
-        crate::store::io::reopen_file(&node.fd(), crate::store::io::Access::ReadWrite, &what)?;
+        crate::store::io::reopen_file(&node.fd(), crate::store::io::Access::ReadWrite, &what);
     let mut st = wlock(&node.state);
     if !due(&st) {
         return Ok(());
     }
-    commit_locked(node.ino, &file, &mut st, false, &what)
+    let done = file.and_then(|f| commit_locked(node.ino, &f, &mut st, false, &what));
+    if done.is_err() {
+        // Tried again after another interval, not at every tick.
+        if let Some(p) = st.per_file_mut() {
+            p.uncommitted = Some(Instant::now());
+        }
+    }
+    done
 }
 
 fn not_per_file() -> Error {

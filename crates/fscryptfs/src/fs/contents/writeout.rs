@@ -81,9 +81,10 @@ fn run(nodes: &Weak<NodeTable>, budget: &Budget, commit: Option<Duration>) {
             for node in &files {
                 if let Err(e) = super::per_file::commit_pending(node, before) {
                     tracing::warn!(
-                        "inode {}: committing its size failed (its pending size stays; fsync and \
-                         close report errors): {e}",
-                        node.ino
+                        "inode {}: committing its size failed (its pending size stays, the next \
+                         try is in {} s; fsync reports the error): {e}",
+                        node.ino,
+                        age.as_secs()
                     );
                 }
             }
