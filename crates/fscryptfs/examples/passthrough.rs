@@ -1,14 +1,16 @@
 //! A no-op FUSE passthrough filesystem: mirrors a backing directory, no encryption. It exists to
 //! measure the FUSE limit on this machine (issue 12, `scripts/bench-fs`), nothing else.
 //!
-//! Usage (as root): `passthrough [--hard-links] [--fake-locks] BACKING MNT`. Runs in the foreground; SIGTERM,
+//! Usage (as root): `passthrough [--hard-links] [--fake-locks] [--fake-renames] BACKING MNT`. Runs
+//! in the foreground; SIGTERM,
 //! SIGINT or SIGHUP unmount and end it, and so does `umount MNT`.
 //!
 //! It also stands in for a backing filesystem with few features (`tests/fs_backing_features.rs`):
 //! like CephFS and NFS it refuses every rename flag (EINVAL), and it has no hard links unless
 //! `--hard-links` (which CephFS has), no xattrs, no `O_TMPFILE`, no reflink, no punch hole. With
 //! `--fake-locks` it stands in for a backing filesystem that lies about locks: it takes POSIX
-//! (OFD) locks over from the kernel and grants every one, enforcing none.
+//! (OFD) locks over from the kernel and grants every one, enforcing none. With `--fake-renames`,
+//! one whose rename reports success and does nothing.
 //!
 //! The fuser configuration is fscryptfs' own (`crates/fscryptfs/src/fs/daemon.rs` `serve` and
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
@@ -61,6 +63,8 @@ struct Passthrough {
     hard_links: bool,
     /// `--fake-locks`: every POSIX lock is granted, none enforced.
     fake_locks: bool,
+    /// `--fake-renames`: RENAME answers success and moves nothing.
+    fake_renames: bool,
     inodes: Mutex<Inodes>,
     files: Mutex<HashMap<u64, Arc<File>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
@@ -134,7 +138,7 @@ fn set_time(t: Option<TimeOrNow>) -> Option<SystemTime> {
 }
 
 impl Passthrough {
-    fn new(root: PathBuf, hard_links: bool, fake_locks: bool) -> Self {
+    fn new(root: PathBuf, hard_links: bool, fake_locks: bool, fake_renames: bool) -> Self {
         let mut inodes = Inodes {
             next: 2,
             ..Default::default()
@@ -146,6 +150,7 @@ impl Passthrough {
         Passthrough {
             hard_links,
             fake_locks,
+            fake_renames,
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -440,6 +445,10 @@ impl Filesystem for Passthrough {
             reply.error(Errno::EINVAL);
             return;
         }
+        if self.fake_renames {
+            reply.ok();
+            return;
+        }
         let from = tryr!(reply, self.child(parent, name));
         let to = tryr!(reply, self.child(newparent, newname));
         tryr!(reply, std::fs::rename(&from, &to));
@@ -711,10 +720,11 @@ fn main() -> io::Result<()> {
     };
     let hard_links = flag("--hard-links");
     let fake_locks = flag("--fake-locks");
+    let fake_renames = flag("--fake-renames");
     let [backing, mnt] = args.as_slice() else {
         eprintln!(
-            "usage: passthrough [--hard-links] [--fake-locks] BACKING MNT (as root; foreground; \
-             SIGTERM unmounts)"
+            "usage: passthrough [--hard-links] [--fake-locks] [--fake-renames] BACKING MNT (as \
+             root; foreground; SIGTERM unmounts)"
         );
         std::process::exit(2);
     };
@@ -737,8 +747,11 @@ fn main() -> io::Result<()> {
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
     let signals = block_termination_signals();
-    let mut session =
-        fuser::Session::new(Passthrough::new(backing, hard_links, fake_locks), mnt, &cfg)?;
+    let mut session = fuser::Session::new(
+        Passthrough::new(backing, hard_links, fake_locks, fake_renames),
+        mnt,
+        &cfg,
+    )?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("signals".into())

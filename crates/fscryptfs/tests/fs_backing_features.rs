@@ -301,6 +301,33 @@ fn a_backing_store_whose_locks_do_not_hold_is_refused() {
     assert!(!vol.join(".fscryptfs.conf").exists(), "init wrote a volume");
 }
 
+/// A backing filesystem whose rename reports success and moves nothing is refused at `init` with
+/// one line, and writes no volume: every directory would be published by such a rename and lost.
+#[test]
+fn a_backing_store_whose_renames_do_not_hold_is_refused() {
+    let Some(back) = Backing::start_with(&["--fake-renames"]) else {
+        return;
+    };
+    // The lie itself, seen in the listing (the kernel's cache of names believes the reply).
+    std::fs::write(back.mnt.join("x"), b"x").unwrap();
+    std::fs::rename(back.mnt.join("x"), back.mnt.join("y")).expect("the rename claims success");
+    let listed: Vec<_> = std::fs::read_dir(&back.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(listed.iter().any(|n| n == "x"), "{listed:?}");
+    let vol = back.mnt.join("vol");
+    let out = run(&["init".as_ref(), vol.as_os_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "init succeeded: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("rename(2) reports success but the name does not move"),
+        "{err}"
+    );
+    assert!(!vol.join(".fscryptfs.conf").exists(), "init wrote a volume");
+}
+
 /// `fcntl(F_OFD_SETLK, F_WRLCK)` over all of `f`: 0, or the errno.
 fn ofd_write_lock(f: &std::fs::File) -> i32 {
     use std::os::fd::AsRawFd;

@@ -20,6 +20,10 @@
 //!   renames exchanges two names: a crash between the steps would leave one name missing).
 //! - **Reflink** (`FICLONERANGE`, per-extent `copy_file_range`): a byte copy without it.
 //! - **Punch hole**: zeros written without it (per-file truncation and hole punching).
+//! - **Renames that hold**: required — every directory is published by a rename, and a crash-safe
+//!   replacement is a rename; a plain rename that reports success must have moved the name, which
+//!   the probe checks in the directory's listing (not through the kernel's cache of names, which
+//!   believes the reply). A backing filesystem whose rename lies is refused with one line.
 //! - **OFD locks**: required — the volume lock (one read-write daemon per volume, also between
 //!   hosts) rests on them; without them, or when a second open file description is granted a
 //!   conflicting lock (a filesystem that accepts locks but enforces none), the mount is refused
@@ -41,6 +45,9 @@ use super::sys_err;
 /// What the probe found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackingFeatures {
+    /// A plain `rename(2)` that reports success moves the name (the directory's listing says so
+    /// afterwards; a filesystem whose rename claims success and does nothing fails this).
+    pub renames_hold: bool,
     /// `renameat2(RENAME_NOREPLACE)`.
     pub rename_noreplace: bool,
     /// `renameat2(RENAME_EXCHANGE)`.
@@ -70,6 +77,7 @@ impl BackingFeatures {
     /// writes nothing, so none of it is used).
     pub fn assumed() -> BackingFeatures {
         BackingFeatures {
+            renames_hold: true,
             rename_noreplace: true,
             rename_exchange: true,
             hard_links: true,
@@ -164,6 +172,19 @@ impl BackingFeatures {
         };
         vec![
             format!(
+                "rename: {} — {}",
+                if self.renames_hold {
+                    "moves the name"
+                } else {
+                    "reports success but the name does not move"
+                },
+                if self.renames_hold {
+                    "used to publish directories and to replace"
+                } else {
+                    "required: the volume cannot be kept"
+                }
+            ),
+            format!(
                 "rename NOREPLACE: {} — new names: {}",
                 yes(self.rename_noreplace),
                 self.publish_strategy()
@@ -232,9 +253,20 @@ impl BackingFeatures {
         ]
     }
 
-    /// Refuses a backing filesystem no strategy can serve (today: one without OFD locks), with
-    /// one line naming the missing feature.
+    /// Refuses a backing filesystem no strategy can serve (one whose renames do not hold, one
+    /// without OFD locks that hold), with one line naming the missing feature.
     pub fn require_usable(&self, backing: &std::path::Path) -> Result<()> {
+        if !self.renames_hold {
+            return Err(Error::new(
+                Errno::IO,
+                format!(
+                    "{}: the backing filesystem's rename(2) reports success but the name does not \
+                     move (the directory listing still shows the old name), and every directory \
+                     and replacement is published by a rename",
+                    backing.display()
+                ),
+            ));
+        }
         if !self.ofd_locks {
             return Err(Error::new(
                 Errno::NOLCK,
@@ -319,6 +351,22 @@ fn probe_in(root: &impl AsFd, name: &OsStr, what: &str) -> Result<BackingFeature
     .map_err(|e| sys_err(what, e))?;
     let a = new_file(&dir, "a", what)?;
     let b = new_file(&dir, "b", what)?;
+    // A plain rename, and back: each must show in the listing.
+    let renames_hold = {
+        let listed = |name: &str| -> Result<bool> {
+            let listing = super::io::open_listing(&dir, what)?;
+            let mut found = false;
+            super::io::read_entries(&listing, what, |n, _| {
+                found = n == name;
+                !found
+            })?;
+            Ok(found)
+        };
+        rustix::fs::renameat(&dir, "a", &dir, "e").map_err(|e| sys_err(what, e))?;
+        let moved = listed("e")? && !listed("a")?;
+        rustix::fs::renameat(&dir, "e", &dir, "a").map_err(|e| sys_err(what, e))?;
+        moved && listed("a")? && !listed("e")?
+    };
     let block = [0x5au8; 8192];
     for f in [&a, &b] {
         let n = rustix::io::pwrite(f, &block, 0).map_err(|e| sys_err(what, e))?;
@@ -409,6 +457,7 @@ fn probe_in(root: &impl AsFd, name: &OsStr, what: &str) -> Result<BackingFeature
     };
     let timestamp_ns = timestamp_step(&a, what)?;
     Ok(BackingFeatures {
+        renames_hold,
         rename_noreplace: noreplace,
         rename_exchange: exchange,
         hard_links,
@@ -462,7 +511,7 @@ fn remove_scratch(root: &impl AsFd, name: &OsStr) -> rustix::io::Result<()> {
         OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    for n in ["a", "b", "c", "d"] {
+    for n in ["a", "b", "c", "d", "e"] {
         let _ = rustix::fs::unlinkat(&dir, n, AtFlags::empty());
     }
     rustix::fs::unlinkat(root, name, AtFlags::REMOVEDIR)
@@ -478,7 +527,12 @@ mod tests {
         let root = crate::store::io::open_backing_root(tmp.path()).expect("root");
         let f = BackingFeatures::probe(&root).expect("probe");
         assert!(
-            f.rename_noreplace && f.rename_exchange && f.hard_links && f.ofd_locks && f.punch_hole,
+            f.renames_hold
+                && f.rename_noreplace
+                && f.rename_exchange
+                && f.hard_links
+                && f.ofd_locks
+                && f.punch_hole,
             "{f:?}"
         );
         assert_eq!(
@@ -486,7 +540,7 @@ mod tests {
             0,
             "the scratch directory is gone"
         );
-        assert_eq!(f.report().len(), 9);
+        assert_eq!(f.report().len(), 10);
         f.require_usable(tmp.path()).expect("usable");
         let no_locks = BackingFeatures {
             ofd_locks: false,
@@ -494,6 +548,12 @@ mod tests {
         };
         let e = no_locks.require_usable(tmp.path()).unwrap_err();
         assert!(e.to_string().contains("OFD"), "{e}");
+        let lying_renames = BackingFeatures {
+            renames_hold: false,
+            ..f
+        };
+        let e = lying_renames.require_usable(tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("the name does not move"), "{e}");
         // When the probe cannot run, the strategies that work everywhere, said in one line.
         let c = BackingFeatures::conservative();
         assert!(!c.rename_noreplace && !c.hard_links && c.rename_exchange && c.ofd_locks);

@@ -215,7 +215,13 @@ impl Engine<'_> {
         let commit = match why {
             FlushFor::Close => false,
             FlushFor::Fsync | FlushFor::Unmount => true,
-            FlushFor::Evict => rustix::fs::fstat(node.fd()).is_ok_and(|st| st.st_nlink > 0),
+            // Only a log with something to commit asks whether the file still has a name.
+            FlushFor::Evict => {
+                rlock(&node.state)
+                    .ext()
+                    .is_some_and(|e| e.dirty().is_some())
+                    && node.has_name()
+            }
         };
         let mut st = wlock(&node.state);
         self.ext_writeout_locked(node, &mut st, commit)

@@ -414,8 +414,7 @@ impl Engine<'_> {
         if !needed(&rlock(&node.state)) {
             return Ok(());
         }
-        if why == FlushFor::Evict && rustix::fs::fstat(&*node.fd()).is_ok_and(|st| st.st_nlink == 0)
-        {
+        if why == FlushFor::Evict && !node.has_name() {
             if let Some(p) = wlock(&node.state).per_file_mut() {
                 p.size_dirty = false;
                 p.uncommitted = None;

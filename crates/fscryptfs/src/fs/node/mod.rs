@@ -298,6 +298,15 @@ impl Node {
         *lock(&self.ident) = Some((st.st_dev, st.st_ino));
     }
 
+    /// Whether the node's backing object still has a name: not when its last name was unlinked
+    /// through us (known without a backing call), else as its link count says (an `fstat`).
+    pub(super) fn has_name(&self) -> bool {
+        if lock(&self.meta).removed.is_some() {
+            return false;
+        }
+        rustix::fs::fstat(&*self.fd()).is_ok_and(|st| st.st_nlink > 0)
+    }
+
     /// The device number of the node's backing object, when its identity is known.
     pub(super) fn backing_dev(&self) -> Option<u64> {
         lock(&self.ident).map(|(dev, _)| dev)
