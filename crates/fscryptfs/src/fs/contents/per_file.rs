@@ -403,7 +403,22 @@ impl Engine<'_> {
     /// close it becomes a pending size where the backing store has a cache epoch (no sync: the
     /// writeout thread commits it); fsync, eviction and unmount commit it. An evicted file without
     /// a name needs no size at all. With `file` None a descriptor is opened for it.
+    ///
+    /// An evicted node leaves no pending state behind, even when its commit fails: the writeout
+    /// thread may still hold it, and must never write a header for it once a new node for the
+    /// same file may exist (that node reads the pending record and takes the commit over).
     fn pf_flush(&self, node: &Node, file: Option<&File>, why: FlushFor) -> Result<()> {
+        let r = self.pf_flush_as(node, file, why);
+        if why == FlushFor::Evict {
+            if let Some(p) = wlock(&node.state).per_file_mut() {
+                p.size_dirty = false;
+                p.uncommitted = None;
+            }
+        }
+        r
+    }
+
+    fn pf_flush_as(&self, node: &Node, file: Option<&File>, why: FlushFor) -> Result<()> {
         let needed = |st: &State| {
             st.per_file().is_some_and(|p| match why {
                 FlushFor::Fsync => true,
@@ -415,10 +430,6 @@ impl Engine<'_> {
             return Ok(());
         }
         if why == FlushFor::Evict && !node.has_name() {
-            if let Some(p) = wlock(&node.state).per_file_mut() {
-                p.size_dirty = false;
-                p.uncommitted = None;
-            }
             return Ok(());
         }
         // Opened before the state lock is taken (`open_backing` reads the state).
@@ -554,8 +565,8 @@ fn commit_locked(ino: u64, file: &File, st: &mut State, sync: bool, what: &str) 
 
 /// Commits `node`'s pending size if it has been pending since `before` or earlier (the writeout
 /// thread, once the commit interval has passed). The node's lock is taken only after its backing
-/// file is opened; eviction clears the pending state under that lock, so an evicted node is never
-/// written here.
+/// file is opened; eviction leaves no pending state under that lock (`pf_flush`), so an evicted
+/// node is never written here.
 pub(in crate::fs) fn commit_pending(node: &Node, before: Instant) -> Result<()> {
     let what = format!("inode {}", node.ino);
     let due = |st: &State| {
