@@ -287,7 +287,7 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 /// next mount reads every byte close returned for, and commits it. A pending size from another
 /// cache epoch (what a crash or reboot before the commit leaves; forged here by changing the
 /// record's boot id) is not trusted: the committed size holds, the lost tail is never exposed by a
-/// later extension, and fsck says what happened without calling it a problem.
+/// later extension, and fsck and inspect say what happened without calling it a problem.
 #[test]
 fn sizes_pending_at_close_outlive_the_daemon_but_not_the_cache() {
     let Some(mut m) = mount_volume(&["--contents-layout=per-file"], "commit=600") else {
@@ -305,8 +305,9 @@ fn sizes_pending_at_close_outlive_the_daemon_but_not_the_cache() {
     drop(b);
     let ino = |n: &str| fs::metadata(m.path(n)).unwrap().ino();
     let back = m.backing.join("enc");
-    let (a_path, _) = backing_file_of(&back, ino("enc/a"));
-    let (b_path, _) = backing_file_of(&back, ino("enc/b"));
+    let (a_ino, b_ino) = (ino("enc/a"), ino("enc/b"));
+    let (a_path, _) = backing_file_of(&back, a_ino);
+    let (b_path, _) = backing_file_of(&back, b_ino);
     // Close wrote pending sizes; the commit (600 s away) did not happen.
     assert_eq!(header_sizes(&a_path), (0, Some(a_data.len() as u64)));
     assert_eq!(header_sizes(&b_path), (5000, Some(14_000)));
@@ -341,6 +342,39 @@ fn sizes_pending_at_close_outlive_the_daemon_but_not_the_cache() {
     };
     assert!(said(&a_path, "not yet committed"), "{:?}", report.findings);
     assert!(said(&b_path, "was lost"), "{:?}", report.findings);
+    // inspect says which size holds and why.
+    let inspect = |ino: u64| {
+        let out = run_fscryptfs(
+            &[
+                "inspect".as_ref(),
+                m.backing.as_os_str(),
+                "inode".as_ref(),
+                "--ino".as_ref(),
+                ino.to_string().as_ref(),
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let said_a = inspect(a_ino);
+    for line in [
+        format!("size {}", a_data.len()),
+        "committed-size 0".to_string(),
+        format!(
+            "pending-size {} (this boot and backing mount: trusted)",
+            a_data.len()
+        ),
+    ] {
+        assert!(said_a.lines().any(|l| l == line), "{line:?} in {said_a}");
+    }
+    let said_b = inspect(b_ino);
+    for line in [
+        "size 5000",
+        "pending-size 14000 (another boot or backing mount: lost)",
+    ] {
+        assert!(said_b.lines().any(|l| l == line), "{line:?} in {said_b}");
+    }
 
     // The default commit interval (5 s) this time.
     m.start_again("");
