@@ -16,7 +16,8 @@
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
 //! `Fs`: `fuser::Config` with 4 worker threads (`n_threads`), `clone_fd`, the mount options
 //! `fsname`, `subtype`, `default_permissions`, `dev` and `suid` (root); in `init`, `max_write` of
-//! 1 MiB, the FUSE writeback cache (fscryptfs' default) and READDIRPLUS (auto). Entries and
+//! 1 MiB, the FUSE writeback cache (fscryptfs' default) and READDIRPLUS (auto); after the mount,
+//! fscryptfs' read-ahead (1 MiB, its own function). Entries and
 //! attributes are cached for 1 s, as fscryptfs caches them. Keep the two in step.
 //!
 //! Differences, on purpose: only root can mount it (fscryptfs goes through fusermount3 for users);
@@ -753,6 +754,12 @@ fn main() -> io::Result<()> {
         &cfg,
     )?;
     let mut unmounter = session.unmount_callable();
+    // fscryptfs' read-ahead (its default `-o read_ahead_kb`), set the same way.
+    fscryptfs::fs::daemon::set_read_ahead_later(
+        Path::new(mnt),
+        fscryptfs::fs::daemon::READ_AHEAD_KB_DEFAULT,
+    )
+    .map_err(|e| io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
