@@ -81,7 +81,8 @@ impl Fs {
         }
         let (bname, _) = self.backing_name(dir, name)?;
         let what = self.describe_child(dir, &bname);
-        let fd = store_io::open_entry(&*dir.fd(), &bname, &what)?;
+        let fd = store_io::open_entry_if_present(&*dir.fd(), &bname, &what)?
+            .ok_or_else(|| errno(Errno::NOENT, "no such file or directory"))?;
         self.node_from_fd(fd, dir.ino, name, &bname, &what)
     }
 
