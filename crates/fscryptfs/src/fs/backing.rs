@@ -81,7 +81,9 @@ impl Fs {
         }
         let (bname, _) = self.backing_name(dir, name)?;
         let what = self.describe_child(dir, &bname);
-        let fd = store_io::open_entry_if_present(&*dir.fd(), &bname, &what)?
+        // A missing entry (a lookup's usual negative answer, before every create) costs no
+        // message: formatting `what` reads the directory's path from /proc.
+        let fd = store_io::open_object(&*dir.fd(), &bname, &what)?
             .ok_or_else(|| errno(Errno::NOENT, "no such file or directory"))?;
         self.node_from_fd(fd, dir.ino, name, &bname, &what)
     }

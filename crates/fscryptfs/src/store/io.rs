@@ -178,20 +178,6 @@ pub fn open_entry(dir: impl AsFd, name: &OsStr, what: &(impl Display + ?Sized)) 
     open_beneath(dir, name, OFlags::PATH, Mode::empty()).map_err(|e| sys_err(what, e))
 }
 
-/// [`open_entry`], with a missing entry answered as None: a lookup's usual negative answer costs
-/// no message (formatting `what` may itself be a system call: the path of a descriptor).
-pub fn open_entry_if_present(
-    dir: impl AsFd,
-    name: &OsStr,
-    what: &(impl Display + ?Sized),
-) -> Result<Option<OwnedFd>> {
-    match open_beneath(dir, name, OFlags::PATH, Mode::empty()) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Errno::NOENT) => Ok(None),
-        Err(e) => Err(sys_err(what, e)),
-    }
-}
-
 /// Checks that the object behind `fd` is of kind `want`; returns its `fstat`.
 pub fn check_type(
     fd: impl AsFd,
