@@ -755,9 +755,9 @@ fn main() -> io::Result<()> {
     )?;
     let mut unmounter = session.unmount_callable();
     // fscryptfs' read-ahead (its default `-o read_ahead_kb`), set the same way.
-    fscryptfs::fs::daemon::set_read_ahead_later(
+    fscryptfs::fs::read_ahead::set_read_ahead_later(
         Path::new(mnt),
-        fscryptfs::fs::daemon::READ_AHEAD_KB_DEFAULT,
+        fscryptfs::fs::read_ahead::READ_AHEAD_KB_DEFAULT,
     )
     .map_err(|e| io::Error::other(e.to_string()))?;
     std::thread::Builder::new()

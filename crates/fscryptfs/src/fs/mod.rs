@@ -4,8 +4,8 @@
 //! `Fs` is one object; its parts and operations live in rooms on levels, each importing only
 //! from levels below it (`tests/fs_layers.rs` checks this, and that no imports form a cycle):
 //!
-//! 1. [`locks`] (poison-tolerant lock helpers) and [`types`] (what the adapter and the rooms
-//!    exchange).
+//! 1. [`locks`] (poison-tolerant lock helpers), [`types`] (what the adapter and the rooms
+//!    exchange) and [`read_ahead`] (the mount's read-ahead, raised through sysfs after INIT).
 //! 2. [`node`] — one inode: `Node` and the per-inode `State` (an enum by kind); `node::extent`, the
 //!    per-extent layout's per-inode state (log, write buffer, extent-key cache, writeout);
 //!    `node::budget`, the volume-wide count of buffered bytes. [`caller_memory`] — the ioctl
@@ -49,6 +49,7 @@ mod mount;
 mod names;
 mod namespace;
 mod node;
+pub mod read_ahead;
 mod rename;
 mod types;
 
