@@ -296,18 +296,15 @@ impl Fs {
                 last_access: conv(atime),
                 last_modification: conv(mtime),
             };
-            let r = if node.kind == Kind::Symlink {
-                // The node's O_PATH fd is the symlink itself; AT_EMPTY_PATH sets its own times.
-                rustix::fs::utimensat(
-                    node.fd(),
-                    "",
-                    &ts,
-                    AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-                )
-            } else {
-                rustix::fs::utimensat(rustix::fs::CWD, node.proc_path(), &ts, AtFlags::empty())
-            };
-            r.map_err(|e| sys_err(what(), e))?;
+            // The node's O_PATH descriptor is the object itself (a symlink's too): AT_EMPTY_PATH
+            // sets its own times, with no path through /proc to resolve.
+            rustix::fs::utimensat(
+                node.fd(),
+                "",
+                &ts,
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| sys_err(what(), e))?;
         }
         self.attr(&node)
     }
