@@ -14,7 +14,12 @@ use super::CHUNK;
 use crate::store::{io_err, read_full_at};
 
 /// Fills `buf` from `f` at `off`; EIO naming `what` and the backing offset when the file ends first.
-pub(super) fn read_exact_at(f: &File, buf: &mut [u8], off: u64, what: &str) -> Result<()> {
+pub(super) fn read_exact_at(
+    f: &File,
+    buf: &mut [u8],
+    off: u64,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<()> {
     let got = read_full_at(f, buf, off)
         .map_err(|e| io_err(format!("{what}: backing offset {off}"), e))?;
     if got != buf.len() {
@@ -28,7 +33,12 @@ pub(super) fn read_exact_at(f: &File, buf: &mut [u8], off: u64, what: &str) -> R
 
 /// The block-sum table of `nblocks` blocks of the record at `record_off` (its header block's bytes
 /// 128..), unchecked: the caller compares its hash with the header's.
-pub(super) fn read_table(f: &File, record_off: u64, nblocks: u64, what: &str) -> Result<Vec<u8>> {
+pub(super) fn read_table(
+    f: &File,
+    record_off: u64,
+    nblocks: u64,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<Vec<u8>> {
     let mut t = vec![0u8; (nblocks * 8) as usize];
     read_exact_at(f, &mut t, record_off + TABLE_OFF, what)?;
     Ok(t)
@@ -41,7 +51,7 @@ fn stream(
     f: &File,
     off: u64,
     len: u64,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
     mut each: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<[u8; 8]> {
     let mut h = alg.hasher();
@@ -64,7 +74,7 @@ pub(super) fn sum_range(
     f: &File,
     off: u64,
     len: u64,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
 ) -> Result<[u8; 8]> {
     stream(alg, f, off, len, what, |_, _| Ok(()))
 }
@@ -77,7 +87,7 @@ pub(super) fn sum_range_blocks(
     f: &File,
     off: u64,
     len: u64,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
 ) -> Result<([u8; 8], Vec<u8>)> {
     let mut table = Vec::new();
     let sum = stream(alg, f, off, len, what, |chunk, _| {
@@ -100,7 +110,7 @@ pub(super) fn copy_ciphertext(
     dst: &File,
     dst_off: u64,
     len: u64,
-    what: &str,
+    what: &(impl std::fmt::Display + ?Sized),
     want_table: bool,
 ) -> Result<([u8; 8], Option<Vec<u8>>)> {
     let want_table = want_table && blocks(len).is_some();

@@ -14,7 +14,7 @@ use super::format::{
     round_up, CheckpointEntry, Commit, PayloadSum, RecordHeader, RecordKind, ALIGN,
     CHECKPOINT_ENTRY_SIZE, COMMIT_SLOT_SIZE, RECORD_HEADER_BLOCK,
 };
-use super::{backing_name, ExtentFile, CHECKPOINT_RUN_MAX, COMPACT_SLACK};
+use super::{BackingPath, ExtentFile, CHECKPOINT_RUN_MAX, COMPACT_SLACK};
 use crate::store::{io_err, read_full_at, FILE_HEADER_SIZE};
 
 /// One entry of a checkpoint: the logical range `[start, end)` of a live piece (or of a part of one
@@ -104,7 +104,7 @@ impl ExtentFile {
     /// fsyncs the directory and uses the returned file from then on (see docs/FORMAT.md; not for
     /// files with several hard links, whose other names would keep the old inode).
     pub fn compact_into(&self, dst: File) -> Result<ExtentFile> {
-        let dwhat = backing_name(&dst);
+        let dwhat = BackingPath::of(&dst);
         let du = self.du;
         let mut header = vec![0u8; FILE_HEADER_SIZE as usize];
         read_full_at(&self.file, &mut header[..80], 0).map_err(|e| io_err(&self.what, e))?;

@@ -408,7 +408,10 @@ pub fn encode_base_header(ino: u64, size: u64, ctx: &Context) -> [u8; FILE_HEADE
 /// Parses a per-extent file's base header with `FileHeader::parse` (which checks magic, version,
 /// checksum, inode number, size and the v2 context of layout 2) and checks that it is layout 2.
 /// EUCLEAN naming `what`.
-pub fn parse_base_header(b: &[u8], what: &str) -> Result<(u64, Context)> {
+pub fn parse_base_header(
+    b: &[u8],
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<(u64, Context)> {
     let h = FileHeader::parse(b, &crate::store::fs_params(), what)?;
     if h.layout != ContentsLayout::Extent {
         return Err(Error::corrupt(format!(

@@ -155,8 +155,8 @@ pub struct ExtentFile {
     file: File,
     /// This opened instance's identity in the cache of verified runs (`read`).
     instance: u64,
-    /// The backing path (from `/proc/self/fd`), for messages.
-    what: String,
+    /// The backing path (from `/proc/self/fd`, when first needed), for messages.
+    what: BackingPath,
     policy: Policy,
     du: u64,
     du_bits: u8,
@@ -180,16 +180,52 @@ pub struct ExtentFile {
     compacted_memo: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
-/// The path of `file` from `/proc/self/fd`, for messages.
-fn backing_name(file: &File) -> String {
-    let fd = file.as_raw_fd();
-    std::fs::read_link(format!("/proc/self/fd/{fd}"))
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| format!("backing fd {fd}"))
+/// The path of an open backing file from `/proc/self/fd`, for messages: read the first time a
+/// message needs it (a system call that most opened files, which never produce a message, need
+/// not make: one per lookup of a per-extent file otherwise). Valid while that file stays open
+/// under the same descriptor (the `ExtentFile` that holds both).
+pub(crate) struct BackingPath {
+    fd: std::os::fd::RawFd,
+    path: std::sync::OnceLock<String>,
+}
+
+impl BackingPath {
+    /// The path of `file`, to be read when first needed.
+    fn of(file: &File) -> BackingPath {
+        BackingPath {
+            fd: file.as_raw_fd(),
+            path: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &str {
+        self.path.get_or_init(|| {
+            std::fs::read_link(format!("/proc/self/fd/{}", self.fd))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| format!("backing fd {}", self.fd))
+        })
+    }
+}
+
+impl std::ops::Deref for BackingPath {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.get()
+    }
+}
+
+impl std::fmt::Display for BackingPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
 }
 
 /// EUCLEAN naming the backing offset `off` of `what`, logged.
-fn corrupt_at(what: &str, off: u64, msg: impl std::fmt::Display) -> Error {
+fn corrupt_at(
+    what: &(impl std::fmt::Display + ?Sized),
+    off: u64,
+    msg: impl std::fmt::Display,
+) -> Error {
     let e = Error::corrupt(format!("{what}: backing offset {off}: {msg}"));
     tracing::warn!("{e}");
     e
@@ -224,7 +260,7 @@ impl ExtentFile {
     /// Reads the backing path again (after the caller renamed the file, e.g. a compacted copy
     /// over the original).
     pub fn refresh_path(&mut self) {
-        self.what = backing_name(&self.file);
+        self.what = BackingPath::of(&self.file);
     }
 
     /// The live mappings in logical order (for `inspect`).

@@ -19,7 +19,7 @@ use super::format::{
     RECORD_HEADER_BLOCK, RECORD_HEADER_USED,
 };
 use super::map::Map;
-use super::{backing_name, corrupt_at, ExtentFile, HEADER_PREFIX};
+use super::{corrupt_at, BackingPath, ExtentFile, HEADER_PREFIX};
 use crate::store::{fs_params, io_err, read_full_at, FILE_HEADER_SIZE};
 
 impl ExtentFile {
@@ -27,7 +27,7 @@ impl ExtentFile {
     /// which must be empty (just made with `O_EXCL`), and returns it opened, with an empty log:
     /// one backing call (nothing is read back). The caller makes it durable (`sync`).
     pub fn create(file: File, ino: u64, ctx: &Context) -> Result<ExtentFile> {
-        let what = backing_name(&file);
+        let what = BackingPath::of(&file);
         let policy = *ctx.policy();
         extent_policy(&policy)?;
         let mut block = vec![0u8; FILE_HEADER_SIZE as usize];
@@ -38,7 +38,7 @@ impl ExtentFile {
     }
 
     /// An opened file with an empty log (nothing replayed or committed yet).
-    fn empty(file: File, what: String, policy: Policy, du_bits: u8) -> ExtentFile {
+    fn empty(file: File, what: BackingPath, policy: Policy, du_bits: u8) -> ExtentFile {
         ExtentFile {
             file,
             instance: super::read::next_instance(),
@@ -67,10 +67,10 @@ impl ExtentFile {
     /// record.
     pub fn open(file: File, policy: &Policy, du_size: usize) -> Result<ExtentFile> {
         let mut header = [0u8; HEADER_PREFIX];
-        read_full_at(&file, &mut header, 0).map_err(|e| io_err(backing_name(&file), e))?;
+        read_full_at(&file, &mut header, 0).map_err(|e| io_err(BackingPath::of(&file), e))?;
         let file_len = file
             .metadata()
-            .map_err(|e| io_err(backing_name(&file), e))?
+            .map_err(|e| io_err(BackingPath::of(&file), e))?
             .len();
         Self::open_read(file, policy, du_size, &header, file_len)
     }
@@ -86,7 +86,7 @@ impl ExtentFile {
         header: &[u8; HEADER_PREFIX],
         file_len: u64,
     ) -> Result<ExtentFile> {
-        let what = backing_name(&file);
+        let what = BackingPath::of(&file);
         extent_policy(policy)?;
         let du_bits = policy.data_unit_bits(&fs_params());
         if du_size != 1usize << du_bits {

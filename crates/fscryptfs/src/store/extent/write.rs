@@ -190,8 +190,8 @@ impl ExtentFile {
         if self.end == self.durable_end {
             return Ok(());
         }
-        let what = self.what.clone();
-        self.file.sync_data().map_err(|e| io_err(&what, e))?;
+        let what = &self.what;
+        self.file.sync_data().map_err(|e| io_err(what, e))?;
         let c = Commit {
             gen: self.gen + 1,
             durable_end: self.end,
