@@ -11,7 +11,7 @@ use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::{Errno, Error, Result};
 
 use super::format::{Commit, PayloadSum, RecordHeader, RecordKind, RECORD_HEADER_BLOCK};
-use super::{blocksums, ExtentFile};
+use super::{blocksums, BackingPath, ExtentFile};
 use crate::store::{io_err, EXTENT_MAX_FILE_SIZE};
 
 impl ExtentFile {
@@ -74,7 +74,7 @@ impl ExtentFile {
     pub(super) fn append(
         &mut self,
         mut h: RecordHeader,
-        write_payload: impl FnOnce(&File, u64, &str) -> Result<([u8; 8], Option<Vec<u8>>)>,
+        write_payload: impl FnOnce(&File, u64, &BackingPath) -> Result<([u8; 8], Option<Vec<u8>>)>,
     ) -> Result<()> {
         self.prepare_append()?;
         let table = match write_payload(&self.file, self.end + RECORD_HEADER_BLOCK, &self.what) {
