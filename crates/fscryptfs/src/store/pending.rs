@@ -23,9 +23,14 @@
 //! 104, checksum (first 8 bytes of SHA-256 of bytes 80..112) at 112. All zeros: no record. Every
 //! write of the committed size clears it in the same write.
 
+use std::fs::File;
 use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 
-use super::checksum;
+use fscrypt::Result;
+
+use super::meta::{FileHeader, FILE_HEADER_USED};
+use super::{checksum, io_err};
 
 /// Where the record starts in the header block.
 pub const PENDING_AT: usize = 80;
@@ -80,6 +85,31 @@ impl CacheEpoch {
         b[32..].copy_from_slice(&sum);
         b
     }
+}
+
+/// Writes, into the open per-file `file`, the record saying its size is `size` in `epoch` (one
+/// write of bytes 80..120, nothing synced); `what` names it in errors.
+pub fn write_pending(
+    file: &File,
+    epoch: &CacheEpoch,
+    size: u64,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<()> {
+    file.write_all_at(&epoch.record(size), PENDING_AT as u64)
+        .map_err(|e| io_err(what, e))
+}
+
+/// Writes, into the open per-file `file`, the header `h` as its committed header and no pending
+/// size record: one write of bytes 0..120 (the reserved bytes after it are left as they are,
+/// zeros). The caller has synced the data `h.size` covers.
+pub fn write_committed(
+    file: &File,
+    h: &FileHeader,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<()> {
+    let mut b = [0u8; PENDING_END];
+    b[..FILE_HEADER_USED].copy_from_slice(&h.to_bytes());
+    file.write_all_at(&b, 0).map_err(|e| io_err(what, e))
 }
 
 /// A pending size record read from a header block.

@@ -76,4 +76,9 @@ impl Engine<'_> {
     pub(in crate::fs) fn describe(&self, node: &Node) -> String {
         node.describe(self.backing)
     }
+
+    /// The backing path of `node`, resolved only if a message is built from it.
+    pub(in crate::fs) fn described<'n>(&'n self, node: &'n Node) -> impl std::fmt::Display + 'n {
+        node.described(self.backing)
+    }
 }

@@ -30,8 +30,8 @@ use super::{Engine, FlushFor};
 use crate::fs::locks::{rlock, wlock};
 use crate::fs::node::{Node, PerFileState, State};
 use crate::fs::types::errno;
-use crate::store::meta::{FileHeader, FILE_HEADER_USED};
-use crate::store::pending::{CacheEpoch, PENDING_AT, PENDING_END};
+use crate::store::meta::FileHeader;
+use crate::store::pending::{self, CacheEpoch};
 use crate::store::{io_err, FILE_HEADER_SIZE};
 use crate::store::{read_full_at, read_up_to_at};
 
@@ -383,7 +383,7 @@ impl Engine<'_> {
 
     /// Writes the header with the current size committed (and no pending size record).
     fn write_header(&self, node: &Node, file: &File, st: &mut State) -> Result<()> {
-        write_committed(node.ino, file, st, &self.describe(node))
+        write_committed(node.ino, file, st, &self.described(node))
     }
 
     /// The size into the header as a committed size: the data synced first when the header is
@@ -396,7 +396,7 @@ impl Engine<'_> {
         st: &mut State,
         sync: bool,
     ) -> Result<()> {
-        commit_locked(node.ino, file, st, sync, &self.describe(node))
+        commit_locked(node.ino, file, st, sync, &self.described(node))
     }
 
     /// Records a changed size in the header (FLUSH, RELEASE, fsync, eviction, unmount; `why`). At
@@ -448,8 +448,7 @@ impl Engine<'_> {
         match self.pending_epoch(node).filter(|_| why == FlushFor::Close) {
             Some(epoch) => {
                 let pf = per_file(&mut st)?;
-                f.write_all_at(&epoch.record(pf.size), PENDING_AT as u64)
-                    .map_err(|e| io_err(self.describe(node), e))?;
+                pending::write_pending(f, epoch, pf.size, &self.described(node))?;
                 pf.size_dirty = false;
                 pf.uncommitted.get_or_insert_with(Instant::now);
                 Ok(())
@@ -477,7 +476,7 @@ impl Engine<'_> {
         } else {
             store_io::Access::ReadWriteOrRead
         };
-        store_io::reopen_file(&node.fd(), access, &self.describe(node))
+        store_io::reopen_file(&node.fd(), access, &self.described(node))
     }
 }
 
@@ -528,8 +527,13 @@ fn per_file(st: &mut State) -> Result<&mut PerFileState> {
 }
 
 /// Writes the header of per-file file `ino` open as `file` with its current size committed and no
-/// pending size record (one write of bytes 0..120); `what` names it in errors.
-fn write_committed(ino: u64, file: &File, st: &mut State, what: &str) -> Result<()> {
+/// pending size record (`store::pending::write_committed`); `what` names it in errors.
+fn write_committed(
+    ino: u64,
+    file: &File,
+    st: &mut State,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<()> {
     let ctx = st.ctx();
     let pf = per_file(st)?;
     let h = FileHeader {
@@ -538,9 +542,7 @@ fn write_committed(ino: u64, file: &File, st: &mut State, what: &str) -> Result<
         size: pf.size,
         ctx,
     };
-    let mut b = [0u8; PENDING_END];
-    b[..FILE_HEADER_USED].copy_from_slice(&h.to_bytes());
-    file.write_all_at(&b, 0).map_err(|e| io_err(what, e))?;
+    pending::write_committed(file, &h, what)?;
     pf.size_dirty = false;
     pf.uncommitted = None;
     Ok(())
@@ -548,7 +550,13 @@ fn write_committed(ino: u64, file: &File, st: &mut State, what: &str) -> Result<
 
 /// The current size committed when the header is behind it: the data synced, then the header
 /// written; with `sync`, the whole file synced after.
-fn commit_locked(ino: u64, file: &File, st: &mut State, sync: bool, what: &str) -> Result<()> {
+fn commit_locked(
+    ino: u64,
+    file: &File,
+    st: &mut State,
+    sync: bool,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<()> {
     if st
         .per_file()
         .is_some_and(|p| p.size_dirty || p.uncommitted.is_some())

@@ -348,6 +348,18 @@ pub(super) struct Meta {
     pub(super) removed: Option<rustix::fs::Stat>,
 }
 
+/// A node's backing path, resolved when formatted ([`Node::described`]).
+pub(super) struct Described<'a> {
+    node: &'a Node,
+    backing: &'a std::path::Path,
+}
+
+impl std::fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.node.describe(self.backing))
+    }
+}
+
 /// One inode the daemon knows.
 pub struct Node {
     pub(super) ino: u64,
@@ -392,6 +404,15 @@ impl Node {
         rustix::fs::readlink(self.proc_path(), Vec::new())
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| format!("{} (inode {})", backing.display(), self.ino))
+    }
+
+    /// [`describe`](Self::describe) when formatted, for a message that is usually never built
+    /// (resolving the path is a system call).
+    pub(super) fn described<'a>(&'a self, backing: &'a std::path::Path) -> Described<'a> {
+        Described {
+            node: self,
+            backing,
+        }
     }
 
     /// The inode as fscrypt's hooks see it.
