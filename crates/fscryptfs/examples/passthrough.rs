@@ -1,16 +1,17 @@
 //! A no-op FUSE passthrough filesystem: mirrors a backing directory, no encryption. It exists to
 //! measure the FUSE limit on this machine (issue 12, `scripts/bench-fs`), nothing else.
 //!
-//! Usage (as root): `passthrough [--hard-links] [--fake-locks] [--fake-renames] BACKING MNT`. Runs
-//! in the foreground; SIGTERM,
-//! SIGINT or SIGHUP unmount and end it, and so does `umount MNT`.
+//! Usage (as root): `passthrough [--hard-links] [--fake-locks] [--fake-renames] [--slow-lookups]
+//! BACKING MNT`. Runs in the foreground; SIGTERM, SIGINT or SIGHUP unmount and end it, and so does
+//! `umount MNT`.
 //!
 //! It also stands in for a backing filesystem with few features (`tests/fs_backing_features.rs`):
 //! like CephFS and NFS it refuses every rename flag (EINVAL), and it has no hard links unless
 //! `--hard-links` (which CephFS has), no xattrs, no `O_TMPFILE`, no reflink, no punch hole. With
 //! `--fake-locks` it stands in for a backing filesystem that lies about locks: it takes POSIX
 //! (OFD) locks over from the kernel and grants every one, enforcing none. With `--fake-renames`,
-//! one whose rename reports success and does nothing.
+//! one whose rename reports success and does nothing. With `--slow-lookups`, one whose lookups are
+//! round trips (1 ms each), as a network filesystem's are.
 //!
 //! The fuser configuration is fscryptfs' own (`crates/fscryptfs/src/fs/daemon.rs` `serve` and
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
@@ -59,13 +60,25 @@ struct Inodes {
 /// A directory entry as listed at opendir: inode number, type, name.
 type DirEntry = (u64, FileType, OsString);
 
-struct Passthrough {
+/// What the command line asked for.
+#[derive(Clone, Copy, Default)]
+struct Options {
     /// `--hard-links`: LINK is served.
     hard_links: bool,
     /// `--fake-locks`: every POSIX lock is granted, none enforced.
     fake_locks: bool,
     /// `--fake-renames`: RENAME answers success and moves nothing.
     fake_renames: bool,
+    /// `--slow-lookups`: every LOOKUP waits [`SLOW_LOOKUP`] first, as a network filesystem's
+    /// round trip does.
+    slow_lookups: bool,
+}
+
+/// How long a LOOKUP waits with `--slow-lookups`.
+const SLOW_LOOKUP: Duration = Duration::from_millis(1);
+
+struct Passthrough {
+    opts: Options,
     inodes: Mutex<Inodes>,
     files: Mutex<HashMap<u64, Arc<File>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
@@ -139,7 +152,7 @@ fn set_time(t: Option<TimeOrNow>) -> Option<SystemTime> {
 }
 
 impl Passthrough {
-    fn new(root: PathBuf, hard_links: bool, fake_locks: bool, fake_renames: bool) -> Self {
+    fn new(root: PathBuf, opts: Options) -> Self {
         let mut inodes = Inodes {
             next: 2,
             ..Default::default()
@@ -149,9 +162,7 @@ impl Passthrough {
         }
         inodes.paths.insert(1, root);
         Passthrough {
-            hard_links,
-            fake_locks,
-            fake_renames,
+            opts,
             inodes: Mutex::new(inodes),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -244,7 +255,7 @@ impl Filesystem for Passthrough {
         {
             eprintln!("passthrough: the kernel offers no FUSE writeback cache");
         }
-        if self.fake_locks {
+        if self.opts.fake_locks {
             let _ = config.add_capabilities(InitFlags::FUSE_POSIX_LOCKS);
         }
         Ok(())
@@ -284,6 +295,9 @@ impl Filesystem for Passthrough {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if self.opts.slow_lookups {
+            std::thread::sleep(SLOW_LOOKUP);
+        }
         let p = tryr!(reply, self.child(parent, name));
         let a = tryr!(reply, self.entry(p));
         reply.entry(&TTL, &a, Generation(0));
@@ -409,7 +423,7 @@ impl Filesystem for Passthrough {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        if !self.hard_links {
+        if !self.opts.hard_links {
             reply.error(Errno::EPERM);
             return;
         }
@@ -446,7 +460,7 @@ impl Filesystem for Passthrough {
             reply.error(Errno::EINVAL);
             return;
         }
-        if self.fake_renames {
+        if self.opts.fake_renames {
             reply.ok();
             return;
         }
@@ -719,13 +733,16 @@ fn main() -> io::Result<()> {
         }
         None => false,
     };
-    let hard_links = flag("--hard-links");
-    let fake_locks = flag("--fake-locks");
-    let fake_renames = flag("--fake-renames");
+    let opts = Options {
+        hard_links: flag("--hard-links"),
+        fake_locks: flag("--fake-locks"),
+        fake_renames: flag("--fake-renames"),
+        slow_lookups: flag("--slow-lookups"),
+    };
     let [backing, mnt] = args.as_slice() else {
         eprintln!(
-            "usage: passthrough [--hard-links] [--fake-locks] [--fake-renames] BACKING MNT (as \
-             root; foreground; SIGTERM unmounts)"
+            "usage: passthrough [--hard-links] [--fake-locks] [--fake-renames] [--slow-lookups] \
+             BACKING MNT (as root; foreground; SIGTERM unmounts)"
         );
         std::process::exit(2);
     };
@@ -748,11 +765,7 @@ fn main() -> io::Result<()> {
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
     let signals = block_termination_signals();
-    let mut session = fuser::Session::new(
-        Passthrough::new(backing, hard_links, fake_locks, fake_renames),
-        mnt,
-        &cfg,
-    )?;
+    let mut session = fuser::Session::new(Passthrough::new(backing, opts), mnt, &cfg)?;
     let mut unmounter = session.unmount_callable();
     // fscryptfs' read-ahead (its default `-o read_ahead_kb`), set the same way.
     fscryptfs::fs::read_ahead::set_read_ahead_later(

@@ -345,3 +345,77 @@ fn ofd_write_lock(f: &std::fs::File) -> i32 {
         std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
     }
 }
+
+/// The daemon's threads named `name` (their `comm`, which the kernel cuts at 15 bytes).
+fn threads_named(pid: u32, name: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim_end() == &name[..name.len().min(15)])
+        .count()
+}
+
+/// On a backing store whose lookups are round trips (the passthrough with `--slow-lookups`), a
+/// listing looks the names of each reply up on the daemon's lookup threads at once
+/// (`Fs::do_readdirplus`), and every entry still gets its own attributes and contents, in both
+/// layouts (a per-file file keeps the descriptor its lookup opened: its reads go through it).
+#[test]
+fn a_listing_on_a_slow_backing_store_looks_names_up_in_parallel() {
+    for layout in ["per-file", "extent"] {
+        let Some(back) = Backing::start_with(&["--slow-lookups"]) else {
+            return;
+        };
+        let backing = back.mnt.join("vol");
+        let layout_arg = format!("--contents-layout={layout}");
+        let out = run(&["init".as_ref(), layout_arg.as_ref(), backing.as_os_str()]);
+        assert!(out.status.success(), "init: {out:?}");
+        let mnt = back.mnt.parent().expect("parent").join("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let mut m = mount_backing(&backing, &mnt, "");
+        let id = add_key(&m.mnt, &KEY).expect("add key");
+        let enc = m.path("enc");
+        std::fs::create_dir(&enc).expect("mkdir enc");
+        set_policy(&enc, &policy_v2(&id)).expect("set policy");
+        let files: Vec<(String, Vec<u8>)> = (0..60u64)
+            .map(|i| (format!("file-{i:02}"), pattern(i, 100 + 37 * i as usize)))
+            .collect();
+        for (n, data) in &files {
+            std::fs::write(enc.join(n), data).expect("create");
+        }
+        // A new daemon knows none of them, and once the backing mount's entries have expired
+        // (its lifetime is 1 s) every lookup of the listing is a slow one.
+        m.remount("");
+        add_key(&m.mnt, &KEY).expect("add the key again");
+        std::thread::sleep(Duration::from_millis(1500));
+        let pid = m.daemon_pid().expect("daemon running");
+        assert_eq!(
+            threads_named(pid, "fscryptfs-lookup"),
+            0,
+            "no lookup threads yet"
+        );
+        let mut listed: Vec<(String, u64)> = std::fs::read_dir(&enc)
+            .expect("read_dir")
+            .map(|e| {
+                let e = e.expect("entry");
+                let len = e.metadata().expect("metadata").len();
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .collect();
+        listed.sort();
+        let want: Vec<(String, u64)> = files
+            .iter()
+            .map(|(n, d)| (n.clone(), d.len() as u64))
+            .collect();
+        assert_eq!(listed, want, "{layout}");
+        assert!(
+            threads_named(pid, "fscryptfs-lookup") > 1,
+            "{layout}: the listing's names were not looked up in parallel"
+        );
+        for (n, data) in &files {
+            assert_eq!(&std::fs::read(enc.join(n)).expect("read"), data, "{n}");
+        }
+        m.stop();
+    }
+}

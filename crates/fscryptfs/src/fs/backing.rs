@@ -247,11 +247,13 @@ impl Fs {
     ) -> Result<(u64, Kind, Found)> {
         Ok(match ft {
             rustix::fs::FileType::RegularFile => {
-                // In a per-extent volume most files are per-extent, and their log stays open for
-                // writing: opened so at once, the same descriptor and header serve both (one
-                // open, read and `fstat` fewer per lookup; each a round trip on a network
-                // filesystem). Elsewhere read-only, without touching the access time.
-                let access = if self.opts.layout == ContentsLayout::Extent {
+                // The descriptor that reads the header stays open while the node is cached: a
+                // per-extent file's log, a per-file file's kept file (`KeptFile`). So it is
+                // opened for writing at once where it may be written (one open, read and
+                // `fstat` fewer per lookup, and no close; each a round trip on a network
+                // filesystem); on a read-only mount of a per-file volume read-only, without
+                // touching the access time.
+                let access = if self.opts.layout == ContentsLayout::Extent || !self.opts.read_only {
                     store_io::Access::ReadWriteOrRead
                 } else {
                     store_io::Access::ReadNoAtime
@@ -274,12 +276,10 @@ impl Fs {
                         } else {
                             Found::State(State::File {
                                 keys: Keys::locked(h.ctx),
-                                contents: FileContents::PerFile(self.per_file_state(
-                                    h.size,
-                                    &buf[..n],
-                                    st.st_dev,
-                                    what,
-                                )),
+                                contents: FileContents::PerFile(
+                                    self.per_file_state(h.size, &buf[..n], st.st_dev, what)
+                                        .keeping(Some(f)),
+                                ),
                             })
                         };
                         (h.ino, Kind::File, found)

@@ -286,8 +286,6 @@ pub fn check_mountpoint(mountpoint: &Path, nonempty: bool) -> Result<()> {
     Ok(())
 }
 
-/// Mounts the volume in `backing` on `mountpoint` and serves it until unmounted. `ready` runs once
-/// the mount is live.
 /// Probes the backing filesystem of the volume in `backing` (`store::features`) and refuses one
 /// no strategy can serve, with one line naming what it lacks. When the probe cannot run (a full
 /// backing filesystem) the strategies that work everywhere are chosen, with a warning.
@@ -304,6 +302,26 @@ pub fn probe_backing(backing: &Path) -> Result<BackingFeatures> {
     Ok(f)
 }
 
+/// Raises the soft limit on open descriptors to the hard limit: each inode the kernel holds is a
+/// node with an `O_PATH` descriptor, and a regular file's also keeps its backing file open (a
+/// per-file node's kept file, a per-extent node's log), so a walk of a large tree needs far more
+/// than the usual soft limit of 1024. A failure is said, not fatal.
+fn raise_descriptor_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current.is_some() && lim.current != lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("cannot raise the open descriptor limit: {e}");
+        }
+    }
+}
+
+/// Mounts the volume in `backing` on `mountpoint` and serves it until unmounted. `ready` runs once
+/// the mount is live.
 pub fn serve(
     backing: &Path,
     mountpoint: &Path,
@@ -314,6 +332,7 @@ pub fn serve(
         .canonicalize()
         .map_err(|e| io_err(backing.display(), e))?;
     let config = open_volume(&backing)?;
+    raise_descriptor_limit();
     // What the backing filesystem offers, before the lock (which needs OFD locks). A read-only
     // mount writes nothing, so it probes nothing.
     let features = if opts.read_only {

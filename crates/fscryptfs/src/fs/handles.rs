@@ -283,8 +283,9 @@ impl Fs {
     /// The entries of `group` (names in directory `dir`; none for `.`, `..` and names that
     /// cannot be looked up), looked up by [`LOOKUP_THREADS`] threads at once when `parallel`:
     /// on a network filesystem each lookup is several round trips, and they do not depend on
-    /// each other.
+    /// each other. The threads are started once and kept (not started per reply).
     fn lookup_group(&self, dir: u64, group: &[DirEnt], parallel: bool) -> Vec<Option<Entry>> {
+        use rayon::prelude::*;
         let look = |e: &DirEnt| {
             if e.name == "." || e.name == ".." {
                 None
@@ -292,27 +293,30 @@ impl Fs {
                 self.do_lookup(dir, &e.name).ok()
             }
         };
-        if !parallel || group.len() < 2 {
-            return group.iter().map(look).collect();
+        let pool = (parallel && group.len() > 1)
+            .then(|| self.lookup_pool())
+            .flatten();
+        match pool {
+            Some(pool) => pool.install(|| group.par_iter().with_max_len(1).map(look).collect()),
+            None => group.iter().map(look).collect(),
         }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let found: Vec<std::sync::Mutex<Option<Entry>>> =
-            group.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..LOOKUP_THREADS.min(group.len()) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(e) = group.get(i) else {
-                        break;
-                    };
-                    *lock(&found[i]) = look(e);
-                });
-            }
-        });
-        found
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
-            .collect()
+    }
+
+    /// The lookup threads, started at the first parallel lookup (from a request thread, so
+    /// with the termination signals blocked, as every thread but the signal thread must be).
+    fn lookup_pool(&self) -> Option<&rayon::ThreadPool> {
+        self.lookup_pool
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(LOOKUP_THREADS)
+                    .thread_name(|i| format!("fscryptfs-lookup-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        tracing::warn!("cannot start the lookup threads ({e}): one at a time")
+                    })
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// FLUSH (each close(2) of a descriptor): the size into the header, the buffer out.

@@ -58,6 +58,9 @@ pub struct Fs {
     /// Lookups here were found slow (the backing calls are round trips): READDIRPLUS looks names
     /// up in parallel (`handles`).
     pub(super) slow_lookups: std::sync::atomic::AtomicBool,
+    /// The threads that do it, started the first time (None: they could not be started, and the
+    /// names are looked up one after another).
+    pub(super) lookup_pool: OnceLock<Option<rayon::ThreadPool>>,
     /// The open files and directories.
     pub(super) handles: HandleTable,
     pub(super) notifier: Arc<OnceLock<Box<dyn KernelCache>>>,
@@ -105,6 +108,7 @@ impl Fs {
         };
         Ok(Fs {
             slow_lookups: std::sync::atomic::AtomicBool::new(false),
+            lookup_pool: OnceLock::new(),
             backing,
             fsp,
             uuid,

@@ -160,7 +160,8 @@ impl Fs {
         let (keys, transit) = Self::keys_for_new(ni);
         let contents = match ext {
             Some(e) => FileContents::PerExtent(Box::new(e)),
-            None => FileContents::PerFile(PerFileState::created()),
+            // A duplicate of the new file's descriptor stays with the node (`KeptFile`).
+            None => FileContents::PerFile(PerFileState::created().keeping(file.try_clone().ok())),
         };
         let state = State::File { keys, contents };
         let node = self.inodes.insert_new(

@@ -465,11 +465,18 @@ impl Engine<'_> {
     }
 
     /// Opens the backing file of a regular node (read-write when `write`, else read-write if
-    /// possible and read-only otherwise: the kernel may read-modify-write partial units).
+    /// possible and read-only otherwise: the kernel may read-modify-write partial units): a
+    /// duplicate of a per-file node's kept descriptor where that will do (no backing call).
     pub(in crate::fs) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
         use crate::store::io as store_io;
-        if let Some(why) = rlock(&node.state).corrupt_why() {
-            return Err(Error::corrupt(why.to_string()));
+        {
+            let st = rlock(&node.state);
+            if let Some(why) = st.corrupt_why() {
+                return Err(Error::corrupt(why.to_string()));
+            }
+            if let Some(f) = st.kept_file(write) {
+                return Ok(f);
+            }
         }
         let access = if write {
             store_io::Access::ReadWrite
@@ -585,8 +592,13 @@ pub(in crate::fs) fn commit_pending(node: &Node, before: Instant) -> Result<()> 
     if !due(&rlock(&node.state)) {
         return Ok(());
     }
-    let file =
-        crate::store::io::reopen_file(&node.fd(), crate::store::io::Access::ReadWrite, &what);
+    let kept = rlock(&node.state).kept_file(true);
+    let file = match kept {
+        Some(f) => Ok(f),
+        None => {
+            crate::store::io::reopen_file(&node.fd(), crate::store::io::Access::ReadWrite, &what)
+        }
+    };
     let mut st = wlock(&node.state);
     if !due(&st) {
         return Ok(());

@@ -6,8 +6,8 @@
 //!
 //! `State` is an enum by kind, so only what a kind has can be written: a damaged entry holds why
 //! and nothing else; a regular file its `Keys` (context and, while unlocked, `Unlocked`) and its
-//! contents state (`FileContents`: per-file size, dirty and trimmed flags, or the per-extent
-//! `ExtState` with its own size); a directory its `Keys`; a symlink its `Keys` and parsed target; a
+//! contents state (`FileContents`: per-file size, dirty and trimmed flags and the kept backing
+//! file, or the per-extent `ExtState` with its own size); a directory its `Keys`; a symlink its `Keys` and parsed target; a
 //! FIFO, socket or device nothing. Callers read it through its accessors (`ctx`, `key`, `active`,
 //! `size`, `per_file`, `ext`, `link`, `corrupt_why`).
 
@@ -67,6 +67,36 @@ pub(super) struct PerFileState {
     pub(super) uncommitted: Option<std::time::Instant>,
     /// The backing file was trimmed of any stale tail beyond the last data unit (once per mount).
     pub(super) trimmed: bool,
+    /// The backing file as the lookup or create opened it, kept while the node is cached: an
+    /// open of the file or a commit duplicates it instead of opening the file again (on a
+    /// network filesystem an open and its close are round trips).
+    pub(super) kept: Option<KeptFile>,
+}
+
+/// An open descriptor of a per-file node's backing file, and whether it was opened for writing.
+pub(super) struct KeptFile {
+    file: std::fs::File,
+    writable: bool,
+}
+
+impl KeptFile {
+    /// Keeps `file` (its access mode read from the descriptor).
+    pub(super) fn new(file: std::fs::File) -> KeptFile {
+        let writable = rustix::fs::fcntl_getfl(&file).is_ok_and(|f| {
+            let acc = f & rustix::fs::OFlags::RWMODE;
+            acc == rustix::fs::OFlags::RDWR || acc == rustix::fs::OFlags::WRONLY
+        });
+        KeptFile { file, writable }
+    }
+
+    /// A duplicate of the kept descriptor for a user of the file that writes when `write` (None:
+    /// this one was opened read-only, or no descriptor was left).
+    pub(super) fn duplicate(&self, write: bool) -> Option<std::fs::File> {
+        if write && !self.writable {
+            return None;
+        }
+        self.file.try_clone().ok()
+    }
 }
 
 impl PerFileState {
@@ -78,6 +108,15 @@ impl PerFileState {
             size_dirty: false,
             uncommitted: pending.then(std::time::Instant::now),
             trimmed: false,
+            kept: None,
+        }
+    }
+
+    /// The same state, keeping `file` (the backing file, opened for I/O) while the node is cached.
+    pub(super) fn keeping(self, file: Option<std::fs::File>) -> PerFileState {
+        PerFileState {
+            kept: file.map(KeptFile::new),
+            ..self
         }
     }
 
@@ -197,6 +236,12 @@ impl State {
             } => Some(p),
             _ => None,
         }
+    }
+
+    /// A duplicate of a per-file file's kept descriptor for a user that writes when `write`
+    /// ([`KeptFile::duplicate`]).
+    pub(super) fn kept_file(&self, write: bool) -> Option<std::fs::File> {
+        self.per_file()?.kept.as_ref()?.duplicate(write)
     }
 
     pub(super) fn per_file_mut(&mut self) -> Option<&mut PerFileState> {
