@@ -276,3 +276,74 @@ fn read_ahead_is_raised_unless_told_otherwise() {
         "{err}"
     );
 }
+
+/// The soft and hard "Max open files" of process `pid` (/proc/PID/limits).
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut f = line["Max open files".len()..].split_whitespace();
+    (
+        f.next().expect("soft").to_string(),
+        f.next().expect("hard").to_string(),
+    )
+}
+
+/// Every regular file the kernel holds keeps two descriptors in the daemon (its node's `O_PATH`
+/// one and its opened backing file), so the daemon raises its soft limit on open descriptors to the
+/// hard one: started with a soft limit of 256, it still serves a listing of 400 files, each
+/// looked up and kept.
+#[test]
+fn the_descriptor_limit_is_raised_for_a_large_tree() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let hard = getrlimit(Resource::Nofile).maximum;
+    if hard.is_some_and(|h| h < 2048) {
+        require_or_skip("the hard limit on open descriptors is below 2048");
+        return;
+    }
+    // This test's own process (nextest runs each test in one): the daemon inherits the limit.
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(256),
+            maximum: hard,
+        },
+    )
+    .expect("lower the soft limit");
+    for layout in ["per-file", "extent"] {
+        let layout_arg = format!("--contents-layout={layout}");
+        let Some(mut m) = mount_volume(&[&layout_arg], "") else {
+            return;
+        };
+        let pid = m.daemon_pid().expect("daemon running");
+        let (soft, hard_seen) = open_files_limits(pid);
+        assert_eq!(soft, hard_seen, "{layout}: the soft limit was not raised");
+        assert_ne!(soft, "256", "{layout}");
+        let dir = m.path("many");
+        fs::create_dir(&dir).unwrap();
+        for i in 0..400 {
+            fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
+        }
+        // A new daemon knows none of them: the listing looks each one up and keeps it.
+        m.remount("");
+        let mut n = 0;
+        for e in fs::read_dir(&dir).expect("read_dir") {
+            let e = e.expect("entry");
+            let i: usize = e.file_name().to_string_lossy()[1..].parse().unwrap();
+            assert_eq!(
+                e.metadata().expect("stat").len(),
+                i.to_string().len() as u64
+            );
+            n += 1;
+        }
+        assert_eq!(n, 400, "{layout}:\n{}", m.log_text());
+        assert_eq!(
+            fs::read_to_string(dir.join("f399")).expect("read"),
+            "399",
+            "{layout}"
+        );
+        m.stop();
+    }
+}

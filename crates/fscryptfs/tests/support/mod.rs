@@ -29,7 +29,9 @@ pub struct Mounted {
     child: Option<Child>,
 }
 
-fn require_or_skip(what: &str) -> bool {
+/// Says loudly that a prerequisite is missing and the test is skipped (false), or panics when
+/// `FSCRYPTFS_REQUIRE_PRIVILEGED=1` (CI).
+pub fn require_or_skip(what: &str) -> bool {
     if std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
         panic!("prerequisite missing: {what} (FSCRYPTFS_REQUIRE_PRIVILEGED=1)");
     }
@@ -90,7 +92,6 @@ pub fn mount_volume(init_args: &[&str], opts: &str) -> Option<Mounted> {
     Some(m)
 }
 
-/// Whether `mnt` is a mountpoint now (/proc/self/mountinfo).
 /// Mounts an existing backing directory (made with `init`, e.g. on a loop filesystem the test
 /// made) on `mnt`; the guard's temporary directory holds only the daemon log.
 pub fn mount_backing(backing: &Path, mnt: &Path, opts: &str) -> Mounted {
@@ -125,6 +126,7 @@ pub fn find_tool(name: &str, install: &str) -> Option<PathBuf> {
     None
 }
 
+/// Whether `mnt` is a mountpoint now (/proc/self/mountinfo).
 pub fn is_mounted(mnt: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
