@@ -347,3 +347,46 @@ fn the_descriptor_limit_is_raised_for_a_large_tree() {
         m.stop();
     }
 }
+
+/// Per-file nodes keep their backing files open only within a quarter of the descriptor limit:
+/// with a hard limit of 1024, a listing of 600 per-file files (600 nodes, each with its `O_PATH`
+/// descriptor) still works, and each file still reads and writes through a descriptor opened
+/// when needed.
+#[test]
+fn kept_files_stay_within_a_share_of_the_descriptor_limit() {
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let Some(mut m) = mount_volume(&["--contents-layout=per-file"], "") else {
+        return;
+    };
+    let dir = m.path("many");
+    fs::create_dir(&dir).unwrap();
+    for i in 0..600 {
+        fs::write(dir.join(format!("f{i}")), i.to_string()).unwrap();
+    }
+    m.stop();
+    // This test's own process (nextest runs each test in one): the daemon inherits the limits.
+    let low = Rlimit {
+        current: Some(1024),
+        maximum: Some(1024),
+    };
+    setrlimit(Resource::Nofile, low).expect("lower the descriptor limit");
+    m.start_again("");
+    let mut n = 0;
+    for e in fs::read_dir(&dir).expect("read_dir") {
+        let e = e.expect("entry");
+        let i: usize = e.file_name().to_string_lossy()[1..].parse().unwrap();
+        assert_eq!(
+            e.metadata().expect("stat").len(),
+            i.to_string().len() as u64
+        );
+        n += 1;
+    }
+    assert_eq!(n, 600, "{}", m.log_text());
+    for i in [0, 299, 599] {
+        let p = dir.join(format!("f{i}"));
+        assert_eq!(fs::read_to_string(&p).expect("read"), i.to_string());
+        fs::write(&p, format!("again {i}")).expect("write");
+        assert_eq!(fs::read_to_string(&p).expect("read"), format!("again {i}"));
+    }
+    m.stop();
+}

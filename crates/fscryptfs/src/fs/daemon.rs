@@ -305,18 +305,23 @@ pub fn probe_backing(backing: &Path) -> Result<BackingFeatures> {
 /// Raises the soft limit on open descriptors to the hard limit: each inode the kernel holds is a
 /// node with an `O_PATH` descriptor, and a regular file's also keeps its backing file open (a
 /// per-file node's kept file, a per-extent node's log), so a walk of a large tree needs far more
-/// than the usual soft limit of 1024. A failure is said, not fatal.
+/// than the usual soft limit of 1024. A failure is said, not fatal. Per-file nodes keep their
+/// files within a quarter of the limit (`node::set_kept_file_budget`); beyond it they keep none.
 fn raise_descriptor_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let lim = getrlimit(Resource::Nofile);
+    let mut lim = getrlimit(Resource::Nofile);
     if lim.current.is_some() && lim.current != lim.maximum {
         let raised = Rlimit {
             current: lim.maximum,
             maximum: lim.maximum,
         };
-        if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!("cannot raise the open descriptor limit: {e}");
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => lim.current = lim.maximum,
+            Err(e) => tracing::warn!("cannot raise the open descriptor limit: {e}"),
         }
+    }
+    if let Some(n) = lim.current {
+        super::node::set_kept_file_budget(usize::try_from(n / 4).unwrap_or(usize::MAX));
     }
 }
 

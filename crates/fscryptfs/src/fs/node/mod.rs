@@ -13,6 +13,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fscrypt::context::Context;
@@ -79,14 +80,32 @@ pub(super) struct KeptFile {
     writable: bool,
 }
 
+/// Kept files open now, in the whole process.
+static KEPT_OPEN: AtomicUsize = AtomicUsize::new(0);
+/// How many may be open at once ([`set_kept_file_budget`]); beyond that a node keeps none and its
+/// users open the backing file as they need it.
+static KEPT_MAX: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Bounds the kept files to `n` at once: with the descriptor limit they share, the `O_PATH`
+/// descriptors of the nodes themselves and the logs of per-extent files (which must stay open),
+/// they must not use up what lookups need.
+pub(in crate::fs) fn set_kept_file_budget(n: usize) {
+    KEPT_MAX.store(n, Ordering::Relaxed);
+}
+
 impl KeptFile {
-    /// Keeps `file` (its access mode read from the descriptor).
-    pub(super) fn new(file: std::fs::File) -> KeptFile {
+    /// Keeps `file` (its access mode read from the descriptor), or closes it when the budget of
+    /// kept files is spent.
+    pub(super) fn new(file: std::fs::File) -> Option<KeptFile> {
+        if KEPT_OPEN.fetch_add(1, Ordering::Relaxed) >= KEPT_MAX.load(Ordering::Relaxed) {
+            KEPT_OPEN.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
         let writable = rustix::fs::fcntl_getfl(&file).is_ok_and(|f| {
             let acc = f & rustix::fs::OFlags::RWMODE;
             acc == rustix::fs::OFlags::RDWR || acc == rustix::fs::OFlags::WRONLY
         });
-        KeptFile { file, writable }
+        Some(KeptFile { file, writable })
     }
 
     /// A duplicate of the kept descriptor for a user of the file that writes when `write` (None:
@@ -96,6 +115,12 @@ impl KeptFile {
             return None;
         }
         self.file.try_clone().ok()
+    }
+}
+
+impl Drop for KeptFile {
+    fn drop(&mut self) {
+        KEPT_OPEN.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -115,7 +140,7 @@ impl PerFileState {
     /// The same state, keeping `file` (the backing file, opened for I/O) while the node is cached.
     pub(super) fn keeping(self, file: Option<std::fs::File>) -> PerFileState {
         PerFileState {
-            kept: file.map(KeptFile::new),
+            kept: file.and_then(KeptFile::new),
             ..self
         }
     }
