@@ -4,7 +4,8 @@
 //! them). The daemon probes that at `init` and mount and does without (`store::features`): every
 //! name operation works in both layouts, RENAME_NOREPLACE keeps its meaning, RENAME_EXCHANGE is
 //! refused as the backing filesystem refuses it, data survives a remount and fsck finds the volume
-//! clean.
+//! clean. With `--slow-lookups` it is a backing store whose lookups are round trips, on which a
+//! listing looks its names up on the daemon's lookup threads.
 //!
 //! Needs root and /dev/fuse, and the passthrough example built (`cargo build --example
 //! passthrough`; `scripts/test` builds it): a missing one is SKIPPED loudly, or fails with

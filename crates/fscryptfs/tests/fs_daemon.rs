@@ -291,6 +291,22 @@ fn open_files_limits(pid: u32) -> (String, String) {
     )
 }
 
+/// Lists `dir`, whose files `fN` hold the text of N, checking each one's size through its entry;
+/// returns how many there are.
+fn numbered_files(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(dir).expect("read_dir") {
+        let e = e.expect("entry");
+        let i: usize = e.file_name().to_string_lossy()[1..].parse().unwrap();
+        assert_eq!(
+            e.metadata().expect("stat").len(),
+            i.to_string().len() as u64
+        );
+        n += 1;
+    }
+    n
+}
+
 /// Every regular file the kernel holds keeps two descriptors in the daemon (its node's `O_PATH`
 /// one and its opened backing file), so the daemon raises its soft limit on open descriptors to the
 /// hard one: started with a soft limit of 256, it still serves a listing of 400 files, each
@@ -328,17 +344,7 @@ fn the_descriptor_limit_is_raised_for_a_large_tree() {
         }
         // A new daemon knows none of them: the listing looks each one up and keeps it.
         m.remount("");
-        let mut n = 0;
-        for e in fs::read_dir(&dir).expect("read_dir") {
-            let e = e.expect("entry");
-            let i: usize = e.file_name().to_string_lossy()[1..].parse().unwrap();
-            assert_eq!(
-                e.metadata().expect("stat").len(),
-                i.to_string().len() as u64
-            );
-            n += 1;
-        }
-        assert_eq!(n, 400, "{layout}:\n{}", m.log_text());
+        assert_eq!(numbered_files(&dir), 400, "{layout}:\n{}", m.log_text());
         assert_eq!(
             fs::read_to_string(dir.join("f399")).expect("read"),
             "399",
@@ -371,17 +377,7 @@ fn kept_files_stay_within_a_share_of_the_descriptor_limit() {
     };
     setrlimit(Resource::Nofile, low).expect("lower the descriptor limit");
     m.start_again("");
-    let mut n = 0;
-    for e in fs::read_dir(&dir).expect("read_dir") {
-        let e = e.expect("entry");
-        let i: usize = e.file_name().to_string_lossy()[1..].parse().unwrap();
-        assert_eq!(
-            e.metadata().expect("stat").len(),
-            i.to_string().len() as u64
-        );
-        n += 1;
-    }
-    assert_eq!(n, 600, "{}", m.log_text());
+    assert_eq!(numbered_files(&dir), 600, "{}", m.log_text());
     for i in [0, 299, 599] {
         let p = dir.join(format!("f{i}"));
         assert_eq!(fs::read_to_string(&p).expect("read"), i.to_string());

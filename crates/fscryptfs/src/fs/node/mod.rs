@@ -7,8 +7,8 @@
 //! `State` is an enum by kind, so only what a kind has can be written: a damaged entry holds why
 //! and nothing else; a regular file its `Keys` (context and, while unlocked, `Unlocked`) and its
 //! contents state (`FileContents`: per-file size, dirty and trimmed flags and the kept backing
-//! file, or the per-extent `ExtState` with its own size); a directory its `Keys`; a symlink its `Keys` and parsed target; a
-//! FIFO, socket or device nothing. Callers read it through its accessors (`ctx`, `key`, `active`,
+//! file, or the per-extent `ExtState` with its own size); a directory its `Keys`; a symlink its
+//! `Keys` and parsed target; a FIFO, socket or device nothing. Callers read it through its accessors (`ctx`, `key`, `active`,
 //! `size`, `per_file`, `ext`, `link`, `corrupt_why`).
 
 use std::ffi::{OsStr, OsString};
