@@ -386,3 +386,38 @@ fn kept_files_stay_within_a_share_of_the_descriptor_limit() {
     }
     m.stop();
 }
+
+/// A per-file node keeps the descriptor its lookup read the header through, opened without
+/// touching the access time: a `stat` that looks a file up leaves its atime as it was (here set
+/// far in the past), while a user's read, through a descriptor of its own, updates it as the
+/// backing filesystem's atime rule says (relatime: an atime that old is updated).
+#[test]
+fn a_lookup_leaves_the_atime_and_a_read_updates_it() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(mut m) = mount_volume(&["--contents-layout=per-file"], "") else {
+        return;
+    };
+    fs::write(m.path("f"), b"contents").unwrap();
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(946_684_800); // 2000-01-01
+    let f = fs::File::options().write(true).open(m.path("f")).unwrap();
+    f.set_times(fs::FileTimes::new().set_accessed(old)).unwrap();
+    drop(f);
+    m.stop();
+    let backing_file = m.backing.join("f");
+    let backing_atime = || fs::metadata(&backing_file).unwrap().atime();
+    assert_eq!(backing_atime(), 946_684_800);
+    m.start_again("");
+    // The lookup (a new daemon: it reads the header) and the attributes it answers.
+    assert_eq!(fs::metadata(m.path("f")).unwrap().atime(), 946_684_800);
+    assert_eq!(backing_atime(), 946_684_800, "the lookup changed the atime");
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"contents");
+    let noatime = rustix::fs::statvfs(&m.backing)
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOATIME));
+    if !noatime {
+        assert!(
+            backing_atime() > 946_684_800,
+            "a read left the atime of 2000 (relatime updates it)"
+        );
+    }
+    m.stop();
+}

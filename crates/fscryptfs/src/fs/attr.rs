@@ -227,7 +227,7 @@ impl Fs {
                 }
                 None => {
                     let key = self.file_key_for_change(&node)?;
-                    let file = self.contents().open_backing(&node, true)?;
+                    let file = self.contents().backing_for_change(&node)?;
                     self.contents()
                         .set_size(&node, &file, key.as_deref(), size)?;
                 }

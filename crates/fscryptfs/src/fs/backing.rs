@@ -251,12 +251,15 @@ impl Fs {
                 // per-extent file's log, a per-file file's kept file (`KeptFile`). So it is
                 // opened for writing at once where it may be written (one open, read and
                 // `fstat` fewer per lookup, and no close; each a round trip on a network
-                // filesystem); on a read-only mount of a per-file volume read-only, without
-                // touching the access time.
-                let access = if self.opts.layout == ContentsLayout::Extent || !self.opts.read_only {
+                // filesystem). A per-file volume's without touching the access time (a lookup
+                // must not change what `stat` shows; a per-extent file's log serves its reads
+                // too, which update it), and read-only on a read-only mount.
+                let access = if self.opts.layout == ContentsLayout::Extent {
                     store_io::Access::ReadWriteOrRead
-                } else {
+                } else if self.opts.read_only {
                     store_io::Access::ReadNoAtime
+                } else {
+                    store_io::Access::ReadWriteOrReadNoAtime
                 };
                 let f = store_io::reopen_stat_file(fd, st, access, what)?;
                 let mut buf = [0u8; HEADER_PREFIX];

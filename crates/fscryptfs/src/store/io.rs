@@ -75,6 +75,9 @@ pub enum Access {
     ReadWrite,
     /// Read-write where allowed, read-only where the file or filesystem refuses writing.
     ReadWriteOrRead,
+    /// [`ReadWriteOrRead`](Self::ReadWriteOrRead) without updating the atime users see
+    /// (`O_NOATIME` where the kernel allows it, as for [`ReadNoAtime`](Self::ReadNoAtime)).
+    ReadWriteOrReadNoAtime,
 }
 
 /// What kind of object belongs at a name.
@@ -234,6 +237,18 @@ pub fn reopen_stat_file(
             }
             r => r,
         },
+        Access::ReadWriteOrReadNoAtime => {
+            let no_atime = |flags: OFlags| match open(flags | OFlags::NOATIME) {
+                Err(Errno::PERM) => open(flags),
+                r => r,
+            };
+            match no_atime(OFlags::RDWR) {
+                Err(e) if e == Errno::ACCESS || e == Errno::ROFS || e == Errno::PERM => {
+                    no_atime(OFlags::RDONLY)
+                }
+                r => r,
+            }
+        }
     };
     r.map(File::from).map_err(|e| sys_err(what, e))
 }

@@ -432,12 +432,12 @@ impl Engine<'_> {
         if why == FlushFor::Evict && !node.has_name() {
             return Ok(());
         }
-        // Opened before the state lock is taken (`open_backing` reads the state).
+        // Opened before the state lock is taken (`backing_for_change` reads the state).
         let opened;
         let f = match file {
             Some(f) => f,
             None => {
-                opened = self.open_backing(node, true)?;
+                opened = self.backing_for_change(node)?;
                 &opened
             }
         };
@@ -464,19 +464,23 @@ impl Engine<'_> {
         self.pending_sizes.filter(|e| e.covers(dev))
     }
 
+    /// The backing file of a regular node for a change the daemon makes itself (a size written
+    /// at eviction or unmount, a truncate without a handle): a duplicate of a per-file node's
+    /// kept descriptor where there is a writable one (no backing call), else opened read-write.
+    /// Never for a user's open: the kept descriptor does not update the atime, their reads must.
+    pub(in crate::fs) fn backing_for_change(&self, node: &Node) -> Result<File> {
+        if let Some(f) = rlock(&node.state).kept_file() {
+            return Ok(f);
+        }
+        self.open_backing(node, true)
+    }
+
     /// Opens the backing file of a regular node (read-write when `write`, else read-write if
-    /// possible and read-only otherwise: the kernel may read-modify-write partial units): a
-    /// duplicate of a per-file node's kept descriptor where that will do (no backing call).
+    /// possible and read-only otherwise: the kernel may read-modify-write partial units).
     pub(in crate::fs) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
         use crate::store::io as store_io;
-        {
-            let st = rlock(&node.state);
-            if let Some(why) = st.corrupt_why() {
-                return Err(Error::corrupt(why.to_string()));
-            }
-            if let Some(f) = st.kept_file(write) {
-                return Ok(f);
-            }
+        if let Some(why) = rlock(&node.state).corrupt_why() {
+            return Err(Error::corrupt(why.to_string()));
         }
         let access = if write {
             store_io::Access::ReadWrite
@@ -592,7 +596,7 @@ pub(in crate::fs) fn commit_pending(node: &Node, before: Instant) -> Result<()> 
     if !due(&rlock(&node.state)) {
         return Ok(());
     }
-    let kept = rlock(&node.state).kept_file(true);
+    let kept = rlock(&node.state).kept_file();
     let file = match kept {
         Some(f) => Ok(f),
         None => {

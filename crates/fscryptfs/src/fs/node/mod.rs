@@ -68,16 +68,15 @@ pub(super) struct PerFileState {
     pub(super) uncommitted: Option<std::time::Instant>,
     /// The backing file was trimmed of any stale tail beyond the last data unit (once per mount).
     pub(super) trimmed: bool,
-    /// The backing file as the lookup or create opened it, kept while the node is cached: an
-    /// open of the file or a commit duplicates it instead of opening the file again (on a
+    /// The backing file as the lookup or create opened it (for writing), kept while the node is
+    /// cached: the daemon's own changes duplicate it instead of opening the file again (on a
     /// network filesystem an open and its close are round trips).
     pub(super) kept: Option<KeptFile>,
 }
 
-/// An open descriptor of a per-file node's backing file, and whether it was opened for writing.
+/// A per-file node's backing file opened for writing, kept for the daemon's own changes to it.
 pub(super) struct KeptFile {
     file: std::fs::File,
-    writable: bool,
 }
 
 /// Kept files open now, in the whole process.
@@ -94,26 +93,25 @@ pub(in crate::fs) fn set_kept_file_budget(n: usize) {
 }
 
 impl KeptFile {
-    /// Keeps `file` (its access mode read from the descriptor), or closes it when the budget of
-    /// kept files is spent.
+    /// Keeps `file`, or closes it when it was opened read-only (the daemon changes nothing
+    /// through it) or the budget of kept files is spent.
     pub(super) fn new(file: std::fs::File) -> Option<KeptFile> {
-        if KEPT_OPEN.fetch_add(1, Ordering::Relaxed) >= KEPT_MAX.load(Ordering::Relaxed) {
-            KEPT_OPEN.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
         let writable = rustix::fs::fcntl_getfl(&file).is_ok_and(|f| {
             let acc = f & rustix::fs::OFlags::RWMODE;
             acc == rustix::fs::OFlags::RDWR || acc == rustix::fs::OFlags::WRONLY
         });
-        Some(KeptFile { file, writable })
-    }
-
-    /// A duplicate of the kept descriptor for a user of the file that writes when `write` (None:
-    /// this one was opened read-only, or no descriptor was left).
-    pub(super) fn duplicate(&self, write: bool) -> Option<std::fs::File> {
-        if write && !self.writable {
+        if !writable {
             return None;
         }
+        if KEPT_OPEN.fetch_add(1, Ordering::Relaxed) >= KEPT_MAX.load(Ordering::Relaxed) {
+            KEPT_OPEN.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(KeptFile { file })
+    }
+
+    /// A duplicate of the kept descriptor (None: no descriptor was left).
+    pub(super) fn duplicate(&self) -> Option<std::fs::File> {
         self.file.try_clone().ok()
     }
 }
@@ -263,10 +261,9 @@ impl State {
         }
     }
 
-    /// A duplicate of a per-file file's kept descriptor for a user that writes when `write`
-    /// ([`KeptFile::duplicate`]).
-    pub(super) fn kept_file(&self, write: bool) -> Option<std::fs::File> {
-        self.per_file()?.kept.as_ref()?.duplicate(write)
+    /// A duplicate of a per-file file's kept descriptor, opened for writing ([`KeptFile`]).
+    pub(super) fn kept_file(&self) -> Option<std::fs::File> {
+        self.per_file()?.kept.as_ref()?.duplicate()
     }
 
     pub(super) fn per_file_mut(&mut self) -> Option<&mut PerFileState> {
