@@ -765,14 +765,12 @@ fn main() -> io::Result<()> {
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
     let signals = block_termination_signals();
+    // fscryptfs' read-ahead (its default `-o read_ahead_kb` for this backing store), set the same way.
+    let read_ahead = fscryptfs::fs::read_ahead::default_read_ahead_kb(&backing);
     let mut session = fuser::Session::new(Passthrough::new(backing, opts), mnt, &cfg)?;
     let mut unmounter = session.unmount_callable();
-    // fscryptfs' read-ahead (its default `-o read_ahead_kb`), set the same way.
-    fscryptfs::fs::read_ahead::set_read_ahead_later(
-        Path::new(mnt),
-        fscryptfs::fs::read_ahead::READ_AHEAD_KB_DEFAULT,
-    )
-    .map_err(|e| io::Error::other(e.to_string()))?;
+    fscryptfs::fs::read_ahead::set_read_ahead_later(Path::new(mnt), read_ahead)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

@@ -63,7 +63,7 @@ pub struct MountArgs {
     /// commit=N (seconds unsynced writes may wait for their commit: per-extent buffers and logs,
     /// per-file sizes recorded at close; default 5, 0: no timer, per-file close commits),
     /// read_ahead_kb=N (the mount's read-ahead in KiB, set when the daemon runs as root; default
-    /// 1024, 0: the kernel's 128),
+    /// 1024, 4096 on a network or FUSE backing filesystem; 0: the kernel's 128),
     /// no_writeback_cache, maxkeys=N and maxbytes=N (the per-user key quota; default: the
     /// kernel's /proc/sys/kernel/keys/maxkeys and maxbytes),
     /// log=PATH (where the detached daemon logs, created 0600; without it, the system log via

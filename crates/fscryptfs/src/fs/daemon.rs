@@ -75,8 +75,8 @@ pub struct MountOptions {
     /// about what it lacks (`store::features`; the daemon's log always has it).
     pub verbose: bool,
     /// `read_ahead_kb=N`: the mount's read-ahead in KiB (default
-    /// [`READ_AHEAD_KB_DEFAULT`](super::read_ahead::READ_AHEAD_KB_DEFAULT); 0:
-    /// the kernel's 128 KiB left as it is). Set through sysfs, so only by a daemon running as
+    /// [`default_read_ahead_kb`](super::read_ahead::default_read_ahead_kb): 1 MiB, 4 MiB on a
+    /// network or FUSE backing filesystem; 0: the kernel's 128 KiB left as it is). Set through sysfs, so only by a daemon running as
     /// root.
     pub read_ahead_kb: Option<u64>,
 }
@@ -500,7 +500,7 @@ pub fn serve(
     }
     let read_ahead = opts
         .read_ahead_kb
-        .unwrap_or(super::read_ahead::READ_AHEAD_KB_DEFAULT);
+        .unwrap_or_else(|| super::read_ahead::default_read_ahead_kb(&backing));
     if read_ahead > 0 {
         super::read_ahead::set_read_ahead_later(mountpoint, read_ahead)?;
     }

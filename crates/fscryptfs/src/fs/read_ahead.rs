@@ -15,6 +15,38 @@ use crate::store::io_err;
 /// round trip to the daemon per 128 KiB (docs/BENCHMARKS.md "Read-ahead").
 pub const READ_AHEAD_KB_DEFAULT: u64 = 1024;
 
+/// The read-ahead unless `-o read_ahead_kb=` says otherwise when the backing store is one where
+/// every request is a round trip (a network or FUSE filesystem): four requests of 1 MiB in flight,
+/// one for each of the daemon's request threads, whose reads of the backing store then overlap.
+/// With one window of 1 MiB a sequential reader kept one or two of them busy; on the one-node
+/// CephFS cluster four were busy with this one (docs/BENCHMARKS.md "Read-ahead on a network
+/// filesystem"). Not the default elsewhere: a memory-mapped file's page fault reads the whole
+/// window around itself.
+pub const READ_AHEAD_KB_REMOTE: u64 = 4096;
+
+/// Filesystems (`statfs` `f_type`) whose every request is a round trip to another process or
+/// host: FUSE, NFS, CephFS, SMB/CIFS (both magics), 9P, AFS (both magics).
+const ROUND_TRIP_FILESYSTEMS: &[u64] = &[
+    0x6573_5546,
+    0x6969,
+    0x00c3_6400,
+    0xfe53_4d42,
+    0xff53_4d42,
+    0x0102_1997,
+    0x6b41_4653,
+    0x5346_414f,
+];
+
+/// The read-ahead a mount of the backing directory `backing` gets by default:
+/// [`READ_AHEAD_KB_REMOTE`] on a network or FUSE filesystem, else [`READ_AHEAD_KB_DEFAULT`] (also
+/// when `statfs` fails: it only picks a default).
+pub fn default_read_ahead_kb(backing: &Path) -> u64 {
+    match rustix::fs::statfs(backing) {
+        Ok(st) if ROUND_TRIP_FILESYSTEMS.contains(&(st.f_type as u64)) => READ_AHEAD_KB_REMOTE,
+        _ => READ_AHEAD_KB_DEFAULT,
+    }
+}
+
 /// Sets the mount's read-ahead to `kb` KiB (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb` of the
 /// mount's device) once the kernel has taken the INIT reply, which would otherwise lower it again
 /// to what the kernel offered: on a thread of its own whose `stat` of the mountpoint is answered

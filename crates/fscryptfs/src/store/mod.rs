@@ -108,6 +108,34 @@ pub fn read_up_to_at(f: &std::fs::File, len: usize, off: u64) -> std::io::Result
     Ok(buf)
 }
 
+/// Writes `parts`, one after another, at `off`: one `pwritev` when the kernel takes them whole
+/// (a single request on a network filesystem, where separate writes are round trips each),
+/// continuing after short writes and EINTR.
+pub fn write_all_vectored_at(f: &std::fs::File, parts: &[&[u8]], off: u64) -> std::io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut done = 0;
+    while done < total {
+        // What is left of the parts: the first one cut at `done`.
+        let mut skip = done;
+        let mut left = Vec::with_capacity(parts.len());
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+            } else {
+                left.push(std::io::IoSlice::new(&p[skip..]));
+                skip = 0;
+            }
+        }
+        match rustix::io::pwritev(f, &left, off + done as u64) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Reads at `off` until `buf` is full or the file ends (retrying EINTR); returns the bytes read.
 pub fn read_full_at(f: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;

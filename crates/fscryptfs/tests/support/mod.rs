@@ -915,3 +915,26 @@ pub fn renameat2(a: &Path, b: &Path, flags: u32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// The read-ahead (KiB) of the mount at `mnt` once it is `want` (the daemon sets it on a thread
+/// of its own after INIT), or what it still is after 10 s.
+pub fn read_ahead_kb_once(mnt: &Path, want: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mnt).expect("stat mountpoint").dev();
+    let p = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let now = || {
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while now() != want && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    now()
+}

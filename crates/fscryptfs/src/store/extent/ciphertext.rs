@@ -13,6 +13,12 @@ use super::format::{PayloadSum, ALIGN};
 use super::CHUNK;
 use crate::store::{io_err, read_full_at};
 
+#[cfg(test)]
+thread_local! {
+    /// Calls of [`read_exact_at`] on this thread (the tests count a read's round trips with it).
+    pub(super) static EXACT_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// Fills `buf` from `f` at `off`; EIO naming `what` and the backing offset when the file ends first.
 pub(super) fn read_exact_at(
     f: &File,
@@ -20,6 +26,8 @@ pub(super) fn read_exact_at(
     off: u64,
     what: &(impl std::fmt::Display + ?Sized),
 ) -> Result<()> {
+    #[cfg(test)]
+    EXACT_READS.with(|n| n.set(n.get() + 1));
     let got = read_full_at(f, buf, off)
         .map_err(|e| io_err(format!("{what}: backing offset {off}"), e))?;
     if got != buf.len() {

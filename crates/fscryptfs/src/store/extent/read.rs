@@ -36,7 +36,8 @@ use fscrypt::{Errno, Error, Result};
 
 use super::blocksums;
 use super::ciphertext::{read_exact_at, read_table, sum_range};
-use super::format::{PayloadSum, RECORD_HEADER_BLOCK};
+use super::format::PayloadSum;
+use super::map::Piece;
 use super::{corrupt_at, ExtentFile, Run, CHUNK};
 
 /// Largest run read, verified and held in memory whole (4 × the engine's largest extent).
@@ -85,25 +86,35 @@ fn cache_put(key: RunKey, v: Arc<Vec<u8>>) {
     }
 }
 
-/// Farthest into a record's payload the first blocks a read wants may begin for them to be read
-/// together with the record's block-sum table (the bytes between are read and dropped).
-const PREFETCH_GAP_MAX: u64 = 64 << 10;
+/// Largest gap of unwanted bytes between two backing ranges one read needs (a table and its
+/// first blocks, the blocks of one record and the table of the next) for them to be read in one
+/// call: the bytes between are read and dropped.
+const WINDOW_GAP_MAX: u64 = 64 << 10;
+
+/// Largest window: a request of [`CHUNK`] that spans two records, the table between them included.
+const WINDOW_MAX: u64 = CHUNK + WINDOW_GAP_MAX;
 
 /// Buffers of one read's per-block path: scratch space for blocks not aligned with the units
-/// wanted, and blocks read together with their record's table, not yet checked (used, and
-/// checked, only by the `read_blocks` call for exactly that backing range).
+/// wanted, and the windows read ahead of their use (`plan_windows`), not yet checked: each table
+/// and block taken from them is checked exactly as if read on its own.
 #[derive(Default)]
 struct BlockBufs {
     scratch: Vec<u8>,
-    prefetched: Option<Prefetched>,
+    windows: Vec<Window>,
 }
 
-/// Blocks read together with their record's table: the blocks from backing offset `at` are
-/// `bytes[from..]` (before them: the table and the rest of the header block).
-struct Prefetched {
+/// Backing bytes from offset `at`, read in one call for several ranges a read needs.
+struct Window {
     at: u64,
-    from: usize,
     bytes: Vec<u8>,
+}
+
+/// The backing bytes `[lo, hi)` when one of `windows` holds them all.
+fn in_window(windows: &[Window], lo: u64, hi: u64) -> Option<&[u8]> {
+    windows
+        .iter()
+        .find(|w| w.at <= lo && hi <= w.at + w.bytes.len() as u64)
+        .map(|w| &w.bytes[(lo - w.at) as usize..(hi - w.at) as usize])
 }
 
 /// Where a run's ciphertext comes from for one read.
@@ -140,41 +151,78 @@ impl ExtentFile {
         (run.data_off + b_lo, run.data_off + b_hi)
     }
 
+    /// The backing range of the block-sum table of `run`'s record.
+    fn table_span(&self, run: &Run) -> (u64, u64) {
+        let n = (run.nunits * self.du).div_ceil(blocksums::BLOCK);
+        let lo = run.record_off + blocksums::TABLE_OFF;
+        (lo, lo + n * 8)
+    }
+
+    /// Reads ahead what a read of `[offset, end)` over `pieces` will need from records with a
+    /// block-sum table — each table not yet cached, and the blocks covering the units wanted —
+    /// where ranges follow each other with at most [`WINDOW_GAP_MAX`] between them: in one call
+    /// per window of at most [`WINDOW_MAX`]. A sequential reader's request at the start of a
+    /// record gets the table and its blocks together, and one that spans the end of a record and
+    /// the start of the next (appended after it) gets both records' blocks and the table between
+    /// them: one round trip on a network filesystem instead of two. Ranges that join no other
+    /// are left to be read where they are used, straight into place. Nothing is checked here.
+    fn read_windows(&self, pieces: &[(u64, Piece)], offset: u64, end: u64) -> Result<Vec<Window>> {
+        let du = self.du;
+        let mut ranges = Vec::new();
+        for &(s, p) in pieces {
+            let Some(run) = self.runs.get(p.run) else {
+                continue;
+            };
+            let lo = s.max(offset);
+            let hi = p.end.min(end);
+            let (u, u_end) = ((lo - s) / du, (hi - s).div_ceil(du));
+            // A piece beyond its run is refused by the read itself.
+            if !blocksums::has_table(&run.table)
+                || p.unit.checked_add(u_end).is_none_or(|e| e > run.nunits)
+            {
+                continue;
+            }
+            if blocksums::cache_get(&(self.instance, run.record_off, run.table)).is_none() {
+                ranges.push(self.table_span(run));
+            }
+            ranges.push(self.block_span(run, p.unit + u, (u_end - u) * du));
+        }
+        // Joined while ascending, close together and within the size bound; (start, end, count).
+        let mut joined: Vec<(u64, u64, usize)> = Vec::new();
+        for (lo, hi) in ranges {
+            match joined.last_mut() {
+                Some((a, b, k))
+                    if lo >= *a && lo <= *b + WINDOW_GAP_MAX && hi.max(*b) - *a <= WINDOW_MAX =>
+                {
+                    *b = hi.max(*b);
+                    *k += 1;
+                }
+                _ => joined.push((lo, hi, 1)),
+            }
+        }
+        let mut windows = Vec::new();
+        for (at, hi, _) in joined.into_iter().filter(|j| j.2 > 1) {
+            let mut bytes = vec![0u8; (hi - at) as usize];
+            read_exact_at(&self.file, &mut bytes, at, &self.what)?;
+            windows.push(Window { at, bytes });
+        }
+        Ok(windows)
+    }
+
     /// The block-sum table of `run`'s record (which has one), checked against its hash in the
-    /// header (cached once verified). EIO on a mismatch. When the table has to be read and the
-    /// blocks `first` (a [`block_span`](Self::block_span)) begin near the payload's start (a
-    /// sequential reader's first request in the record), they are read in the same call, just
-    /// after the table in the header block, and handed to `bufs` for `read_blocks`, which checks
-    /// them like any other: one round trip instead of two on a network filesystem.
-    fn verified_table(
-        &self,
-        run: &Run,
-        first: (u64, u64),
-        bufs: &mut BlockBufs,
-    ) -> Result<Arc<Vec<u8>>> {
+    /// header (cached once verified), taken from a window of `bufs` when one holds it. EIO on a
+    /// mismatch.
+    fn verified_table(&self, run: &Run, bufs: &BlockBufs) -> Result<Arc<Vec<u8>>> {
         let key = (self.instance, run.record_off, run.table);
         if let Some(t) = blocksums::cache_get(&key) {
             return Ok(t);
         }
-        let n = (run.nunits * self.du).div_ceil(blocksums::BLOCK);
-        let table_off = run.record_off + blocksums::TABLE_OFF;
-        let t = if run.data_off == run.record_off + RECORD_HEADER_BLOCK
-            && first.0 - run.data_off <= PREFETCH_GAP_MAX
-            && first.1 > first.0
-        {
-            let mut both = vec![0u8; (first.1 - table_off) as usize];
-            read_exact_at(&self.file, &mut both, table_off, &self.what)?;
-            // The table is copied out (2 KiB for 1 MiB of payload): it is cached, and must not
-            // keep the read's whole buffer alive with it.
-            let table = both[..(n * 8) as usize].to_vec();
-            bufs.prefetched = Some(Prefetched {
-                at: first.0,
-                from: (first.0 - table_off) as usize,
-                bytes: both,
-            });
-            table
-        } else {
-            read_table(&self.file, run.record_off, n, &self.what)?
+        let (lo, hi) = self.table_span(run);
+        // The table is copied out of a window (2 KiB for 1 MiB of payload): it is cached, and must
+        // not keep the read's whole window alive with it.
+        let t = match in_window(&bufs.windows, lo, hi) {
+            Some(b) => b.to_vec(),
+            None => read_table(&self.file, run.record_off, (hi - lo) / 8, &self.what)?,
         };
         if blocksums::table_hash(&t) != run.table {
             return Err(Error::new(
@@ -218,11 +266,9 @@ impl ExtentFile {
             scratch.resize((hi - lo) as usize, 0);
             scratch
         };
-        match bufs.prefetched.take() {
-            Some(p) if p.at == lo && p.bytes.len() - p.from == bytes.len() => {
-                bytes.copy_from_slice(&p.bytes[p.from..]);
-            }
-            _ => read_exact_at(&self.file, bytes, lo, &self.what)?,
+        match in_window(&bufs.windows, lo, hi) {
+            Some(w) => bytes.copy_from_slice(w),
+            None => read_exact_at(&self.file, bytes, lo, &self.what)?,
         }
         if let Some(i) = blocksums::first_mismatch(table, b_lo / B, bytes) {
             return Err(Error::new(
@@ -312,8 +358,12 @@ impl ExtentFile {
         let du = self.du;
         let mut keys: Vec<([u8; 16], K)> = Vec::new();
         let mut ct = Vec::new();
-        let mut bufs = BlockBufs::default();
-        for (s, p) in self.map.overlapping(offset, offset + n) {
+        let pieces = self.map.overlapping(offset, offset + n);
+        let mut bufs = BlockBufs {
+            scratch: Vec::new(),
+            windows: self.read_windows(&pieces, offset, offset + n)?,
+        };
+        for (s, p) in pieces {
             let run = self.runs[p.run];
             let lo = s.max(offset);
             let hi = p.end.min(offset + n);
@@ -328,9 +378,7 @@ impl ExtentFile {
                 return Err(corrupt_at(&self.what, run.record_off, "map beyond its run"));
             }
             let source = if blocksums::has_table(&run.table) {
-                let first_len = (u_end - u).min((CHUNK / du).max(1)) * du;
-                let first = self.block_span(&run, p.unit + u, first_len);
-                Source::Blocks(self.verified_table(&run, first, &mut bufs)?)
+                Source::Blocks(self.verified_table(&run, &bufs)?)
             } else {
                 self.verified_run(&run, lo)?
             };

@@ -7,9 +7,11 @@
 use std::os::unix::fs::FileExt;
 
 use fscrypt::extent::ExtentKey;
+use fscrypt::keysetup::MasterSecret;
 use fscrypt::Errno;
 
 use super::blocksums::{self, TABLE_OFF};
+use super::ciphertext::EXACT_READS;
 use super::format::{RecordHeader, RecordKind, RECORD_HEADER_BLOCK, RECORD_HEADER_USED};
 use super::tests::{compact, flip, new_xts_file, open_rw, read_all, read_at, reopen, write, Rng};
 use super::{CHECKPOINT_RUN_MAX, EXTENT_MAX};
@@ -95,6 +97,68 @@ fn reads_verify_every_run_against_its_checksum() {
         .unwrap_err();
     assert_eq!(e.errno(), Errno::IO, "{e}");
     assert_eq!(read_at(&again, &m, 3 * 4096, 5 * 4096), b);
+}
+
+/// Backing reads (calls of `read_exact_at`) a read of `len` bytes at `off` makes, and its bytes.
+fn counted_read(ef: &super::ExtentFile, m: &MasterSecret, off: u64, len: usize) -> (u64, Vec<u8>) {
+    let before = EXACT_READS.with(|n| n.get());
+    let got = read_at(ef, m, off, len);
+    (EXACT_READS.with(|n| n.get()) - before, got)
+}
+
+/// A read that spans the end of one record and the start of the next, appended right after it
+/// (a sequential reader whose requests are not aligned with the records), reads both records'
+/// blocks and the table between them in one backing read; every block and both tables are still
+/// checked: a flipped byte in either record, or in the second table, is EIO. Records that are not
+/// adjacent in the log are read apart.
+#[test]
+fn a_read_across_two_adjacent_records_is_one_backing_read_and_still_verified() {
+    let (m, _dir, path, mut ef) = new_xts_file(41);
+    let mut rng = Rng(0xada);
+    let data = rng.bytes(24 * 4096);
+    write(&mut ef, &m, 0, &data[..10 * 4096]);
+    write(&mut ef, &m, 10 * 4096, &data[10 * 4096..20 * 4096]);
+    // Out of order in the log: [20, 24) is written before [16, 20) is overwritten.
+    write(&mut ef, &m, 20 * 4096, &data[20 * 4096..]);
+    write(&mut ef, &m, 16 * 4096, &data[16 * 4096..20 * 4096]);
+    ef.sync().unwrap();
+    let (lo, hi): (u64, u64) = (6 * 4096 + 100, 14 * 4096 - 7);
+    // A new instance (a remount): no table is cached. The first record's table and first blocks
+    // are one read; the span across both records then one more.
+    let fresh = reopen(&ef);
+    assert_eq!(
+        counted_read(&fresh, &m, 0, 4096),
+        (1, data[..4096].to_vec())
+    );
+    assert_eq!(
+        counted_read(&fresh, &m, lo, (hi - lo) as usize),
+        (1, data[lo as usize..hi as usize].to_vec())
+    );
+    // Across [16, 20) and [20, 24), which the log holds the other way round: apart.
+    let fresh = reopen(&ef);
+    let (reads, got) = counted_read(&fresh, &m, 18 * 4096, 4 * 4096);
+    assert_eq!(got, data[18 * 4096..22 * 4096]);
+    assert!(reads >= 2, "{reads} reads across records out of order");
+    // Damage in the first record's blocks, the second record's table or its blocks: EIO.
+    let ext = ef.extents();
+    let second = ext.iter().find(|e| e.logical == 10 * 4096).unwrap();
+    let first = ext.iter().find(|e| e.logical == 0).unwrap();
+    for at in [
+        first.backing_offset + 8 * 4096 + 5,
+        second.record_offset + TABLE_OFF + 8,
+        second.backing_offset + 3 * 4096 + 1,
+    ] {
+        flip(&path, at);
+        let fresh = reopen(&ef);
+        let mut buf = vec![0u8; (hi - lo) as usize];
+        let e = fresh
+            .read(lo, &mut buf, |c| ExtentKey::derive(&m, c))
+            .unwrap_err();
+        assert_eq!(e.errno(), Errno::IO, "flipped at {at}: {e}");
+        assert!(e.message().contains("mismatch"), "{e}");
+        flip(&path, at);
+    }
+    assert_eq!(read_all(&reopen(&ef), &m), data);
 }
 
 /// The table hash (bytes 98..104) of the record header at `off`.

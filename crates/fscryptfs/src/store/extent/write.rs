@@ -12,7 +12,7 @@ use fscrypt::{Errno, Error, Result};
 
 use super::format::{Commit, PayloadSum, RecordHeader, RecordKind, RECORD_HEADER_BLOCK};
 use super::{blocksums, BackingPath, ExtentFile};
-use crate::store::{io_err, EXTENT_MAX_FILE_SIZE};
+use crate::store::{io_err, write_all_vectored_at, EXTENT_MAX_FILE_SIZE};
 
 impl ExtentFile {
     /// Before writing beyond `end`: cut a torn or failed tail, durably, so that no stale record can
@@ -28,11 +28,16 @@ impl ExtentFile {
         Ok(())
     }
 
-    /// Appends a record whose payload (if any) is already at `end + 4096`: writes the header block
-    /// and the padding, applies the record, advances the log.
+    /// Appends a record: writes the header block, the payload when given here (else it is
+    /// already at `end + 4096`) and the padding, applies the record, advances the log.
     /// `table`: the payload's block-sum table, written into the header block (its hash into the
     /// header).
-    fn finish_append(&mut self, mut h: RecordHeader, table: Option<&[u8]>) -> Result<()> {
+    fn finish_append(
+        &mut self,
+        mut h: RecordHeader,
+        table: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) -> Result<()> {
         h.seq = self.next_seq;
         h.du_bits = self.du_bits;
         if let Some(t) = table {
@@ -47,16 +52,15 @@ impl ExtentFile {
         let rec_len = h
             .record_len()
             .ok_or_else(|| Error::invalid("record too large"))?;
-        let res = self.file.write_all_at(&block, pos).and_then(|()| {
-            let pad = rec_len - RECORD_HEADER_BLOCK - h.payload_len;
-            if pad > 0 {
-                let zeros = vec![0u8; pad as usize];
+        let pad = vec![0u8; (rec_len - RECORD_HEADER_BLOCK - h.payload_len) as usize];
+        let res = match payload {
+            // One write for the whole record: nothing orders its parts before the next sync.
+            Some(p) => write_all_vectored_at(&self.file, &[&block, p, &pad], pos),
+            None => self.file.write_all_at(&block, pos).and_then(|()| {
                 self.file
-                    .write_all_at(&zeros, pos + RECORD_HEADER_BLOCK + h.payload_len)
-            } else {
-                Ok(())
-            }
-        });
+                    .write_all_at(&pad, pos + RECORD_HEADER_BLOCK + h.payload_len)
+            }),
+        };
         if let Err(e) = res {
             self.trim_pending = true;
             return Err(io_err(format!("{}: appending at {pos}", self.what), e));
@@ -87,13 +91,25 @@ impl ExtentFile {
                 return Err(e);
             }
         };
-        self.finish_append(h, table.as_deref())
+        self.finish_append(h, table.as_deref(), None)
+    }
+
+    /// Appends the record `h` whose payload is `payload`, in memory: its checksum (with
+    /// `h.sum_alg`) and block-sum table (`FSCXREC2` records) are computed first, so that the
+    /// header block, the payload and the padding go out in one write.
+    fn append_payload(&mut self, mut h: RecordHeader, payload: &[u8]) -> Result<()> {
+        self.prepare_append()?;
+        h.payload_sum = h.sum_alg.digest(payload);
+        let table = (h.sum_alg == PayloadSum::Xxh3)
+            .then(|| blocksums::table_of(payload))
+            .flatten();
+        self.finish_append(h, table.as_deref(), Some(payload))
     }
 
     /// Appends a record without payload ([`RecordHeader::meta`]).
     pub(super) fn append_meta(&mut self, kind: RecordKind, a: u64, b: u64) -> Result<()> {
         self.prepare_append()?;
-        self.finish_append(RecordHeader::meta(kind, a, b), None)
+        self.finish_append(RecordHeader::meta(kind, a, b), None, None)
     }
 
     /// `off + len`, or EFBIG when it is beyond the maximum file size.
@@ -146,14 +162,7 @@ impl ExtentFile {
         buf[..plaintext.len()].copy_from_slice(plaintext);
         key.encrypt_units(0, du as usize, &mut buf)?;
         let h = RecordHeader::extent(offset, len, 0, buf.len() as u64, ctx.to_bytes());
-        self.append(h, |f, at, what| {
-            f.write_all_at(&buf, at)
-                .map_err(|e| io_err(format!("{what}: appending at {at}"), e))?;
-            let table = (h.sum_alg == PayloadSum::Xxh3)
-                .then(|| blocksums::table_of(&buf))
-                .flatten();
-            Ok((h.sum_alg.digest(&buf), table))
-        })
+        self.append_payload(h, &buf)
     }
 
     /// Sets the logical size (a truncate record; extending makes a hole). Bytes beyond a
