@@ -13,7 +13,8 @@
 //! decrypt what the log maps — each run checked against its checksum first, EIO naming the inode,
 //! the offset and the backing path on a mismatch — and overlay the buffer. Truncation writes the buffer out first, then
 //! appends a truncate record. Everything happens under the node's `state` lock (write for changes,
-//! read for reads); the keyring's locks nest inside it, as everywhere.
+//! read for reads) but the sealing of a large write of whole units (`WriteThrough`: encrypted and
+//! checksummed between two holds of the lock); the keyring's locks nest inside it, as everywhere.
 //!
 //! After a writeout at write, fsync, FLUSH, RELEASE or clone, and after a truncate or a punched
 //! hole, a log that `needs_compaction` is compacted into a sibling that replaces it by rename
@@ -31,7 +32,7 @@ use super::layout::{Contents, FileIo};
 use super::{Engine, FlushFor};
 use crate::fs::locks::{lock, rlock, wlock};
 use crate::fs::node::extent::{
-    not_loaded, write_through_locked, writeout_locked, ExtState, BUFFER_MAX, WRITE_THROUGH_MIN,
+    not_loaded, writeout_locked, ExtState, WriteThrough, BUFFER_MAX, WRITE_THROUGH_MIN,
 };
 use crate::fs::node::{Kind, Node, State};
 use crate::fs::types::errno;
@@ -171,7 +172,11 @@ impl Engine<'_> {
             && end.is_multiple_of(du)
             && data.len() as u64 >= WRITE_THROUGH_MIN
         {
-            return write_through_locked(&mut guard, off, data);
+            // Sealed (encrypted, checksummed) without the lock: only the appends are serialized.
+            let through = WriteThrough::prepare(&guard, off, data.len() as u64)?;
+            drop(guard);
+            let sealed = through.seal(data)?;
+            return through.append(&mut wlock(&node.state), sealed);
         }
         let (ext, active) = guard.ext_and_active().ok_or_else(not_loaded)?;
         for idx in off / du..=(end - 1) / du {

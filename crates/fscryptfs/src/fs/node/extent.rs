@@ -18,13 +18,13 @@ use fscrypt::{Errno, Error, Result};
 use super::budget::Budget;
 use super::{FileContents, Keys, Kind, State, Unlocked};
 use crate::fs::types::errno;
-use crate::store::extent::{ExtentFile, EXTENT_MAX};
+use crate::store::extent::{ExtentFile, SealedExtent, EXTENT_MAX};
 
 /// Most plaintext buffered per inode before a writeout is forced.
 pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
 
 /// The smallest write of whole data units that goes straight to the log
-/// ([`write_through_locked`]); smaller ones are buffered, to be joined with their neighbours.
+/// ([`WriteThrough`]); smaller ones are buffered, to be joined with their neighbours.
 pub(in crate::fs) const WRITE_THROUGH_MIN: u64 = 128 << 10;
 
 /// Extent keys kept per open inode.
@@ -189,9 +189,40 @@ pub(in crate::fs) fn secret_need(kind: Kind, extent: bool) -> SecretNeed {
     }
 }
 
+/// A fresh extent context of `policy` (a nonce drawn now) and its key, derived now through the
+/// inode's reference. Every extent made from plaintext gets its nonce and key here.
+fn fresh_extent_key(
+    policy: &Policy,
+    unlocked: Option<&Unlocked>,
+) -> Result<(ExtentContext, Arc<ExtentKey>)> {
+    let ectx = ExtentContext::new_random(policy)?;
+    let active = unlocked
+        .map(|u| &u.active)
+        .ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
+    let key = Arc::new(active.derive_extent_key(&ectx)?);
+    Ok((ectx, key))
+}
+
+/// Appends an extent sealed with `ectx` and `key`, and keeps the key in the cache (it is read
+/// back soon, often).
+fn append_sealed(
+    ext: &mut ExtState,
+    sealed: SealedExtent,
+    ectx: &ExtentContext,
+    key: Arc<ExtentKey>,
+) -> Result<()> {
+    let end = sealed.end();
+    ext.file.append_sealed(sealed)?;
+    ext.keys
+        .get_mut()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(ectx, key);
+    ext.size = ext.size.max(end);
+    Ok(())
+}
+
 /// Appends `plain` at logical offset `start` (whole data units, or ending at the size) as one new
-/// extent: a fresh nonce drawn now, its key derived now through the inode's reference (and kept
-/// in the key cache: it is read back soon, often). The one place extents are made from plaintext.
+/// extent with a fresh nonce and key, under the node's `state` lock (a writeout).
 fn append_extent(
     ext: &mut ExtState,
     policy: &Policy,
@@ -199,17 +230,9 @@ fn append_extent(
     start: u64,
     plain: &[u8],
 ) -> Result<()> {
-    let ectx = ExtentContext::new_random(policy)?;
-    let active = unlocked
-        .map(|u| &u.active)
-        .ok_or_else(|| Error::no_key("the file's encryption key is not available"))?;
-    let key = Arc::new(active.derive_extent_key(&ectx)?);
-    ext.file.write_extent(start, plain, &ectx, &key)?;
-    ext.keys
-        .get_mut()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(&ectx, key);
-    Ok(())
+    let (ectx, key) = fresh_extent_key(policy, unlocked)?;
+    let sealed = SealedExtent::seal(policy, ext.du, start, plain, &ectx, &key)?;
+    append_sealed(ext, sealed, &ectx, key)
 }
 
 /// The policy of a per-extent file's context (every such file has one).
@@ -218,32 +241,86 @@ fn file_policy(ctx: Option<&Context>, ext: &ExtState) -> Result<Policy> {
         .ok_or_else(|| Error::corrupt(format!("{}: no context", ext.file.backing_path())))
 }
 
-/// Writes `data` at `off` straight into the log, bypassing the buffer: a write of whole data units
-/// (the page cache's writeback of a large range) needs no read-modify-write, so buffering it would
-/// only copy it twice. Buffered units it covers are superseded and dropped; the rest of the buffer
-/// is disjoint from it and keeps its place. Split into extents of at most [`EXTENT_MAX`], each
-/// with its own nonce and key, exactly as a writeout makes them. Not committed (see
+/// A write of whole data units going straight into the log, bypassing the buffer: the page
+/// cache's writeback of a large range needs no read-modify-write, so buffering it would only copy
+/// it twice. Split into extents of at most [`EXTENT_MAX`], each with its own nonce and key, exactly
+/// as a writeout makes them, in three steps of which only the first and the last hold the node's
+/// `state` lock: [`prepare`](Self::prepare) draws the nonces and derives the keys through the
+/// inode's reference, [`seal`](Self::seal) encrypts and checksums (so writes to one file seal in
+/// parallel, as per-file writes encrypt before their lock), [`append`](Self::append) appends them
+/// and drops the buffered units they supersede (the rest of the buffer is disjoint from them and
+/// keeps its place). The kernel never has two writes of one range in flight (writeback of a page
+/// waits for the one before; without the writeback cache a write holds the inode's lock), so
+/// nothing can come between the steps that the last one would wrongly undo. Not committed (see
 /// `FlushFor::Close`).
-pub(in crate::fs) fn write_through_locked(st: &mut State, off: u64, data: &[u8]) -> Result<()> {
-    let State::File {
-        keys: Keys { ctx, unlocked },
-        contents: FileContents::PerExtent(ext),
-    } = st
-    else {
-        return Err(errno(Errno::IO, "not a per-extent file"));
-    };
-    let policy = file_policy(ctx.as_ref(), ext)?;
-    let du = ext.du;
-    let end = off + data.len() as u64;
-    for idx in off / du..end.div_ceil(du) {
-        ext.remove_unit(idx);
+pub(in crate::fs) struct WriteThrough {
+    policy: Policy,
+    du: u64,
+    off: u64,
+    len: u64,
+    keys: Vec<(ExtentContext, Arc<ExtentKey>)>,
+}
+
+impl WriteThrough {
+    /// Under the node's `state` lock: a nonce and key for each extent of `len` bytes at `off`.
+    pub(in crate::fs) fn prepare(st: &State, off: u64, len: u64) -> Result<WriteThrough> {
+        let State::File {
+            keys: Keys { ctx, unlocked },
+            contents: FileContents::PerExtent(ext),
+        } = st
+        else {
+            return Err(errno(Errno::IO, "not a per-extent file"));
+        };
+        let policy = file_policy(ctx.as_ref(), ext)?;
+        let keys = (0..len.div_ceil(EXTENT_MAX))
+            .map(|_| fresh_extent_key(&policy, unlocked.as_ref()))
+            .collect::<Result<_>>()?;
+        Ok(WriteThrough {
+            policy,
+            du: ext.du,
+            off,
+            len,
+            keys,
+        })
     }
-    for (i, piece) in data.chunks(EXTENT_MAX as usize).enumerate() {
-        let at = off + i as u64 * EXTENT_MAX;
-        append_extent(ext, &policy, unlocked.as_ref(), at, piece)?;
-        ext.size = ext.size.max(at + piece.len() as u64);
+
+    /// Without the lock: `data` (the `len` bytes prepared for) encrypted and checksummed.
+    pub(in crate::fs) fn seal(&self, data: &[u8]) -> Result<Vec<SealedExtent>> {
+        if data.len() as u64 != self.len {
+            return Err(errno(
+                Errno::IO,
+                "write-through of another length than prepared",
+            ));
+        }
+        data.chunks(EXTENT_MAX as usize)
+            .zip(&self.keys)
+            .enumerate()
+            .map(|(i, (piece, (ectx, key)))| {
+                let at = self.off + i as u64 * EXTENT_MAX;
+                SealedExtent::seal(&self.policy, self.du, at, piece, ectx, key)
+            })
+            .collect()
     }
-    Ok(())
+
+    /// Under the node's `state` lock again: the sealed extents appended, the buffered units they
+    /// cover dropped, the size grown.
+    pub(in crate::fs) fn append(self, st: &mut State, sealed: Vec<SealedExtent>) -> Result<()> {
+        let State::File {
+            contents: FileContents::PerExtent(ext),
+            ..
+        } = st
+        else {
+            return Err(errno(Errno::IO, "not a per-extent file"));
+        };
+        let du = ext.du;
+        for idx in self.off / du..(self.off + self.len).div_ceil(du) {
+            ext.remove_unit(idx);
+        }
+        for (s, (ectx, key)) in sealed.into_iter().zip(self.keys) {
+            append_sealed(ext, s, &ectx, key)?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes the buffer out as new extents (each run of consecutive units one extent, with a

@@ -11,11 +11,12 @@ use fscrypt::{Errno, Error, Result};
 use super::blocksums::{block_sum, blocks, BLOCK, TABLE_OFF};
 use super::format::{PayloadSum, ALIGN};
 use super::CHUNK;
-use crate::store::{io_err, read_full_at};
+use crate::store::{io_err, read_full_at, read_up_to_at};
 
 #[cfg(test)]
 thread_local! {
-    /// Calls of [`read_exact_at`] on this thread (the tests count a read's round trips with it).
+    /// Calls of [`read_exact_at`] and [`read_exact_new`] on this thread (the tests count a read's
+    /// round trips with it).
     pub(super) static EXACT_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
@@ -37,6 +38,30 @@ pub(super) fn read_exact_at(
         ));
     }
     Ok(())
+}
+
+/// `len` bytes of `f` at `off` in a new buffer, read into fresh memory (not zeroed first: every
+/// byte is read or the call fails); EIO as [`read_exact_at`] says.
+pub(super) fn read_exact_new(
+    f: &File,
+    len: usize,
+    off: u64,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<Vec<u8>> {
+    #[cfg(test)]
+    EXACT_READS.with(|n| n.set(n.get() + 1));
+    let buf = read_up_to_at(f, len, off)
+        .map_err(|e| io_err(format!("{what}: backing offset {off}"), e))?;
+    if buf.len() != len {
+        return Err(Error::new(
+            Errno::IO,
+            format!(
+                "{what}: backing offset {}: short read",
+                off + buf.len() as u64
+            ),
+        ));
+    }
+    Ok(buf)
 }
 
 /// The block-sum table of `nblocks` blocks of the record at `record_off` (its header block's bytes

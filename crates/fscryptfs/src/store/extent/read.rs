@@ -35,7 +35,7 @@ use fscrypt::extent::{ExtentContext, ExtentKey};
 use fscrypt::{Errno, Error, Result};
 
 use super::blocksums;
-use super::ciphertext::{read_exact_at, read_table, sum_range};
+use super::ciphertext::{read_exact_at, read_exact_new, read_table, sum_range};
 use super::format::PayloadSum;
 use super::map::Piece;
 use super::{corrupt_at, ExtentFile, Run, CHUNK};
@@ -202,8 +202,7 @@ impl ExtentFile {
         }
         let mut windows = Vec::new();
         for (at, hi, _) in joined.into_iter().filter(|j| j.2 > 1) {
-            let mut bytes = vec![0u8; (hi - at) as usize];
-            read_exact_at(&self.file, &mut bytes, at, &self.what)?;
+            let bytes = read_exact_new(&self.file, (hi - at) as usize, at, &self.what)?;
             windows.push(Window { at, bytes });
         }
         Ok(windows)
@@ -326,8 +325,7 @@ impl ExtentFile {
         if let Some(v) = cache_get(&key) {
             return Ok(Source::Whole(v));
         }
-        let mut ct = vec![0u8; len as usize];
-        read_exact_at(&self.file, &mut ct, run.data_off, &self.what)?;
+        let ct = read_exact_new(&self.file, len as usize, run.data_off, &self.what)?;
         if run.sum_alg.digest(&ct) != run.sum {
             return Err(self.mismatch(run, logical));
         }

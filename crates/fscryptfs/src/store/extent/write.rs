@@ -8,6 +8,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use fscrypt::extent::{ExtentContext, ExtentKey};
+use fscrypt::policy::Policy;
 use fscrypt::{Errno, Error, Result};
 
 use super::format::{Commit, PayloadSum, RecordHeader, RecordKind, RECORD_HEADER_BLOCK};
@@ -94,16 +95,19 @@ impl ExtentFile {
         self.finish_append(h, table.as_deref(), None)
     }
 
-    /// Appends the record `h` whose payload is `payload`, in memory: its checksum (with
-    /// `h.sum_alg`) and block-sum table (`FSCXREC2` records) are computed first, so that the
-    /// header block, the payload and the padding go out in one write.
-    fn append_payload(&mut self, mut h: RecordHeader, payload: &[u8]) -> Result<()> {
+    /// Appends the record `h` whose payload is `payload`, in memory, with its checksum `sum`
+    /// (with `h.sum_alg`) and block-sum table (`FSCXREC2` records), computed before: the header
+    /// block, the payload and the padding go out in one write.
+    fn append_payload(
+        &mut self,
+        mut h: RecordHeader,
+        payload: &[u8],
+        sum: [u8; 8],
+        table: Option<&[u8]>,
+    ) -> Result<()> {
         self.prepare_append()?;
-        h.payload_sum = h.sum_alg.digest(payload);
-        let table = (h.sum_alg == PayloadSum::Xxh3)
-            .then(|| blocksums::table_of(payload))
-            .flatten();
-        self.finish_append(h, table.as_deref(), Some(payload))
+        h.payload_sum = sum;
+        self.finish_append(h, table, Some(payload))
     }
 
     /// Appends a record without payload ([`RecordHeader::meta`]).
@@ -126,11 +130,8 @@ impl ExtentFile {
 
     /// Writes out one new extent: `plaintext` at logical `offset`, encrypted with `key` (derived
     /// from `ctx`, whose nonce was just drawn) with IVs 0, 1, ... from the extent's start, appended
-    /// to the log. It replaces whole data units: `offset` must be unit-aligned and the length a
-    /// whole number of units unless the extent reaches the end of the file (the caller merges
-    /// partial units, read-modify-write, before writeout). EINVAL for a misaligned extent, a
-    /// context that does not match the file's policy or a nonce already used in this file (that
-    /// would reuse a (key, IV) pair); EFBIG beyond the maximum size. Not durable until `sync`.
+    /// to the log: [`SealedExtent::seal`], then [`append_sealed`](Self::append_sealed). Not
+    /// durable until `sync`.
     pub fn write_extent(
         &mut self,
         offset: u64,
@@ -138,7 +139,26 @@ impl ExtentFile {
         ctx: &ExtentContext,
         key: &ExtentKey,
     ) -> Result<()> {
-        if plaintext.is_empty() {
+        let sealed = SealedExtent::seal(&self.policy, self.du, offset, plaintext, ctx, key)?;
+        self.append_sealed(sealed)
+    }
+
+    /// Appends an extent sealed without the log at hand. It replaces whole data units: its offset
+    /// must be unit-aligned and its length a whole number of units unless the extent reaches the
+    /// end of the file (the caller merges partial units, read-modify-write, before writeout).
+    /// EINVAL for a misaligned extent, a context that does not match the file's policy or a nonce
+    /// already used in this file (that would reuse a (key, IV) pair); EFBIG beyond the maximum
+    /// size. Not durable until `sync`.
+    pub fn append_sealed(&mut self, sealed: SealedExtent) -> Result<()> {
+        let SealedExtent {
+            offset,
+            len,
+            ctx,
+            payload,
+            sum,
+            table,
+        } = sealed;
+        if len == 0 {
             return Ok(());
         }
         let du = self.du;
@@ -150,19 +170,18 @@ impl ExtentFile {
                 self.what
             )));
         }
-        let len = plaintext.len() as u64;
         let end = self.check_end(offset, len)?;
-        if !offset.is_multiple_of(du) || (!len.is_multiple_of(du) && end < self.map.size()) {
+        if !offset.is_multiple_of(du)
+            || (!len.is_multiple_of(du) && end < self.map.size())
+            || payload.len() as u64 != len.div_ceil(du) * du
+        {
             return Err(Error::invalid(format!(
                 "{}: extent [{offset}, {end}) is not whole data units of {du} bytes",
                 self.what
             )));
         }
-        let mut buf = vec![0u8; (len.div_ceil(du) * du) as usize];
-        buf[..plaintext.len()].copy_from_slice(plaintext);
-        key.encrypt_units(0, du as usize, &mut buf)?;
-        let h = RecordHeader::extent(offset, len, 0, buf.len() as u64, ctx.to_bytes());
-        self.append_payload(h, &buf)
+        let h = RecordHeader::extent(offset, len, 0, payload.len() as u64, ctx.to_bytes());
+        self.append_payload(h, &payload, sum, table.as_deref())
     }
 
     /// Sets the logical size (a truncate record; extending makes a hole). Bytes beyond a
@@ -213,5 +232,64 @@ impl ExtentFile {
         self.gen = c.gen;
         self.durable_end = self.end;
         Ok(())
+    }
+}
+
+/// A new extent encrypted (its units with IVs 0, 1, ... from its start under the key of its
+/// context), not yet appended: sealing needs no log, so the filesystem seals the page cache's
+/// writeback without the file's lock and holds it only to append ([`ExtentFile::append_sealed`],
+/// which checks it against the log). Owns ciphertext and its checksums only.
+pub struct SealedExtent {
+    offset: u64,
+    len: u64,
+    ctx: ExtentContext,
+    payload: Vec<u8>,
+    /// The payload's checksum with [`PayloadSum::CURRENT`], the algorithm of every new record.
+    sum: [u8; 8],
+    /// Its block-sum table (`FSCXREC2` records).
+    table: Option<Vec<u8>>,
+}
+
+impl SealedExtent {
+    /// The logical end of the extent.
+    pub fn end(&self) -> u64 {
+        self.offset + self.len
+    }
+
+    /// `plaintext` at logical `offset` of a file with `policy` and data units of `du` bytes,
+    /// encrypted with `key` (derived from `ctx`, whose nonce was just drawn); a last partial unit
+    /// is padded with zeros. EINVAL for a context that does not match `policy` or an offset that
+    /// is not unit-aligned.
+    pub fn seal(
+        policy: &Policy,
+        du: u64,
+        offset: u64,
+        plaintext: &[u8],
+        ctx: &ExtentContext,
+        key: &ExtentKey,
+    ) -> Result<SealedExtent> {
+        ctx.validate_against(policy)
+            .map_err(|e| Error::invalid(format!("new extent: {}", e.message())))?;
+        if !offset.is_multiple_of(du) {
+            return Err(Error::invalid(format!(
+                "new extent at {offset}: not aligned to data units of {du} bytes"
+            )));
+        }
+        let len = plaintext.len() as u64;
+        let mut payload = vec![0u8; (len.div_ceil(du) * du) as usize];
+        payload[..plaintext.len()].copy_from_slice(plaintext);
+        key.encrypt_units(0, du as usize, &mut payload)?;
+        let alg = PayloadSum::CURRENT;
+        let table = (alg == PayloadSum::Xxh3)
+            .then(|| blocksums::table_of(&payload))
+            .flatten();
+        Ok(SealedExtent {
+            offset,
+            len,
+            ctx: *ctx,
+            sum: alg.digest(&payload),
+            table,
+            payload,
+        })
     }
 }
