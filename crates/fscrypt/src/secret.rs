@@ -7,16 +7,36 @@
 //!
 //! Owning a whole page per secret is deliberate: `munlock` works on pages, so two secrets sharing a page
 //! could unlock each other. It costs 4 KiB per live key, which is bounded by the number of unlocked
-//! inodes.
+//! inodes. Single pages whose secret was wiped stay locked in a small pool ([`POOL_MAX`]) for the
+//! next secret: a per-extent file derives a key for every extent it writes, and `mlock`, `madvise`
+//! and `munlock` each take the process's memory-map lock, which every page fault of every thread
+//! takes too.
 
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::mem::{self, MaybeUninit};
 use std::ptr::NonNull;
+use std::sync::Mutex;
 
 use zeroize::Zeroize;
 
 const PAGE: usize = 4096;
+
+/// Most wiped single pages kept locked for reuse (256 KiB of locked memory).
+const POOL_MAX: usize = 64;
+
+/// Wiped (all zero), locked, `MADV_DONTDUMP` single pages, page-aligned, allocated with the layout
+/// of one page: each is a whole allocation no live secret uses.
+static POOL: Mutex<Vec<PooledPage>> = Mutex::new(Vec::new());
+
+struct PooledPage(NonNull<u8>);
+
+// SAFETY: a pooled page is owned by the pool alone until it is taken out of it.
+unsafe impl Send for PooledPage {}
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<PooledPage>> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// One page-aligned, page-sized-multiple allocation, locked in memory where possible.
 struct LockedPages {
@@ -37,6 +57,16 @@ impl LockedPages {
             Ok(l) => l,
             Err(_) => alloc::handle_alloc_error(Layout::new::<u8>()),
         };
+        if layout == one_page() {
+            if let Some(PooledPage(ptr)) = pool().pop() {
+                // Zeroed when it entered the pool, and still locked.
+                return LockedPages {
+                    ptr,
+                    layout,
+                    locked: true,
+                };
+            }
+        }
         // SAFETY: the layout has a nonzero size.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
         let Some(ptr) = NonNull::new(raw) else {
@@ -59,9 +89,23 @@ impl LockedPages {
     }
 }
 
+/// The layout of a single page, the one size the pool keeps.
+fn one_page() -> Layout {
+    Layout::new::<[u8; PAGE]>()
+        .align_to(PAGE)
+        .unwrap_or_else(|_| Layout::new::<u8>())
+}
+
 impl Drop for LockedPages {
     fn drop(&mut self) {
         self.wipe();
+        if self.locked && self.layout == one_page() {
+            let mut pool = pool();
+            if pool.len() < POOL_MAX {
+                pool.push(PooledPage(self.ptr));
+                return;
+            }
+        }
         if self.locked {
             unlock_pages(self.ptr, self.layout.size());
         }
@@ -267,6 +311,27 @@ mod tests {
         assert_eq!(format!("{s:?}"), "SecretBytes([REDACTED; 40])");
         assert!(s.ct_eq(&s.clone()));
         assert!(!s.ct_eq(&SecretBytes::copy_from(&[8u8; 40])));
+    }
+
+    /// A wiped page goes back to the pool and comes out of it zeroed and locked, and the pool never
+    /// holds more than its bound.
+    #[test]
+    fn wiped_pages_are_reused_zeroed_and_the_pool_is_bounded() {
+        let many: Vec<SecretBytes> = (0..POOL_MAX + 8)
+            .map(|i| SecretBytes::copy_from(&[i as u8 | 1; 64]))
+            .collect();
+        let locked = many.iter().all(SecretBytes::is_locked);
+        drop(many);
+        assert!(pool().len() <= POOL_MAX);
+        for _ in 0..POOL_MAX + 8 {
+            let s = SecretBytes::zeroed(PAGE);
+            // SAFETY: the allocation is one page, initialised.
+            let page = unsafe { std::slice::from_raw_parts(s.pages.ptr.as_ptr(), PAGE) };
+            assert!(page.iter().all(|&b| b == 0), "a reused page was not wiped");
+            if locked {
+                assert!(s.is_locked());
+            }
+        }
     }
 
     #[test]
