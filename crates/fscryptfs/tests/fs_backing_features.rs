@@ -99,6 +99,17 @@ impl Drop for Backing {
     }
 }
 
+/// A new volume of `layout` in `back`'s mount, mounted beside it (`mnt`).
+fn volume_on(back: &Backing, layout: &str) -> Mounted {
+    let backing = back.mnt.join("vol");
+    let layout_arg = format!("--contents-layout={layout}");
+    let out = run(&["init".as_ref(), layout_arg.as_ref(), backing.as_os_str()]);
+    assert!(out.status.success(), "init: {out:?}");
+    let mnt = back.mnt.parent().expect("parent").join("mnt");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    mount_backing(&backing, &mnt, "")
+}
+
 fn renameat2(a: &Path, b: &Path, flags: u32) -> io::Result<()> {
     support::renameat2(a, b, flags)
 }
@@ -368,13 +379,7 @@ fn a_listing_on_a_slow_backing_store_looks_names_up_in_parallel() {
         let Some(back) = Backing::start_with(&["--slow-lookups"]) else {
             return;
         };
-        let backing = back.mnt.join("vol");
-        let layout_arg = format!("--contents-layout={layout}");
-        let out = run(&["init".as_ref(), layout_arg.as_ref(), backing.as_os_str()]);
-        assert!(out.status.success(), "init: {out:?}");
-        let mnt = back.mnt.parent().expect("parent").join("mnt");
-        std::fs::create_dir(&mnt).expect("mkdir");
-        let mut m = mount_backing(&backing, &mnt, "");
+        let mut m = volume_on(&back, layout);
         let id = add_key(&m.mnt, &KEY).expect("add key");
         let enc = m.path("enc");
         std::fs::create_dir(&enc).expect("mkdir enc");
@@ -433,13 +438,7 @@ fn a_network_backing_store_gets_a_larger_read_ahead() {
             return;
         };
         assert_eq!(read_ahead_kb_once(&back.mnt, "1024"), "1024", "passthrough");
-        let backing = back.mnt.join("vol");
-        let layout_arg = format!("--contents-layout={layout}");
-        let out = run(&["init".as_ref(), layout_arg.as_ref(), backing.as_os_str()]);
-        assert!(out.status.success(), "init: {out:?}");
-        let mnt = back.mnt.parent().expect("parent").join("mnt");
-        std::fs::create_dir(&mnt).expect("mkdir");
-        let mut m = mount_backing(&backing, &mnt, "");
+        let mut m = volume_on(&back, layout);
         assert_eq!(
             read_ahead_kb_once(&m.mnt, "4096"),
             "4096",

@@ -32,12 +32,17 @@ pub(super) fn read_exact_at(
     let got = read_full_at(f, buf, off)
         .map_err(|e| io_err(format!("{what}: backing offset {off}"), e))?;
     if got != buf.len() {
-        return Err(Error::new(
-            Errno::IO,
-            format!("{what}: backing offset {}: short read", off + got as u64),
-        ));
+        return Err(short_read(what, off + got as u64));
     }
     Ok(())
+}
+
+/// EIO: the backing file ended at `at`, before what the format says is there.
+fn short_read(what: &(impl std::fmt::Display + ?Sized), at: u64) -> Error {
+    Error::new(
+        Errno::IO,
+        format!("{what}: backing offset {at}: short read"),
+    )
 }
 
 /// `len` bytes of `f` at `off` in a new buffer, read into fresh memory (not zeroed first: every
@@ -53,13 +58,7 @@ pub(super) fn read_exact_new(
     let buf = read_up_to_at(f, len, off)
         .map_err(|e| io_err(format!("{what}: backing offset {off}"), e))?;
     if buf.len() != len {
-        return Err(Error::new(
-            Errno::IO,
-            format!(
-                "{what}: backing offset {}: short read",
-                off + buf.len() as u64
-            ),
-        ));
+        return Err(short_read(what, off + buf.len() as u64));
     }
     Ok(buf)
 }

@@ -95,7 +95,7 @@ const WINDOW_GAP_MAX: u64 = 64 << 10;
 const WINDOW_MAX: u64 = CHUNK + WINDOW_GAP_MAX;
 
 /// Buffers of one read's per-block path: scratch space for blocks not aligned with the units
-/// wanted, and the windows read ahead of their use (`plan_windows`), not yet checked: each table
+/// wanted, and the windows read ahead of their use (`read_windows`), not yet checked: each table
 /// and block taken from them is checked exactly as if read on its own.
 #[derive(Default)]
 struct BlockBufs {
