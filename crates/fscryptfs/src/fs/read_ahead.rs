@@ -24,26 +24,15 @@ pub const READ_AHEAD_KB_DEFAULT: u64 = 1024;
 /// window around itself.
 pub const READ_AHEAD_KB_REMOTE: u64 = 4096;
 
-/// Filesystems (`statfs` `f_type`) whose every request is a round trip to another process or
-/// host: FUSE, NFS, CephFS, SMB/CIFS (both magics), 9P, AFS (both magics).
-const ROUND_TRIP_FILESYSTEMS: &[u64] = &[
-    0x6573_5546,
-    0x6969,
-    0x00c3_6400,
-    0xfe53_4d42,
-    0xff53_4d42,
-    0x0102_1997,
-    0x6b41_4653,
-    0x5346_414f,
-];
-
 /// The read-ahead a mount of the backing directory `backing` gets by default:
-/// [`READ_AHEAD_KB_REMOTE`] on a network or FUSE filesystem, else [`READ_AHEAD_KB_DEFAULT`] (also
-/// when `statfs` fails: it only picks a default).
+/// [`READ_AHEAD_KB_REMOTE`] on a network or FUSE filesystem
+/// ([`on_round_trip_filesystem`](crate::store::features::on_round_trip_filesystem)), else
+/// [`READ_AHEAD_KB_DEFAULT`].
 pub fn default_read_ahead_kb(backing: &Path) -> u64 {
-    match rustix::fs::statfs(backing) {
-        Ok(st) if ROUND_TRIP_FILESYSTEMS.contains(&(st.f_type as u64)) => READ_AHEAD_KB_REMOTE,
-        _ => READ_AHEAD_KB_DEFAULT,
+    if crate::store::features::on_round_trip_filesystem(backing) {
+        READ_AHEAD_KB_REMOTE
+    } else {
+        READ_AHEAD_KB_DEFAULT
     }
 }
 

@@ -517,6 +517,28 @@ fn remove_scratch(root: &impl AsFd, name: &OsStr) -> rustix::io::Result<()> {
     rustix::fs::unlinkat(root, name, AtFlags::REMOVEDIR)
 }
 
+/// Filesystems (`statfs` `f_type`) whose every request is a round trip to another process or
+/// host: FUSE, NFS, CephFS, SMB/CIFS (both magics), 9P, AFS (both magics).
+const ROUND_TRIP_FILESYSTEMS: &[u64] = &[
+    0x6573_5546,
+    0x6969,
+    0x00c3_6400,
+    0xfe53_4d42,
+    0xff53_4d42,
+    0x0102_1997,
+    0x6b41_4653,
+    0x5346_414f,
+];
+
+/// Whether the backing root `backing` is on a filesystem whose every request is a round trip (it
+/// only picks defaults, such as the read-ahead: false when it cannot be told). An `fstatfs` of the
+/// root's `O_PATH` descriptor: nothing inside the backing store is looked at.
+pub fn on_round_trip_filesystem(backing: &std::path::Path) -> bool {
+    super::io::open_backing_root(backing)
+        .and_then(|root| rustix::fs::fstatfs(&root).map_err(|e| sys_err(backing.display(), e)))
+        .is_ok_and(|st| ROUND_TRIP_FILESYSTEMS.contains(&(st.f_type as u64)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,7 +231,7 @@ fn append_extent(
     plain: &[u8],
 ) -> Result<()> {
     let (ectx, key) = fresh_extent_key(policy, unlocked)?;
-    let sealed = SealedExtent::seal(policy, ext.du, start, plain, &ectx, &key)?;
+    let sealed = SealedExtent::seal(ext.du, start, plain, &ectx, &key)?;
     append_sealed(ext, sealed, &ectx, key)
 }
 
@@ -254,7 +254,6 @@ fn file_policy(ctx: Option<&Context>, ext: &ExtState) -> Result<Policy> {
 /// nothing can come between the steps that the last one would wrongly undo. Not committed (see
 /// `FlushFor::Close`).
 pub(in crate::fs) struct WriteThrough {
-    policy: Policy,
     du: u64,
     off: u64,
     len: u64,
@@ -276,7 +275,6 @@ impl WriteThrough {
             .map(|_| fresh_extent_key(&policy, unlocked.as_ref()))
             .collect::<Result<_>>()?;
         Ok(WriteThrough {
-            policy,
             du: ext.du,
             off,
             len,
@@ -297,7 +295,7 @@ impl WriteThrough {
             .enumerate()
             .map(|(i, (piece, (ectx, key)))| {
                 let at = self.off + i as u64 * EXTENT_MAX;
-                SealedExtent::seal(&self.policy, self.du, at, piece, ectx, key)
+                SealedExtent::seal(self.du, at, piece, ectx, key)
             })
             .collect()
     }

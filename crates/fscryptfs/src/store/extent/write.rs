@@ -8,7 +8,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use fscrypt::extent::{ExtentContext, ExtentKey};
-use fscrypt::policy::Policy;
 use fscrypt::{Errno, Error, Result};
 
 use super::format::{Commit, PayloadSum, RecordHeader, RecordKind, RECORD_HEADER_BLOCK};
@@ -139,7 +138,7 @@ impl ExtentFile {
         ctx: &ExtentContext,
         key: &ExtentKey,
     ) -> Result<()> {
-        let sealed = SealedExtent::seal(&self.policy, self.du, offset, plaintext, ctx, key)?;
+        let sealed = SealedExtent::seal(self.du, offset, plaintext, ctx, key)?;
         self.append_sealed(sealed)
     }
 
@@ -256,20 +255,17 @@ impl SealedExtent {
         self.offset + self.len
     }
 
-    /// `plaintext` at logical `offset` of a file with `policy` and data units of `du` bytes,
-    /// encrypted with `key` (derived from `ctx`, whose nonce was just drawn); a last partial unit
-    /// is padded with zeros. EINVAL for a context that does not match `policy` or an offset that
-    /// is not unit-aligned.
+    /// `plaintext` at logical `offset` of a file with data units of `du` bytes, encrypted with
+    /// `key` (derived from `ctx`, whose nonce was just drawn); a last partial unit is padded with
+    /// zeros. EINVAL for an offset that is not unit-aligned. The context is checked against the
+    /// file's policy when it is appended.
     pub fn seal(
-        policy: &Policy,
         du: u64,
         offset: u64,
         plaintext: &[u8],
         ctx: &ExtentContext,
         key: &ExtentKey,
     ) -> Result<SealedExtent> {
-        ctx.validate_against(policy)
-            .map_err(|e| Error::invalid(format!("new extent: {}", e.message())))?;
         if !offset.is_multiple_of(du) {
             return Err(Error::invalid(format!(
                 "new extent at {offset}: not aligned to data units of {du} bytes"
