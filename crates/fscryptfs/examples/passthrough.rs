@@ -769,7 +769,7 @@ fn main() -> io::Result<()> {
     let read_ahead = fscryptfs::fs::read_ahead::default_read_ahead_kb(&backing);
     let mut session = fuser::Session::new(Passthrough::new(backing, opts), mnt, &cfg)?;
     let mut unmounter = session.unmount_callable();
-    fscryptfs::fs::read_ahead::set_read_ahead_later(Path::new(mnt), read_ahead)
+    fscryptfs::fs::read_ahead::set_read_ahead_then(Path::new(mnt), read_ahead, || {})
         .map_err(|e| io::Error::other(e.to_string()))?;
     std::thread::Builder::new()
         .name("signals".into())

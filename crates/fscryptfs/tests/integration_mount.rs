@@ -450,6 +450,40 @@ fn an_ordinary_users_mount_through_the_helper_is_fuse_fscryptfs_too() {
     assert!(wait_for(10, || daemons_of(&backing).is_empty()));
 }
 
+/// `fscryptfs mount` returns only once nothing of the daemon's own holds the mount: an unmount
+/// right after it succeeds. (The daemon's `stat` of its mountpoint, which waits for the kernel's
+/// INIT and sets the read-ahead, once ran after "ready", and `fusermount3 -u` then failed with
+/// EBUSY now and then.) A race, so a hundred rounds as an ordinary user, whose unmount is never lazy.
+#[test]
+fn an_unmount_right_after_mount_is_never_busy() {
+    if !users_can_mount() {
+        return;
+    }
+    let (_tmp, backing, mnt) = nobody_volume_dirs();
+    let backing = backing.canonicalize().unwrap();
+    let mnt = mnt.canonicalize().unwrap();
+    let _guard = Unmount {
+        mnt: mnt.clone(),
+        backing: backing.clone(),
+    };
+    let as_user = |cmd: &mut Command| {
+        cmd.uid(NOBODY)
+            .gid(NOBODY)
+            .env("HOME", "/")
+            .stdin(Stdio::null());
+        run(cmd)
+    };
+    as_user(Command::new(bin()).arg("init").arg(&backing));
+    for round in 0..100 {
+        as_user(Command::new(bin()).arg("mount").arg(&backing).arg(&mnt));
+        as_user(Command::new("fusermount3").arg("-u").arg(&mnt));
+        assert!(
+            wait_for(10, || daemons_of(&backing).is_empty()),
+            "round {round}: the daemon is still running"
+        );
+    }
+}
+
 /// The shipped units, with the binary's path pointed at the built one: `systemd-analyze verify`
 /// (when it is installed; required with FSCRYPTFS_REQUIRE_PRIVILEGED=1).
 #[test]

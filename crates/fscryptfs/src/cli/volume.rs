@@ -345,7 +345,7 @@ pub fn run_mount(args: MountArgs) -> Result<(), CliError> {
     }
     let ready_stdout = args.ready_stdout;
     let mountpoint = args.mountpoint.clone();
-    daemon::serve(&args.backing, &args.mountpoint, &opts, || {
+    daemon::serve(&args.backing, &args.mountpoint, &opts, move || {
         // Before "ready": the caller returns on it, and the line must be on its stderr by then.
         if let Some(w) = &lost_log {
             eprintln!("{w}");

@@ -325,13 +325,13 @@ fn raise_descriptor_limit() {
     }
 }
 
-/// Mounts the volume in `backing` on `mountpoint` and serves it until unmounted. `ready` runs once
-/// the mount is live.
+/// Mounts the volume in `backing` on `mountpoint` and serves it until unmounted. `ready` runs (on
+/// a thread of its own) once the mount has answered a first request and has its read-ahead.
 pub fn serve(
     backing: &Path,
     mountpoint: &Path,
     opts: &MountOptions,
-    ready: impl FnOnce(),
+    ready: impl FnOnce() + Send + 'static,
 ) -> Result<()> {
     let backing: PathBuf = backing
         .canonicalize()
@@ -501,10 +501,7 @@ pub fn serve(
     let read_ahead = opts
         .read_ahead_kb
         .unwrap_or_else(|| super::read_ahead::default_read_ahead_kb(&backing));
-    if read_ahead > 0 {
-        super::read_ahead::set_read_ahead_later(mountpoint, read_ahead)?;
-    }
-    ready();
+    super::read_ahead::set_read_ahead_then(mountpoint, read_ahead, ready)?;
     match session.run() {
         // The kernel tears the connection down at the end of a lazy unmount (the last file was
         // closed): a thread reading then may get ECONNABORTED instead of ENODEV. `destroy` (the

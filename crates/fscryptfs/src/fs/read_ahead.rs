@@ -36,48 +36,57 @@ pub fn default_read_ahead_kb(backing: &Path) -> u64 {
     }
 }
 
-/// Sets the mount's read-ahead to `kb` KiB (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb` of the
-/// mount's device) once the kernel has taken the INIT reply, which would otherwise lower it again
-/// to what the kernel offered: on a thread of its own whose `stat` of the mountpoint is answered
-/// only after INIT. The device found there is changed only if it is a FUSE mount (someone who
-/// swapped the mountpoint's path meanwhile could at most have their own FUSE mount's read-ahead
-/// changed, never a disk's). Not root (sysfs refuses): said in the log, and the kernel's default
-/// stays.
-pub fn set_read_ahead_later(mountpoint: &Path, kb: u64) -> Result<()> {
+/// On a thread of its own: waits until the mount answers (a `stat` of the mountpoint, answered only
+/// after the kernel has taken the INIT reply, which would otherwise lower the read-ahead again to
+/// what the kernel offered), sets its read-ahead to `kb` KiB
+/// (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb` of the mount's device; none when `kb` is 0), then
+/// runs `then`. The caller reports the mount ready in `then`, not before: the `stat` holds the
+/// mount, and an unmount that came while it waited would fail with EBUSY. The device found is
+/// changed only if it is a FUSE mount (someone who swapped the mountpoint's path meanwhile could
+/// at most have their own FUSE mount's read-ahead changed, never a disk's). Not root (sysfs
+/// refuses): said in the log, and the kernel's default stays.
+pub fn set_read_ahead_then(
+    mountpoint: &Path,
+    kb: u64,
+    then: impl FnOnce() + Send + 'static,
+) -> Result<()> {
     let mnt = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("read-ahead".into())
         .spawn(move || {
-            let st = match rustix::fs::stat(&mnt) {
-                Ok(st) => st,
-                Err(e) => {
-                    tracing::info!("read_ahead_kb: {}: {e}", mnt.display());
-                    return;
-                }
-            };
-            let dev = format!(
-                "{}:{}",
-                rustix::fs::major(st.st_dev),
-                rustix::fs::minor(st.st_dev)
-            );
-            if !is_fuse_mount(&dev) {
-                tracing::info!(
-                    "read_ahead_kb: {} is not a FUSE mount (device {dev}): left alone",
-                    mnt.display()
-                );
-                return;
+            match rustix::fs::stat(&mnt) {
+                Ok(st) if kb > 0 => set_read_ahead(&mnt, st.st_dev, kb),
+                Ok(_) => {}
+                Err(e) => tracing::info!("read_ahead_kb: {}: {e}", mnt.display()),
             }
-            let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-            match std::fs::write(&path, format!("{kb}\n")) {
-                Ok(()) => tracing::info!("read-ahead {kb} KiB ({path})"),
-                Err(e) => tracing::info!(
-                    "read_ahead_kb={kb} not set ({path}: {e}; only a daemon running as root can): \
-                     the kernel's read-ahead stays"
-                ),
-            }
+            then();
         })
         .map(|_| ())
         .map_err(|e| io_err("starting the read-ahead thread", e))
+}
+
+/// Writes `kb` to the read-ahead of the mount of device `st_dev` on `mnt`, if it is a FUSE mount.
+fn set_read_ahead(mnt: &Path, st_dev: u64, kb: u64) {
+    let dev = format!(
+        "{}:{}",
+        rustix::fs::major(st_dev),
+        rustix::fs::minor(st_dev)
+    );
+    if !is_fuse_mount(&dev) {
+        tracing::info!(
+            "read_ahead_kb: {} is not a FUSE mount (device {dev}): left alone",
+            mnt.display()
+        );
+        return;
+    }
+    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    match std::fs::write(&path, format!("{kb}\n")) {
+        Ok(()) => tracing::info!("read-ahead {kb} KiB ({path})"),
+        Err(e) => tracing::info!(
+            "read_ahead_kb={kb} not set ({path}: {e}; only a daemon running as root can): \
+             the kernel's read-ahead stays"
+        ),
+    }
 }
 
 /// Whether a mount of device `dev` (`MAJOR:MINOR`) in this mount namespace is a FUSE mount
