@@ -1,6 +1,6 @@
 //! Attributes: GETATTR/SETATTR (size changes through the contents path, ownership, mode, times),
 //! the attribute and entry lifetimes the kernel may cache, symlink targets as the caller sees them,
-//! the owner of new inodes, and the `user.*` extended attributes; and [`advance_clock`], which
+//! the owner of new inodes, and the `user.*` extended attributes; and [`advance_clock_past`], which
 //! makes the next change's timestamps later than this one's (docs/SEMANTICS.md, "Timestamps").
 
 use std::ffi::OsStr;
@@ -35,7 +35,8 @@ pub(super) const UNCACHED: Duration = Duration::ZERO;
 impl Fs {
     /// The attributes of `node` as a reply reports them: the backing inode's, with the logical size
     /// and the symlink target's length. Every reply carrying timestamps goes through here, so this
-    /// is where [`advance_clock`] makes every later change's stamps later than these.
+    /// is where [`advance_clock_past`] makes every later change's stamps later than these, where
+    /// the kernel stamps the next change itself ([`Fs::kernel_may_show`]).
     pub(super) fn attr(&self, node: &Node) -> Result<Attr> {
         let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(node), e))?;
         Ok(self.attr_of(node, &st))
@@ -44,7 +45,9 @@ impl Fs {
     /// [`Fs::attr`] from a `stat` of the node's backing object the caller already has (a new
     /// file's, taken through its open descriptor: no second backing call).
     pub(super) fn attr_of(&self, node: &Node, st: &rustix::fs::Stat) -> Attr {
-        advance_clock();
+        if let Some(newest) = self.kernel_may_show(node, st) {
+            advance_clock_past(newest);
+        }
         let (size, encrypted) = {
             let s = rlock(&node.state);
             let size = match node.kind {
@@ -79,6 +82,32 @@ impl Fs {
             gid: st.st_gid,
             rdev: st.st_rdev as u32,
             blksize: 4096,
+        }
+    }
+
+    /// The newest timestamp the kernel may show for `node` (nanoseconds since the epoch) when the
+    /// kernel, not the backing filesystem, stamps the node's next change; None when it does not.
+    /// With the writeback cache the kernel keeps a regular file's ctime and mtime itself:
+    /// directories, symlinks and special files are stamped by the backing filesystem, whose own
+    /// multigrain timestamps make a change after our `stat` later than what it showed. A file
+    /// unlinked and closed: None, nobody can see a later change. A closed file: the newest of
+    /// `st`'s ctime and mtime, as the kernel stamps nothing without a request to us in between
+    /// (link, unlink, rename and truncate send their stamps in a SETATTR). An open file: any
+    /// stamp (`i64::MAX`), as a write(2) into the page cache stamps it without telling us.
+    fn kernel_may_show(&self, node: &Node, st: &rustix::fs::Stat) -> Option<i64> {
+        if !self.writeback_cache() || node.kind != Kind::File {
+            return None;
+        }
+        let m = lock(&node.meta);
+        if m.opens > 0 {
+            Some(i64::MAX)
+        } else if m.removed.is_some() {
+            None
+        } else {
+            Some(
+                stamp_ns(st.st_ctime, st.st_ctime_nsec as i64)
+                    .max(stamp_ns(st.st_mtime, st.st_mtime_nsec as i64)),
+            )
         }
     }
 
@@ -306,6 +335,11 @@ impl Fs {
             )
             .map_err(|e| sys_err(what(), e))?;
         }
+        // The kernel stamped this change with a ctime of its own, which it shows and we do not
+        // keep: advance past whatever it was.
+        if self.writeback_cache() && node.kind == Kind::File {
+            advance_clock_past(i64::MAX);
+        }
         self.attr(&node)
     }
 
@@ -399,9 +433,9 @@ impl Fs {
     }
 }
 
-/// Makes every timestamp the kernel hands out from now on later than every one it handed out
-/// before the call, so the next change of any inode gets a later ctime (and mtime) than the change
-/// being answered — even within one clock tick.
+/// Makes every timestamp the kernel hands out from now on later than `newest_ns` (a stamp in
+/// nanoseconds since the epoch that a reply is about to show), so the next change of the inode
+/// gets a later ctime (and mtime) than the one being answered — even within one clock tick.
 ///
 /// Why: with the writeback cache the kernel owns a regular file's ctime and mtime (it ignores the
 /// daemon's values for them) and stamps them with `current_time()`, which for FUSE is the coarse
@@ -414,16 +448,27 @@ impl Fs {
 /// `current_time()` returns at least X2 from then on. Three system calls, serialized; on a kernel
 /// without multigrain timestamps this changes nothing (and costs as much).
 ///
-/// Called by [`Fs::attr`], so after every reply that reports timestamps (LOOKUP, GETATTR, CREATE,
-/// MKNOD, MKDIR, SYMLINK, LINK, SETATTR): what multigrain timestamps promise — a change after a
-/// timestamp was observed gets a later one — holds for what the kernel observes through us.
-/// SETATTR covers chmod, chown, truncate, ftruncate and utimes (whose ctime the kernel computed
-/// before sending it) and, with the writeback cache, the times the kernel computed at link,
+/// Skipped when `newest_ns` is below the X1 of an advance that has completed: every stamp since
+/// is at least that advance's X2 > X1 > `newest_ns` already. So a file changed before the last
+/// advance (a `find`, an `ls -lR` or an `rm -rf` of files written earlier) costs nothing here;
+/// a file just changed (a create, a write) costs one advance.
+///
+/// Called by [`Fs::attr`] for the files whose next change the kernel stamps, so after every reply
+/// that reports their timestamps (LOOKUP, GETATTR, CREATE, MKNOD, LINK, SETATTR): what multigrain
+/// timestamps promise — a change after a timestamp was observed gets a later one — holds for what
+/// the kernel observes through us. SETATTR covers chmod, chown, truncate, ftruncate and utimes
+/// (whose ctime the kernel computed before sending it) and the times the kernel computed at link,
 /// rename, unlink and writes, which it sends in a SETATTR right after them or at close.
-pub(super) fn advance_clock() {
+pub(super) fn advance_clock_past(newest_ns: i64) {
+    use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::OnceLock;
+    // The X1 of the newest advance that has completed (its second change done).
+    static ADVANCED_PAST: AtomicI64 = AtomicI64::new(i64::MIN);
     // No lock: the calls are independent, and threads interleaving them still each advance it.
     static CLOCK: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    if newest_ns < ADVANCED_PAST.load(Ordering::Acquire) {
+        return;
+    }
     let clock = CLOCK.get_or_init(|| {
         rustix::fs::memfd_create(
             "fscryptfs-clock",
@@ -436,7 +481,22 @@ pub(super) fn advance_clock() {
         return;
     };
     let mode = Mode::from_raw_mode(0o600);
-    let _ = rustix::fs::fchmod(fd, mode);
-    let _ = rustix::fs::fstat(fd);
-    let _ = rustix::fs::fchmod(fd, mode);
+    if rustix::fs::fchmod(fd, mode).is_err() {
+        return;
+    }
+    let x1 = rustix::fs::fstat(fd);
+    if rustix::fs::fchmod(fd, mode).is_ok() {
+        if let Ok(st) = x1 {
+            ADVANCED_PAST.fetch_max(
+                stamp_ns(st.st_ctime, st.st_ctime_nsec as i64),
+                Ordering::Release,
+            );
+        }
+    }
+}
+
+/// A timestamp as nanoseconds since the epoch (saturating: a stamp beyond 2262 compares as the
+/// largest, one before 1678 as the smallest).
+fn stamp_ns(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
