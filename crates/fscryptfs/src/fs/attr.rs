@@ -48,6 +48,11 @@ impl Fs {
         if let Some(newest) = self.kernel_may_show(node, st) {
             advance_clock_past(newest);
         }
+        self.attr_fields(node, st)
+    }
+
+    /// The attributes of `node` from its backing object's `st`, with no clock advance.
+    fn attr_fields(&self, node: &Node, st: &rustix::fs::Stat) -> Attr {
         let (size, encrypted) = {
             let s = rlock(&node.state);
             let size = match node.kind {
@@ -336,11 +341,12 @@ impl Fs {
             .map_err(|e| sys_err(what(), e))?;
         }
         // The kernel stamped this change with a ctime of its own, which it shows and we do not
-        // keep: advance past whatever it was.
-        if self.writeback_cache() && node.kind == Kind::File {
+        // keep: advance past whatever it was, not only past the backing object's stamps.
+        let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(&node), e))?;
+        if self.kernel_may_show(&node, &st).is_some() {
             advance_clock_past(i64::MAX);
         }
-        self.attr(&node)
+        Ok(self.attr_fields(&node, &st))
     }
 
     pub(super) fn xattr_path(&self, node: &Node) -> Result<String> {
