@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use support::*;
@@ -481,4 +481,80 @@ fn sizes_recorded_after_close_reach_the_header_and_survive_eviction() {
             "f{i}"
         );
     }
+}
+
+/// How many descriptors the daemon holds on the backing file `p` (a node's `O_PATH` descriptor,
+/// and its kept file when the lookup opened the file to read its header).
+fn daemon_fds_on(m: &Mounted, p: &Path) -> usize {
+    let pid = m.daemon_pid().expect("the daemon's pid");
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l == p)
+        .count()
+}
+
+/// Drops the kernel's inodes and dentries, then waits until the daemon evicted the node of the
+/// backing file `p` (no descriptor left on it). False, said loudly, where that needs root and
+/// this is not (required where privileged tests are: CI).
+fn evict(m: &Mounted, p: &Path) -> bool {
+    if let Err(err) = fs::write("/proc/sys/vm/drop_caches", "2") {
+        assert!(
+            std::env::var("FSCRYPTFS_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+            "dropping caches: {err}"
+        );
+        eprintln!("\n******** SKIPPED: dropping caches needs root ********\n");
+        return false;
+    }
+    wait_for("the node's eviction", 10, || daemon_fds_on(m, p) == 0);
+    true
+}
+
+/// A per-file file the kernel forgot is looked up again without opening its backing file while
+/// the file is unchanged: the header as its evicted node left it (`fs::recall`), the same size
+/// and bytes. Changed behind the mount, it is opened and its header read again.
+#[test]
+fn a_forgotten_file_is_recalled_unless_it_changed() {
+    let Some((m, _id)) = encrypted_volume_made_with(&["--contents-layout=per-file"]) else {
+        return;
+    };
+    let data = pattern(3 * 4096 + 904, 21);
+    let f = m.path("enc/f");
+    fs::write(&f, &data).unwrap();
+    let ino = fs::metadata(&f).unwrap().ino();
+    let (backing, _) = backing_file_of(&m.backing.join("enc"), ino);
+    let backing = backing.canonicalize().unwrap();
+    assert_eq!(
+        daemon_fds_on(&m, &backing),
+        2,
+        "looked up: O_PATH and kept file"
+    );
+    if !evict(&m, &backing) {
+        return;
+    }
+    assert_eq!(fs::metadata(&f).unwrap().len(), data.len() as u64);
+    assert_eq!(
+        daemon_fds_on(&m, &backing),
+        1,
+        "recalled: the O_PATH descriptor only, the file was not opened"
+    );
+    assert!(fs::read(&f).unwrap() == data, "recalled: the same bytes");
+
+    assert!(evict(&m, &backing));
+    let (committed, pending) = header_sizes(&backing);
+    assert_eq!(
+        (committed, pending),
+        (data.len() as u64, None),
+        "committed at eviction"
+    );
+    // Changed behind the mount (its mode: only the ctime and mode move, not the size).
+    fs::set_permissions(&backing, fs::Permissions::from_mode(0o600)).unwrap();
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!((md.len(), md.mode() & 0o777), (data.len() as u64, 0o600));
+    assert_eq!(
+        daemon_fds_on(&m, &backing),
+        2,
+        "opened to read the header again"
+    );
+    assert!(fs::read(&f).unwrap() == data);
 }

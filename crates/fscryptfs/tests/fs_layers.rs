@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 /// The rooms of `fs/`, lowest level first.
 const LEVELS: &[&[&str]] = &[
     // Leaves: poison-tolerant locks; the request types the adapter and the rooms exchange; the
-    // mount's read-ahead (a sysfs write the daemon makes).
-    &["locks", "types", "read_ahead"],
+    // mount's read-ahead (a sysfs write the daemon makes); the recalled headers of evicted files.
+    &["locks", "types", "read_ahead", "recall"],
     // One inode: `Node`, its `State`, the per-extent per-inode state and the buffer budget; the
     // ioctl bridge into a caller's memory.
     &["node", "caller_memory"],

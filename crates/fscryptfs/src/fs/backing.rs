@@ -247,6 +247,17 @@ impl Fs {
     ) -> Result<(u64, Kind, Found)> {
         Ok(match ft {
             rustix::fs::FileType::RegularFile => {
+                // A per-file file evicted this mount and unchanged since: its header as the node
+                // left it, with no open and no read (no descriptor kept either: the node opens one
+                // when it needs it).
+                if let Some(r) = self.inodes.recall.take(st) {
+                    self.inodes.remember_ino(st, r.ino);
+                    let state = State::File {
+                        keys: Keys::locked(r.ctx),
+                        contents: FileContents::PerFile(PerFileState::loaded(r.size, false)),
+                    };
+                    return Ok((r.ino, Kind::File, Found::State(state)));
+                }
                 // The descriptor that reads the header stays open while the node is cached: a
                 // per-extent file's log, a per-file file's kept file (`KeptFile`). So it is
                 // opened for writing at once where it may be written (one open, read and

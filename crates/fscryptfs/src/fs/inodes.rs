@@ -14,6 +14,7 @@ use fscrypt::{Errno, Error, Result};
 
 use super::locks::{lock, rlock, wlock};
 use super::node::{check_usable, Kind, Node, State};
+use super::recall::Recall;
 use super::types::errno;
 use crate::store::config::{InoAllocator, ROOT_INO};
 
@@ -36,6 +37,9 @@ pub(super) struct Inodes {
     transit_done: Condvar,
     /// The volume's inode-number allocator.
     pub(super) inos: InoAllocator,
+    /// What evicted per-file nodes knew of their headers, for the next lookup of the same,
+    /// unchanged backing object (`fs::recall`).
+    pub(super) recall: Recall,
 }
 
 /// What `Inodes::claim_ino` found.
@@ -99,6 +103,7 @@ impl Inodes {
             transit: Mutex::new(HashSet::new()),
             transit_done: Condvar::new(),
             inos,
+            recall: Recall::default(),
         }
     }
 
@@ -214,6 +219,7 @@ impl Inodes {
 
     /// Forgets a backing object that is being deleted (its backing number may be reused).
     pub(super) fn forget_backing(&self, st: &rustix::fs::Stat) {
+        self.recall.drop_entry(st);
         if st.st_nlink <= 1 || rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() {
             lock(&self.known).remove(&(st.st_dev, st.st_ino));
         }

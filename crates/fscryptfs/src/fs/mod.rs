@@ -50,6 +50,7 @@ mod names;
 mod namespace;
 mod node;
 pub mod read_ahead;
+mod recall;
 mod rename;
 mod types;
 

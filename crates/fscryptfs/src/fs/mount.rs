@@ -14,9 +14,10 @@ use fscrypt::{Errno, Error, Result};
 use super::contents::{self, Engine, FlushFor};
 use super::handle_table::HandleTable;
 use super::inodes::Inodes;
-use super::locks::{rlock, wlock};
+use super::locks::{lock, rlock, wlock};
 use super::node::budget::Budget;
 use super::node::{Keys, Kind, Meta, Node, State};
+use super::recall::Recalled;
 use super::types::{errno, KernelCache};
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
@@ -154,8 +155,9 @@ impl Fs {
     /// this, so it never counts a reference that is on its way out as busy.
     pub(super) fn finish_eviction(&self, node: &Node) {
         if node.kind == Kind::File {
-            if let Err(e) = self.contents().flush_size(node, None, FlushFor::Evict) {
-                tracing::error!("{e}");
+            match self.contents().flush_size(node, None, FlushFor::Evict) {
+                Ok(()) => self.recall_evicted(node),
+                Err(e) => tracing::error!("{e}"),
             }
         }
         {
@@ -165,6 +167,29 @@ impl Fs {
             drop(key);
         }
         self.inodes.end_transit(node.ino);
+    }
+
+    /// Remembers an evicted per-file file's header (`fs::recall`) once its size is committed —
+    /// unless it has no name left (nobody can look it up) or its metadata is damaged. Before the
+    /// eviction ends: a lookup waiting for it then finds the entry.
+    fn recall_evicted(&self, node: &Node) {
+        let header = {
+            let s = rlock(&node.state);
+            match s.per_file() {
+                Some(p) if !p.size_dirty && p.uncommitted.is_none() => Recalled {
+                    ino: node.ino,
+                    size: p.size,
+                    ctx: s.ctx(),
+                },
+                _ => return,
+            }
+        };
+        if !node.has_name() || lock(&node.meta).removed.is_some() {
+            return;
+        }
+        if let Ok(st) = rustix::fs::fstat(node.fd()) {
+            self.inodes.recall.remember(&st, header);
+        }
     }
 
     /// Whether the mount asks for the FUSE writeback cache.
