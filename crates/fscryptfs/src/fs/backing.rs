@@ -181,7 +181,7 @@ impl Fs {
             Found::Extent(ctx, opened) => {
                 match self
                     .contents()
-                    .load_extent_state(&fd, ctx.as_ref(), opened, what)
+                    .load_extent_state(&fd, &st, ctx.as_ref(), opened, what)
                 {
                     Ok(ext) => State::File {
                         keys: Keys::locked(ctx),
@@ -247,16 +247,27 @@ impl Fs {
     ) -> Result<(u64, Kind, Found)> {
         Ok(match ft {
             rustix::fs::FileType::RegularFile => {
-                // A per-file file evicted this mount and unchanged since: its header as the node
-                // left it, with no open and no read (no descriptor kept either: the node opens one
-                // when it needs it).
+                // A file evicted this mount and unchanged since: its header as the node left it,
+                // with no read — a per-file file not even opened (the node opens it when it needs
+                // it), a per-extent file's log opened on the state its replay found.
                 if let Some(r) = self.inodes.recall.take(st) {
-                    self.inodes.remember_ino(st, r.ino);
-                    let state = State::File {
-                        keys: Keys::locked(r.ctx),
-                        contents: FileContents::PerFile(PerFileState::loaded(r.size, false)),
+                    let contents = match r.log {
+                        None => Some(FileContents::PerFile(PerFileState::loaded(r.size, false))),
+                        Some(snap) => self
+                            .contents()
+                            .recalled_extent_state(fd, st, snap, what)
+                            .map_err(|e| tracing::warn!("{e}"))
+                            .ok()
+                            .map(|e| FileContents::PerExtent(Box::new(e))),
                     };
-                    return Ok((r.ino, Kind::File, Found::State(state)));
+                    if let Some(contents) = contents {
+                        self.inodes.remember_ino(st, r.ino);
+                        let state = State::File {
+                            keys: Keys::locked(r.ctx),
+                            contents,
+                        };
+                        return Ok((r.ino, Kind::File, Found::State(state)));
+                    }
                 }
                 // The descriptor that reads the header stays open while the node is cached: a
                 // per-extent file's log, a per-file file's kept file (`KeptFile`). So it is

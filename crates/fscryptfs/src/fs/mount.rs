@@ -17,7 +17,7 @@ use super::inodes::Inodes;
 use super::locks::{lock, rlock, wlock};
 use super::node::budget::Budget;
 use super::node::{Keys, Kind, Meta, Node, State};
-use super::recall::Recalled;
+use super::recall::{self, Recalled};
 use super::types::{errno, KernelCache};
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
@@ -169,27 +169,37 @@ impl Fs {
         self.inodes.end_transit(node.ino);
     }
 
-    /// Remembers an evicted per-file file's header (`fs::recall`) once its size is committed —
+    /// Remembers an evicted file's header (`fs::recall`): a per-file file's once its size is
+    /// committed, a per-extent file's replayed log if the file is unchanged since that replay —
     /// unless it has no name left (nobody can look it up) or its metadata is damaged. Before the
     /// eviction ends: a lookup waiting for it then finds the entry.
     fn recall_evicted(&self, node: &Node) {
-        let header = {
-            let s = rlock(&node.state);
-            match s.per_file() {
-                Some(p) if !p.size_dirty && p.uncommitted.is_none() => Recalled {
-                    ino: node.ino,
-                    size: p.size,
-                    ctx: s.ctx(),
-                },
-                _ => return,
-            }
-        };
         if !node.has_name() || lock(&node.meta).removed.is_some() {
             return;
         }
-        if let Ok(st) = rustix::fs::fstat(node.fd()) {
-            self.inodes.recall.remember(&st, header);
-        }
+        let Ok(now) = rustix::fs::fstat(node.fd()) else {
+            return;
+        };
+        let header = {
+            let s = rlock(&node.state);
+            let (size, log) = match (s.per_file(), s.ext()) {
+                (Some(p), _) if !p.size_dirty && p.uncommitted.is_none() => (p.size, None),
+                (_, Some(e)) => match &e.replayed {
+                    Some((then, snap)) if recall::unchanged(then, &now) => {
+                        (0, Some(Arc::clone(snap)))
+                    }
+                    _ => return,
+                },
+                _ => return,
+            };
+            Recalled {
+                ino: node.ino,
+                size,
+                ctx: s.ctx(),
+                log,
+            }
+        };
+        self.inodes.recall.remember(&now, header);
     }
 
     /// Whether the mount asks for the FUSE writeback cache.

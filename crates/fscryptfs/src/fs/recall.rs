@@ -1,10 +1,11 @@
-//! What the mount knew of per-file regular files whose nodes it evicted: a later lookup of the same
-//! backing object, unchanged since (the same ctime, mtime, size, link count and mode), takes the
-//! header's contents — the inode number, the encryption context and the committed size — from here
-//! instead of opening the file and reading its header. On a network backing store that open and
-//! read are round trips, and an `ls -lR`, `find` or `rm -rf` after the kernel dropped its caches
-//! makes one lookup per file. Its own module because it is a cache with a rule of its own (when an
-//! entry may be trusted), bounded by [`RECALL_MAX`], and knows nothing of nodes.
+//! What the mount knew of regular files whose nodes it evicted: a later lookup of the same backing
+//! object, unchanged since (the same ctime, mtime, size, link count and mode), takes the header's
+//! contents — the inode number, the encryption context, and the committed size of a per-file file
+//! or the replayed log of a per-extent one — from here instead of reading the file again. On a
+//! network backing store those reads are round trips, and an `ls -lR`, `find` or `rm -rf` after the
+//! kernel dropped its caches makes one lookup per file. Its own module because it is a cache with a
+//! rule of its own (when an entry may be trusted), bounded by [`RECALL_MAX`], and knows nothing of
+//! nodes.
 //!
 //! Why the signature is enough: while no node exists for the file, this mount writes nothing to it
 //! (every change goes through a node, and a node is made by a lookup, which takes the entry), and
@@ -12,24 +13,34 @@
 //! sync, a hostile rewrite — changes the ctime, which nobody but the kernel sets.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fscrypt::context::Context;
 
 use super::locks::lock;
+use crate::store::extent::LogSnapshot;
 
-/// At most this many files are remembered (about 150 bytes each); the oldest goes first.
+/// At most this many files are remembered (about 150 bytes each, a per-extent file's log of at
+/// most `store::extent::SNAPSHOT_MAX_RECORDS` records more); the oldest goes first.
 pub(super) const RECALL_MAX: usize = 16_384;
 
 /// A file's header as the evicted node knew it, committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub(super) struct Recalled {
     /// The stable inode number (the header's).
     pub(super) ino: u64,
-    /// The committed logical size.
+    /// The committed logical size (a per-file file's).
     pub(super) size: u64,
     /// The encryption context, when the file is encrypted.
     pub(super) ctx: Option<Context>,
+    /// A per-extent file's log as a replay found it.
+    pub(super) log: Option<Arc<LogSnapshot>>,
+}
+
+/// Whether two `fstat`s show one backing object (the same device and inode number), unchanged in
+/// between: the same ctime, mtime, size, link count and mode.
+pub(super) fn unchanged(a: &rustix::fs::Stat, b: &rustix::fs::Stat) -> bool {
+    (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) && Signature::of(a) == Signature::of(b)
 }
 
 /// What must be unchanged for an entry to hold.
@@ -123,7 +134,12 @@ mod tests {
             ino,
             size: 5000,
             ctx: None,
+            log: None,
         }
+    }
+
+    fn ino_of(r: Option<Recalled>) -> Option<u64> {
+        r.map(|r| r.ino)
     }
 
     #[test]
@@ -133,8 +149,8 @@ mod tests {
         std::fs::write(&p, b"x").expect("write");
         let r = Recall::default();
         r.remember(&stat_of(&p), header(7));
-        assert_eq!(r.take(&stat_of(&p)), Some(header(7)));
-        assert_eq!(r.take(&stat_of(&p)), None, "taken: gone");
+        assert_eq!(ino_of(r.take(&stat_of(&p))), Some(7));
+        assert_eq!(ino_of(r.take(&stat_of(&p))), None, "taken: gone");
     }
 
     #[test]
@@ -147,15 +163,15 @@ mod tests {
         r.remember(&stat_of(&p), header(7));
         let mode = stat_of(&p).st_mode & 0o7777;
         rustix::fs::chmod(&p, rustix::fs::Mode::from_raw_mode(mode)).expect("chmod");
-        assert_eq!(r.take(&stat_of(&p)), None);
+        assert_eq!(ino_of(r.take(&stat_of(&p))), None);
         // Rewritten: a different size.
         r.remember(&stat_of(&p), header(7));
         std::fs::write(&p, b"xy").expect("write");
-        assert_eq!(r.take(&stat_of(&p)), None);
+        assert_eq!(ino_of(r.take(&stat_of(&p))), None);
         // Deleted.
         r.remember(&stat_of(&p), header(7));
         r.drop_entry(&stat_of(&p));
-        assert_eq!(r.take(&stat_of(&p)), None);
+        assert_eq!(ino_of(r.take(&stat_of(&p))), None);
     }
 
     #[test]
@@ -171,8 +187,8 @@ mod tests {
         }
         assert_eq!(r.len(), RECALL_MAX);
         st.st_ino = 1_000_000;
-        assert_eq!(r.take(&st), None, "the oldest went first");
+        assert_eq!(ino_of(r.take(&st)), None, "the oldest went first");
         st.st_ino = 1_000_000 + RECALL_MAX as u64 + 9;
-        assert_eq!(r.take(&st), Some(header(RECALL_MAX as u64 + 9)));
+        assert_eq!(ino_of(r.take(&st)), Some(RECALL_MAX as u64 + 9));
     }
 }

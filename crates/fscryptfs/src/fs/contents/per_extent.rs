@@ -37,7 +37,7 @@ use crate::fs::node::extent::{
 use crate::fs::node::{Kind, Node, State};
 use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
-use crate::store::extent::{ExtentFile, HEADER_PREFIX};
+use crate::store::extent::{ExtentFile, LogSnapshot, HEADER_PREFIX};
 
 impl Engine<'_> {
     /// The layout of a new regular file with context `ctx`: per-extent for encrypted files of an
@@ -61,8 +61,42 @@ impl Engine<'_> {
 
     /// At lookup of a per-extent file not in the table (the caller holds its number in transit):
     /// opens and recovers its log (its logical size is there, not in the header), from what the
-    /// lookup already opened and read when it has it. No key is needed.
+    /// lookup already opened and read when it has it. No key is needed. The replay's result is
+    /// kept with `st` (the lookup's `fstat`, taken before anything was read) for `fs::recall`.
     pub(in crate::fs) fn load_extent_state(
+        &self,
+        fd: &OwnedFd,
+        st: &rustix::fs::Stat,
+        ctx: Option<&Context>,
+        opened: Option<OpenedLog>,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<ExtState> {
+        let mut ext = self.replay_extent_log(fd, ctx, opened, what)?;
+        ext.replayed = ext.file.snapshot().map(|s| (*st, Arc::new(s)));
+        Ok(ext)
+    }
+
+    /// At lookup of a per-extent file that `fs::recall` found unchanged since an evicted node's
+    /// replay `snap` (`st`: the lookup's `fstat`): its log opened on that state, nothing read.
+    pub(in crate::fs) fn recalled_extent_state(
+        &self,
+        fd: &OwnedFd,
+        st: &rustix::fs::Stat,
+        snap: Arc<LogSnapshot>,
+        what: &(impl std::fmt::Display + ?Sized),
+    ) -> Result<ExtState> {
+        let f = crate::store::io::reopen_stat_file(
+            fd,
+            st,
+            crate::store::io::Access::ReadWriteOrRead,
+            what,
+        )?;
+        let mut ext = ExtState::new(ExtentFile::from_snapshot(f, &snap), Arc::clone(self.budget));
+        ext.replayed = Some((*st, snap));
+        Ok(ext)
+    }
+
+    fn replay_extent_log(
         &self,
         fd: &OwnedFd,
         ctx: Option<&Context>,

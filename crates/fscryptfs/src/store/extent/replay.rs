@@ -1,7 +1,8 @@
 //! Creating and opening a per-extent file, and recovery: the scan that replays the log from 4096 in
 //! sequence order up to the first record that is not whole, trusting what the last commit covers
-//! and dropping a torn tail beyond it (docs/FORMAT.md, "Per-extent layout"). What each record does
-//! to the map is `apply`'s.
+//! and dropping a torn tail beyond it (docs/FORMAT.md, "Per-extent layout"), and the state a
+//! replay produced, kept to be put back on the same, unchanged file without reading it again
+//! ([`LogSnapshot`]). What each record does to the map is `apply`'s.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -19,10 +20,70 @@ use super::format::{
     RECORD_HEADER_BLOCK, RECORD_HEADER_USED,
 };
 use super::map::Map;
-use super::{corrupt_at, BackingPath, ExtentFile, HEADER_PREFIX};
+use super::{corrupt_at, BackingPath, ExtentFile, RecordInfo, Run, HEADER_PREFIX};
 use crate::store::{fs_params, io_err, read_full_at, FILE_HEADER_SIZE};
 
+/// The logs of at most this many records are kept as [`LogSnapshot`]s (a record holds up to 1
+/// MiB written at once: small files, and files written sequentially up to 64 MiB).
+pub const SNAPSHOT_MAX_RECORDS: usize = 64;
+
+/// What replaying a log found — its runs, map, records, nonces, ends, sequence and generation —
+/// without the file: to be put back on the same file when it is unchanged since
+/// ([`ExtentFile::from_snapshot`]), so that opening it again reads nothing.
+#[derive(Clone)]
+pub struct LogSnapshot {
+    policy: Policy,
+    du_bits: u8,
+    runs: Vec<Run>,
+    map: Map,
+    records: Vec<RecordInfo>,
+    nonces: HashSet<[u8; 16]>,
+    end: u64,
+    durable_end: u64,
+    next_seq: u64,
+    gen: u64,
+    trim_pending: bool,
+}
+
 impl ExtentFile {
+    /// This log's state, when it has at most [`SNAPSHOT_MAX_RECORDS`] records. Taken right after
+    /// [`open`](Self::open) or [`open_read`](Self::open_read), it is what a replay of the file as
+    /// it then was produces.
+    pub fn snapshot(&self) -> Option<LogSnapshot> {
+        (self.records.len() <= SNAPSHOT_MAX_RECORDS).then(|| LogSnapshot {
+            policy: self.policy,
+            du_bits: self.du_bits,
+            runs: self.runs.clone(),
+            map: self.map.clone(),
+            records: self.records.clone(),
+            nonces: self.nonces.clone(),
+            end: self.end,
+            durable_end: self.durable_end,
+            next_seq: self.next_seq,
+            gen: self.gen,
+            trim_pending: self.trim_pending,
+        })
+    }
+
+    /// The log `snap` was taken of, opened on `file` without reading it. `file` must be the file
+    /// the snapshot was taken of, unchanged since — the caller's to know (`fs::recall` compares
+    /// its ctime, mtime, size, links and mode) —: nothing here can tell.
+    pub fn from_snapshot(file: File, snap: &LogSnapshot) -> ExtentFile {
+        let what = BackingPath::of(&file);
+        ExtentFile {
+            runs: snap.runs.clone(),
+            map: snap.map.clone(),
+            records: snap.records.clone(),
+            nonces: snap.nonces.clone(),
+            end: snap.end,
+            durable_end: snap.durable_end,
+            next_seq: snap.next_seq,
+            gen: snap.gen,
+            trim_pending: snap.trim_pending,
+            ..ExtentFile::empty(file, what, snap.policy, snap.du_bits)
+        }
+    }
+
     /// Writes the header of a new, empty per-extent file (layout 2, no commit yet) into `file`,
     /// which must be empty (just made with `O_EXCL`), and returns it opened, with an empty log:
     /// one backing call (nothing is read back). The caller makes it durable (`sync`).
