@@ -37,7 +37,7 @@ pub(super) struct Inodes {
     transit_done: Condvar,
     /// The volume's inode-number allocator.
     pub(super) inos: InoAllocator,
-    /// What evicted per-file nodes knew of their headers, for the next lookup of the same,
+    /// What evicted regular-file nodes knew of their files, for the next lookup of the same,
     /// unchanged backing object (`fs::recall`).
     pub(super) recall: Recall,
 }

@@ -20,9 +20,13 @@ use fscrypt::context::Context;
 use super::locks::lock;
 use crate::store::extent::LogSnapshot;
 
-/// At most this many files are remembered (about 150 bytes each, a per-extent file's log of at
-/// most `store::extent::SNAPSHOT_MAX_RECORDS` records more); the oldest goes first.
+/// At most this many files are remembered (about 150 bytes each); the oldest goes first.
 pub(super) const RECALL_MAX: usize = 16_384;
+
+/// At most this many parts of per-extent logs (`LogSnapshot::parts`: records, runs and map
+/// pieces, each some tens of bytes; at most `store::extent::SNAPSHOT_MAX_PARTS` of each per
+/// file) are remembered, a few MiB; the oldest entries go first.
+pub(super) const RECALL_PARTS_MAX: usize = 32_768;
 
 /// A file's header as the evicted node knew it, committed.
 #[derive(Clone)]
@@ -73,6 +77,20 @@ struct Entries {
     /// map's was taken or replaced already.
     order: VecDeque<((u64, u64), u64)>,
     next: u64,
+    /// The parts of the per-extent logs in `map`.
+    parts: usize,
+}
+
+impl Entries {
+    fn remove(&mut self, key: &(u64, u64)) -> Option<(Signature, Recalled, u64)> {
+        let v = self.map.remove(key)?;
+        self.parts -= parts_of(&v.1);
+        Some(v)
+    }
+}
+
+fn parts_of(r: &Recalled) -> usize {
+    r.log.as_ref().map_or(0, |l| l.parts())
 }
 
 /// The evicted files' headers, by backing identity.
@@ -89,14 +107,19 @@ impl Recall {
         let mut e = lock(&self.entries);
         let n = e.next;
         e.next += 1;
+        e.remove(&key);
+        e.parts += parts_of(&header);
         e.map.insert(key, (Signature::of(st), header, n));
         e.order.push_back((key, n));
-        while e.map.len() > RECALL_MAX || e.order.len() > 2 * RECALL_MAX {
+        while e.map.len() > RECALL_MAX
+            || e.parts > RECALL_PARTS_MAX
+            || e.order.len() > 2 * RECALL_MAX
+        {
             let Some((old, m)) = e.order.pop_front() else {
                 break;
             };
             if e.map.get(&old).is_some_and(|v| v.2 == m) {
-                e.map.remove(&old);
+                e.remove(&old);
             }
         }
     }
@@ -105,14 +128,14 @@ impl Recall {
     /// unchanged since; the entry is gone afterwards either way (the node made from it knows it
     /// now, or it was stale).
     pub(super) fn take(&self, st: &rustix::fs::Stat) -> Option<Recalled> {
-        let (sig, header, _) = lock(&self.entries).map.remove(&(st.st_dev, st.st_ino))?;
+        let (sig, header, _) = lock(&self.entries).remove(&(st.st_dev, st.st_ino))?;
         (sig == Signature::of(st)).then_some(header)
     }
 
     /// Drops what is remembered of the backing object `st` (it is being deleted: its number may
     /// be reused).
     pub(super) fn drop_entry(&self, st: &rustix::fs::Stat) {
-        lock(&self.entries).map.remove(&(st.st_dev, st.st_ino));
+        lock(&self.entries).remove(&(st.st_dev, st.st_ino));
     }
 
     #[cfg(test)]
@@ -172,6 +195,71 @@ mod tests {
         r.remember(&stat_of(&p), header(7));
         r.drop_entry(&stat_of(&p));
         assert_eq!(ino_of(r.take(&stat_of(&p))), None);
+    }
+
+    /// A snapshot of a per-extent log of `n` one-unit extents (`n` records, runs and pieces).
+    fn log_of(dir: &std::path::Path, n: u64) -> Arc<LogSnapshot> {
+        use fscrypt::extent::{ExtentContext, ExtentKey};
+        use fscrypt::keysetup::MasterSecret;
+        use fscrypt::policy::{Policy, PolicyV2};
+        use fscrypt::EncryptionMode;
+        let m = MasterSecret::new_v2(&[9; 64]).expect("master");
+        let policy = Policy::V2(PolicyV2 {
+            contents_mode: EncryptionMode::Aes256Xts,
+            filenames_mode: EncryptionMode::Aes256Cts,
+            flags: 2,
+            log2_data_unit_size: 0,
+            master_key_identifier: m.identifier().expect("identifier"),
+        });
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.join(format!("log{n}")))
+            .expect("create");
+        let ctx = Context::new_random(policy).expect("context");
+        let mut ef = crate::store::extent::ExtentFile::create(file, 1, &ctx).expect("log");
+        for i in 0..n {
+            let c = ExtentContext::new_random(&policy).expect("extent context");
+            let key = ExtentKey::derive(&m, &c).expect("key");
+            ef.write_extent(2 * i * 4096, &[7u8; 4096], &c, &key)
+                .expect("write");
+        }
+        Arc::new(ef.snapshot().expect("a short log"))
+    }
+
+    #[test]
+    fn logs_are_bounded_by_their_parts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").expect("write");
+        let mut st = stat_of(&p);
+        let log = log_of(dir.path(), 20);
+        let per = log.parts();
+        assert_eq!(per, 60, "20 records, runs and pieces");
+        let r = Recall::default();
+        let fits = RECALL_PARTS_MAX / per;
+        for i in 0..(fits as u64 + 3) {
+            st.st_ino = 2_000_000 + i;
+            r.remember(
+                &st,
+                Recalled {
+                    log: Some(Arc::clone(&log)),
+                    ..header(i)
+                },
+            );
+        }
+        assert_eq!(r.len(), fits);
+        assert!(lock(&r.entries).parts <= RECALL_PARTS_MAX);
+        st.st_ino = 2_000_000;
+        assert_eq!(ino_of(r.take(&st)), None, "the oldest went first");
+        st.st_ino = 2_000_000 + fits as u64 + 2;
+        assert_eq!(ino_of(r.take(&st)), Some(fits as u64 + 2));
+        assert_eq!(
+            lock(&r.entries).parts,
+            per * (fits - 1),
+            "taken: its parts gone"
+        );
     }
 
     #[test]

@@ -32,6 +32,11 @@ impl Map {
         self.size
     }
 
+    /// How many pieces the map has.
+    pub fn pieces(&self) -> usize {
+        self.pieces.len()
+    }
+
     /// Every piece in logical order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, Piece)> + '_ {
         self.pieces.iter().map(|(&s, &p)| (s, p))

@@ -61,7 +61,7 @@ use fscrypt::Error;
 
 pub use format::{PayloadSum, RecordKind};
 use map::Map;
-pub use replay::{LogSnapshot, SNAPSHOT_MAX_RECORDS};
+pub use replay::{LogSnapshot, SNAPSHOT_MAX_PARTS};
 pub use write::SealedExtent;
 
 /// `needs_compaction` answers yes once the log exceeds twice its compacted size plus this much.

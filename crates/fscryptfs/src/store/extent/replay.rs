@@ -23,9 +23,10 @@ use super::map::Map;
 use super::{corrupt_at, BackingPath, ExtentFile, RecordInfo, Run, HEADER_PREFIX};
 use crate::store::{fs_params, io_err, read_full_at, FILE_HEADER_SIZE};
 
-/// The logs of at most this many records are kept as [`LogSnapshot`]s (a record holds up to 1
-/// MiB written at once: small files, and files written sequentially up to 64 MiB).
-pub const SNAPSHOT_MAX_RECORDS: usize = 64;
+/// Only logs of at most this many records, runs and map pieces each are kept as
+/// [`LogSnapshot`]s (a record holds up to 1 MiB written at once: small files, and files written
+/// sequentially up to 64 MiB in few pieces).
+pub const SNAPSHOT_MAX_PARTS: usize = 64;
 
 /// What replaying a log found — its runs, map, records, nonces, ends, sequence and generation —
 /// without the file: to be put back on the same file when it is unchanged since
@@ -45,24 +46,36 @@ pub struct LogSnapshot {
     trim_pending: bool,
 }
 
+impl LogSnapshot {
+    /// Its size in parts (records, runs and map pieces: each some tens of bytes), for a cache
+    /// that bounds what it keeps.
+    pub fn parts(&self) -> usize {
+        self.records.len() + self.runs.len() + self.map.pieces()
+    }
+}
+
 impl ExtentFile {
-    /// This log's state, when it has at most [`SNAPSHOT_MAX_RECORDS`] records. Taken right after
+    /// This log's state, when it has at most [`SNAPSHOT_MAX_PARTS`] records, runs and pieces. Taken right after
     /// [`open`](Self::open) or [`open_read`](Self::open_read), it is what a replay of the file as
     /// it then was produces.
     pub fn snapshot(&self) -> Option<LogSnapshot> {
-        (self.records.len() <= SNAPSHOT_MAX_RECORDS).then(|| LogSnapshot {
-            policy: self.policy,
-            du_bits: self.du_bits,
-            runs: self.runs.clone(),
-            map: self.map.clone(),
-            records: self.records.clone(),
-            nonces: self.nonces.clone(),
-            end: self.end,
-            durable_end: self.durable_end,
-            next_seq: self.next_seq,
-            gen: self.gen,
-            trim_pending: self.trim_pending,
-        })
+        let parts = [self.records.len(), self.runs.len(), self.map.pieces()];
+        parts
+            .iter()
+            .all(|&n| n <= SNAPSHOT_MAX_PARTS)
+            .then(|| LogSnapshot {
+                policy: self.policy,
+                du_bits: self.du_bits,
+                runs: self.runs.clone(),
+                map: self.map.clone(),
+                records: self.records.clone(),
+                nonces: self.nonces.clone(),
+                end: self.end,
+                durable_end: self.durable_end,
+                next_seq: self.next_seq,
+                gen: self.gen,
+                trim_pending: self.trim_pending,
+            })
     }
 
     /// The log `snap` was taken of, opened on `file` without reading it. `file` must be the file
