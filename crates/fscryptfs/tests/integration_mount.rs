@@ -405,32 +405,41 @@ fn umount_as_root_ends_the_daemon_and_keeps_the_data() {
     }
 }
 
+/// Runs `cmd` as [`NOBODY`] (HOME `/`, no input), which must succeed.
+fn as_nobody(cmd: &mut Command) -> std::process::Output {
+    cmd.uid(NOBODY)
+        .gid(NOBODY)
+        .env("HOME", "/")
+        .stdin(Stdio::null());
+    run(cmd)
+}
+
+/// A volume [`NOBODY`] made (`init` as that user) in directories of its own: the temporary
+/// directory, the canonical backing directory and mountpoint, and the guard that unmounts it.
+fn nobody_volume() -> (tempfile::TempDir, PathBuf, PathBuf, Unmount) {
+    let (tmp, backing, mnt) = nobody_volume_dirs();
+    let backing = backing.canonicalize().unwrap();
+    let mnt = mnt.canonicalize().unwrap();
+    let guard = Unmount {
+        mnt: mnt.clone(),
+        backing: backing.clone(),
+    };
+    as_nobody(Command::new(bin()).arg("init").arg(&backing));
+    (tmp, backing, mnt, guard)
+}
+
 #[test]
 fn an_ordinary_users_mount_through_the_helper_is_fuse_fscryptfs_too() {
     if !users_can_mount() {
         return;
     }
-    let (tmp, backing, mnt) = nobody_volume_dirs();
-    let backing = backing.canonicalize().unwrap();
-    let mnt = mnt.canonicalize().unwrap();
-    let _guard = Unmount {
-        mnt: mnt.clone(),
-        backing: backing.clone(),
-    };
-    let as_user = |cmd: &mut Command| {
-        cmd.uid(NOBODY)
-            .gid(NOBODY)
-            .env("HOME", "/")
-            .stdin(Stdio::null());
-        run(cmd)
-    };
-    as_user(Command::new(bin()).arg("init").arg(&backing));
+    let (tmp, backing, mnt, _guard) = nobody_volume();
     // mount(8) runs the helper as the user for a `user` fstab line; here the user runs it directly
     // (argv[0] names the helper; no symlink needed).
     let log = tmp.path().join("user.log");
     std::fs::write(&log, b"").unwrap();
     std::os::unix::fs::chown(&log, Some(NOBODY), Some(NOBODY)).unwrap();
-    as_user(
+    as_nobody(
         Command::new(bin())
             .arg0("mount.fuse.fscryptfs")
             .arg(&backing)
@@ -446,7 +455,7 @@ fn an_ordinary_users_mount_through_the_helper_is_fuse_fscryptfs_too() {
             backing.to_string_lossy().into_owned()
         ))
     );
-    as_user(Command::new("fusermount3").arg("-u").arg(&mnt));
+    as_nobody(Command::new("fusermount3").arg("-u").arg(&mnt));
     assert!(wait_for(10, || daemons_of(&backing).is_empty()));
 }
 
@@ -459,24 +468,10 @@ fn an_unmount_right_after_mount_is_never_busy() {
     if !users_can_mount() {
         return;
     }
-    let (_tmp, backing, mnt) = nobody_volume_dirs();
-    let backing = backing.canonicalize().unwrap();
-    let mnt = mnt.canonicalize().unwrap();
-    let _guard = Unmount {
-        mnt: mnt.clone(),
-        backing: backing.clone(),
-    };
-    let as_user = |cmd: &mut Command| {
-        cmd.uid(NOBODY)
-            .gid(NOBODY)
-            .env("HOME", "/")
-            .stdin(Stdio::null());
-        run(cmd)
-    };
-    as_user(Command::new(bin()).arg("init").arg(&backing));
+    let (_tmp, backing, mnt, _guard) = nobody_volume();
     for round in 0..100 {
-        as_user(Command::new(bin()).arg("mount").arg(&backing).arg(&mnt));
-        as_user(Command::new("fusermount3").arg("-u").arg(&mnt));
+        as_nobody(Command::new(bin()).arg("mount").arg(&backing).arg(&mnt));
+        as_nobody(Command::new("fusermount3").arg("-u").arg(&mnt));
         assert!(
             wait_for(10, || daemons_of(&backing).is_empty()),
             "round {round}: the daemon is still running"
