@@ -297,8 +297,12 @@ fn sizes_pending_at_close_outlive_the_daemon_but_not_the_cache() {
     fs::create_dir(m.path("enc")).unwrap();
     set_policy(&m.path("enc"), &policy_v2(&id)).unwrap();
     let (a_data, b_data) = (pattern(3 * 4096 + 100, 11), pattern(14_000, 12));
+    // Each file stays open on a descriptor of its own until the daemon is killed: another test
+    // dropping the kernel's caches meanwhile cannot evict the node (an eviction commits).
+    let pin_a = fs::File::create(m.path("enc/a")).unwrap();
     fs::write(m.path("enc/a"), &a_data).unwrap();
     let mut b = fs::File::create(m.path("enc/b")).unwrap();
+    let pin_b = fs::File::open(m.path("enc/b")).unwrap();
     b.write_all(&b_data[..5000]).unwrap();
     b.sync_all().unwrap();
     b.write_all(&b_data[5000..]).unwrap();
@@ -315,6 +319,7 @@ fn sizes_pending_at_close_outlive_the_daemon_but_not_the_cache() {
     m.signal(libc::SIGKILL);
     m.wait_exit(std::time::Duration::from_secs(10))
         .expect("the daemon dies on SIGKILL");
+    drop((pin_a, pin_b));
     let _ = std::process::Command::new("fusermount3")
         .arg("-uz")
         .arg(&m.mnt)
