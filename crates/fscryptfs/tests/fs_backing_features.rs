@@ -378,8 +378,9 @@ fn threads_named(pid: u32, name: &str) -> usize {
         .count()
 }
 
-/// On a backing store whose lookups are round trips (the passthrough with `--slow-lookups`), a
-/// listing looks the names of each reply up on the daemon's lookup threads at once
+/// On a backing store whose lookups are round trips (the passthrough with `--slow-lookups`: a
+/// FUSE filesystem, so from the first listing), a listing looks the names of each reply up on the
+/// daemon's lookup threads at once
 /// (`Fs::do_readdirplus`), and every entry still gets its own attributes and contents, in both
 /// layouts (a per-file file keeps the descriptor its lookup opened: its reads go through it).
 #[test]

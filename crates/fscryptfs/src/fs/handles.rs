@@ -25,8 +25,14 @@ const READDIRPLUS_BATCH: usize = 256;
 const READDIRPLUS_REPLY: usize = 4096;
 
 /// A lookup slower than this means a backing store whose calls are round trips (a network
-/// filesystem): a READDIRPLUS then looks its names up in parallel.
+/// filesystem): a READDIRPLUS then looks its names up in parallel, once [`SLOW_GROUPS`] groups in
+/// a row were that slow.
 const SLOW_LOOKUP: std::time::Duration = std::time::Duration::from_micros(150);
+
+/// Slow lookup groups in a row that make a mount look names up in parallel from then on. One is
+/// not enough: a cold cache or a busy host makes a single group of a local filesystem slow now and
+/// then, and eight threads on a local filesystem cost more than they save.
+pub(super) const SLOW_GROUPS: u32 = 4;
 
 /// Threads that look names up at once for one READDIRPLUS reply on a slow backing store.
 const LOOKUP_THREADS: usize = 8;
@@ -259,11 +265,15 @@ impl Fs {
                 end += 1;
             }
             let group = &entries[at..end];
-            let parallel = self.slow_lookups.load(Ordering::Relaxed);
+            let parallel = self.slow_lookups.load(Ordering::Relaxed) >= SLOW_GROUPS;
             let started = std::time::Instant::now();
             let mut found = self.lookup_group(h.node.ino, group, parallel).into_iter();
-            if !parallel && started.elapsed() >= SLOW_LOOKUP * group.len() as u32 {
-                self.slow_lookups.store(true, Ordering::Relaxed);
+            if !parallel {
+                if started.elapsed() >= SLOW_LOOKUP * group.len() as u32 {
+                    self.slow_lookups.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.slow_lookups.store(0, Ordering::Relaxed);
+                }
             }
             for (i, e) in group.iter().enumerate() {
                 let entry = found.next().flatten();

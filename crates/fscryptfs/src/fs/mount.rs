@@ -56,9 +56,10 @@ pub struct Fs {
     pub(super) inodes: Inodes,
     /// Bytes buffered by per-extent files, all together (`node::budget`).
     pub(super) budget: Arc<Budget>,
-    /// Lookups here were found slow (the backing calls are round trips): READDIRPLUS looks names
-    /// up in parallel (`handles`).
-    pub(super) slow_lookups: std::sync::atomic::AtomicBool,
+    /// Lookup groups in a row found slow (the backing calls are round trips); from
+    /// `handles::SLOW_GROUPS` on, READDIRPLUS looks names up in parallel (`handles`). A backing
+    /// store on a network or FUSE filesystem starts there.
+    pub(super) slow_lookups: std::sync::atomic::AtomicU32,
     /// The threads that do it, started the first time (None: they could not be started, and the
     /// names are looked up one after another).
     pub(super) lookup_pool: OnceLock<Option<rayon::ThreadPool>>,
@@ -83,6 +84,7 @@ impl Fs {
         let mut fsp = crate::store::fs_params();
         fsp.per_extent_encryption = opts.layout == ContentsLayout::Extent;
         let root_fd = store_io::open_backing_root(&backing)?;
+        let round_trips = crate::store::features::is_round_trip_filesystem(&root_fd);
         let meta = read_dir_meta_at(&root_fd, &fsp, &backing)?;
         let epoch = CacheEpoch::of(&root_fd);
         if meta.ino != ROOT_INO {
@@ -108,7 +110,11 @@ impl Fs {
             dir_lock: Mutex::new(()),
         };
         Ok(Fs {
-            slow_lookups: std::sync::atomic::AtomicBool::new(false),
+            slow_lookups: std::sync::atomic::AtomicU32::new(if round_trips {
+                super::handles::SLOW_GROUPS
+            } else {
+                0
+            }),
             lookup_pool: OnceLock::new(),
             backing,
             fsp,

@@ -534,9 +534,12 @@ const ROUND_TRIP_FILESYSTEMS: &[u64] = &[
 /// only picks defaults, such as the read-ahead: false when it cannot be told). An `fstatfs` of the
 /// root's `O_PATH` descriptor: nothing inside the backing store is looked at.
 pub fn on_round_trip_filesystem(backing: &std::path::Path) -> bool {
-    super::io::open_backing_root(backing)
-        .and_then(|root| rustix::fs::fstatfs(&root).map_err(|e| sys_err(backing.display(), e)))
-        .is_ok_and(|st| ROUND_TRIP_FILESYSTEMS.contains(&(st.f_type as u64)))
+    super::io::open_backing_root(backing).is_ok_and(|root| is_round_trip_filesystem(&root))
+}
+
+/// [`on_round_trip_filesystem`] of the filesystem `fd` (a descriptor of the backing root) is on.
+pub fn is_round_trip_filesystem(fd: impl std::os::fd::AsFd) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|st| ROUND_TRIP_FILESYSTEMS.contains(&(st.f_type as u64)))
 }
 
 #[cfg(test)]
