@@ -12,7 +12,7 @@ use fscrypt::{Errno, Result};
 use super::contents::FlushFor;
 use super::handle_table::Handle;
 use super::locks::{lock, rlock};
-use super::mount::Fs;
+use super::mount::{Fs, SLOW_GROUPS};
 use super::node::{check_usable, Kind, Node};
 use super::types::{errno, Creds, DirEnt, Entry, FileType};
 use crate::store::sys_err;
@@ -28,11 +28,6 @@ const READDIRPLUS_REPLY: usize = 4096;
 /// filesystem): a READDIRPLUS then looks its names up in parallel, once [`SLOW_GROUPS`] groups in
 /// a row were that slow.
 const SLOW_LOOKUP: std::time::Duration = std::time::Duration::from_micros(150);
-
-/// Slow lookup groups in a row that make a mount look names up in parallel from then on. One is
-/// not enough: a cold cache or a busy host makes a single group of a local filesystem slow now and
-/// then, and eight threads on a local filesystem cost more than they save.
-pub(super) const SLOW_GROUPS: u32 = 4;
 
 /// Threads that look names up at once for one READDIRPLUS reply on a slow backing store.
 const LOOKUP_THREADS: usize = 8;

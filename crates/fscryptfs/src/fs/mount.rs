@@ -25,6 +25,11 @@ use crate::store::meta::{read_dir_meta_at, DIR_META_NAME};
 use crate::store::pending::CacheEpoch;
 use crate::store::sys_err;
 
+/// Slow lookup groups in a row that make a mount look names up in parallel from then on (`handles`).
+/// One is not enough: a cold cache or a busy host makes a single group of a local filesystem slow
+/// now and then, and eight threads on a local filesystem cost more than they save.
+pub(super) const SLOW_GROUPS: u32 = 4;
+
 /// Options that change the daemon's behaviour.
 #[derive(Clone, Debug, Default)]
 pub struct FsOptions {
@@ -57,8 +62,8 @@ pub struct Fs {
     /// Bytes buffered by per-extent files, all together (`node::budget`).
     pub(super) budget: Arc<Budget>,
     /// Lookup groups in a row found slow (the backing calls are round trips); from
-    /// `handles::SLOW_GROUPS` on, READDIRPLUS looks names up in parallel (`handles`). A backing
-    /// store on a network or FUSE filesystem starts there.
+    /// [`SLOW_GROUPS`] on, READDIRPLUS looks names up in parallel (`handles`). A backing store on
+    /// a network or FUSE filesystem starts there.
     pub(super) slow_lookups: std::sync::atomic::AtomicU32,
     /// The threads that do it, started the first time (None: they could not be started, and the
     /// names are looked up one after another).
@@ -111,7 +116,7 @@ impl Fs {
         };
         Ok(Fs {
             slow_lookups: std::sync::atomic::AtomicU32::new(if round_trips {
-                super::handles::SLOW_GROUPS
+                SLOW_GROUPS
             } else {
                 0
             }),
