@@ -185,30 +185,39 @@ impl Fs {
     /// unless it has no name left (nobody can look it up) or its metadata is damaged. Before the
     /// eviction ends: a lookup waiting for it then finds the entry.
     fn recall_evicted(&self, node: &Node) {
-        if !node.has_name() || lock(&node.meta).removed.is_some() {
-            return;
-        }
-        let Ok(now) = rustix::fs::fstat(node.fd()) else {
-            return;
-        };
-        let header = {
+        // What there is to remember, from the state alone (no backing call for the rest).
+        let (size, replayed, ctx) = {
             let s = rlock(&node.state);
-            let (size, log) = match (s.per_file(), s.ext()) {
+            let (size, replayed) = match (s.per_file(), s.ext()) {
                 (Some(p), _) if !p.size_dirty && p.uncommitted.is_none() => (p.size, None),
                 (_, Some(e)) => match &e.replayed {
-                    Some((then, snap)) if recall::unchanged(then, &now) => {
-                        (0, Some(Arc::clone(snap)))
-                    }
-                    _ => return,
+                    Some((then, snap)) => (0, Some((*then, Arc::clone(snap)))),
+                    None => return,
                 },
                 _ => return,
             };
-            Recalled {
-                ino: node.ino,
-                size,
-                ctx: s.ctx(),
-                log,
-            }
+            (size, replayed, s.ctx())
+        };
+        if lock(&node.meta).removed.is_some() {
+            return;
+        }
+        // One `fstat`: a name left (the link count), and for a log, unchanged since its replay.
+        let Ok(now) = rustix::fs::fstat(node.fd()) else {
+            return;
+        };
+        if now.st_nlink == 0 {
+            return;
+        }
+        let log = match replayed {
+            Some((then, snap)) if recall::unchanged(&then, &now) => Some(snap),
+            Some(_) => return,
+            None => None,
+        };
+        let header = Recalled {
+            ino: node.ino,
+            size,
+            ctx,
+            log,
         };
         self.inodes.recall.remember(&now, header);
     }
