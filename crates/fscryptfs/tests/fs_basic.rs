@@ -564,6 +564,78 @@ fn a_forgotten_file_is_recalled_unless_it_changed() {
     assert!(fs::read(&f).unwrap() == data);
 }
 
+/// A per-extent file looked up again after its node was evicted, unchanged: its log is put back
+/// without opening the backing file (the node holds only its `O_PATH` descriptor), and opens when
+/// first used — from a user's open (a duplicate of that open's descriptor), or by the daemon
+/// itself for a truncate without a handle, whose record is there after a remount. (An `O_PATH`
+/// descriptor of the mount's file pins the inode in the kernel without opening it, so no other
+/// test dropping caches evicts it while descriptors are counted.)
+#[test]
+fn a_recalled_extent_file_opens_its_log_only_when_used() {
+    use rustix::fs::{Mode, OFlags};
+    let Some((mut m, _id)) = encrypted_volume() else {
+        return;
+    };
+    let data = pattern(3 * 4096 + 100, 7);
+    let f = m.path("enc/f");
+    fs::write(&f, &data).unwrap();
+    let ino = fs::metadata(&f).unwrap().ino();
+    let (backing, _) = backing_file_of(&m.backing.join("enc"), ino);
+    let backing = backing.canonicalize().unwrap();
+    // A new file leaves nothing to recall: its next lookup replays the log, which the one after
+    // the next eviction is spared.
+    if !evict(&m, &backing) {
+        return;
+    }
+    assert_eq!(fs::metadata(&f).unwrap().len(), data.len() as u64);
+    let recalled = || {
+        assert!(evict(&m, &backing));
+        let pin = rustix::fs::open(&f, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        assert_eq!(fs::metadata(&f).unwrap().len(), data.len() as u64);
+        pin
+    };
+    let pin = recalled();
+    assert_eq!(
+        daemon_fds_on(&m, &backing),
+        1,
+        "recalled and stat'ed: the node's O_PATH descriptor, no log opened"
+    );
+    {
+        let mut held = fs::File::open(&f).unwrap();
+        assert_eq!(
+            daemon_fds_on(&m, &backing),
+            3,
+            "opened: the O_PATH descriptor, the open's, the log's duplicate of it"
+        );
+        let mut got = Vec::new();
+        held.read_to_end(&mut got).unwrap();
+        assert!(got == data, "recalled: the same bytes");
+    }
+    // RELEASE comes after close(2) has returned.
+    wait_for("the log open with its node, the open's closed", 10, || {
+        daemon_fds_on(&m, &backing) == 2
+    });
+    drop(pin);
+
+    let pin = recalled();
+    assert_eq!(daemon_fds_on(&m, &backing), 1);
+    let path = CString::new(f.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path; truncate(2) reads it and nothing else.
+    assert_eq!(unsafe { libc::truncate(path.as_ptr(), 5000) }, 0);
+    assert_eq!(
+        daemon_fds_on(&m, &backing),
+        2,
+        "truncated without a handle: the log opened itself for its record"
+    );
+    drop(pin);
+    m.remount("");
+    add_key(&m.mnt, &KEY).expect("add key");
+    assert!(
+        fs::read(&f).unwrap() == data[..5000],
+        "the truncate outlived the daemon"
+    );
+}
+
 /// The daemon's read system calls so far (`syscr` of `/proc/PID/io`: its reads of the FUSE device
 /// and of the backing store).
 fn daemon_reads(m: &Mounted) -> u64 {

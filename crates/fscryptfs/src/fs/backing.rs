@@ -158,6 +158,8 @@ impl Fs {
         bname: &OsStr,
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<(Arc<Node>, rustix::fs::Stat)> {
+        // Shared from here: a recalled per-extent log opens through it when first used.
+        let fd = Arc::new(fd);
         // Read, then claim the number; read again when the claim had to wait.
         let (st, ino, kind, found, transit) = loop {
             let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
@@ -238,7 +240,7 @@ impl Fs {
     /// The number is remembered for the object's backing identity.
     fn identify(
         &self,
-        fd: &OwnedFd,
+        fd: &Arc<OwnedFd>,
         st: &rustix::fs::Stat,
         ft: rustix::fs::FileType,
         parent: u64,
@@ -249,25 +251,21 @@ impl Fs {
             rustix::fs::FileType::RegularFile => {
                 // A file evicted this mount and unchanged since: its header as the node left it,
                 // with no read — a per-file file not even opened (the node opens it when it needs
-                // it), a per-extent file's log opened on the state its replay found.
+                // it), a per-extent file's log put back on the state its replay found (opened
+                // when it is first read or written).
                 if let Some(r) = self.inodes.recall.take(st) {
                     let contents = match r.log {
-                        None => Some(FileContents::PerFile(PerFileState::loaded(r.size, false))),
-                        Some(snap) => self
-                            .contents()
-                            .recalled_extent_state(fd, st, snap, what)
-                            .map_err(|e| tracing::warn!("{e}"))
-                            .ok()
-                            .map(|e| FileContents::PerExtent(Box::new(e))),
+                        None => FileContents::PerFile(PerFileState::loaded(r.size, false)),
+                        Some(snap) => FileContents::PerExtent(Box::new(
+                            self.contents().recalled_extent_state(fd, st, snap),
+                        )),
                     };
-                    if let Some(contents) = contents {
-                        self.inodes.remember_ino(st, r.ino);
-                        let state = State::File {
-                            keys: Keys::locked(r.ctx),
-                            contents,
-                        };
-                        return Ok((r.ino, Kind::File, Found::State(state)));
-                    }
+                    self.inodes.remember_ino(st, r.ino);
+                    let state = State::File {
+                        keys: Keys::locked(r.ctx),
+                        contents,
+                    };
+                    return Ok((r.ino, Kind::File, Found::State(state)));
                 }
                 // The descriptor that reads the header stays open while the node is cached: a
                 // per-extent file's log, a per-file file's kept file (`KeptFile`). So it is

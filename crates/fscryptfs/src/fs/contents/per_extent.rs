@@ -37,7 +37,7 @@ use crate::fs::node::extent::{
 use crate::fs::node::{Kind, Node, State};
 use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
-use crate::store::extent::{ExtentFile, LogSnapshot, HEADER_PREFIX};
+use crate::store::extent::{ExtentFile, LogFile, LogSnapshot, HEADER_PREFIX};
 
 impl Engine<'_> {
     /// The layout of a new regular file with context `ctx`: per-extent for encrypted files of an
@@ -77,23 +77,26 @@ impl Engine<'_> {
     }
 
     /// At lookup of a per-extent file that `fs::recall` found unchanged since an evicted node's
-    /// replay `snap` (`st`: the lookup's `fstat`): its log opened on that state, nothing read.
+    /// replay `snap` (`st`: the lookup's `fstat`): its log put back on that state, nothing read
+    /// and nothing opened (the node's `O_PATH` descriptor `fd` opens the file at the first read
+    /// or write of the log, unless a user's open lent it a duplicate of its own first).
     pub(in crate::fs) fn recalled_extent_state(
         &self,
-        fd: &OwnedFd,
+        fd: &Arc<OwnedFd>,
         st: &rustix::fs::Stat,
         snap: Arc<LogSnapshot>,
-        what: &(impl std::fmt::Display + ?Sized),
-    ) -> Result<ExtState> {
-        let f = crate::store::io::reopen_stat_file(
-            fd,
-            st,
+    ) -> ExtState {
+        let log = LogFile::deferred(
+            Arc::clone(fd),
+            *st,
             crate::store::io::Access::ReadWriteOrRead,
-            what,
-        )?;
-        let mut ext = ExtState::new(ExtentFile::from_snapshot(f, &snap), Arc::clone(self.budget));
+        );
+        let mut ext = ExtState::new(
+            ExtentFile::from_snapshot(log, &snap),
+            Arc::clone(self.budget),
+        );
         ext.replayed = Some((*st, snap));
-        Ok(ext)
+        ext
     }
 
     fn replay_extent_log(

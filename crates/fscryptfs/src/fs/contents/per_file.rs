@@ -476,7 +476,9 @@ impl Engine<'_> {
     }
 
     /// Opens the backing file of a regular node (read-write when `write`, else read-write if
-    /// possible and read-only otherwise: the kernel may read-modify-write partial units).
+    /// possible and read-only otherwise: the kernel may read-modify-write partial units). A
+    /// per-extent log put back from a snapshot and not opened yet takes a duplicate of it
+    /// (`ExtentFile::adopt_file`): a log a user opens is open before anything is written to it.
     pub(in crate::fs) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
         use crate::store::io as store_io;
         if let Some(why) = rlock(&node.state).corrupt_why() {
@@ -487,7 +489,13 @@ impl Engine<'_> {
         } else {
             store_io::Access::ReadWriteOrRead
         };
-        store_io::reopen_file(&node.fd(), access, &self.described(node))
+        let file = store_io::reopen_file(&node.fd(), access, &self.described(node))?;
+        if let Some(ext) = rlock(&node.state).ext() {
+            if !ext.file.is_open() {
+                ext.file.adopt_file(&file)?;
+            }
+        }
+        Ok(file)
     }
 }
 

@@ -339,7 +339,7 @@ impl Node {
     pub(super) fn looked_up(
         ino: u64,
         kind: Kind,
-        fd: OwnedFd,
+        fd: impl Into<Arc<OwnedFd>>,
         state: State,
         parent: u64,
         name: &OsStr,
@@ -347,7 +347,7 @@ impl Node {
         Arc::new(Node {
             ino,
             kind,
-            fd: RwLock::new(Arc::new(fd)),
+            fd: RwLock::new(fd.into()),
             ident: Mutex::new(None),
             state: RwLock::new(state),
             meta: Mutex::new(Meta {

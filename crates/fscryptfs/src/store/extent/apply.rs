@@ -136,7 +136,7 @@ impl ExtentFile {
         // The table's length comes from the record: it is checked and read in bounded pieces
         // (streamed checksum first, then the entries a chunk at a time), never allocated whole.
         let table_off = pos + RECORD_HEADER_BLOCK;
-        match sum_range(h.sum_alg, &self.file, table_off, table_len, &self.what) {
+        match sum_range(h.sum_alg, self.file()?, table_off, table_len, &self.what) {
             Ok(sum) if sum == h.payload_sum => {}
             Ok(_) => return Err(bad("checkpoint table checksum mismatch")),
             Err(e) if e.errno() == Errno::IO => return Err(bad("checkpoint table truncated")),
@@ -149,7 +149,7 @@ impl ExtentFile {
         let mut done = 0u64;
         while done < table_len {
             let n = (table_len - done).min(TABLE_CHUNK) as usize;
-            let got = read_full_at(&self.file, &mut chunk[..n], table_off + done)
+            let got = read_full_at(self.file()?, &mut chunk[..n], table_off + done)
                 .map_err(|e| io_err(&self.what, e))?;
             if got != n {
                 return Err(corrupt_at(&self.what, pos, "checkpoint table truncated"));

@@ -47,7 +47,7 @@ impl ExtentFile {
                 continue;
             }
             let (sum, sums) =
-                sum_range_blocks(run.sum_alg, &self.file, run.data_off, len, &self.what)?;
+                sum_range_blocks(run.sum_alg, self.file()?, run.data_off, len, &self.what)?;
             if blocksums::has_table(&run.table) {
                 self.check_table(run, &sums, &mut out)?;
             }
@@ -63,7 +63,7 @@ impl ExtentFile {
             }
         }
         let file_len = self
-            .file
+            .file()?
             .metadata()
             .map_err(|e| io_err(&self.what, e))?
             .len();
@@ -92,7 +92,7 @@ impl ExtentFile {
     /// one per block that does not match its entry.
     fn check_table(&self, run: &Run, sums: &[u8], out: &mut Vec<Finding>) -> Result<()> {
         let n = (sums.len() / 8) as u64;
-        let table = read_table(&self.file, run.record_off, n, &self.what)?;
+        let table = read_table(self.file()?, run.record_off, n, &self.what)?;
         if blocksums::table_hash(&table) != run.table {
             out.push(finding(
                 Some(run.record_off + blocksums::TABLE_OFF),
@@ -125,7 +125,7 @@ impl ExtentFile {
     /// beyond the log). The file must have been opened for writing.
     pub fn cut_torn_tail(&mut self) -> Result<u64> {
         let file_len = self
-            .file
+            .file()?
             .metadata()
             .map_err(|e| io_err(&self.what, e))?
             .len();
@@ -133,9 +133,9 @@ impl ExtentFile {
             return Ok(0);
         }
         debug_assert!(self.end >= self.durable_end);
-        self.file
-            .set_len(self.end)
-            .and_then(|()| self.file.sync_data())
+        let f = self.file()?;
+        f.set_len(self.end)
+            .and_then(|()| f.sync_data())
             .map_err(|e| io_err(format!("{}: cutting a torn tail", self.what), e))?;
         self.trim_pending = false;
         Ok(file_len - self.end)

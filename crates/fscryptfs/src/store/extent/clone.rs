@@ -49,7 +49,7 @@ impl ExtentFile {
             ));
         }
         let (pieces, n) = src.clone_source(src_off, dst_off, len, self.map.size())?;
-        let src_file = src.file.try_clone().map_err(|e| io_err(&src.what, e))?;
+        let src_file = src.file()?.try_clone().map_err(|e| io_err(&src.what, e))?;
         self.clone_pieces(&src_file, pieces, src_off, dst_off, n)?;
         Ok(n)
     }
@@ -58,7 +58,10 @@ impl ExtentFile {
     /// from the extents as they were before it).
     pub fn clone_within(&mut self, src_off: u64, dst_off: u64, len: u64) -> Result<u64> {
         let (pieces, n) = self.clone_source(src_off, dst_off, len, self.map.size())?;
-        let f = self.file.try_clone().map_err(|e| io_err(&self.what, e))?;
+        let f = self
+            .file()?
+            .try_clone()
+            .map_err(|e| io_err(&self.what, e))?;
         self.clone_pieces(&f, pieces, src_off, dst_off, n)?;
         Ok(n)
     }

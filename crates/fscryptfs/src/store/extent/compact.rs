@@ -107,7 +107,7 @@ impl ExtentFile {
         let dwhat = BackingPath::of(&dst);
         let du = self.du;
         let mut header = vec![0u8; FILE_HEADER_SIZE as usize];
-        read_full_at(&self.file, &mut header[..80], 0).map_err(|e| io_err(&self.what, e))?;
+        read_full_at(self.file()?, &mut header[..80], 0).map_err(|e| io_err(&self.what, e))?;
         dst.set_len(0).map_err(|e| io_err(&dwhat, e))?;
         let rec = FILE_HEADER_SIZE;
         let (rels, payload_len) = self.checkpoint_layout();
@@ -122,7 +122,7 @@ impl ExtentFile {
             let nunits = (e.end - e.start).div_ceil(du);
             let (sum, _) = copy_ciphertext(
                 alg,
-                &self.file,
+                self.file()?,
                 run.data_off + e.unit * du,
                 &dst,
                 rec + data_rel,

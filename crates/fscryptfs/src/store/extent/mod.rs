@@ -19,7 +19,8 @@
 
 //!
 //! The engine by concern (each file's header says what it owns):
-//! - this file: the [`ExtentFile`] type, the records and mappings it reports, its small accessors;
+//! - this file: the [`ExtentFile`] type, the [`LogFile`] it reads and writes (open, or opened at
+//!   first use), the records and mappings it reports, its small accessors;
 //! - `format`: the bytes (commit slots, record headers, checkpoint entries), no I/O;
 //! - `map`: the in-memory map of logical ranges to stored units, pure arithmetic;
 //! - `ciphertext`: streamed ciphertext I/O (checksum a range, copy or reflink it);
@@ -53,11 +54,13 @@ mod write;
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use fscrypt::extent::ExtentContext;
 use fscrypt::policy::Policy;
-use fscrypt::Error;
+use fscrypt::{Errno, Error, Result};
+
+use crate::store::io_err;
 
 pub use format::{PayloadSum, RecordKind};
 use map::Map;
@@ -154,7 +157,7 @@ pub struct Finding {
 
 /// One per-extent backing file, opened and recovered.
 pub struct ExtentFile {
-    file: File,
+    file: LogFile,
     /// This opened instance's identity in the cache of verified runs (`read`).
     instance: u64,
     /// The backing path (from `/proc/self/fd`, when first needed), for messages.
@@ -182,6 +185,87 @@ pub struct ExtentFile {
     compacted_memo: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
+/// The backing file a log lives in: open from the start (a log created, or opened and replayed),
+/// or, for a log put back from a [`LogSnapshot`], opened at its first read or write from the
+/// `O_PATH` descriptor it was recalled with. A file that is only looked up, listed, stat'ed or
+/// removed is then never opened (on a network filesystem an open and its close are round trips).
+pub struct LogFile {
+    opened: std::sync::OnceLock<File>,
+    /// Where a deferred log opens from (`None` for one opened from the start).
+    deferred: Option<DeferredOpen>,
+}
+
+/// How a deferred log opens: the `O_PATH` descriptor of the backing file, its `fstat`, the access.
+struct DeferredOpen {
+    fd: std::sync::Arc<OwnedFd>,
+    st: rustix::fs::Stat,
+    access: crate::store::io::Access,
+}
+
+impl LogFile {
+    /// A log file opened already.
+    pub fn opened(file: File) -> LogFile {
+        LogFile {
+            opened: std::sync::OnceLock::from(file),
+            deferred: None,
+        }
+    }
+
+    /// A log file to be opened from `fd` (an `O_PATH` descriptor of the regular file that `st`
+    /// describes) with `access` when it is first read or written.
+    pub fn deferred(
+        fd: std::sync::Arc<OwnedFd>,
+        st: rustix::fs::Stat,
+        access: crate::store::io::Access,
+    ) -> LogFile {
+        LogFile {
+            opened: std::sync::OnceLock::new(),
+            deferred: Some(DeferredOpen { fd, st, access }),
+        }
+    }
+
+    /// Whether the file is open (a deferred one: read or written since).
+    pub fn is_open(&self) -> bool {
+        self.opened.get().is_some()
+    }
+
+    /// The open file, opened now if deferred (the `O_PATH` descriptor pins the inode: it is the
+    /// file that was recalled, whatever its name now is). Two threads that race here both open it,
+    /// and one keeps its file.
+    fn get(&self, what: &BackingPath) -> Result<&File> {
+        if let Some(f) = self.opened.get() {
+            return Ok(f);
+        }
+        let Some(d) = &self.deferred else {
+            return Err(Error::new(
+                Errno::BADF,
+                format!("{what}: log file not open"),
+            ));
+        };
+        let f = crate::store::io::reopen_stat_file(&d.fd, &d.st, d.access, what)?;
+        Ok(self.opened.get_or_init(|| f))
+    }
+
+    /// Takes `file` (a descriptor of the same backing file, opened by a user's open) as this log's
+    /// own if it has none yet: a duplicate, no open.
+    fn adopt(&self, file: &File) -> std::io::Result<()> {
+        if self.opened.get().is_none() {
+            let f = file.try_clone()?;
+            let _ = self.opened.set(f);
+        }
+        Ok(())
+    }
+
+    /// The descriptor messages name the file by: the open file's, else the `O_PATH` one.
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match (self.opened.get(), &self.deferred) {
+            (Some(f), _) => f.as_raw_fd(),
+            (None, Some(d)) => d.fd.as_raw_fd(),
+            (None, None) => -1,
+        }
+    }
+}
+
 /// The path of an open backing file from `/proc/self/fd`, for messages: read the first time a
 /// message needs it (a system call that most opened files, which never produce a message, need
 /// not make: one per lookup of a per-extent file otherwise). Valid while that file stays open
@@ -194,8 +278,12 @@ pub(crate) struct BackingPath {
 impl BackingPath {
     /// The path of `file`, to be read when first needed.
     fn of(file: &File) -> BackingPath {
+        BackingPath::of_fd(file.as_raw_fd())
+    }
+
+    fn of_fd(fd: std::os::fd::RawFd) -> BackingPath {
         BackingPath {
-            fd: file.as_raw_fd(),
+            fd,
             path: std::sync::OnceLock::new(),
         }
     }
@@ -262,7 +350,25 @@ impl ExtentFile {
     /// Reads the backing path again (after the caller renamed the file, e.g. a compacted copy
     /// over the original).
     pub fn refresh_path(&mut self) {
-        self.what = BackingPath::of(&self.file);
+        self.what = BackingPath::of_fd(self.file.raw_fd());
+    }
+
+    /// The backing file, opened now if this log was put back from a snapshot and not yet read
+    /// or written.
+    fn file(&self) -> Result<&File> {
+        self.file.get(&self.what)
+    }
+
+    /// Whether the backing file is open (a log put back from a snapshot opens at first use).
+    pub fn is_open(&self) -> bool {
+        self.file.is_open()
+    }
+
+    /// Takes `file`, a descriptor of this log's backing file that a user's open just opened, as
+    /// the log's own when the log has none yet (duplicated: no open of its own). A log then
+    /// writes back through a descriptor whose open already succeeded.
+    pub fn adopt_file(&self, file: &File) -> Result<()> {
+        self.file.adopt(file).map_err(|e| io_err(&self.what, e))
     }
 
     /// The live mappings in logical order (for `inspect`).

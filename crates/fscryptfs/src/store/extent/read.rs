@@ -202,7 +202,7 @@ impl ExtentFile {
         }
         let mut windows = Vec::new();
         for (at, hi, _) in joined.into_iter().filter(|j| j.2 > 1) {
-            let bytes = read_exact_new(&self.file, (hi - at) as usize, at, &self.what)?;
+            let bytes = read_exact_new(self.file()?, (hi - at) as usize, at, &self.what)?;
             windows.push(Window { at, bytes });
         }
         Ok(windows)
@@ -221,7 +221,7 @@ impl ExtentFile {
         // not keep the read's whole window alive with it.
         let t = match in_window(&bufs.windows, lo, hi) {
             Some(b) => b.to_vec(),
-            None => read_table(&self.file, run.record_off, (hi - lo) / 8, &self.what)?,
+            None => read_table(self.file()?, run.record_off, (hi - lo) / 8, &self.what)?,
         };
         if blocksums::table_hash(&t) != run.table {
             return Err(Error::new(
@@ -267,7 +267,7 @@ impl ExtentFile {
         };
         match in_window(&bufs.windows, lo, hi) {
             Some(w) => bytes.copy_from_slice(w),
-            None => read_exact_at(&self.file, bytes, lo, &self.what)?,
+            None => read_exact_at(self.file()?, bytes, lo, &self.what)?,
         }
         if let Some(i) = blocksums::first_mismatch(table, b_lo / B, bytes) {
             return Err(Error::new(
@@ -303,7 +303,7 @@ impl ExtentFile {
             run.sum_alg,
         );
         if len > WHOLE_RUN_MAX {
-            if sum_range(run.sum_alg, &self.file, run.data_off, len, &self.what)? != run.sum {
+            if sum_range(run.sum_alg, self.file()?, run.data_off, len, &self.what)? != run.sum {
                 return Err(self.mismatch(run, logical));
             }
             tracing::warn!(
@@ -325,7 +325,7 @@ impl ExtentFile {
         if let Some(v) = cache_get(&key) {
             return Ok(Source::Whole(v));
         }
-        let ct = read_exact_new(&self.file, len as usize, run.data_off, &self.what)?;
+        let ct = read_exact_new(self.file()?, len as usize, run.data_off, &self.what)?;
         if run.sum_alg.digest(&ct) != run.sum {
             return Err(self.mismatch(run, logical));
         }
@@ -411,7 +411,7 @@ impl ExtentFile {
                             let from = (unit_in_run * du) as usize;
                             dst.copy_from_slice(&v[from..from + dst.len()]);
                         }
-                        Source::Streamed => read_exact_at(&self.file, dst, at, &self.what)?,
+                        Source::Streamed => read_exact_at(self.file()?, dst, at, &self.what)?,
                     }
                     keys[ki]
                         .1

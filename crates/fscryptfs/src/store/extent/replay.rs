@@ -20,7 +20,7 @@ use super::format::{
     RECORD_HEADER_BLOCK, RECORD_HEADER_USED,
 };
 use super::map::Map;
-use super::{corrupt_at, BackingPath, ExtentFile, RecordInfo, Run, HEADER_PREFIX};
+use super::{corrupt_at, BackingPath, ExtentFile, LogFile, RecordInfo, Run, HEADER_PREFIX};
 use crate::store::{fs_params, io_err, read_full_at, FILE_HEADER_SIZE};
 
 /// Only logs of at most this many records, runs and map pieces each are kept as
@@ -78,11 +78,12 @@ impl ExtentFile {
             })
     }
 
-    /// The log `snap` was taken of, opened on `file` without reading it. `file` must be the file
+    /// The log `snap` was taken of, put back on `file` (open, or deferred: opened at the first
+    /// read or write) without reading it. `file` must be the file
     /// the snapshot was taken of, unchanged since — the caller's to know (`fs::recall` compares
     /// its ctime, mtime, size, links and mode) —: nothing here can tell.
-    pub fn from_snapshot(file: File, snap: &LogSnapshot) -> ExtentFile {
-        let what = BackingPath::of(&file);
+    pub fn from_snapshot(file: LogFile, snap: &LogSnapshot) -> ExtentFile {
+        let what = BackingPath::of_fd(file.raw_fd());
         ExtentFile {
             runs: snap.runs.clone(),
             map: snap.map.clone(),
@@ -93,7 +94,7 @@ impl ExtentFile {
             next_seq: snap.next_seq,
             gen: snap.gen,
             trim_pending: snap.trim_pending,
-            ..ExtentFile::empty(file, what, snap.policy, snap.du_bits)
+            ..ExtentFile::empty_on(file, what, snap.policy, snap.du_bits)
         }
     }
 
@@ -113,6 +114,11 @@ impl ExtentFile {
 
     /// An opened file with an empty log (nothing replayed or committed yet).
     fn empty(file: File, what: BackingPath, policy: Policy, du_bits: u8) -> ExtentFile {
+        ExtentFile::empty_on(LogFile::opened(file), what, policy, du_bits)
+    }
+
+    /// [`empty`](Self::empty) on a log file that may be deferred.
+    fn empty_on(file: LogFile, what: BackingPath, policy: Policy, du_bits: u8) -> ExtentFile {
         ExtentFile {
             file,
             instance: super::read::next_instance(),
@@ -216,7 +222,8 @@ impl ExtentFile {
                 break;
             }
             let mut hb = [0u8; RECORD_HEADER_USED];
-            let got = read_full_at(&self.file, &mut hb, pos).map_err(|e| io_err(&self.what, e))?;
+            let got =
+                read_full_at(self.file()?, &mut hb, pos).map_err(|e| io_err(&self.what, e))?;
             let h = match RecordHeader::parse(&hb[..got]) {
                 Ok(h) if h.seq == seq => h,
                 Ok(_) => {
@@ -251,7 +258,7 @@ impl ExtentFile {
             // payload; a committed one's table when it is read, and by fsck.
             if !trusted {
                 let (sum, sums) =
-                    sum_range_blocks(h.sum_alg, &self.file, payload, h.checked_len, &self.what)?;
+                    sum_range_blocks(h.sum_alg, self.file()?, payload, h.checked_len, &self.what)?;
                 if sum != h.payload_sum {
                     torn("payload checksum mismatch")?;
                     break;
@@ -260,7 +267,7 @@ impl ExtentFile {
                     blocksums::has_table(&h.block_table),
                     blocksums::blocks(h.checked_len),
                 ) {
-                    let t = read_table(&self.file, pos, n, &self.what)?;
+                    let t = read_table(self.file()?, pos, n, &self.what)?;
                     if blocksums::table_hash(&t) != h.block_table || t != sums {
                         torn("block-sum table mismatch")?;
                         break;

@@ -14,7 +14,7 @@ use fscrypt::policy::{Policy, PolicyV2};
 use fscrypt::{EncryptionMode, Errno, Result};
 
 use super::format::{encode_base_header, COMMIT_SLOTS};
-use super::{ExtentFile, COMPACT_SLACK};
+use super::{ExtentFile, LogFile, COMPACT_SLACK};
 use crate::store::read_full_at;
 
 pub(super) struct Rng(pub(super) u64);
@@ -87,7 +87,12 @@ pub(super) fn flip(path: &Path, off: u64) {
 }
 
 pub(super) fn reopen(ef: &ExtentFile) -> ExtentFile {
-    ExtentFile::open(ef.file.try_clone().unwrap(), &ef.policy, ef.du as usize).unwrap()
+    ExtentFile::open(
+        ef.file().unwrap().try_clone().unwrap(),
+        &ef.policy,
+        ef.du as usize,
+    )
+    .unwrap()
 }
 
 pub(super) fn write(ef: &mut ExtentFile, m: &MasterSecret, off: u64, data: &[u8]) {
@@ -107,6 +112,18 @@ pub(super) fn read_all(ef: &ExtentFile, m: &MasterSecret) -> Vec<u8> {
     read_at(ef, m, 0, ef.logical_size() as usize)
 }
 
+/// A log file to be opened at first use from an `O_PATH` descriptor of `path` (a recalled log).
+pub(super) fn deferred_log(path: &Path) -> LogFile {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    let st = rustix::fs::fstat(&fd).unwrap();
+    LogFile::deferred(
+        std::sync::Arc::new(fd),
+        st,
+        crate::store::io::Access::ReadWriteOrRead,
+    )
+}
+
 /// Compacts into a new file and renames it over `path`, as the filesystem would.
 pub(super) fn compact(ef: &ExtentFile, path: &Path) -> ExtentFile {
     let tmp = path.with_extension("compact");
@@ -121,7 +138,7 @@ fn assert_no_key_iv_reuse(files: &[&ExtentFile]) {
     for ef in files {
         for run in &ef.runs {
             let mut ct = vec![0u8; (run.nunits * ef.du) as usize];
-            read_full_at(&ef.file, &mut ct, run.data_off).unwrap();
+            read_full_at(ef.file().unwrap(), &mut ct, run.data_off).unwrap();
             for (k, unit) in ct.chunks(ef.du as usize).enumerate() {
                 let id = (run.ctx.nonce, run.first_unit + k as u64);
                 if let Some(prev) = seen.insert(id, unit.to_vec()) {
@@ -228,11 +245,17 @@ fn model_run(seed: u64, log2_du: u8, steps: usize) {
             9 => {
                 // Every other reopen goes through a snapshot of a fresh replay, put back on the
                 // unchanged file (what a lookup of an evicted file does): it must carry on exactly
-                // as the replay would.
+                // as the replay would, on the file opened or (half of them) on an `O_PATH`
+                // descriptor of it, opened at the first read or write.
                 let g = reopen(&files[t]);
                 match g.snapshot().filter(|_| rng.below(2) == 0) {
                     Some(snap) => {
-                        files[t] = ExtentFile::from_snapshot(g.file.try_clone().unwrap(), &snap);
+                        let log = if rng.below(2) == 0 {
+                            LogFile::opened(g.file().unwrap().try_clone().unwrap())
+                        } else {
+                            deferred_log(&paths[t])
+                        };
+                        files[t] = ExtentFile::from_snapshot(log, &snap);
                         from_snapshots += 1;
                         "reopen from a snapshot".into()
                     }
@@ -376,7 +399,7 @@ fn a_context_that_does_not_match_the_policy_is_euclean() {
         ef.sync().unwrap();
         // The file header now claims `wrong`; the stored extent still carries `good`'s context.
         let hdr = encode_base_header(100, 0, &Context::new_random(wrong).unwrap());
-        ef.file.write_all_at(&hdr, 0).unwrap();
+        ef.file().unwrap().write_all_at(&hdr, 0).unwrap();
         let e = ExtentFile::open(open_rw(&path), &wrong, 4096)
             .err()
             .unwrap();

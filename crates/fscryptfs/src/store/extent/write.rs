@@ -19,9 +19,9 @@ impl ExtentFile {
     /// ever follow the new one.
     fn prepare_append(&mut self) -> Result<()> {
         if self.trim_pending {
-            self.file
-                .set_len(self.end)
-                .and_then(|()| self.file.sync_data())
+            let f = self.file()?;
+            f.set_len(self.end)
+                .and_then(|()| f.sync_data())
                 .map_err(|e| io_err(format!("{}: cutting a torn tail", self.what), e))?;
             self.trim_pending = false;
         }
@@ -53,13 +53,13 @@ impl ExtentFile {
             .record_len()
             .ok_or_else(|| Error::invalid("record too large"))?;
         let pad = vec![0u8; (rec_len - RECORD_HEADER_BLOCK - h.payload_len) as usize];
+        let f = self.file()?;
         let res = match payload {
             // One write for the whole record: nothing orders its parts before the next sync.
-            Some(p) => write_all_vectored_at(&self.file, &[&block, p, &pad], pos),
-            None => self.file.write_all_at(&block, pos).and_then(|()| {
-                self.file
-                    .write_all_at(&pad, pos + RECORD_HEADER_BLOCK + h.payload_len)
-            }),
+            Some(p) => write_all_vectored_at(f, &[&block, p, &pad], pos),
+            None => f
+                .write_all_at(&block, pos)
+                .and_then(|()| f.write_all_at(&pad, pos + RECORD_HEADER_BLOCK + h.payload_len)),
         };
         if let Err(e) = res {
             self.trim_pending = true;
@@ -81,7 +81,7 @@ impl ExtentFile {
         write_payload: impl FnOnce(&File, u64, &BackingPath) -> Result<([u8; 8], Option<Vec<u8>>)>,
     ) -> Result<()> {
         self.prepare_append()?;
-        let table = match write_payload(&self.file, self.end + RECORD_HEADER_BLOCK, &self.what) {
+        let table = match write_payload(self.file()?, self.end + RECORD_HEADER_BLOCK, &self.what) {
             Ok((sum, table)) => {
                 h.payload_sum = sum;
                 table
@@ -218,15 +218,15 @@ impl ExtentFile {
             return Ok(());
         }
         let what = &self.what;
-        self.file.sync_data().map_err(|e| io_err(what, e))?;
+        let f = self.file()?;
+        f.sync_data().map_err(|e| io_err(what, e))?;
         let c = Commit {
             gen: self.gen + 1,
             durable_end: self.end,
             next_seq: self.next_seq,
         };
-        self.file
-            .write_all_at(&c.to_bytes(), c.slot())
-            .and_then(|()| self.file.sync_data())
+        f.write_all_at(&c.to_bytes(), c.slot())
+            .and_then(|()| f.sync_data())
             .map_err(|e| io_err(format!("{what}: commit"), e))?;
         self.gen = c.gen;
         self.durable_end = self.end;
