@@ -377,37 +377,61 @@ fn kept_files_stay_within_a_share_of_the_descriptor_limit() {
     m.stop();
 }
 
-/// A per-file node keeps the descriptor its lookup read the header through, opened without
-/// touching the access time: a `stat` that looks a file up leaves its atime as it was (here set
-/// far in the past), while a user's read, through a descriptor of its own, updates it as the
-/// backing filesystem's atime rule says (relatime: an atime that old is updated).
+/// A lookup reads a file's header (and a per-extent file's log) through a descriptor opened
+/// without touching the access time: a `stat` that looks a file up leaves its atime as it was
+/// (here set far in the past), while a user's read updates it as the backing filesystem's atime
+/// rule says (relatime: an atime that old is updated) — through a descriptor of its own (per-file),
+/// or through the log, which touches the atime from the first open on (per-extent). Encrypted
+/// files, whose per-extent contents are read through the log; a plaintext file too.
 #[test]
 fn a_lookup_leaves_the_atime_and_a_read_updates_it() {
-    use std::os::unix::fs::MetadataExt;
-    let Some(mut m) = mount_volume(&["--contents-layout=per-file"], "") else {
-        return;
-    };
-    fs::write(m.path("f"), b"contents").unwrap();
-    let old = std::time::UNIX_EPOCH + Duration::from_secs(946_684_800); // 2000-01-01
-    let f = fs::File::options().write(true).open(m.path("f")).unwrap();
-    f.set_times(fs::FileTimes::new().set_accessed(old)).unwrap();
-    drop(f);
-    m.stop();
-    let backing_file = m.backing.join("f");
-    let backing_atime = || fs::metadata(&backing_file).unwrap().atime();
-    assert_eq!(backing_atime(), 946_684_800);
-    m.start_again("");
-    // The lookup (a new daemon: it reads the header) and the attributes it answers.
-    assert_eq!(fs::metadata(m.path("f")).unwrap().atime(), 946_684_800);
-    assert_eq!(backing_atime(), 946_684_800, "the lookup changed the atime");
-    assert_eq!(fs::read(m.path("f")).unwrap(), b"contents");
-    let noatime = rustix::fs::statvfs(&m.backing)
-        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOATIME));
-    if !noatime {
-        assert!(
-            backing_atime() > 946_684_800,
-            "a read left the atime of 2000 (relatime updates it)"
-        );
+    const OLD: i64 = 946_684_800; // 2000-01-01
+    for layout in ["per-file", "extent"] {
+        let layout_arg = format!("--contents-layout={layout}");
+        let Some((mut m, _id)) = encrypted_volume_made_with(&[&layout_arg]) else {
+            return;
+        };
+        let old = std::time::UNIX_EPOCH + Duration::from_secs(OLD as u64);
+        let mut backing = Vec::new();
+        for (rel, dir) in [("enc/f", "enc"), ("f", "")] {
+            fs::write(m.path(rel), b"contents").unwrap();
+            // Found first: finding it reads the backing file.
+            let ino = fs::metadata(m.path(rel)).unwrap().ino();
+            backing.push((rel, backing_file_of(&m.backing.join(dir), ino).0));
+            let f = fs::File::options().write(true).open(m.path(rel)).unwrap();
+            f.set_times(fs::FileTimes::new().set_accessed(old)).unwrap();
+        }
+        m.stop();
+        let backing_atime = |p: &Path| fs::metadata(p).unwrap().atime();
+        m.start_again("");
+        add_key(&m.mnt, &KEY).expect("add key");
+        let noatime = rustix::fs::statvfs(&m.backing)
+            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOATIME));
+        for (rel, b) in &backing {
+            assert_eq!(backing_atime(b), OLD, "{layout} {rel}");
+            // The lookup (a new daemon: it reads the header) and the attributes it answers.
+            assert_eq!(
+                fs::metadata(m.path(rel)).unwrap().atime(),
+                OLD,
+                "{layout} {rel}"
+            );
+            assert_eq!(
+                backing_atime(b),
+                OLD,
+                "{layout} {rel}: the lookup changed the atime"
+            );
+            assert_eq!(
+                fs::read(m.path(rel)).unwrap(),
+                b"contents",
+                "{layout} {rel}"
+            );
+            if !noatime {
+                assert!(
+                    backing_atime(b) > OLD,
+                    "{layout} {rel}: a read left the atime of 2000 (relatime updates it)"
+                );
+            }
+        }
+        m.stop();
     }
-    m.stop();
 }

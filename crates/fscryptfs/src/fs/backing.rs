@@ -271,11 +271,12 @@ impl Fs {
                 // per-extent file's log, a per-file file's kept file (`KeptFile`). So it is
                 // opened for writing at once where it may be written (one open, read and
                 // `fstat` fewer per lookup, and no close; each a round trip on a network
-                // filesystem). A per-file volume's without touching the access time (a lookup
-                // must not change what `stat` shows; a per-extent file's log serves its reads
-                // too, which update it), and read-only on a read-only mount.
+                // filesystem). Without touching the access time (a lookup must not change what
+                // `stat` shows; a per-extent file's log, which serves its users' reads too, lets
+                // them update it from their first open on: `Engine::open_backing`), and a
+                // per-file volume's read-only on a read-only mount.
                 let access = if self.opts.layout == ContentsLayout::Extent {
-                    store_io::Access::ReadWriteOrRead
+                    store_io::Access::ReadWriteOrReadNoAtime
                 } else if self.opts.read_only {
                     store_io::Access::ReadNoAtime
                 } else {
@@ -288,23 +289,24 @@ impl Fs {
                     Ok(h) => {
                         self.inodes.remember_ino(st, h.ino);
                         // A per-extent file's size is in its log, loaded once the number is ours.
-                        let found = if h.layout == ContentsLayout::Extent {
-                            let opened =
-                                (access == store_io::Access::ReadWriteOrRead).then(|| OpenedLog {
-                                    file: f,
-                                    header: buf,
-                                    len: st.st_size as u64,
-                                });
-                            Found::Extent(h.ctx, opened)
-                        } else {
-                            Found::State(State::File {
-                                keys: Keys::locked(h.ctx),
-                                contents: FileContents::PerFile(
-                                    self.per_file_state(h.size, &buf[..n], st.st_dev, what)
-                                        .keeping(Some(f)),
-                                ),
-                            })
-                        };
+                        let found =
+                            if h.layout == ContentsLayout::Extent {
+                                let opened = (access == store_io::Access::ReadWriteOrReadNoAtime)
+                                    .then(|| OpenedLog {
+                                        file: f,
+                                        header: buf,
+                                        len: st.st_size as u64,
+                                    });
+                                Found::Extent(h.ctx, opened)
+                            } else {
+                                Found::State(State::File {
+                                    keys: Keys::locked(h.ctx),
+                                    contents: FileContents::PerFile(
+                                        self.per_file_state(h.size, &buf[..n], st.st_dev, what)
+                                            .keeping(Some(f)),
+                                    ),
+                                })
+                            };
                         (h.ino, Kind::File, found)
                     }
                     Err(e) => {

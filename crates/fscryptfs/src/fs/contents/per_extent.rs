@@ -89,7 +89,7 @@ impl Engine<'_> {
         let log = LogFile::deferred(
             Arc::clone(fd),
             *st,
-            crate::store::io::Access::ReadWriteOrRead,
+            crate::store::io::Access::ReadWriteOrReadNoAtime,
         );
         let mut ext = ExtState::new(
             ExtentFile::from_snapshot(log, &snap),
@@ -115,7 +115,7 @@ impl Engine<'_> {
             None => {
                 let f = crate::store::io::reopen_file(
                     fd,
-                    crate::store::io::Access::ReadWriteOrRead,
+                    crate::store::io::Access::ReadWriteOrReadNoAtime,
                     what,
                 )?;
                 ExtentFile::open(f, &policy, du)?

@@ -479,6 +479,8 @@ impl Engine<'_> {
     /// possible and read-only otherwise: the kernel may read-modify-write partial units). A
     /// per-extent log put back from a snapshot and not opened yet takes a duplicate of it
     /// (`ExtentFile::adopt_file`): a log a user opens is open before anything is written to it.
+    /// A log that a lookup opened without touching the access time touches it from now on, since
+    /// it serves this user's reads (`ExtentFile::reads_touch_atime`).
     pub(in crate::fs) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
         use crate::store::io as store_io;
         if let Some(why) = rlock(&node.state).corrupt_why() {
@@ -491,7 +493,9 @@ impl Engine<'_> {
         };
         let file = store_io::reopen_file(&node.fd(), access, &self.described(node))?;
         if let Some(ext) = rlock(&node.state).ext() {
-            if !ext.file.is_open() {
+            if ext.file.is_open() {
+                ext.file.reads_touch_atime()?;
+            } else {
                 ext.file.adopt_file(&file)?;
             }
         }

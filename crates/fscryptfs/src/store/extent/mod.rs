@@ -193,6 +193,8 @@ pub struct LogFile {
     opened: std::sync::OnceLock<File>,
     /// Where a deferred log opens from (`None` for one opened from the start).
     deferred: Option<DeferredOpen>,
+    /// Set once reads through the file are known to update the access time (`reads_touch_atime`).
+    touches_atime: std::sync::atomic::AtomicBool,
 }
 
 /// How a deferred log opens: the `O_PATH` descriptor of the backing file, its `fstat`, the access.
@@ -208,6 +210,7 @@ impl LogFile {
         LogFile {
             opened: std::sync::OnceLock::from(file),
             deferred: None,
+            touches_atime: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -221,6 +224,7 @@ impl LogFile {
         LogFile {
             opened: std::sync::OnceLock::new(),
             deferred: Some(DeferredOpen { fd, st, access }),
+            touches_atime: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -253,6 +257,25 @@ impl LogFile {
             let f = file.try_clone()?;
             let _ = self.opened.set(f);
         }
+        Ok(())
+    }
+
+    /// Makes reads through the open file update the access time as any reader's do: clears
+    /// `O_NOATIME` (a lookup opens a log without it, so that a `stat` changes nothing) on its
+    /// open file description. Nothing to do for a file not open yet.
+    fn reads_touch_atime(&self) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let Some(f) = self.opened.get() else {
+            return Ok(());
+        };
+        if self.touches_atime.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let flags = rustix::fs::fcntl_getfl(f)?;
+        if flags.contains(rustix::fs::OFlags::NOATIME) {
+            rustix::fs::fcntl_setfl(f, flags - rustix::fs::OFlags::NOATIME)?;
+        }
+        self.touches_atime.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -369,6 +392,14 @@ impl ExtentFile {
     /// writes back through a descriptor whose open already succeeded.
     pub fn adopt_file(&self, file: &File) -> Result<()> {
         self.file.adopt(file).map_err(|e| io_err(&self.what, e))
+    }
+
+    /// From a user's open on, reads of the log update the backing file's access time as that
+    /// user's reads of the file would (a log opened by a lookup, `O_NOATIME`, leaves it).
+    pub fn reads_touch_atime(&self) -> Result<()> {
+        self.file
+            .reads_touch_atime()
+            .map_err(|e| io_err(&self.what, e))
     }
 
     /// The live mappings in logical order (for `inspect`).
