@@ -515,6 +515,20 @@ fn evict(m: &Mounted, p: &Path) -> bool {
     true
 }
 
+/// `enc/f` written with `data`, then its node evicted: its path in the mount and its backing
+/// file's. None where dropping caches is not allowed (said by `evict`).
+fn written_then_evicted(
+    m: &Mounted,
+    data: &[u8],
+) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let f = m.path("enc/f");
+    fs::write(&f, data).unwrap();
+    let ino = fs::metadata(&f).unwrap().ino();
+    let (backing, _) = backing_file_of(&m.backing.join("enc"), ino);
+    let backing = backing.canonicalize().unwrap();
+    evict(m, &backing).then_some((f, backing))
+}
+
 /// A per-file file the kernel forgot is looked up again without opening its backing file while
 /// the file is unchanged: the header as its evicted node left it (`fs::recall`), the same size
 /// and bytes. Changed behind the mount, it is opened and its header read again. (The file is held
@@ -526,14 +540,9 @@ fn a_forgotten_file_is_recalled_unless_it_changed() {
         return;
     };
     let data = pattern(3 * 4096 + 904, 21);
-    let f = m.path("enc/f");
-    fs::write(&f, &data).unwrap();
-    let ino = fs::metadata(&f).unwrap().ino();
-    let (backing, _) = backing_file_of(&m.backing.join("enc"), ino);
-    let backing = backing.canonicalize().unwrap();
-    if !evict(&m, &backing) {
+    let Some((f, backing)) = written_then_evicted(&m, &data) else {
         return;
-    }
+    };
     let held = fs::File::open(&f).unwrap();
     assert_eq!(held.metadata().unwrap().len(), data.len() as u64);
     assert_eq!(
@@ -577,16 +586,11 @@ fn a_recalled_extent_file_opens_its_log_only_when_used() {
         return;
     };
     let data = pattern(3 * 4096 + 100, 7);
-    let f = m.path("enc/f");
-    fs::write(&f, &data).unwrap();
-    let ino = fs::metadata(&f).unwrap().ino();
-    let (backing, _) = backing_file_of(&m.backing.join("enc"), ino);
-    let backing = backing.canonicalize().unwrap();
     // A new file leaves nothing to recall: its next lookup replays the log, which the one after
     // the next eviction is spared.
-    if !evict(&m, &backing) {
+    let Some((f, backing)) = written_then_evicted(&m, &data) else {
         return;
-    }
+    };
     assert_eq!(fs::metadata(&f).unwrap().len(), data.len() as u64);
     let recalled = || {
         assert!(evict(&m, &backing));
