@@ -7,6 +7,7 @@ mod support;
 use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -637,6 +638,48 @@ fn a_recalled_extent_file_opens_its_log_only_when_used() {
     assert!(
         fs::read(&f).unwrap() == data[..5000],
         "the truncate outlived the daemon"
+    );
+}
+
+/// The attack on a deferred log: after a per-extent file was recalled (its log not opened), a
+/// writer of the backing store renames another valid file of the volume over its backing name.
+/// Opening the file then reads what the lookup checked — the log opens through the node's `O_PATH`
+/// descriptor, never by name — so the other file's bytes never show under this inode. (The file
+/// is opened through the pinning `O_PATH` descriptor, not by path, so the kernel does not look the
+/// name up again, which would rightly find the other file.)
+#[test]
+fn a_recalled_log_opens_the_object_its_lookup_checked_not_the_name() {
+    use rustix::fs::{Mode, OFlags};
+    let Some((m, _id)) = encrypted_volume() else {
+        return;
+    };
+    let other = pattern(3 * 4096, 9);
+    fs::write(m.path("enc/g"), &other).unwrap();
+    let g_ino = fs::metadata(m.path("enc/g")).unwrap().ino();
+    let (g_backing, _) = backing_file_of(&m.backing.join("enc"), g_ino);
+    let data = pattern(2 * 4096 + 10, 3);
+    let Some((f, backing)) = written_then_evicted(&m, &data) else {
+        return;
+    };
+    assert_eq!(fs::metadata(&f).unwrap().len(), data.len() as u64);
+    assert!(evict(&m, &backing));
+    let pin = rustix::fs::open(&f, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    assert_eq!(
+        daemon_fds_on(&m, &backing),
+        1,
+        "recalled: the log not opened"
+    );
+    fs::rename(&g_backing, &backing).unwrap();
+    let mut got = Vec::new();
+    fs::File::open(format!("/proc/self/fd/{}", pin.as_raw_fd()))
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(
+        got == data,
+        "read {} bytes, the recalled file has {}: the other file's bytes showed",
+        got.len(),
+        data.len()
     );
 }
 
