@@ -21,7 +21,8 @@ use crate::store::sys_err;
 const READDIRPLUS_BATCH: usize = 256;
 
 /// The smallest READDIRPLUS reply the kernel asks for (one page): entries are looked up ahead in
-/// groups that fill about this much, so few are looked up only to be given back.
+/// groups, the first of which fills about this much and each next one as much as all before it,
+/// so few are looked up only to be given back.
 const READDIRPLUS_REPLY: usize = 4096;
 
 /// A lookup slower than this means a backing store whose calls are round trips (a network
@@ -251,14 +252,21 @@ impl Fs {
             .cloned()
             .collect();
         let mut at = 0;
+        // Bytes of the groups so far: the next group is as large again (a reply of the kernel's
+        // size is a power of two from one page up, so the groups end about where such a reply
+        // fills, and a 32 KiB reply is four groups, not eight: each parallel group wakes the
+        // lookup threads once).
+        let mut looked = 0;
         while at < entries.len() {
-            // The next group: what about one reply holds (at least one entry).
+            // The next group (at least one entry).
+            let size = looked.max(READDIRPLUS_REPLY);
             let mut end = at;
             let mut bytes = 0;
-            while end < entries.len() && (end == at || bytes < READDIRPLUS_REPLY) {
+            while end < entries.len() && (end == at || bytes < size) {
                 bytes += direntplus_len(&entries[end].name);
                 end += 1;
             }
+            looked += bytes;
             let group = &entries[at..end];
             let parallel = self.slow_lookups.load(Ordering::Relaxed) >= SLOW_GROUPS;
             let started = std::time::Instant::now();
