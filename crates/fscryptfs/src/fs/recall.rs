@@ -148,6 +148,14 @@ impl Recall {
 mod tests {
     use super::*;
 
+    /// A scratch directory holding a one-byte file `f`, and that file's path.
+    fn one_byte_file() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").expect("write");
+        (dir, p)
+    }
+
     fn stat_of(path: &std::path::Path) -> rustix::fs::Stat {
         rustix::fs::stat(path).expect("stat")
     }
@@ -167,9 +175,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_file_is_recalled_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"x").expect("write");
+        let (_dir, p) = one_byte_file();
         let r = Recall::default();
         r.remember(&stat_of(&p), header(7));
         assert_eq!(ino_of(r.take(&stat_of(&p))), Some(7));
@@ -178,9 +184,7 @@ mod tests {
 
     #[test]
     fn a_changed_file_is_not_recalled() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"x").expect("write");
+        let (_dir, p) = one_byte_file();
         let r = Recall::default();
         // Changed in place, size and all unchanged but the ctime (a chmod to the same mode).
         r.remember(&stat_of(&p), header(7));
@@ -230,9 +234,7 @@ mod tests {
 
     #[test]
     fn logs_are_bounded_by_their_parts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"x").expect("write");
+        let (dir, p) = one_byte_file();
         let mut st = stat_of(&p);
         let log = log_of(dir.path(), 20);
         let per = log.parts();
@@ -264,9 +266,7 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded_and_drops_the_oldest() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"x").expect("write");
+        let (_dir, p) = one_byte_file();
         let mut st = stat_of(&p);
         let r = Recall::default();
         for i in 0..(RECALL_MAX as u64 + 10) {

@@ -99,6 +99,23 @@ impl Engine<'_> {
         ext
     }
 
+    /// A user's open of `node` just opened `file`. A per-extent log put back from a snapshot and
+    /// not opened yet takes a duplicate of it (`ExtentFile::adopt_file`), so a log a user writes
+    /// through is open before anything is written to it; a log a lookup opened without touching
+    /// the access time touches it from now on, since it serves this user's reads
+    /// (`ExtentFile::reads_touch_atime`). Nothing for other nodes.
+    pub(in crate::fs) fn ext_opened_by_user(&self, node: &Node, file: &File) -> Result<()> {
+        let st = rlock(&node.state);
+        let Some(ext) = st.ext() else {
+            return Ok(());
+        };
+        if ext.file.is_open() {
+            ext.file.reads_touch_atime()
+        } else {
+            ext.file.adopt_file(file)
+        }
+    }
+
     fn replay_extent_log(
         &self,
         fd: &OwnedFd,

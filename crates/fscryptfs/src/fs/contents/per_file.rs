@@ -476,11 +476,8 @@ impl Engine<'_> {
     }
 
     /// Opens the backing file of a regular node (read-write when `write`, else read-write if
-    /// possible and read-only otherwise: the kernel may read-modify-write partial units). A
-    /// per-extent log put back from a snapshot and not opened yet takes a duplicate of it
-    /// (`ExtentFile::adopt_file`): a log a user opens is open before anything is written to it.
-    /// A log that a lookup opened without touching the access time touches it from now on, since
-    /// it serves this user's reads (`ExtentFile::reads_touch_atime`).
+    /// possible and read-only otherwise: the kernel may read-modify-write partial units); a
+    /// per-extent file's log hears of it (`ext_opened_by_user`).
     pub(in crate::fs) fn open_backing(&self, node: &Node, write: bool) -> Result<File> {
         use crate::store::io as store_io;
         if let Some(why) = rlock(&node.state).corrupt_why() {
@@ -492,13 +489,7 @@ impl Engine<'_> {
             store_io::Access::ReadWriteOrRead
         };
         let file = store_io::reopen_file(&node.fd(), access, &self.described(node))?;
-        if let Some(ext) = rlock(&node.state).ext() {
-            if ext.file.is_open() {
-                ext.file.reads_touch_atime()?;
-            } else {
-                ext.file.adopt_file(&file)?;
-            }
-        }
+        self.ext_opened_by_user(node, &file)?;
         Ok(file)
     }
 }
