@@ -15,7 +15,8 @@
 //!
 //! The fuser configuration is fscryptfs' own (`crates/fscryptfs/src/fs/daemon.rs` `serve` and
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
-//! `Fs`: `fuser::Config` with 4 worker threads (`n_threads`), `clone_fd`, the mount options
+//! `Fs`: `fuser::Config` with 4 worker threads (`n_threads`), `clone_fd`, FUSE over io_uring
+//! where the kernel offers it (`io_uring`), the mount options
 //! `fsname`, `subtype`, `default_permissions`, `dev` and `suid` (root); in `init`, `max_write` of
 //! 1 MiB, the FUSE writeback cache (fscryptfs' default) and READDIRPLUS (auto); after the mount,
 //! fscryptfs' read-ahead (1 MiB, its own function). Entries and
@@ -764,6 +765,7 @@ fn main() -> io::Result<()> {
     cfg.acl = SessionACL::Owner;
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
+    cfg.io_uring = true;
     let signals = block_termination_signals();
     // fscryptfs' read-ahead (its default `-o read_ahead_kb` for this backing store), set the same way.
     let read_ahead = fscryptfs::fs::read_ahead::default_read_ahead_kb(&backing);

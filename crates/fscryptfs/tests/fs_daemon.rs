@@ -435,3 +435,98 @@ fn a_lookup_leaves_the_atime_and_a_read_updates_it() {
         m.stop();
     }
 }
+
+/// Whether this kernel offers FUSE over io_uring to daemons that ask: `CONFIG_FUSE_IO_URING` (the
+/// `fuse` module has an `enable_uring` parameter) and the parameter set. None: no such parameter.
+fn kernel_offers_io_uring() -> Option<bool> {
+    let p = fs::read_to_string("/sys/module/fuse/parameters/enable_uring").ok()?;
+    Some(p.trim() == "Y" || p.trim() == "1")
+}
+
+/// The names of the daemon's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let comm = t.unwrap().path().join("comm");
+        if let Ok(n) = fs::read_to_string(comm) {
+            names.push(n.trim().to_string());
+        }
+    }
+    names
+}
+
+/// Requests come over FUSE io_uring exactly when the kernel offers it and the mount does not say
+/// `no_io_uring`: the daemon then has ring threads (`fuser-ring-Q-T`, per CPU queue) and serves
+/// the requests of a small workload on them (its debug log names the thread of every request),
+/// and the data is the same either way. CI runs the suite with the `fuse` module's `enable_uring`
+/// off and again with it on (`scripts/test-io-uring`), so this checks both halves.
+#[test]
+fn requests_come_over_io_uring_exactly_when_the_kernel_offers_it() {
+    let Some((mut m, _id)) = encrypted_volume() else {
+        return;
+    };
+    let offered = kernel_offers_io_uring();
+    eprintln!("fuse enable_uring: {offered:?}");
+    let workload = |m: &Mounted, tag: &str| {
+        for i in 0..20u64 {
+            fs::write(m.path(&format!("enc/{tag}{i}")), pattern(i, 70_000)).unwrap();
+        }
+        fs::rename(
+            m.path(&format!("enc/{tag}0")),
+            m.path(&format!("enc/{tag}-renamed")),
+        )
+        .unwrap();
+        fs::remove_file(m.path(&format!("enc/{tag}1"))).unwrap();
+        assert!(m.path(&format!("enc/{tag}-renamed")).exists());
+        assert!(!m.path(&format!("enc/{tag}1")).exists());
+        assert_eq!(
+            fs::read(m.path(&format!("enc/{tag}2"))).unwrap(),
+            pattern(2, 70_000)
+        );
+    };
+    let ring_requests = |m: &Mounted| m.log_text().matches("thread=fuser-ring-").count();
+
+    workload(&m, "a");
+    let rings = thread_names(m.daemon_pid().unwrap())
+        .iter()
+        .filter(|n| n.starts_with("fuser-ring-"))
+        .count();
+    if offered == Some(true) {
+        assert!(
+            rings >= 2,
+            "no ring threads: {:?}",
+            thread_names(m.daemon_pid().unwrap())
+        );
+        assert!(
+            ring_requests(&m) >= 40,
+            "requests did not come over the rings:\n{}",
+            tail(&m.log_text(), 40)
+        );
+    } else {
+        assert_eq!(rings, 0, "ring threads without the kernel's offer");
+        assert_eq!(ring_requests(&m), 0);
+    }
+
+    // Opted out: /dev/fuse only, and everything written over the rings reads back the same.
+    m.remount("no_io_uring");
+    let before = ring_requests(&m);
+    add_key(&m.path(""), &KEY).unwrap();
+    workload(&m, "b");
+    for i in 2..20 {
+        assert_eq!(
+            fs::read(m.path(&format!("enc/a{i}"))).unwrap(),
+            pattern(i, 70_000)
+        );
+    }
+    assert!(
+        !thread_names(m.daemon_pid().unwrap())
+            .iter()
+            .any(|n| n.starts_with("fuser-ring-")),
+        "ring threads despite no_io_uring"
+    );
+    assert_eq!(
+        ring_requests(&m),
+        before,
+        "requests over the rings despite no_io_uring"
+    );
+}

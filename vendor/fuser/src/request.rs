@@ -29,11 +29,29 @@ use crate::reply::ReplySender;
 use crate::session::SessionACL;
 use crate::session::SessionEventLoop;
 
+/// Where a request came from, and so where its reply goes.
+#[derive(Debug)]
+enum Origin {
+    Channel(ChannelSender),
+    #[cfg(target_os = "linux")]
+    Ring(crate::uring::RingSender),
+}
+
+impl Origin {
+    fn sender(&self) -> ReplySender {
+        match self {
+            Origin::Channel(ch) => ReplySender::Channel(ch.clone()),
+            #[cfg(target_os = "linux")]
+            Origin::Ring(ring) => ReplySender::Ring(ring.clone()),
+        }
+    }
+}
+
 /// Request data structure
 #[derive(Debug)]
 pub(crate) struct RequestWithSender<'a> {
-    /// Channel sender for sending the reply
-    ch: ChannelSender,
+    /// Where the reply goes: the FUSE device, or the request's io_uring entry
+    ch: Origin,
     /// Parsed request
     pub(crate) request: ll::AnyRequest<'a>,
 }
@@ -41,6 +59,19 @@ pub(crate) struct RequestWithSender<'a> {
 impl<'a> RequestWithSender<'a> {
     /// Create a new request from the given data
     pub(crate) fn new(ch: ChannelSender, data: &'a [u8]) -> Option<RequestWithSender<'a>> {
+        Self::with_origin(Origin::Channel(ch), data)
+    }
+
+    /// A request that came over FUSE io_uring, answered into its ring entry.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn from_ring(
+        ring: crate::uring::RingSender,
+        data: &'a [u8],
+    ) -> Option<RequestWithSender<'a>> {
+        Self::with_origin(Origin::Ring(ring), data)
+    }
+
+    fn with_origin(ch: Origin, data: &'a [u8]) -> Option<RequestWithSender<'a>> {
         let request = match ll::AnyRequest::try_from(data) {
             Ok(request) => request,
             Err(err) => {
@@ -304,7 +335,7 @@ impl<'a> RequestWithSender<'a> {
                     x.offset(),
                     ReplyDirectory::new(
                         self.request.unique(),
-                        ReplySender::Channel(self.ch.clone()),
+                        self.ch.sender(),
                         x.size() as usize,
                     ),
                 );
@@ -480,7 +511,7 @@ impl<'a> RequestWithSender<'a> {
                     x.offset(),
                     ReplyDirectoryPlus::new(
                         self.request.unique(),
-                        ReplySender::Channel(self.ch.clone()),
+                        self.ch.sender(),
                         x.size() as usize,
                     ),
                 );
@@ -553,7 +584,7 @@ impl<'a> RequestWithSender<'a> {
     /// Create a reply object for this request that can be passed to the filesystem
     /// implementation and makes sure that a request is replied exactly once
     pub(crate) fn reply<T: Reply>(&self) -> T {
-        Reply::new(self.request.unique(), ReplySender::Channel(self.ch.clone()))
+        Reply::new(self.request.unique(), self.ch.sender())
     }
 
     /// Returns a Request reference for this request

@@ -140,6 +140,8 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// The payload size of a ring entry when INIT granted FUSE over io_uring.
+    pub(crate) uring_payload: Option<usize>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -187,6 +189,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            uring_payload: None,
         };
 
         session.handshake()?;
@@ -215,6 +218,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            uring_payload: None,
         };
 
         session.handshake()?;
@@ -253,6 +257,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            uring_payload,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -287,6 +292,7 @@ impl<FS: Filesystem> Session<FS> {
                 channels.push(ch.clone());
             }
         }
+        let threads_ch = ch.clone();
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
@@ -307,6 +313,33 @@ impl<FS: Filesystem> Session<FS> {
             );
         }
 
+        #[cfg(target_os = "linux")]
+        let rings = match uring_payload {
+            Some(payload) => {
+                let fs = filesystem.clone();
+                let ch = threads_ch.clone();
+                match crate::uring::RingThreads::start(
+                    |thread_name| SessionEventLoop {
+                        thread_name,
+                        filesystem: fs.clone(),
+                        ch: ch.clone(),
+                        allowed,
+                        session_owner,
+                    },
+                    payload,
+                ) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        warn!("FUSE over io_uring not started: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        #[cfg(not(target_os = "linux"))]
+        let _ = uring_payload;
+
         let mut reply: io::Result<()> = Ok(());
         for thread in threads {
             let res = match thread.join() {
@@ -320,6 +353,11 @@ impl<FS: Filesystem> Session<FS> {
                     reply = Err(e);
                 }
             }
+        }
+
+        #[cfg(target_os = "linux")]
+        if let Some(rings) = rings {
+            rings.join();
         }
 
         let Some(filesystem) = Arc::get_mut(&mut filesystem) else {
@@ -430,6 +468,10 @@ impl<FS: Filesystem> Session<FS> {
                 return Err(error);
             }
 
+            if self.config.io_uring {
+                let _ = config.add_capabilities(crate::InitFlags::FUSE_OVER_IO_URING);
+            }
+
             // Remember the ABI version supported by kernel and mark the session initialized.
             self.proto_version = Some(v);
 
@@ -469,6 +511,14 @@ impl<FS: Filesystem> Session<FS> {
                 config.max_readahead,
                 config.max_write
             );
+
+            if (init.capabilities() & config.requested).contains(crate::InitFlags::FUSE_OVER_IO_URING)
+            {
+                self.uring_payload = Some(crate::uring::payload_size(
+                    config.max_write,
+                    config.max_pages(),
+                ));
+            }
 
             let response = init.reply(&config);
             <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))

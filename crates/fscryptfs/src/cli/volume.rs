@@ -64,7 +64,9 @@ pub struct MountArgs {
     /// per-file sizes recorded at close; default 5, 0: no timer, per-file close commits),
     /// read_ahead_kb=N (the mount's read-ahead in KiB, set when the daemon runs as root; default
     /// 1024, 4096 on a network or FUSE backing filesystem; 0: the kernel's 128),
-    /// no_writeback_cache, maxkeys=N and maxbytes=N (the per-user key quota; default: the
+    /// no_writeback_cache, no_io_uring (requests over /dev/fuse even where the kernel offers FUSE
+    /// over io_uring, Linux 6.14+ with the fuse module's enable_uring=1, which is used then by
+    /// default), maxkeys=N and maxbytes=N (the per-user key quota; default: the
     /// kernel's /proc/sys/kernel/keys/maxkeys and maxbytes),
     /// log=PATH (where the detached daemon logs, created 0600; without it, the system log via
     /// /dev/log; -f logs to stderr), nonempty (mount over a directory that has entries),

@@ -79,6 +79,10 @@ pub struct MountOptions {
     /// network or FUSE backing filesystem; 0: the kernel's 128 KiB left as it is). Set through sysfs, so only by a daemon running as
     /// root.
     pub read_ahead_kb: Option<u64>,
+    /// `no_io_uring`: requests come over `/dev/fuse` only, even where the kernel offers FUSE over
+    /// io_uring (Linux 6.14+ with the `fuse` module parameter `enable_uring=1`), which is used by
+    /// default then (`io_uring` says so explicitly).
+    pub no_io_uring: bool,
 }
 
 /// Options `mount(8)`, `/etc/fstab` and systemd use that mean nothing to the daemon: accepted and
@@ -167,6 +171,8 @@ impl MountOptions {
                 "debug" => o.debug = true,
                 "verbose" => o.verbose = true,
                 "no_writeback_cache" => o.no_writeback_cache = true,
+                "io_uring" => o.no_io_uring = false,
+                "no_io_uring" => o.no_io_uring = true,
                 "nonempty" => o.nonempty = true,
                 "dev" => o.nodev = false,
                 "nodev" => o.nodev = true,
@@ -447,6 +453,7 @@ pub fn serve(
     };
     cfg.n_threads = Some(THREADS);
     cfg.clone_fd = true;
+    cfg.io_uring = !opts.no_io_uring;
     let signals = block_termination_signals();
     // After the mask: every thread but the signal thread must have the signals blocked.
     fs.start_writeout()?;

@@ -18,6 +18,10 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// Serve requests over FUSE io_uring when the kernel offers it (Linux 6.14+ with the `fuse`
+    /// module parameter `enable_uring` set): one ring queue per CPU, the `/dev/fuse` threads
+    /// staying for what the rings do not carry. Without the kernel's offer, nothing changes.
+    pub io_uring: bool,
 }
 
 /// Mount options accepted by the FUSE filesystem type
