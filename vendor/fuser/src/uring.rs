@@ -271,24 +271,42 @@ impl RingThreads {
         event_loop: impl Fn(String) -> SessionEventLoop<FS>,
         payload: usize,
     ) -> io::Result<RingThreads> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
+        let mut rings = RingThreads {
+            threads: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
         let queues = possible_cpus();
         for qid in 0..queues {
-            let qid16 = u16::try_from(qid).map_err(io::Error::other)?;
             for t in 0..threads_per_queue(queues) {
-                let name = format!("fuser-ring-{qid}-{t}");
-                let se = event_loop(name.clone());
-                let helper = Helper::start(event_loop(format!("fuser-ring-{qid}-{t}h")), qid)?;
-                let stop = stop.clone();
-                threads.push(thread::Builder::new().name(name).spawn(move || {
-                    if let Err(e) = serve(&se, &helper, qid16, payload, &stop) {
-                        warn!("FUSE io_uring queue {qid}: {e}");
-                    }
-                })?);
+                if let Err(e) = rings.spawn(&event_loop, qid, t, payload) {
+                    // The threads started so far hold the filesystem: they must end with us.
+                    rings.join();
+                    return Err(e);
+                }
             }
         }
-        Ok(RingThreads { threads, stop })
+        Ok(rings)
+    }
+
+    fn spawn<FS: Filesystem>(
+        &mut self,
+        event_loop: &impl Fn(String) -> SessionEventLoop<FS>,
+        qid: usize,
+        t: usize,
+        payload: usize,
+    ) -> io::Result<()> {
+        let qid16 = u16::try_from(qid).map_err(io::Error::other)?;
+        let name = format!("fuser-ring-{qid}-{t}");
+        let se = event_loop(name.clone());
+        let helper = Helper::start(event_loop(format!("fuser-ring-{qid}-{t}h")), qid)?;
+        let stop = self.stop.clone();
+        self.threads
+            .push(thread::Builder::new().name(name).spawn(move || {
+                if let Err(e) = serve(&se, &helper, qid16, payload, &stop) {
+                    warn!("FUSE io_uring queue {qid}: {e}");
+                }
+            })?);
+        Ok(())
     }
 
     /// Tells the threads the session ended and waits for them.
