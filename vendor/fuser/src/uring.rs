@@ -511,7 +511,16 @@ fn serve<FS: Filesystem>(
 ) -> io::Result<()> {
     pin_to(usize::from(qid), false);
     let fd = se.ch.as_fd().as_raw_fd();
-    let mut ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder().build(4)?;
+    // Only this thread submits, and it waits in io_uring_enter: completions' task work can wait
+    // for that wait instead of interrupting the thread (Linux 6.1+; plain ring otherwise).
+    let mut ring = match IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(4)
+    {
+        Ok(ring) => ring,
+        Err(_) => IoUring::<squeue::Entry128, cqueue::Entry>::builder().build(4)?,
+    };
     let header_buf = Buffer::new(size_of::<ReqHeader>())?;
     let region = Buffer::new(PREFIX + payload_cap)?;
     // SAFETY: `region` is PREFIX + payload_cap bytes.
