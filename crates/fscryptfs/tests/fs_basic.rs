@@ -773,3 +773,173 @@ fn forgotten_extent_files_are_recalled_without_reading_their_logs() {
     );
     assert!(fs::read(&files[3].0).unwrap() == files[3].1);
 }
+
+/// The mode bits of `p` as `statx(STATX_MODE)` shows them: the kernel answers that from its
+/// cached mode unless it was told the mode changed (a full `stat` also asks for the times, which a
+/// write makes the kernel fetch anyway). The cached mode is the one `execve` and permission
+/// checks use.
+fn set_id_bits(p: &Path) -> u32 {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a zeroed statx is a valid output buffer for the call below.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a buffer of the right type, both live for the call.
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_MODE, &mut st) };
+    assert_eq!(
+        rc,
+        0,
+        "statx {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+    u32::from(st.stx_mode) & 0o7777
+}
+
+/// The daemon asks for `FUSE_HANDLE_KILLPRIV_V2` (so the kernel stops asking for
+/// `security.capability` at every write(2)), which makes clearing set-user-ID and set-group-ID
+/// the daemon's job. A write, truncate, `O_TRUNC` open, fallocate and copy_file_range by a user
+/// without CAP_FSETID clear them at once (a `stat` right after shows it); set-group-ID without
+/// group execute stays; root's writes keep both; chown clears them whoever asks. Both layouts.
+#[test]
+fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
+    for layout in ["--contents-layout=per-file", "--contents-layout=extent"] {
+        let Some(m) = mount_volume(&[layout], "allow_other") else {
+            return;
+        };
+        make_reachable(&m);
+        let id = add_key(&m.mnt, &KEY).unwrap();
+        let e = m.path("enc");
+        fs::create_dir(&e).unwrap();
+        set_policy(&e, &policy_v2(&id)).unwrap();
+        fs::set_permissions(&e, fs::Permissions::from_mode(0o777)).unwrap();
+        let data = pattern(10_000, 7);
+        let file_with = |name: &str, mode: u32| {
+            let p = e.join(name);
+            fs::write(&p, &data).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(set_id_bits(&p), mode, "{layout}: {name} set up");
+            p
+        };
+        let as_nobody = |what: &'static str, p: &Path, f: fn(&Path)| {
+            let p = p.to_path_buf();
+            as_fsuid(
+                Some(NOBODY),
+                std::time::Duration::from_secs(30),
+                move || {
+                    f(&p);
+                    what
+                },
+            )
+        };
+
+        let w = file_with("write", 0o6777);
+        as_nobody("write", &w, |p| {
+            let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.write_all_at(b"changed", 100).unwrap();
+        });
+        assert_eq!(set_id_bits(&w), 0o777, "{layout}: an unprivileged write");
+        let mut want = data.clone();
+        want[100..107].copy_from_slice(b"changed");
+        assert_eq!(fs::read(&w).unwrap(), want, "{layout}: the write itself");
+
+        let g = file_with("setgid-no-group-exec", 0o2767);
+        as_nobody("write", &g, |p| {
+            let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.write_all_at(b"x", 0).unwrap();
+        });
+        assert_eq!(
+            set_id_bits(&g),
+            0o2767,
+            "{layout}: set-group-ID without group execute"
+        );
+
+        let t = file_with("truncate", 0o4777);
+        as_nobody("truncate", &t, |p| {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(10)
+                .unwrap();
+        });
+        assert_eq!(set_id_bits(&t), 0o777, "{layout}: an unprivileged truncate");
+        assert_eq!(fs::metadata(&t).unwrap().len(), 10);
+
+        let o = file_with("o_trunc", 0o4777);
+        as_nobody("open O_TRUNC", &o, |p| {
+            fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(p)
+                .unwrap();
+        });
+        assert_eq!(
+            set_id_bits(&o),
+            0o777,
+            "{layout}: an unprivileged O_TRUNC open"
+        );
+        assert_eq!(fs::metadata(&o).unwrap().len(), 0);
+
+        let a = file_with("fallocate", 0o6777);
+        as_nobody("fallocate", &a, |p| {
+            let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+            fallocate(&f, 0, 0, 20_000).unwrap();
+        });
+        assert_eq!(
+            set_id_bits(&a),
+            0o777,
+            "{layout}: an unprivileged fallocate"
+        );
+
+        let c = file_with("copy_file_range", 0o4777);
+        let src = e.join("write");
+        as_nobody("copy_file_range", &c, |p| {
+            let from = fs::File::open(p.with_file_name("write")).unwrap();
+            let to = fs::OpenOptions::new().write(true).open(p).unwrap();
+            let (mut off_in, mut off_out) = (0i64, 0i64);
+            // SAFETY: two open descriptors and two offsets on this stack.
+            let n = unsafe {
+                libc::copy_file_range(
+                    from.as_raw_fd(),
+                    &mut off_in,
+                    to.as_raw_fd(),
+                    &mut off_out,
+                    4096,
+                    0,
+                )
+            };
+            assert_eq!(n, 4096, "{}", std::io::Error::last_os_error());
+        });
+        assert_eq!(
+            set_id_bits(&c),
+            0o777,
+            "{layout}: an unprivileged copy_file_range"
+        );
+        assert_eq!(
+            fs::read(&c).unwrap()[..4096],
+            fs::read(&src).unwrap()[..4096]
+        );
+
+        let r = file_with("root", 0o6777);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&r)
+            .unwrap()
+            .write_all_at(b"root", 0)
+            .unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&r)
+            .unwrap()
+            .set_len(5)
+            .unwrap();
+        assert_eq!(
+            set_id_bits(&r),
+            0o6777,
+            "{layout}: root's write and truncate"
+        );
+
+        let ch = file_with("chown", 0o6755);
+        std::os::unix::fs::chown(&ch, Some(NOBODY), None).unwrap();
+        assert_eq!(set_id_bits(&ch), 0o755, "{layout}: chown");
+    }
+}

@@ -105,15 +105,7 @@ fn v2_policy_needs_the_callers_claim_and_ownership() {
     let Some(m) = mount_volume(&[], "allow_other") else {
         return;
     };
-    // The mount's parent directories must be reachable by the unprivileged user.
-    let mut p = m.mnt.clone();
-    while let Some(parent) = p.parent() {
-        if parent == std::path::Path::new("/") {
-            break;
-        }
-        let _ = fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o755));
-        p = parent.to_path_buf();
-    }
+    make_reachable(&m);
     let id = add_key(&m.mnt, &KEY).unwrap();
     fs::create_dir(m.path("u")).unwrap();
     std::os::unix::fs::chown(m.path("u"), Some(65534), Some(65534)).unwrap();

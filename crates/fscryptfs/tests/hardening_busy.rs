@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fscryptfs::abi;
-use support::{as_fsuid, mount_volume, remove_key, wait_or_kill, Mounted, KEY};
+use support::{as_fsuid, make_reachable, mount_volume, remove_key, wait_or_kill, KEY};
 
 /// How long one command or ioctl may take before the test fails instead of hanging.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,18 +177,6 @@ fn two_users() -> Option<(u32, u32)> {
     let a = if v.contains(&65534) { 65534 } else { v[0] };
     let b = *v.iter().find(|&&u| u != a)?;
     Some((a, b))
-}
-
-/// Makes the mount reachable for other users: the directories above it become 0755.
-fn make_reachable(m: &Mounted) {
-    let mut p = m.mnt.clone();
-    while let Some(parent) = p.parent() {
-        if parent == Path::new("/") || parent == Path::new("") {
-            break;
-        }
-        let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
-        p = parent.to_path_buf();
-    }
 }
 
 /// FSCRYPTFS_IOC_BUSY_FILES on `mnt` for the key `id`, as `uid` (None: root), on a thread whose

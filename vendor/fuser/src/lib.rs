@@ -567,6 +567,17 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::EPERM);
     }
 
+    /// Clear the set-user-ID bit of `ino`, and its set-group-ID bit when group execute is set,
+    /// as the kernel asked with `FUSE_HANDLE_KILLPRIV_V2` before a SETATTR (a truncate or chown,
+    /// `FATTR_KILL_SUIDGID`) or an OPEN (`O_TRUNC`, `FUSE_OPEN_KILL_SUIDGID`); called just before
+    /// [`Filesystem::setattr`] or [`Filesystem::open`], and an error is the request's reply. A
+    /// WRITE carries the same request as [`WriteFlags::FUSE_WRITE_KILL_SUIDGID`]. A filesystem that
+    /// asks for `FUSE_HANDLE_KILLPRIV_V2` must implement this: the kernel no longer clears the
+    /// bits itself.
+    fn kill_suidgid(&self, _req: &Request, _ino: INodeNo) -> Result<(), Errno> {
+        Ok(())
+    }
+
     /// Open a file.
     /// Open flags (with the exception of `O_CREAT`, `O_EXCL`, `O_NOCTTY` and `O_TRUNC`) are
     /// available in flags. Filesystem may store an arbitrary file handle (pointer, index,

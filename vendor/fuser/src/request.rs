@@ -170,6 +170,9 @@ impl<'a> RequestWithSender<'a> {
                 );
             }
             ll::Operation::SetAttr(x) => {
+                if x.kill_suidgid() {
+                    filesystem.kill_suidgid(self.request_header(), self.request.nodeid())?;
+                }
                 filesystem.setattr(
                     self.request_header(),
                     self.request.nodeid(),
@@ -258,6 +261,9 @@ impl<'a> RequestWithSender<'a> {
                 );
             }
             ll::Operation::Open(x) => {
+                if x.kill_suidgid() {
+                    filesystem.kill_suidgid(self.request_header(), self.request.nodeid())?;
+                }
                 filesystem.open(
                     self.request_header(),
                     self.request.nodeid(),

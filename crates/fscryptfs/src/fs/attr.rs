@@ -349,6 +349,33 @@ impl Fs {
         Ok(self.attr_fields(&node, &st))
     }
 
+    /// Clears the set-user-ID bit of `ino`, and its set-group-ID bit when group execute is set,
+    /// where the kernel asked for it (`FUSE_HANDLE_KILLPRIV_V2`: a write, truncate or chown by a
+    /// caller without CAP_FSETID, an open with `O_TRUNC`) or would have (fallocate and
+    /// copy_file_range by anyone but root). The kernel keeps the mode it cached: with `notify`
+    /// (a WRITE, whose reply carries no attributes) it is told to forget it once the bits went.
+    pub(super) fn kill_suidgid(&self, ino: u64, notify: bool) -> Result<()> {
+        let node = self.inodes.node(ino)?;
+        if matches!(node.kind, Kind::Dir | Kind::Symlink) {
+            return Ok(());
+        }
+        let st = rustix::fs::fstat(node.fd()).map_err(|e| sys_err(self.describe(&node), e))?;
+        let mode = st.st_mode & 0o7777;
+        let killed = mode_without_suidgid(mode);
+        if killed == mode {
+            return Ok(());
+        }
+        self.check_writable()?;
+        rustix::fs::chmod(node.proc_path(), Mode::from_raw_mode(killed))
+            .map_err(|e| sys_err(self.describe(&node), e))?;
+        if notify {
+            if let Some(n) = self.notifier.get() {
+                let _ = n.inval_attrs(ino);
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn xattr_path(&self, node: &Node) -> Result<String> {
         if node.kind == Kind::Symlink {
             return Err(errno(Errno::OPNOTSUPP, "no user xattrs on symlinks"));
@@ -505,4 +532,31 @@ pub(super) fn advance_clock_past(newest_ns: i64) {
 /// largest, one before 1678 as the smallest).
 fn stamp_ns(sec: i64, nsec: i64) -> i64 {
     sec.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+/// `mode` as a write, truncate or chown by a caller without CAP_FSETID leaves it (the kernel's
+/// `should_remove_suid`): no set-user-ID bit, and no set-group-ID bit when group execute is set
+/// (without group execute, set-group-ID means mandatory locking and stays).
+fn mode_without_suidgid(mode: u32) -> u32 {
+    let mut m = mode & !libc::S_ISUID;
+    if m & libc::S_IXGRP != 0 {
+        m &= !libc::S_ISGID;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mode_without_suidgid;
+
+    #[test]
+    fn set_user_id_always_goes_and_set_group_id_only_with_group_execute() {
+        assert_eq!(mode_without_suidgid(0o4755), 0o755);
+        assert_eq!(mode_without_suidgid(0o2755), 0o755);
+        assert_eq!(mode_without_suidgid(0o6755), 0o755);
+        assert_eq!(mode_without_suidgid(0o2745), 0o2745);
+        assert_eq!(mode_without_suidgid(0o6644), 0o2644);
+        assert_eq!(mode_without_suidgid(0o1777), 0o1777);
+        assert_eq!(mode_without_suidgid(0o644), 0o644);
+    }
 }

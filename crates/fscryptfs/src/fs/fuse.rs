@@ -118,6 +118,10 @@ impl KernelCache for fuser::Notifier {
     fn inval_inode(&self, ino: u64) -> std::io::Result<()> {
         fuser::Notifier::inval_inode(self, INodeNo(ino), 0, 0)
     }
+    fn inval_attrs(&self, ino: u64) -> std::io::Result<()> {
+        // A negative offset: the attributes only (no page of a file being written is touched).
+        fuser::Notifier::inval_inode(self, INodeNo(ino), -1, 0)
+    }
 }
 
 /// `size` bytes of an xattr or list into a reply (0: only the size).
@@ -156,6 +160,12 @@ impl Filesystem for Fs {
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
+        if std::env::var_os("FSCRYPTFS_KP").is_some() {
+            let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        }
+        // Clearing set-user-ID and set-group-ID on write, truncate and chown is ours (`kill_suidgid`
+        // below): the kernel then stops asking for `security.capability` at every write(2).
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         let _ = config.set_max_write(1 << 20);
         if self.writeback_cache()
             && config
@@ -169,6 +179,14 @@ impl Filesystem for Fs {
 
     fn destroy(&mut self) {
         self.flush_all();
+    }
+
+    fn kill_suidgid(&self, _req: &Request, ino: INodeNo) -> std::result::Result<(), fuser::Errno> {
+        // Before a SETATTR or OPEN, whose own reply or later GETATTR shows the new mode.
+        self.kill_suidgid(ino.0, false).map_err(|e| {
+            log_err(&e);
+            fuse_err(&e)
+        })
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -327,7 +345,7 @@ impl Filesystem for Fs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -337,6 +355,9 @@ impl Filesystem for Fs {
         reply: ReplyWrite,
     ) {
         let writeback = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
+        if write_flags.contains(fuser::WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            tryr!(reply, self.kill_suidgid(ino.0, true));
+        }
         let n = tryr!(reply, self.do_write(fh.0, offset, data, writeback));
         reply.written(n);
     }
@@ -553,31 +574,40 @@ impl Filesystem for Fs {
 
     fn fallocate(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        // The kernel's own clearing (`file_modified`) defers to us and sends no flag here: clear
+        // for any caller but root, as the kernel would for a caller without CAP_FSETID.
+        if req.uid() != 0 {
+            tryr!(reply, self.kill_suidgid(ino.0, true));
+        }
         tryr!(reply, self.do_fallocate(fh.0, offset, length, mode));
         reply.ok();
     }
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        // As for fallocate: the kernel defers the clearing to us without a flag.
+        if req.uid() != 0 {
+            tryr!(reply, self.kill_suidgid(ino_out.0, true));
+        }
         let n = tryr!(
             reply,
             self.do_copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)

@@ -130,6 +130,8 @@ pub trait KernelCache: Send + Sync {
     fn inval_entry(&self, parent: u64, name: &OsStr) -> std::io::Result<()>;
     /// Forget the attributes and cached data of `ino`.
     fn inval_inode(&self, ino: u64) -> std::io::Result<()>;
+    /// Forget the attributes of `ino`, keeping its cached data.
+    fn inval_attrs(&self, ino: u64) -> std::io::Result<()>;
 }
 
 /// An error with errno `e` and a message.

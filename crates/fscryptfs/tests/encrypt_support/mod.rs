@@ -12,7 +12,6 @@ use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -36,7 +35,7 @@ pub const TEST_KEY_DESCRIPTOR: &str = "0000111122223333";
 
 /// The unprivileged user of the ported tests (fstests' `fsgqa`).
 #[allow(unused_imports)]
-pub use crate::support::NOBODY;
+pub use crate::support::{make_reachable, NOBODY};
 
 /// [`TEST_KEY_IDENTIFIER`] as bytes.
 pub fn test_key_id() -> [u8; 16] {
@@ -236,18 +235,6 @@ pub fn default_policy_text(path: &Path, key: &str) -> String {
 /// `echo 2 > /proc/sys/vm/drop_caches`: the kernel forgets unused dentries and inodes (FORGETs).
 pub fn drop_caches() {
     fs::write("/proc/sys/vm/drop_caches", b"2").expect("drop_caches (needs root)");
-}
-
-/// Makes the mount reachable for other users: the temporary directories above it become 0755.
-pub fn make_reachable(m: &Mounted) {
-    let mut p = m.mnt.clone();
-    while let Some(parent) = p.parent() {
-        if parent == Path::new("/") || parent == Path::new("") {
-            break;
-        }
-        let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
-        p = parent.to_path_buf();
-    }
 }
 
 /// The sorted names in a directory.

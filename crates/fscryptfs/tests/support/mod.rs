@@ -880,6 +880,19 @@ pub fn users_can_mount() -> bool {
     true
 }
 
+/// Makes the mount reachable for other users: the directories above it become 0755.
+pub fn make_reachable(m: &Mounted) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = m.mnt.clone();
+    while let Some(parent) = p.parent() {
+        if parent == Path::new("/") || parent == Path::new("") {
+            break;
+        }
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
+        p = parent.to_path_buf();
+    }
+}
+
 /// A temporary directory (0755) with a backing directory `b` and a mountpoint `m` owned by
 /// [`NOBODY`], for a volume an ordinary user makes and mounts.
 pub fn nobody_volume_dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {

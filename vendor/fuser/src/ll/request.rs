@@ -352,6 +352,11 @@ mod op {
         fn valid(&self) -> FattrFlags {
             FattrFlags::from_bits_retain(self.arg.valid)
         }
+        /// Whether the kernel asks the filesystem to clear set-user-ID and set-group-ID
+        /// (`FATTR_KILL_SUIDGID`: a truncate or chown, with `FUSE_HANDLE_KILLPRIV_V2`).
+        pub(crate) fn kill_suidgid(&self) -> bool {
+            self.valid().contains(FattrFlags::FATTR_KILL_SUIDGID)
+        }
         pub(crate) fn mode(&self) -> Option<u32> {
             if self.valid().contains(FattrFlags::FATTR_MODE) {
                 Some(self.arg.mode)
@@ -664,6 +669,12 @@ mod op {
     impl Open<'_> {
         pub(crate) fn flags(&self) -> OpenFlags {
             OpenFlags(self.arg.flags)
+        }
+        /// Whether the kernel asks the filesystem to clear set-user-ID and set-group-ID
+        /// (`FUSE_OPEN_KILL_SUIDGID`: an open with `O_TRUNC`, with `FUSE_HANDLE_KILLPRIV_V2`).
+        pub(crate) fn kill_suidgid(&self) -> bool {
+            const FUSE_OPEN_KILL_SUIDGID: u32 = 1 << 0;
+            self.arg.open_flags & FUSE_OPEN_KILL_SUIDGID != 0
         }
     }
 
