@@ -778,7 +778,7 @@ fn forgotten_extent_files_are_recalled_without_reading_their_logs() {
 /// cached mode unless it was told the mode changed (a full `stat` also asks for the times, which a
 /// write makes the kernel fetch anyway). The cached mode is the one `execve` and permission
 /// checks use.
-fn set_id_bits(p: &Path) -> u32 {
+fn mode_bits(p: &Path) -> u32 {
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
     // SAFETY: a zeroed statx is a valid output buffer for the call below.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
@@ -816,7 +816,7 @@ fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
             let p = e.join(name);
             fs::write(&p, &data).unwrap();
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
-            assert_eq!(set_id_bits(&p), mode, "{layout}: {name} set up");
+            assert_eq!(mode_bits(&p), mode, "{layout}: {name} set up");
             p
         };
         let as_nobody = |what: &'static str, p: &Path, f: fn(&Path)| {
@@ -836,7 +836,7 @@ fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
             let f = fs::OpenOptions::new().write(true).open(p).unwrap();
             f.write_all_at(b"changed", 100).unwrap();
         });
-        assert_eq!(set_id_bits(&w), 0o777, "{layout}: an unprivileged write");
+        assert_eq!(mode_bits(&w), 0o777, "{layout}: an unprivileged write");
         let mut want = data.clone();
         want[100..107].copy_from_slice(b"changed");
         assert_eq!(fs::read(&w).unwrap(), want, "{layout}: the write itself");
@@ -847,7 +847,7 @@ fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
             f.write_all_at(b"x", 0).unwrap();
         });
         assert_eq!(
-            set_id_bits(&g),
+            mode_bits(&g),
             0o2767,
             "{layout}: set-group-ID without group execute"
         );
@@ -861,7 +861,7 @@ fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
                 .set_len(10)
                 .unwrap();
         });
-        assert_eq!(set_id_bits(&t), 0o777, "{layout}: an unprivileged truncate");
+        assert_eq!(mode_bits(&t), 0o777, "{layout}: an unprivileged truncate");
         assert_eq!(fs::metadata(&t).unwrap().len(), 10);
 
         let o = file_with("o_trunc", 0o4777);
@@ -873,7 +873,7 @@ fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
                 .unwrap();
         });
         assert_eq!(
-            set_id_bits(&o),
+            mode_bits(&o),
             0o777,
             "{layout}: an unprivileged O_TRUNC open"
         );
@@ -884,11 +884,7 @@ fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
             let f = fs::OpenOptions::new().write(true).open(p).unwrap();
             fallocate(&f, 0, 0, 20_000).unwrap();
         });
-        assert_eq!(
-            set_id_bits(&a),
-            0o777,
-            "{layout}: an unprivileged fallocate"
-        );
+        assert_eq!(mode_bits(&a), 0o777, "{layout}: an unprivileged fallocate");
 
         let c = file_with("copy_file_range", 0o4777);
         let src = e.join("write");
@@ -910,7 +906,7 @@ fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
             assert_eq!(n, 4096, "{}", std::io::Error::last_os_error());
         });
         assert_eq!(
-            set_id_bits(&c),
+            mode_bits(&c),
             0o777,
             "{layout}: an unprivileged copy_file_range"
         );
@@ -932,14 +928,10 @@ fn set_id_bits_go_when_an_unprivileged_user_changes_a_file() {
             .unwrap()
             .set_len(5)
             .unwrap();
-        assert_eq!(
-            set_id_bits(&r),
-            0o6777,
-            "{layout}: root's write and truncate"
-        );
+        assert_eq!(mode_bits(&r), 0o6777, "{layout}: root's write and truncate");
 
         let ch = file_with("chown", 0o6755);
         std::os::unix::fs::chown(&ch, Some(NOBODY), None).unwrap();
-        assert_eq!(set_id_bits(&ch), 0o755, "{layout}: chown");
+        assert_eq!(mode_bits(&ch), 0o755, "{layout}: chown");
     }
 }

@@ -160,9 +160,6 @@ impl Filesystem for Fs {
         let _ = config.add_capabilities(
             fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
         );
-        if std::env::var_os("FSCRYPTFS_KP").is_some() {
-            let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
-        }
         // Clearing set-user-ID and set-group-ID on write, truncate and chown is ours (`kill_suidgid`
         // below): the kernel then stops asking for `security.capability` at every write(2).
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
