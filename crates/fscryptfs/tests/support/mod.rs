@@ -880,7 +880,10 @@ pub fn users_can_mount() -> bool {
     true
 }
 
-/// Makes the mount reachable for other users: the directories above it become 0755.
+/// Makes the mount reachable for other users: each directory above it that others cannot search
+/// (a test's 0700 temporary directory) gets search permission for group and others, and nothing
+/// else changes (`/tmp` keeps its 1777: setting 0755 there, as this once did, took the sticky bit
+/// and everyone's write permission away from the machine's `/tmp`).
 pub fn make_reachable(m: &Mounted) {
     use std::os::unix::fs::PermissionsExt;
     let mut p = m.mnt.clone();
@@ -888,7 +891,13 @@ pub fn make_reachable(m: &Mounted) {
         if parent == Path::new("/") || parent == Path::new("") {
             break;
         }
-        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
+        if let Ok(meta) = std::fs::metadata(parent) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o001 == 0 {
+                let _ =
+                    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode | 0o011));
+            }
+        }
         p = parent.to_path_buf();
     }
 }
