@@ -485,3 +485,63 @@ fn a_network_backing_store_gets_a_larger_read_ahead() {
         m.stop();
     }
 }
+
+/// On a backing store whose requests are round trips, a handle's large reads reach it one at a
+/// time and in offset order (`fs::read_order`), so that its own client's read-ahead holds. Readers
+/// that jump about, several at once on one descriptor and on several, with the pages dropped
+/// between rounds so that every read reaches the daemon, still get every byte right and never
+/// hang: the gate's waits are bounded, whatever order the requests come in.
+#[test]
+fn concurrent_large_reads_on_a_network_backing_store_are_whole() {
+    use std::os::unix::fs::FileExt;
+    const M: u64 = 1 << 20;
+    for layout in ["per-file", "extent"] {
+        let Some(back) = Backing::start(false) else {
+            return;
+        };
+        let mut m = volume_on(&back, layout);
+        let id = add_key(&m.mnt, &KEY).expect("add key");
+        let enc = m.path("enc");
+        std::fs::create_dir(&enc).expect("mkdir enc");
+        set_policy(&enc, &policy_v2(&id)).expect("set policy");
+        let data = std::sync::Arc::new(pattern(11, (16 * M + 5000) as usize));
+        std::fs::write(enc.join("big"), &*data).expect("write");
+        // A new daemon and a cold page cache: the reads below are the daemon's.
+        m.remount("");
+        add_key(&m.mnt, &KEY).expect("add the key again");
+        let shared = std::sync::Arc::new(std::fs::File::open(enc.join("big")).expect("open"));
+        for round in 0..3u64 {
+            // The pages the round before read go, so that this round's reads are the daemon's too.
+            rustix::fs::fadvise(&*shared, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+            let readers: Vec<_> = (0..6u64)
+                .map(|t| {
+                    let (data, shared, path) = (data.clone(), shared.clone(), enc.join("big"));
+                    std::thread::spawn(move || {
+                        // Half share one descriptor, half open their own.
+                        let own = (t % 2 == 1).then(|| std::fs::File::open(&path).expect("open"));
+                        let f = own.as_ref().unwrap_or(&shared);
+                        for k in 0..12u64 {
+                            // Sequential, backwards and scattered, 1 MiB and odd lengths.
+                            let off = match t % 3 {
+                                0 => k * M,
+                                1 => (15 - k) * M + 4096 * round,
+                                _ => ((k * 7 + t * 5 + round) % 16) * M + 777,
+                            };
+                            let len = if k % 4 == 3 { 300_000 } else { M as usize };
+                            let mut buf = vec![0u8; len];
+                            let n = f.read_at(&mut buf, off).expect("read");
+                            let want = &data[off as usize..(off as usize + len).min(data.len())];
+                            assert_eq!(&buf[..n], want, "reader {t}, read {k} at {off}");
+                        }
+                    })
+                })
+                .collect();
+            for r in readers {
+                r.join()
+                    .unwrap_or_else(|_| panic!("{layout}: a reader failed"));
+            }
+        }
+        drop(shared);
+        m.stop();
+    }
+}

@@ -31,8 +31,9 @@ use std::path::{Path, PathBuf};
 /// The rooms of `fs/`, lowest level first.
 const LEVELS: &[&[&str]] = &[
     // Leaves: poison-tolerant locks; the request types the adapter and the rooms exchange; the
-    // mount's read-ahead (a sysfs write the daemon makes); the recalled headers of evicted files.
-    &["locks", "types", "read_ahead", "recall"],
+    // mount's read-ahead (a sysfs write the daemon makes) and the gate that orders a handle's
+    // reads on a network backing store; the recalled headers of evicted files.
+    &["locks", "types", "read_ahead", "read_order", "recall"],
     // One inode: `Node`, its `State`, the per-extent per-inode state and the buffer budget; the
     // ioctl bridge into a caller's memory.
     &["node", "caller_memory"],

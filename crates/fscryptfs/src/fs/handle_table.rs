@@ -12,6 +12,7 @@ use fscrypt::{Errno, Result};
 
 use super::locks::{lock, rlock, wlock};
 use super::node::Node;
+use super::read_order::ReadOrder;
 use super::types::{errno, DirEnt};
 
 /// An open file or directory.
@@ -28,6 +29,9 @@ pub struct Handle {
     pub(super) flushed: AtomicBool,
     /// Directories: the listing taken at offset 0.
     pub(super) entries: Mutex<Vec<DirEnt>>,
+    /// Regular files on a backing store whose requests are round trips: the gate that takes large
+    /// reads to it in order (`fs::read_order`).
+    pub(super) reads: ReadOrder,
 }
 
 impl Handle {
@@ -92,6 +96,7 @@ impl HandleTable {
             pid,
             flushed: AtomicBool::new(false),
             entries: Mutex::new(Vec::new()),
+            reads: ReadOrder::default(),
         };
         wlock(&self.map).insert(fh, Arc::new(h));
         fh

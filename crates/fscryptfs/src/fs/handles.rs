@@ -151,8 +151,9 @@ impl Fs {
         let file = h
             .file()
             .ok_or_else(|| errno(Errno::BADF, "not a file handle"))?;
+        let reads = self.round_trips.then_some(&h.reads);
         self.contents()
-            .read_data(&h.node, &file, h.key.as_deref(), off, size)
+            .read_data(&h.node, &file, h.key.as_deref(), reads, off, size)
     }
 
     pub(super) fn list_dir(&self, node: &Node) -> Result<Vec<DirEnt>> {

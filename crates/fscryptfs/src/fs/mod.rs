@@ -5,7 +5,8 @@
 //! from levels below it (`tests/fs_layers.rs` checks this, and that no imports form a cycle):
 //!
 //! 1. [`locks`] (poison-tolerant lock helpers), [`types`] (what the adapter and the rooms
-//!    exchange) and [`read_ahead`] (the mount's read-ahead, raised through sysfs after INIT).
+//!    exchange), [`read_ahead`] (the mount's read-ahead, raised through sysfs after INIT) and
+//!    [`read_order`] (a handle's large reads taken to a network backing store in order).
 //! 2. [`node`] — one inode: `Node` and the per-inode `State` (an enum by kind); `node::extent`, the
 //!    per-extent layout's per-inode state (log, write buffer, extent-key cache, writeout);
 //!    `node::budget`, the volume-wide count of buffered bytes. [`caller_memory`] — the ioctl
@@ -30,8 +31,9 @@
 //! the parent's descriptor.
 //!
 //! Locks, in the order they may nest: a directory's `dir_lock` (entry changes), then a node's `state`
-//! (key, size), then the keyring's own locks (inside `unlock` / `ActiveRef::drop`). The node table
-//! and a node's `meta` are leaves. Kernel notifications are sent only with no lock held.
+//! (key, size), then the keyring's own locks (inside `unlock` / `ActiveRef::drop`); a handle's
+//! read gate (`read_order`) is waited for with a node's `state` held for reading (a wait bounded by
+//! the reads before it), and its own mutex is held only to take or give back a turn. The node table and a node's `meta` are leaves. Kernel notifications are sent only with no lock held.
 
 mod attr;
 mod backing;
@@ -50,6 +52,7 @@ mod names;
 mod namespace;
 mod node;
 pub mod read_ahead;
+mod read_order;
 mod recall;
 mod rename;
 mod types;

@@ -68,6 +68,9 @@ pub struct Fs {
     /// The threads that do it, started the first time (None: they could not be started, and the
     /// names are looked up one after another).
     pub(super) lookup_pool: OnceLock<Option<rayon::ThreadPool>>,
+    /// The backing store is on a filesystem whose every request is a round trip (a network or
+    /// FUSE filesystem): a handle's large reads reach it in order (`fs::read_order`).
+    pub(super) round_trips: bool,
     /// The open files and directories.
     pub(super) handles: HandleTable,
     pub(super) notifier: Arc<OnceLock<Box<dyn KernelCache>>>,
@@ -121,6 +124,7 @@ impl Fs {
                 0
             }),
             lookup_pool: OnceLock::new(),
+            round_trips,
             backing,
             fsp,
             uuid,

@@ -15,6 +15,7 @@ use super::per_file::{round_up, PerFile};
 use super::{Engine, FlushFor};
 use crate::fs::locks::rlock;
 use crate::fs::node::{Kind, Node};
+use crate::fs::read_order::ReadOrder;
 use crate::fs::types::errno;
 
 impl Engine<'_> {
@@ -27,16 +28,19 @@ impl Engine<'_> {
         }
     }
 
-    /// Reads `len` bytes at `off` through a handle's key.
+    /// Reads `len` bytes at `off` through a handle's key (and the handle's read gate, where the
+    /// backing store's requests are round trips).
     pub(in crate::fs) fn read_data(
         &self,
         node: &Node,
         file: &File,
         key: Option<&InodeKey>,
+        reads: Option<&ReadOrder>,
         off: u64,
         len: u32,
     ) -> Result<Vec<u8>> {
-        let io = FileIo::new(self, node, file, key);
+        let mut io = FileIo::new(self, node, file, key);
+        io.reads = reads;
         self.layout_of(node).read(&io, off, len)
     }
 

@@ -9,6 +9,7 @@ use fscrypt::Result;
 
 use super::{Engine, FlushFor};
 use crate::fs::node::Node;
+use crate::fs::read_order::ReadOrder;
 
 /// One regular file's contents as an operation sees them: the node, its open backing file and,
 /// for per-file-key files, the handle's key.
@@ -17,6 +18,9 @@ pub(super) struct FileIo<'a> {
     pub(super) node: &'a Node,
     pub(super) file: &'a File,
     pub(super) key: Option<&'a InodeKey>,
+    /// Reads: the handle's gate that takes large reads to the backing store in order, on a backing
+    /// store whose requests are round trips (`fs::read_order`); None elsewhere.
+    pub(super) reads: Option<&'a ReadOrder>,
 }
 
 impl<'a> FileIo<'a> {
@@ -31,6 +35,7 @@ impl<'a> FileIo<'a> {
             node,
             file,
             key,
+            reads: None,
         }
     }
 }

@@ -29,6 +29,7 @@ use super::layout::{Contents, FileIo};
 use super::{Engine, FlushFor};
 use crate::fs::locks::{rlock, wlock};
 use crate::fs::node::{Node, PerFileState, State};
+use crate::fs::read_order::in_order;
 use crate::fs::types::errno;
 use crate::store::meta::FileHeader;
 use crate::store::pending::{self, CacheEpoch};
@@ -45,15 +46,10 @@ pub(super) fn round_up(x: u64, du: u64) -> u64 {
 }
 
 impl Engine<'_> {
-    /// Reads `len` bytes at `off` through a handle's key.
-    fn pf_read(
-        &self,
-        node: &Node,
-        file: &File,
-        key: Option<&InodeKey>,
-        off: u64,
-        len: u32,
-    ) -> Result<Vec<u8>> {
+    /// Reads `len` bytes at `off` through a handle's key; the backing read passes the handle's
+    /// read gate when there is one (decryption does not wait for it).
+    fn pf_read(&self, io: &FileIo<'_>, off: u64, len: u32) -> Result<Vec<u8>> {
+        let (node, file, key) = (io.node, io.file, io.key);
         let st = rlock(&node.state);
         let size = st.size();
         if off >= size || len == 0 {
@@ -62,8 +58,10 @@ impl Engine<'_> {
         let end = size.min(off.saturating_add(u64::from(len)));
         let what = || self.describe(node);
         let Some(k) = key else {
-            let mut buf = read_up_to_at(file, (end - off) as usize, FILE_HEADER_SIZE + off)
-                .map_err(|e| io_err(what(), e))?;
+            let mut buf = in_order(io.reads, off, len, || {
+                read_up_to_at(file, (end - off) as usize, FILE_HEADER_SIZE + off)
+            })
+            .map_err(|e| io_err(what(), e))?;
             // A backing file shorter than the size (a hole at its end) reads as zeros.
             buf.resize((end - off) as usize, 0);
             return Ok(buf);
@@ -72,8 +70,10 @@ impl Engine<'_> {
         let first = off / du;
         let last = (end - 1) / du;
         let units = ((last - first + 1) * du) as usize;
-        let mut buf = read_up_to_at(file, units, FILE_HEADER_SIZE + first * du)
-            .map_err(|e| io_err(what(), e))?;
+        let mut buf = in_order(io.reads, off, len, || {
+            read_up_to_at(file, units, FILE_HEADER_SIZE + first * du)
+        })
+        .map_err(|e| io_err(what(), e))?;
         buf.resize(units, 0);
         for (i, unit) in buf.chunks_mut(du as usize).enumerate() {
             decrypt_unit(k, first + i as u64, unit)?;
@@ -508,7 +508,7 @@ pub(super) struct PerFile;
 
 impl Contents for PerFile {
     fn read(&self, io: &FileIo<'_>, off: u64, len: u32) -> Result<Vec<u8>> {
-        io.eng.pf_read(io.node, io.file, io.key, off, len)
+        io.eng.pf_read(io, off, len)
     }
     fn write(&self, io: &FileIo<'_>, off: u64, data: &[u8]) -> Result<()> {
         io.eng.pf_write(io.node, io.file, io.key, off, data)
