@@ -169,10 +169,7 @@ fn every_name_operation_works(back: &Backing, init_args: &[&str], strategy: &str
     wait_unmounted(&mnt);
 
     let mut m = mount_backing(&backing, &mnt, "");
-    let id = add_key(&m.mnt, &KEY).expect("add key");
-    let enc = m.path("enc");
-    std::fs::create_dir(&enc).expect("mkdir enc");
-    set_policy(&enc, &policy_v2(&id)).expect("set policy");
+    let (_, enc) = make_encrypted_dir(&m);
     let long = "x".repeat(255);
     std::fs::write(enc.join("a"), pattern(1, 100_000)).expect("create a");
     std::fs::create_dir(enc.join("d")).expect("mkdir d");
@@ -390,10 +387,7 @@ fn a_listing_on_a_slow_backing_store_looks_names_up_in_parallel() {
             return;
         };
         let mut m = volume_on(&back, layout);
-        let id = add_key(&m.mnt, &KEY).expect("add key");
-        let enc = m.path("enc");
-        std::fs::create_dir(&enc).expect("mkdir enc");
-        set_policy(&enc, &policy_v2(&id)).expect("set policy");
+        let (_, enc) = make_encrypted_dir(&m);
         let files: Vec<(String, Vec<u8>)> = (0..60u64)
             .map(|i| (format!("file-{i:02}"), pattern(i, 100 + 37 * i as usize)))
             .collect();
@@ -467,10 +461,7 @@ fn a_network_backing_store_gets_a_larger_read_ahead() {
             "{layout}:\n{}",
             m.log_text()
         );
-        let id = add_key(&m.mnt, &KEY).expect("add key");
-        let enc = m.path("enc");
-        std::fs::create_dir(&enc).expect("mkdir enc");
-        set_policy(&enc, &policy_v2(&id)).expect("set policy");
+        let (_, enc) = make_encrypted_dir(&m);
         let data = pattern(7, (9 << 20) + 12345);
         std::fs::write(enc.join("big"), &data).expect("write");
         m.remount("");
@@ -500,10 +491,7 @@ fn concurrent_large_reads_on_a_network_backing_store_are_whole() {
             return;
         };
         let mut m = volume_on(&back, layout);
-        let id = add_key(&m.mnt, &KEY).expect("add key");
-        let enc = m.path("enc");
-        std::fs::create_dir(&enc).expect("mkdir enc");
-        set_policy(&enc, &policy_v2(&id)).expect("set policy");
+        let (_, enc) = make_encrypted_dir(&m);
         let data = std::sync::Arc::new(pattern(11, (16 * M + 5000) as usize));
         std::fs::write(enc.join("big"), &*data).expect("write");
         // A new daemon and a cold page cache: the reads below are the daemon's.

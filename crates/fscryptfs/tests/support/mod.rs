@@ -645,10 +645,18 @@ pub fn encrypted_per_file_volume() -> Option<(Mounted, [u8; 16])> {
 /// [`encrypted_volume`] made with `init_args`.
 pub fn encrypted_volume_made_with(init_args: &[&str]) -> Option<(Mounted, [u8; 16])> {
     let m = mount_volume(init_args, "")?;
-    let id = add_key(&m.mnt, &KEY).expect("add key");
-    std::fs::create_dir(m.path("enc")).expect("mkdir enc");
-    set_policy(&m.path("enc"), &policy_v2(&id)).expect("set policy");
+    let (id, _) = make_encrypted_dir(&m);
     Some((m, id))
+}
+
+/// Adds [`KEY`] to the mounted volume `m` and makes `enc/` an encrypted directory (a v2 policy of
+/// that key). Returns the key's identifier and the directory's path.
+pub fn make_encrypted_dir(m: &Mounted) -> ([u8; 16], PathBuf) {
+    let id = add_key(&m.mnt, &KEY).expect("add key");
+    let enc = m.path("enc");
+    std::fs::create_dir(&enc).expect("mkdir enc");
+    set_policy(&enc, &policy_v2(&id)).expect("set policy");
+    (id, enc)
 }
 
 /// Runs `f` on a thread of its own whose filesystem uid and gid are `uid` (None: stays root), so
