@@ -9,7 +9,8 @@
 //! turned every 128 KiB request of the kernel to `ceph-fuse` into a read from the cluster (2,048
 //! for 256 MiB), where one reader's made about one per 2 MiB (docs/BENCHMARKS.md "Reads in order
 //! on a network filesystem"). So there a handle's reads of [`ORDERED_MIN`] or more pass a gate
-//! ([`ReadOrder`]): those that continue the stream the gate follows (they start within the
+//! ([`ReadOrder`]; per-file files, whose backing offsets are the file's own: a per-extent file's
+//! log is in write order, and gating its reads did not pay, docs/DESIGN.md): those that continue the stream the gate follows (they start within the
 //! read-ahead window after the end of the last one) go one at a time, the lowest offset first,
 //! and one that would leave a gap waits up to [`GRACE`] for the request before it (sent by the
 //! kernel at the same moment, still on its way through another thread). Reads elsewhere in the
@@ -31,7 +32,7 @@ const GRACE: Duration = Duration::from_micros(500);
 
 /// How far past the end of the last read a read may start and still be taken for the next of the
 /// same stream (the read-ahead window on a network filesystem, `fs::read_ahead`): only such a read
-/// waits out the grace for a gap; one further away, or behind, goes when the gate is free.
+/// takes its turn; one further away, or behind, goes at once, beside anything under way.
 const WINDOW: u64 = super::read_ahead::READ_AHEAD_KB_REMOTE * 1024;
 
 /// Runs `read` (the backing read for a READ of `len` bytes at `off`) through `gate` when there is
