@@ -9,13 +9,13 @@
 //! turned every 128 KiB request of the kernel to `ceph-fuse` into a read from the cluster (2,048
 //! for 256 MiB), where one reader's made about one per 2 MiB (docs/BENCHMARKS.md "Reads in order
 //! on a network filesystem"). So there a handle's reads of [`ORDERED_MIN`] or more pass a gate
-//! ([`ReadOrder`]; per-file files, whose backing offsets are the file's own: a per-extent file's
-//! log is in write order, and gating its reads did not pay, docs/DESIGN.md): those that continue the stream the gate follows (they start within the
-//! read-ahead window after the end of the last one) go one at a time, the lowest offset first,
-//! and one that would leave a gap waits up to [`GRACE`] for the request before it (sent by the
-//! kernel at the same moment, still on its way through another thread). Reads elsewhere in the
-//! file (a random reader's, or a new stream's first), small reads and other handles' reads never
-//! wait.
+//! ([`ReadOrder`]; of per-file files, whose backing offsets are the file's own: a per-extent
+//! file's log is in write order, and gating its reads did not pay, docs/DESIGN.md). Those that
+//! continue the stream the gate follows (they start within the read-ahead window after the end of
+//! the last one) go one at a time, the lowest offset first, and one that would leave a gap waits
+//! up to [`GRACE`] for the request before it (sent by the kernel at the same moment, still on its
+//! way through another thread). Reads elsewhere in the file (a random reader's, or a new stream's
+//! first), small reads and other handles' reads never wait.
 
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex};
