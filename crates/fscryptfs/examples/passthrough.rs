@@ -23,7 +23,9 @@
 //! attributes are cached for 1 s, as fscryptfs caches them. Keep the two in step.
 //!
 //! Differences, on purpose: only root can mount it (fscryptfs goes through fusermount3 for users);
-//! inode numbers are allocated per backing inode and never forgotten; special files and xattrs are
+//! inode numbers are allocated per backing inode and never forgotten by FORGET, only when the
+//! backing object goes (unlink of its last name, rmdir, replaced by a rename: ext4 gives its number
+//! to the next object, which must not be taken for the old one); special files and xattrs are
 //! not served, hard links only with `--hard-links`; it does not ask for `FUSE_HANDLE_KILLPRIV_V2`
 //! (its ENOSYS to every GETXATTR already spares it the `security.capability` round trip before
 //! each `write(2)` that the flag removes for fscryptfs); writes to one file take turns, as
@@ -239,6 +241,27 @@ impl Passthrough {
         o
     }
 
+    /// The backing inode number of `path` when removing that name removes the object (a
+    /// directory, or a file's last link): to be [`gone`](Self::gone) once it is removed.
+    fn last_name(path: &Path) -> Option<u64> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        (m.is_dir() || m.nlink() <= 1).then_some(m.ino())
+    }
+
+    /// A backing object is gone: its inode number no longer names our FUSE inode, and that inode
+    /// has no path (what the kernel still asks of it by path is ENOENT, not the answer for
+    /// whatever now has its name). The backing filesystem may give the number to the next object
+    /// it makes (ext4 does), which must get an inode of its own: were it given the gone object's,
+    /// the kernel would take the new object for the old one, whose inode it may still hold.
+    fn gone(&self, backing_ino: Option<u64>) {
+        if let Some(n) = backing_ino {
+            let mut i = self.inodes.lock().unwrap();
+            if let Some(ino) = i.by_backing.remove(&n) {
+                i.paths.remove(&ino);
+            }
+        }
+    }
+
     /// After a rename: every path under `from` now lives under `to`.
     fn moved(&self, from: &Path, to: &Path) {
         let mut i = self.inodes.lock().unwrap();
@@ -446,13 +469,17 @@ impl Filesystem for Passthrough {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let p = tryr!(reply, self.child(parent, name));
+        let last = Self::last_name(&p);
         tryr!(reply, std::fs::remove_file(p));
+        self.gone(last);
         reply.ok();
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let p = tryr!(reply, self.child(parent, name));
+        let last = Self::last_name(&p);
         tryr!(reply, std::fs::remove_dir(p));
+        self.gone(last);
         reply.ok();
     }
 
@@ -476,7 +503,12 @@ impl Filesystem for Passthrough {
         }
         let from = tryr!(reply, self.child(parent, name));
         let to = tryr!(reply, self.child(newparent, newname));
+        // What the rename replaces, if anything (not itself: a rename onto another link of the
+        // same file does nothing).
+        let replaced = Self::last_name(&to)
+            .filter(|n| std::fs::symlink_metadata(&from).is_ok_and(|m| m.ino() != *n));
         tryr!(reply, std::fs::rename(&from, &to));
+        self.gone(replaced);
         self.moved(&from, &to);
         reply.ok();
     }
