@@ -685,45 +685,6 @@ fn a_log_written_in_this_mount_is_recalled_and_written_on() {
     );
 }
 
-/// A per-extent file its node only read, changed behind the mount while that node lived: the
-/// eviction keeps nothing (the file is no longer what the node read), so the next lookup reads the
-/// file again and sees the change. (Had the node written to the file, the eviction would keep the
-/// node's log, which is then the file's: the test above.)
-#[test]
-fn a_log_changed_behind_its_reading_node_is_read_again() {
-    use rustix::fs::{Mode, OFlags};
-    let Some((m, _id)) = encrypted_volume() else {
-        return;
-    };
-    let data = pattern(2 * 4096 + 300, 4);
-    let Some((f, backing)) = written_then_evicted(&m, &data) else {
-        return;
-    };
-    {
-        // A node that reads the file and writes nothing to it.
-        let held = fs::File::open(&f).unwrap();
-        let mut got = Vec::new();
-        (&held).read_to_end(&mut got).unwrap();
-        assert!(got == data);
-        // Changed behind the mount while the node lives (its mode: the ctime moves).
-        fs::set_permissions(&backing, fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    wait_for("the open's release", 10, || {
-        daemon_fds_on(&m, &backing) <= 2
-    });
-    assert!(evict(&m, &backing));
-    let pin = rustix::fs::open(&f, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
-    let md = fs::metadata(&f).unwrap();
-    assert_eq!((md.len(), md.mode() & 0o777), (data.len() as u64, 0o600));
-    assert_eq!(
-        daemon_fds_on(&m, &backing),
-        2,
-        "read again: the O_PATH descriptor and the log the lookup opened"
-    );
-    assert!(fs::read(&f).unwrap() == data);
-    drop(pin);
-}
-
 /// The attack on a deferred log: after a per-extent file was recalled (its log not opened), a
 /// writer of the backing store renames another valid file of the volume over its backing name.
 /// Opening the file then reads what the lookup checked — the log opens through the node's `O_PATH`

@@ -17,7 +17,7 @@ use super::inodes::Inodes;
 use super::locks::{lock, rlock, wlock};
 use super::node::budget::Budget;
 use super::node::{Keys, Kind, Meta, Node, State};
-use super::recall::{self, Recalled};
+use super::recall::Recalled;
 use super::types::{errno, KernelCache};
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
@@ -190,10 +190,8 @@ impl Fs {
     /// name left (nobody can look it up) or its metadata is damaged. The file's `fstat` taken
     /// here is what a later lookup must find unchanged: since the flush nothing of this mount has
     /// written to it (the node is out of the table, with no handle), so the log put back then is
-    /// the one the node would have had, had it stayed. A log this node did not write to is kept
-    /// only if the file is also unchanged since the node read it (`ExtState::loaded`): what
-    /// changed behind the mount meanwhile is read at the next lookup. Before the eviction ends: a
-    /// lookup waiting for it then finds the entry.
+    /// the one the node would have had, had it stayed. Before the eviction ends: a lookup waiting
+    /// for it then finds the entry.
     fn recall_evicted(&self, node: &Node) {
         // What there is to remember, from the state alone (no backing call for the rest).
         let (size, log, ctx) = {
@@ -201,15 +199,10 @@ impl Fs {
             let (size, log) = match (s.per_file(), s.ext()) {
                 (Some(p), _) if !p.size_dirty && p.uncommitted.is_none() => (p.size, None),
                 (_, Some(e)) if e.buf.is_empty() && !e.file.uncommitted() => {
-                    let Some(snap) = e.file.snapshot() else {
-                        return;
-                    };
-                    // Read and not written since: the file as it was read.
-                    let read_as = e
-                        .loaded
-                        .filter(|(_, mark)| *mark == e.file.mark())
-                        .map(|(st, _)| st);
-                    (0, Some((Arc::new(snap), read_as)))
+                    match e.file.snapshot() {
+                        Some(snap) => (0, Some(Arc::new(snap))),
+                        None => return,
+                    }
                 }
                 _ => return,
             };
@@ -225,11 +218,6 @@ impl Fs {
         if now.st_nlink == 0 {
             return;
         }
-        let log = match log {
-            Some((_, Some(then))) if !recall::unchanged(&then, &now) => return,
-            Some((snap, _)) => Some(snap),
-            None => None,
-        };
         let header = Recalled {
             ino: node.ino,
             size,

@@ -41,12 +41,6 @@ pub(super) struct Recalled {
     pub(super) log: Option<Arc<LogSnapshot>>,
 }
 
-/// Whether two `fstat`s show one backing object (the same device and inode number), unchanged in
-/// between: the same ctime, mtime, size, link count and mode.
-pub(super) fn unchanged(a: &rustix::fs::Stat, b: &rustix::fs::Stat) -> bool {
-    (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) && Signature::of(a) == Signature::of(b)
-}
-
 /// What must be unchanged for an entry to hold.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Signature {

@@ -61,20 +61,16 @@ impl Engine<'_> {
 
     /// At lookup of a per-extent file not in the table (the caller holds its number in transit):
     /// opens and recovers its log (its logical size is there, not in the header), from what the
-    /// lookup already opened and read when it has it. No key is needed. `st` (the lookup's
-    /// `fstat`, taken before anything was read) is kept with the replayed log's mark: what the
-    /// node's log is at its eviction is what `fs::recall` keeps, under the rule `loaded` says.
+    /// lookup already opened and read when it has it. No key is needed. (What the node's log is
+    /// at its eviction is what `fs::recall` keeps.)
     pub(in crate::fs) fn load_extent_state(
         &self,
         fd: &OwnedFd,
-        st: &rustix::fs::Stat,
         ctx: Option<&Context>,
         opened: Option<OpenedLog>,
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<ExtState> {
-        let mut ext = self.replay_extent_log(fd, ctx, opened, what)?;
-        ext.loaded = Some((*st, ext.file.mark()));
-        Ok(ext)
+        self.replay_extent_log(fd, ctx, opened, what)
     }
 
     /// At lookup of a per-extent file that `fs::recall` found unchanged since its evicted node
@@ -92,12 +88,10 @@ impl Engine<'_> {
             *st,
             crate::store::io::Access::ReadWriteOrReadNoAtime,
         );
-        let mut ext = ExtState::new(
+        ExtState::new(
             ExtentFile::from_snapshot(log, &snap),
             Arc::clone(self.budget),
-        );
-        ext.loaded = Some((*st, ext.file.mark()));
-        ext
+        )
     }
 
     /// A user's open of `node` just opened `file`. A per-extent log put back from a snapshot and
