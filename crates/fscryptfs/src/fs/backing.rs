@@ -183,7 +183,7 @@ impl Fs {
             Found::Extent(ctx, opened) => {
                 match self
                     .contents()
-                    .load_extent_state(&fd, ctx.as_ref(), opened, what)
+                    .load_extent_state(&fd, &st, ctx.as_ref(), opened, what)
                 {
                     Ok(ext) => State::File {
                         keys: Keys::locked(ctx),

@@ -17,7 +17,7 @@ use super::inodes::Inodes;
 use super::locks::{lock, rlock, wlock};
 use super::node::budget::Budget;
 use super::node::{Keys, Kind, Meta, Node, State};
-use super::recall::Recalled;
+use super::recall::{self, Recalled};
 use super::types::{errno, KernelCache};
 use crate::store::config::{ContentsLayout, InoAllocator, ROOT_INO};
 use crate::store::io as store_io;
@@ -185,28 +185,22 @@ impl Fs {
     }
 
     /// Remembers an evicted file's header (`fs::recall`): a per-file file's once its size is
-    /// committed, a per-extent file's log as the node leaves it once everything is written out and
-    /// committed (the eviction's flush did that, unless an error stopped it) — unless it has no
-    /// name left (nobody can look it up) or its metadata is damaged. The file's `fstat` taken
-    /// here is what a later lookup must find unchanged: since the flush nothing of this mount has
-    /// written to it (the node is out of the table, with no handle), so the log put back then is
-    /// the one the node would have had, had it stayed. Before the eviction ends: a lookup waiting
-    /// for it then finds the entry.
+    /// committed, a per-extent file's replayed log if the file is unchanged since that replay —
+    /// unless it has no name left (nobody can look it up) or its metadata is damaged. Before the
+    /// eviction ends: a lookup waiting for it then finds the entry.
     fn recall_evicted(&self, node: &Node) {
         // What there is to remember, from the state alone (no backing call for the rest).
-        let (size, log, ctx) = {
+        let (size, replayed, ctx) = {
             let s = rlock(&node.state);
-            let (size, log) = match (s.per_file(), s.ext()) {
+            let (size, replayed) = match (s.per_file(), s.ext()) {
                 (Some(p), _) if !p.size_dirty && p.uncommitted.is_none() => (p.size, None),
-                (_, Some(e)) if e.buf.is_empty() && !e.file.uncommitted() => {
-                    match e.file.snapshot() {
-                        Some(snap) => (0, Some(Arc::new(snap))),
-                        None => return,
-                    }
-                }
+                (_, Some(e)) => match &e.replayed {
+                    Some((then, snap)) => (0, Some((*then, Arc::clone(snap)))),
+                    None => return,
+                },
                 _ => return,
             };
-            (size, log, s.ctx())
+            (size, replayed, s.ctx())
         };
         if lock(&node.meta).removed.is_some() {
             return;
@@ -218,6 +212,11 @@ impl Fs {
         if now.st_nlink == 0 {
             return;
         }
+        let log = match replayed {
+            Some((then, snap)) if recall::unchanged(&then, &now) => Some(snap),
+            Some(_) => return,
+            None => None,
+        };
         let header = Recalled {
             ino: node.ino,
             size,

@@ -18,7 +18,7 @@ use fscrypt::{Errno, Error, Result};
 use super::budget::Budget;
 use super::{FileContents, Keys, Kind, State, Unlocked};
 use crate::fs::types::errno;
-use crate::store::extent::{ExtentFile, SealedExtent, EXTENT_MAX};
+use crate::store::extent::{ExtentFile, LogSnapshot, SealedExtent, EXTENT_MAX};
 
 /// Most plaintext buffered per inode before a writeout is forced.
 pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
@@ -50,6 +50,10 @@ pub(in crate::fs) struct ExtState {
     /// Keys of this file's extents, derived once each while the inode holds its `ActiveRef`
     /// (emptied whenever the reference is dropped: `State::take_keys`).
     pub(in crate::fs) keys: Mutex<KeyCache>,
+    /// The log's state as a replay found it, with the `fstat` taken before that replay read the
+    /// file: what eviction leaves for the next lookup if the file is still unchanged
+    /// (`fs::recall`). None for a new file and for logs too long to keep.
+    pub(in crate::fs) replayed: Option<(rustix::fs::Stat, Arc<LogSnapshot>)>,
 }
 
 /// A least-recently-used cache of extent keys by extent context (mode, key identifier, nonce: the
@@ -116,6 +120,7 @@ impl ExtState {
             background_failed: None,
             budget,
             keys: Mutex::new(KeyCache::default()),
+            replayed: None,
         }
     }
 
