@@ -587,8 +587,8 @@ fn a_recalled_extent_file_opens_its_log_only_when_used() {
         return;
     };
     let data = pattern(3 * 4096 + 100, 7);
-    // A new file leaves nothing to recall: its next lookup replays the log, which the one after
-    // the next eviction is spared.
+    // A file written in this mount is recalled too: its node left its log, committed, at the
+    // eviction.
     let Some((f, backing)) = written_then_evicted(&m, &data) else {
         return;
     };
@@ -639,6 +639,89 @@ fn a_recalled_extent_file_opens_its_log_only_when_used() {
         fs::read(&f).unwrap() == data[..5000],
         "the truncate outlived the daemon"
     );
+}
+
+/// A per-extent file written in this mount in several records, its node evicted: the next lookup
+/// takes the log as the node left it, committed (`fs::recall`), without opening the file. Written
+/// on from there — an overwrite across a record boundary and an extension — it reads right at
+/// once, again after one more eviction and recall, and after a remount, which replays what is on
+/// disk: the log put back is the one the node would have had, had it stayed.
+#[test]
+fn a_log_written_in_this_mount_is_recalled_and_written_on() {
+    use rustix::fs::{Mode, OFlags};
+    let Some((mut m, _id)) = encrypted_volume() else {
+        return;
+    };
+    let mut data = pattern((3 << 20) + 777, 5);
+    let Some((f, backing)) = written_then_evicted(&m, &data) else {
+        return;
+    };
+    let pin = rustix::fs::open(&f, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().len(), data.len() as u64);
+    assert_eq!(
+        daemon_fds_on(&m, &backing),
+        1,
+        "recalled at its first lookup: the node's O_PATH descriptor, no log opened"
+    );
+    {
+        let w = fs::OpenOptions::new().write(true).open(&f).unwrap();
+        let patch = pattern(300_000, 9);
+        let at = (1 << 20) - 1000;
+        w.write_all_at(&patch, at as u64).unwrap();
+        data[at..at + patch.len()].copy_from_slice(&patch);
+        let tail = pattern(200_000, 11);
+        w.write_all_at(&tail, data.len() as u64).unwrap();
+        data.extend_from_slice(&tail);
+    }
+    assert!(fs::read(&f).unwrap() == data, "written on after the recall");
+    drop(pin);
+    assert!(evict(&m, &backing));
+    assert!(fs::read(&f).unwrap() == data, "recalled once more");
+    m.remount("");
+    add_key(&m.mnt, &KEY).expect("add key");
+    assert!(
+        fs::read(&f).unwrap() == data,
+        "after a remount: the log on disk replays to the same bytes"
+    );
+}
+
+/// A per-extent file its node only read, changed behind the mount while that node lived: the
+/// eviction keeps nothing (the file is no longer what the node read), so the next lookup reads the
+/// file again and sees the change. (Had the node written to the file, the eviction would keep the
+/// node's log, which is then the file's: the test above.)
+#[test]
+fn a_log_changed_behind_its_reading_node_is_read_again() {
+    use rustix::fs::{Mode, OFlags};
+    let Some((m, _id)) = encrypted_volume() else {
+        return;
+    };
+    let data = pattern(2 * 4096 + 300, 4);
+    let Some((f, backing)) = written_then_evicted(&m, &data) else {
+        return;
+    };
+    {
+        // A node that reads the file and writes nothing to it.
+        let held = fs::File::open(&f).unwrap();
+        let mut got = Vec::new();
+        (&held).read_to_end(&mut got).unwrap();
+        assert!(got == data);
+        // Changed behind the mount while the node lives (its mode: the ctime moves).
+        fs::set_permissions(&backing, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    wait_for("the open's release", 10, || {
+        daemon_fds_on(&m, &backing) <= 2
+    });
+    assert!(evict(&m, &backing));
+    let pin = rustix::fs::open(&f, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!((md.len(), md.mode() & 0o777), (data.len() as u64, 0o600));
+    assert_eq!(
+        daemon_fds_on(&m, &backing),
+        2,
+        "read again: the O_PATH descriptor and the log the lookup opened"
+    );
+    assert!(fs::read(&f).unwrap() == data);
+    drop(pin);
 }
 
 /// The attack on a deferred log: after a per-extent file was recalled (its log not opened), a
@@ -694,9 +777,10 @@ fn daemon_reads(m: &Mounted) -> u64 {
         .expect("syscr in /proc/PID/io")
 }
 
-/// Per-extent files looked up again after their nodes were evicted: the first lookup replays each
-/// log (reading it), the next one — the files unchanged since — puts that replay back on the file
-/// without reading it (`fs::recall`): at least one read fewer per file, the same sizes and bytes.
+/// Per-extent files looked up again after their nodes were evicted: once changed behind the
+/// mount, a lookup replays each log (reading it); the next one — the files unchanged since that
+/// node's eviction — puts its log back on the file without reading it (`fs::recall`): at least one
+/// read fewer per file, the same sizes and bytes.
 /// A file changed behind the mount is replayed again. (Another test dropping the kernel's caches
 /// during the first pass makes some of its lookups recalled too: that round is measured again.)
 #[test]
@@ -737,13 +821,15 @@ fn forgotten_extent_files_are_recalled_without_reading_their_logs() {
         daemon_reads(&m) - r0
     };
     let mut rounds = Vec::new();
-    for _ in 0..3 {
+    for round in 0..3u32 {
         if !evict_all() {
             return;
         }
-        // Changed behind the mount (the same mode again: a new ctime), so nothing is recalled.
+        // Changed behind the mount (another mode, so a new ctime: CephFS leaves the ctime alone
+        // at a chmod to the mode the file has), so nothing is recalled.
+        let mode = if round % 2 == 0 { 0o640 } else { 0o644 };
         for b in &backing {
-            fs::set_permissions(b, fs::metadata(b).unwrap().permissions()).unwrap();
+            fs::set_permissions(b, fs::Permissions::from_mode(mode)).unwrap();
         }
         let replayed = stat_all();
         assert!(evict_all());

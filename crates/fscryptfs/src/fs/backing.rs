@@ -251,8 +251,8 @@ impl Fs {
             rustix::fs::FileType::RegularFile => {
                 // A file evicted this mount and unchanged since: its header as the node left it,
                 // with no read — a per-file file not even opened (the node opens it when it needs
-                // it), a per-extent file's log put back on the state its replay found (opened
-                // when it is first read or written).
+                // it), a per-extent file's log put back on the state its node left (opened when
+                // it is first read or written).
                 if let Some(r) = self.inodes.recall.take(st) {
                     let contents = match r.log {
                         None => FileContents::PerFile(PerFileState::loaded(r.size, false)),

@@ -185,22 +185,35 @@ impl Fs {
     }
 
     /// Remembers an evicted file's header (`fs::recall`): a per-file file's once its size is
-    /// committed, a per-extent file's replayed log if the file is unchanged since that replay —
-    /// unless it has no name left (nobody can look it up) or its metadata is damaged. Before the
-    /// eviction ends: a lookup waiting for it then finds the entry.
+    /// committed, a per-extent file's log as the node leaves it once everything is written out and
+    /// committed (the eviction's flush did that, unless an error stopped it) — unless it has no
+    /// name left (nobody can look it up) or its metadata is damaged. The file's `fstat` taken
+    /// here is what a later lookup must find unchanged: since the flush nothing of this mount has
+    /// written to it (the node is out of the table, with no handle), so the log put back then is
+    /// the one the node would have had, had it stayed. A log this node did not write to is kept
+    /// only if the file is also unchanged since the node read it (`ExtState::loaded`): what
+    /// changed behind the mount meanwhile is read at the next lookup. Before the eviction ends: a
+    /// lookup waiting for it then finds the entry.
     fn recall_evicted(&self, node: &Node) {
         // What there is to remember, from the state alone (no backing call for the rest).
-        let (size, replayed, ctx) = {
+        let (size, log, ctx) = {
             let s = rlock(&node.state);
-            let (size, replayed) = match (s.per_file(), s.ext()) {
+            let (size, log) = match (s.per_file(), s.ext()) {
                 (Some(p), _) if !p.size_dirty && p.uncommitted.is_none() => (p.size, None),
-                (_, Some(e)) => match &e.replayed {
-                    Some((then, snap)) => (0, Some((*then, Arc::clone(snap)))),
-                    None => return,
-                },
+                (_, Some(e)) if e.buf.is_empty() && !e.file.uncommitted() => {
+                    let Some(snap) = e.file.snapshot() else {
+                        return;
+                    };
+                    // Read and not written since: the file as it was read.
+                    let read_as = e
+                        .loaded
+                        .filter(|(_, mark)| *mark == e.file.mark())
+                        .map(|(st, _)| st);
+                    (0, Some((Arc::new(snap), read_as)))
+                }
                 _ => return,
             };
-            (size, replayed, s.ctx())
+            (size, log, s.ctx())
         };
         if lock(&node.meta).removed.is_some() {
             return;
@@ -212,9 +225,9 @@ impl Fs {
         if now.st_nlink == 0 {
             return;
         }
-        let log = match replayed {
-            Some((then, snap)) if recall::unchanged(&then, &now) => Some(snap),
-            Some(_) => return,
+        let log = match log {
+            Some((_, Some(then))) if !recall::unchanged(&then, &now) => return,
+            Some((snap, _)) => Some(snap),
             None => None,
         };
         let header = Recalled {

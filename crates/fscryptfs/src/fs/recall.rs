@@ -1,7 +1,7 @@
 //! What the mount knew of regular files whose nodes it evicted: a later lookup of the same backing
 //! object, unchanged since (the same ctime, mtime, size, link count and mode), takes the header's
 //! contents — the inode number, the encryption context, and the committed size of a per-file file
-//! or the replayed log of a per-extent one — from here instead of reading the file again. On a
+//! or the committed log of a per-extent one — from here instead of reading the file again. On a
 //! network backing store those reads are round trips, and an `ls -lR`, `find` or `rm -rf` after the
 //! kernel dropped its caches makes one lookup per file. Its own module because it is a cache with a
 //! rule of its own (when an entry may be trusted), bounded by [`RECALL_MAX`], and knows nothing of
@@ -37,7 +37,7 @@ pub(super) struct Recalled {
     pub(super) size: u64,
     /// The encryption context, when the file is encrypted.
     pub(super) ctx: Option<Context>,
-    /// A per-extent file's log as a replay found it.
+    /// A per-extent file's log as the evicted node left it (written out and committed).
     pub(super) log: Option<Arc<LogSnapshot>>,
 }
 

@@ -61,8 +61,9 @@ impl Engine<'_> {
 
     /// At lookup of a per-extent file not in the table (the caller holds its number in transit):
     /// opens and recovers its log (its logical size is there, not in the header), from what the
-    /// lookup already opened and read when it has it. No key is needed. The replay's result is
-    /// kept with `st` (the lookup's `fstat`, taken before anything was read) for `fs::recall`.
+    /// lookup already opened and read when it has it. No key is needed. `st` (the lookup's
+    /// `fstat`, taken before anything was read) is kept with the replayed log's mark: what the
+    /// node's log is at its eviction is what `fs::recall` keeps, under the rule `loaded` says.
     pub(in crate::fs) fn load_extent_state(
         &self,
         fd: &OwnedFd,
@@ -72,13 +73,13 @@ impl Engine<'_> {
         what: &(impl std::fmt::Display + ?Sized),
     ) -> Result<ExtState> {
         let mut ext = self.replay_extent_log(fd, ctx, opened, what)?;
-        ext.replayed = ext.file.snapshot().map(|s| (*st, Arc::new(s)));
+        ext.loaded = Some((*st, ext.file.mark()));
         Ok(ext)
     }
 
-    /// At lookup of a per-extent file that `fs::recall` found unchanged since an evicted node's
-    /// replay `snap` (`st`: the lookup's `fstat`): its log put back on that state, nothing read
-    /// and nothing opened (the node's `O_PATH` descriptor `fd` opens the file at the first read
+    /// At lookup of a per-extent file that `fs::recall` found unchanged since its evicted node
+    /// left it with the log `snap` (`st`: the lookup's `fstat`): its log put back on that state,
+    /// nothing read and nothing opened (the node's `O_PATH` descriptor `fd` opens the file at the first read
     /// or write of the log, unless a user's open lent it a duplicate of its own first).
     pub(in crate::fs) fn recalled_extent_state(
         &self,
@@ -95,7 +96,7 @@ impl Engine<'_> {
             ExtentFile::from_snapshot(log, &snap),
             Arc::clone(self.budget),
         );
-        ext.replayed = Some((*st, snap));
+        ext.loaded = Some((*st, ext.file.mark()));
         ext
     }
 

@@ -18,7 +18,7 @@ use fscrypt::{Errno, Error, Result};
 use super::budget::Budget;
 use super::{FileContents, Keys, Kind, State, Unlocked};
 use crate::fs::types::errno;
-use crate::store::extent::{ExtentFile, LogSnapshot, SealedExtent, EXTENT_MAX};
+use crate::store::extent::{ExtentFile, LogMark, SealedExtent, EXTENT_MAX};
 
 /// Most plaintext buffered per inode before a writeout is forced.
 pub(in crate::fs) const BUFFER_MAX: u64 = 4 << 20;
@@ -50,10 +50,12 @@ pub(in crate::fs) struct ExtState {
     /// Keys of this file's extents, derived once each while the inode holds its `ActiveRef`
     /// (emptied whenever the reference is dropped: `State::take_keys`).
     pub(in crate::fs) keys: Mutex<KeyCache>,
-    /// The log's state as a replay found it, with the `fstat` taken before that replay read the
-    /// file: what eviction leaves for the next lookup if the file is still unchanged
-    /// (`fs::recall`). None for a new file and for logs too long to keep.
-    pub(in crate::fs) replayed: Option<(rustix::fs::Stat, Arc<LogSnapshot>)>,
+    /// When this node took its log from the file (a replay or a recall, at lookup): the lookup's
+    /// `fstat` and the log's mark then. An eviction that finds the mark unchanged (this node wrote
+    /// nothing) keeps the log for `fs::recall` only if the file is unchanged since that `fstat`
+    /// too, so that a change made behind the mount meanwhile is read at the next lookup. None
+    /// for a file this node created.
+    pub(in crate::fs) loaded: Option<(rustix::fs::Stat, LogMark)>,
 }
 
 /// A least-recently-used cache of extent keys by extent context (mode, key identifier, nonce: the
@@ -120,7 +122,7 @@ impl ExtState {
             background_failed: None,
             budget,
             keys: Mutex::new(KeyCache::default()),
-            replayed: None,
+            loaded: None,
         }
     }
 

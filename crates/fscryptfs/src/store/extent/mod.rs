@@ -344,6 +344,14 @@ fn corrupt_at(
     e
 }
 
+/// Where a log stands ([`ExtentFile::mark`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LogMark {
+    end: u64,
+    next_seq: u64,
+    gen: u64,
+}
+
 impl ExtentFile {
     /// The logical (plaintext) size.
     pub fn logical_size(&self) -> u64 {
@@ -363,6 +371,16 @@ impl ExtentFile {
     /// Whether records were appended since the last commit (`sync` would do something).
     pub fn uncommitted(&self) -> bool {
         self.end != self.durable_end
+    }
+
+    /// Where the log stands: it moves with every record appended and every commit, so two marks of
+    /// one log differ when anything was written to it in between.
+    pub fn mark(&self) -> LogMark {
+        LogMark {
+            end: self.end,
+            next_seq: self.next_seq,
+            gen: self.gen,
+        }
     }
 
     /// The backing path, as messages name it.

@@ -25,8 +25,8 @@ use crate::store::{fs_params, io_err, read_full_at, FILE_HEADER_SIZE};
 
 /// Only logs of at most this many records, runs and map pieces each are kept as
 /// [`LogSnapshot`]s (a record holds up to 1 MiB written at once: small files, and files written
-/// sequentially up to 64 MiB in few pieces).
-pub const SNAPSHOT_MAX_PARTS: usize = 64;
+/// sequentially up to about 512 MiB; `fs::recall` bounds what all of them hold together).
+pub const SNAPSHOT_MAX_PARTS: usize = 512;
 
 /// What replaying a log found — its runs, map, records, nonces, ends, sequence and generation —
 /// without the file: to be put back on the same file when it is unchanged since
@@ -55,9 +55,10 @@ impl LogSnapshot {
 }
 
 impl ExtentFile {
-    /// This log's state, when it has at most [`SNAPSHOT_MAX_PARTS`] records, runs and pieces. Taken right after
-    /// [`open`](Self::open) or [`open_read`](Self::open_read), it is what a replay of the file as
-    /// it then was produces.
+    /// This log's state, when it has at most [`SNAPSHOT_MAX_PARTS`] records, runs and pieces: what
+    /// [`from_snapshot`](Self::from_snapshot) puts back on the same file, unchanged since, as if
+    /// this `ExtentFile` had stayed (the caller takes it once everything is written out and
+    /// committed: `fs::recall`).
     pub fn snapshot(&self) -> Option<LogSnapshot> {
         let parts = [self.records.len(), self.runs.len(), self.map.pieces()];
         parts
