@@ -1,7 +1,9 @@
 //! A volume on a filesystem shared by two clients (issue 14): CephFS honours OFD locks between its
 //! clients, so the volume lock keeps a second daemon, on another client, off a volume in use, and
 //! says whose it is; once the first lets go, the second mounts. What the daemon found on the
-//! backing filesystem (no rename flags: new names by hard link) is checked too.
+//! backing filesystem (no rename flags: new names by hard link) is checked too, and that changes
+//! made through the other client show through the volume (its lookups take the attributes their
+//! walk brought, `store::walked`).
 //!
 //! Runs when `FSCRYPTFS_SHARED_CLIENTS=DIR1:DIR2` names one directory of a shared filesystem as
 //! seen through two clients (`.ci/run` sets it on its one-node Ceph cluster, `scripts/ceph-cluster`,
@@ -42,28 +44,29 @@ fn hostname() -> String {
         .to_string()
 }
 
-#[test]
-fn a_second_client_is_kept_off_a_volume_in_use_and_told_whose_it_is() {
-    let Some((one, two)) = clients() else {
-        return;
-    };
-    if !can_mount() {
-        return;
-    }
-    let shared = tempfile::tempdir_in(&one).expect("tempdir on the shared filesystem");
-    let rel = shared.path().strip_prefix(&one).expect("under DIR1");
+/// A volume made on the shared filesystem through client 1, and where it is.
+struct SharedVolume {
+    /// Its scratch directory on the shared filesystem (removed at the end).
+    _shared: tempfile::TempDir,
+    /// The volume's backing directory through client 1 and through client 2.
+    backing1: PathBuf,
+    backing2: PathBuf,
+    /// A local scratch directory for mount points.
+    local: tempfile::TempDir,
+}
+
+/// `fscryptfs init` of a fresh volume through client 1 (`one`), whose directory client 2 (`two`)
+/// sees as `backing2`; once client 2 sees its config.
+fn shared_volume(one: &std::path::Path, two: &std::path::Path) -> SharedVolume {
+    let shared = tempfile::tempdir_in(one).expect("tempdir on the shared filesystem");
+    let rel = shared.path().strip_prefix(one).expect("under DIR1");
     let (backing1, backing2) = (shared.path().join("vol"), two.join(rel).join("vol"));
-    let local = tempfile::tempdir().expect("tempdir");
-    let (mnt1, mnt2) = (local.path().join("m1"), local.path().join("m2"));
-    std::fs::create_dir(&mnt1).expect("mkdir");
-    std::fs::create_dir(&mnt2).expect("mkdir");
     let out = Command::new(bin())
         .arg("init")
         .arg(&backing1)
         .output()
         .expect("init");
     assert!(out.status.success(), "init: {out:?}");
-    // The second client sees the volume the first made.
     let t0 = Instant::now();
     while !backing2.join(".fscryptfs.conf").exists() {
         assert!(
@@ -72,6 +75,28 @@ fn a_second_client_is_kept_off_a_volume_in_use_and_told_whose_it_is() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    SharedVolume {
+        _shared: shared,
+        backing1,
+        backing2,
+        local: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+#[test]
+fn a_second_client_is_kept_off_a_volume_in_use_and_told_whose_it_is() {
+    let Some((one, two)) = clients() else {
+        return;
+    };
+    if !can_mount() {
+        return;
+    }
+    // The second client sees the volume the first made.
+    let vol = shared_volume(&one, &two);
+    let (backing1, backing2) = (vol.backing1.clone(), vol.backing2.clone());
+    let (mnt1, mnt2) = (vol.local.path().join("m1"), vol.local.path().join("m2"));
+    std::fs::create_dir(&mnt1).expect("mkdir");
+    std::fs::create_dir(&mnt2).expect("mkdir");
 
     // What the daemon finds (on CephFS: no rename flags, hard links).
     let out = Command::new(bin())
@@ -165,6 +190,73 @@ fn a_second_client_is_kept_off_a_volume_in_use_and_told_whose_it_is() {
     let out = Command::new(bin())
         .arg("fsck")
         .arg(&backing2)
+        .output()
+        .expect("fsck");
+    assert!(out.status.success(), "fsck: {out:?}");
+}
+
+/// A change made through the other client shows through the volume once the mount's own caches
+/// expire: a lookup takes the attributes its walk of the backing store brought (`store::walked`:
+/// on `ceph-fuse`, whose entries have no lifetime, every walk asks the MDS's view again), so a
+/// mode changed, a link added and a link removed by another client are what the volume shows,
+/// and an unlink through the volume of a name that has another one leaves that one whole.
+#[test]
+fn a_change_through_the_other_client_shows_through_the_volume() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some((one, two)) = clients() else {
+        return;
+    };
+    if !can_mount() {
+        return;
+    }
+    let vol = shared_volume(&one, &two);
+    let (backing1, backing2) = (&vol.backing1, &vol.backing2);
+    let mnt = vol.local.path().join("m");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let mut m = mount_backing(backing1, &mnt, "");
+    let data = b"written through the volume on client 1".to_vec();
+    std::fs::write(m.path("f"), &data).expect("write");
+    let md = std::fs::metadata(m.path("f")).expect("stat");
+    assert_eq!((md.nlink(), md.mode() & 0o777), (1, 0o644));
+    // The mount's entries and attributes live a second: past that, a stat looks the name up again.
+    let expire = || std::thread::sleep(Duration::from_millis(1200));
+
+    // Through client 2: the mode changed, a second name linked.
+    let t0 = Instant::now();
+    while !backing2.join("f").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "client 2 sees f");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::set_permissions(backing2.join("f"), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod through client 2");
+    std::fs::hard_link(backing2.join("f"), backing2.join("g")).expect("link through client 2");
+    expire();
+    let md = std::fs::metadata(m.path("f")).expect("stat f");
+    assert_eq!(
+        (md.nlink(), md.mode() & 0o777),
+        (2, 0o600),
+        "the mode and link count client 2 made"
+    );
+    let g = std::fs::metadata(m.path("g")).expect("stat g");
+    assert_eq!((g.ino(), g.len()), (md.ino(), data.len() as u64), "g is f");
+
+    // Unlinked through the volume: the other name keeps the file.
+    std::fs::remove_file(m.path("f")).expect("unlink f");
+    assert!(std::fs::read(m.path("g")).expect("read g") == data);
+    expire();
+    assert_eq!(std::fs::metadata(m.path("g")).expect("stat g").nlink(), 1);
+
+    // A name removed through client 2 is gone from the volume.
+    std::fs::remove_file(backing2.join("g")).expect("unlink through client 2");
+    expire();
+    assert_eq!(
+        std::fs::metadata(m.path("g")).map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::NotFound)
+    );
+    m.stop();
+    let out = Command::new(bin())
+        .arg("fsck")
+        .arg(backing1)
         .output()
         .expect("fsck");
     assert!(out.status.success(), "fsck: {out:?}");

@@ -24,6 +24,7 @@ use crate::store::meta::{
 };
 use crate::store::pending::PendingSize;
 use crate::store::special::{SpecialRecords, SPECIAL_MAX, SPECIAL_NAME};
+use crate::store::walked::WalkedStat;
 use crate::store::{read_full_at, sys_err, FILE_HEADER_SIZE};
 
 /// Writes a new directory's metadata file.
@@ -147,9 +148,10 @@ impl Fs {
         )
     }
 
-    /// Reads what identifies the backing object `fd` (its stable inode number and metadata) and
-    /// returns its node, creating or reusing it (lookup count +1), with the object's `fstat` (the
-    /// one taken to identify it; reading its metadata changes none of it).
+    /// Reads what identifies the backing object `fd`, just opened by name (its stable inode
+    /// number and metadata), and returns its node, creating or reusing it (lookup count +1), with
+    /// the object's `fstat` (the one taken to identify it; reading its metadata changes none of
+    /// it).
     pub(super) fn node_from_fd(
         &self,
         fd: OwnedFd,
@@ -160,9 +162,12 @@ impl Fs {
     ) -> Result<(Arc<Node>, rustix::fs::Stat)> {
         // Shared from here: a recalled per-extent log opens through it when first used.
         let fd = Arc::new(fd);
-        // Read, then claim the number; read again when the claim had to wait.
+        // Read, then claim the number; read again when the claim had to wait. The first read
+        // takes what the walk to `fd` brought (`store::walked`); a read again asks.
+        let mut way = self.walked;
         let (st, ino, kind, found, transit) = loop {
-            let st = rustix::fs::fstat(&fd).map_err(|e| sys_err(what, e))?;
+            let st = way.fstat(&*fd).map_err(|e| sys_err(what, e))?;
+            way = WalkedStat::Asked;
             let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
             if let Some(node) = self.cached_node_of(&st, ft, parent, name, what)? {
                 return Ok((node, st));

@@ -24,6 +24,7 @@ use crate::store::io as store_io;
 use crate::store::meta::{read_dir_meta_at, DIR_META_NAME};
 use crate::store::pending::CacheEpoch;
 use crate::store::sys_err;
+use crate::store::walked::WalkedStat;
 
 /// Slow lookup groups in a row that make a mount look names up in parallel from then on (`handles`).
 /// One is not enough: a cold cache or a busy host makes a single group of a local filesystem slow
@@ -71,6 +72,9 @@ pub struct Fs {
     /// The backing store is on a filesystem whose every request is a round trip (a network or
     /// FUSE filesystem): a handle's large reads reach it in order (`fs::read_order`).
     pub(super) round_trips: bool,
+    /// How the attributes of an object just reached by name are taken (`store::walked`): the
+    /// kernel's copy, which the walk refreshed, but on a kernel network client.
+    pub(super) walked: WalkedStat,
     /// The open files and directories.
     pub(super) handles: HandleTable,
     pub(super) notifier: Arc<OnceLock<Box<dyn KernelCache>>>,
@@ -93,6 +97,7 @@ impl Fs {
         fsp.per_extent_encryption = opts.layout == ContentsLayout::Extent;
         let root_fd = store_io::open_backing_root(&backing)?;
         let round_trips = crate::store::features::is_round_trip_filesystem(&root_fd);
+        let walked = WalkedStat::of_filesystem(&root_fd);
         let meta = read_dir_meta_at(&root_fd, &fsp, &backing)?;
         let epoch = CacheEpoch::of(&root_fd);
         if meta.ino != ROOT_INO {
@@ -125,6 +130,7 @@ impl Fs {
             }),
             lookup_pool: OnceLock::new(),
             round_trips,
+            walked,
             backing,
             fsp,
             uuid,

@@ -24,9 +24,12 @@ impl Fs {
         let _g = lock(&dir.dir_lock);
         let (bname, _) = self.backing_name(&dir, name)?;
         let what = self.describe_child(&dir, &bname);
+        // What the name is now: the identity, type and link count that the walk to it brought.
+        let st = self
+            .walked
+            .statat(&*dir.fd(), &bname)
+            .map_err(|e| sys_err(&what, e))?;
         if !is_dir {
-            let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| sys_err(&what, e))?;
             if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
                 return Err(errno(Errno::ISDIR, "is a directory"));
             }
@@ -41,8 +44,6 @@ impl Fs {
                 self.update_specials(&dir, |r| r.remove(&bname))?;
             }
         } else {
-            let st = rustix::fs::statat(dir.fd(), &bname, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| sys_err(&what, e))?;
             self.remove_dir_entry(&dir, &bname)?;
             self.inodes.name_removed(&st, dir.ino, name);
             self.inodes.forget_backing(&st);
@@ -230,7 +231,8 @@ impl Fs {
                 if let Some(ct) = &nct {
                     self.write_side_file(&ndir, &nbname, ct)?;
                 }
-                let replaced = dst.as_ref().and_then(|d| rustix::fs::fstat(d.fd()).ok());
+                // The target was reached by name just above.
+                let replaced = dst.as_ref().and_then(|d| self.walked.fstat(&*d.fd()).ok());
                 let src_special = src.kind.is_special();
                 if src_special {
                     let ino = src.ino;

@@ -517,10 +517,13 @@ fn remove_scratch(root: &impl AsFd, name: &OsStr) -> rustix::io::Result<()> {
     rustix::fs::unlinkat(root, name, AtFlags::REMOVEDIR)
 }
 
-/// Filesystems (`statfs` `f_type`) whose every request is a round trip to another process or
-/// host: FUSE, NFS, CephFS, SMB/CIFS (both magics), 9P, AFS (both magics).
-const ROUND_TRIP_FILESYSTEMS: &[u64] = &[
-    0x6573_5546,
+/// `statfs` `f_type` of FUSE filesystems.
+const FUSE_FILESYSTEM: u64 = 0x6573_5546;
+
+/// Kernel clients of network filesystems (`statfs` `f_type`): NFS, CephFS, SMB/CIFS (both magics),
+/// 9P, AFS (both magics). With FUSE, the filesystems whose every request is a round trip to
+/// another process or host.
+pub const KERNEL_NETWORK_CLIENTS: &[u64] = &[
     0x6969,
     0x00c3_6400,
     0xfe53_4d42,
@@ -539,7 +542,10 @@ pub fn on_round_trip_filesystem(backing: &std::path::Path) -> bool {
 
 /// [`on_round_trip_filesystem`] of the filesystem `fd` (a descriptor of the backing root) is on.
 pub fn is_round_trip_filesystem(fd: impl std::os::fd::AsFd) -> bool {
-    rustix::fs::fstatfs(fd).is_ok_and(|st| ROUND_TRIP_FILESYSTEMS.contains(&(st.f_type as u64)))
+    rustix::fs::fstatfs(fd).is_ok_and(|st| {
+        let t = st.f_type as u64;
+        t == FUSE_FILESYSTEM || KERNEL_NETWORK_CLIENTS.contains(&t)
+    })
 }
 
 #[cfg(test)]

@@ -21,12 +21,12 @@
 //!
 //! A wrong type or size is `EUCLEAN` with a message naming the backing path, like any other damage.
 //! Entry operations (`mkdirat`, `unlinkat`, `renameat`, `linkat`, `symlinkat`, `readlinkat`, and
-//! `fstatat`/`fchownat` with `AT_SYMLINK_NOFOLLOW`, `mknodat`) act on the name itself, follow
-//! nothing and open nothing; the filesystem makes them directly on a parent's descriptor. Calls on
-//! a node's own inode go through its `O_PATH` descriptor (`AT_EMPTY_PATH`, `fstat`, `fallocate` on
-//! an open file) or its `/proc/self/fd` link (`chmod`, `utimensat`, the `*xattr` calls, `linkat`'s
-//! fallback): the link resolves to that inode itself, never through a symlink stored in the
-//! backing store. `readlinkat` is bounded by the kernel (PATH_MAX).
+//! `fstatat`/`statx`/`fchownat` with `AT_SYMLINK_NOFOLLOW`, `mknodat`) act on the name itself,
+//! follow nothing and open nothing; the filesystem makes them directly on a parent's descriptor.
+//! Calls on a node's own inode go through its `O_PATH` descriptor (`AT_EMPTY_PATH`, `fstat`,
+//! `fallocate` on an open file) or its `/proc/self/fd` link (`chmod`, `utimensat`, the `*xattr`
+//! calls, `linkat`'s fallback): the link resolves to that inode itself, never through a symlink
+//! stored in the backing store. `readlinkat` is bounded by the kernel (PATH_MAX).
 
 use std::ffi::OsStr;
 use std::fmt::Display;

@@ -7,9 +7,11 @@
 //! mapping between user-visible names and backing names, reserved names and long-name side files
 //! ([`names`]), and the numbers of special files ([`special`]); [`kind`] names the kinds of objects;
 //! [`features`] probes what the backing filesystem offers and picks how to do without the rest;
-//! [`pending`] says when a per-file size recorded at close without a sync may be trusted. It knows no FUSE and holds no keys: it stores contexts and ciphertext that the
-//! `fscrypt` layer produced, so a backing store can be copied with `cp -a`/`rsync -a`, backed up while
-//! locked, and read offline.
+//! [`pending`] says when a per-file size recorded at close without a sync may be trusted;
+//! [`walked`] takes the attributes of an object just reached by name without asking twice. It
+//! knows no FUSE and holds no keys: it stores contexts and ciphertext that the `fscrypt` layer
+//! produced, so a backing store can be copied with `cp -a`/`rsync -a`, backed up while locked, and
+//! read offline.
 
 pub mod config;
 pub mod extent;
@@ -21,6 +23,7 @@ pub mod meta;
 pub mod names;
 pub mod pending;
 pub mod special;
+pub mod walked;
 
 use fscrypt::policy::FsParams;
 use fscrypt::{Errno, Error};
