@@ -6,7 +6,8 @@
 //!
 //! 1. [`locks`] (poison-tolerant lock helpers), [`types`] (what the adapter and the rooms
 //!    exchange), [`read_ahead`] (the mount's read-ahead, raised through sysfs after INIT) and
-//!    [`read_order`] (a handle's large reads taken to a network backing store in order).
+//!    [`read_order`] (a handle's large reads taken to a network backing store in order, and a
+//!    per-extent file's large writes appended in the file's order there).
 //! 2. [`node`] — one inode: `Node` and the per-inode `State` (an enum by kind); `node::extent`, the
 //!    per-extent layout's per-inode state (log, write buffer, extent-key cache, writeout);
 //!    `node::budget`, the volume-wide count of buffered bytes. [`caller_memory`] — the ioctl
@@ -33,7 +34,8 @@
 //! Locks, in the order they may nest: a directory's `dir_lock` (entry changes), then a node's `state`
 //! (key, size), then the keyring's own locks (inside `unlock` / `ActiveRef::drop`); a handle's
 //! read gate (`read_order`) is waited for with a node's `state` held for reading (a wait bounded by
-//! the reads before it), and its own mutex is held only to take or give back a turn. The node table and a node's `meta` are leaves. Kernel notifications are sent only with no lock held.
+//! the reads before it), a node's append gate with no lock held (the `state` is taken for the
+//! append once the turn has come), and a gate's own mutex is held only to take or give back a turn. The node table and a node's `meta` are leaves. Kernel notifications are sent only with no lock held.
 
 mod attr;
 mod backing;

@@ -156,6 +156,7 @@ impl Fs {
             budget: &self.budget,
             layout: self.opts.layout,
             read_only: self.opts.read_only,
+            round_trips: self.round_trips,
             pending_sizes: self
                 .epoch
                 .as_ref()

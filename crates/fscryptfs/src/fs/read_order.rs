@@ -9,13 +9,18 @@
 //! turned every 128 KiB request of the kernel to `ceph-fuse` into a read from the cluster (2,048
 //! for 256 MiB), where one reader's made about one per 2 MiB (docs/BENCHMARKS.md "Reads in order
 //! on a network filesystem"). So there a handle's reads of [`ORDERED_MIN`] or more pass a gate
-//! ([`ReadOrder`]; of per-file files, whose backing offsets are the file's own: a per-extent
-//! file's log is in write order, and gating its reads did not pay, docs/DESIGN.md). Those that
+//! ([`ReadOrder`]: a per-file READ's `pread`, a per-extent READ's reads of the log). Those that
 //! continue the stream the gate follows (they start within the read-ahead window after the end of
 //! the last one) go one at a time, the lowest offset first, and one that would leave a gap waits
 //! up to [`GRACE`] for the request before it (sent by the kernel at the same moment, still on its
 //! way through another thread). Reads elsewhere in the file (a random reader's, or a new stream's
 //! first), small reads and other handles' reads never wait.
+//!
+//! A per-extent file's log is in the order its records were appended, so the same gate, one per
+//! node, also appends its large writes in the file's order: each takes its place when it arrives,
+//! is sealed (encrypted, checksummed) beside the others, and appends in its turn
+//! ([`ReadOrder::run_prepared`]); otherwise parallel writeback shuffles the log within a few MiB
+//! and the reads above skip about it whatever order they come in.
 
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex};
@@ -73,6 +78,18 @@ struct GateState {
     waiting: BTreeMap<u64, u32>,
 }
 
+impl GateState {
+    /// One call waiting at `off` leaves the queue (its turn came, or it gave its place up).
+    fn leave(&mut self, off: u64) {
+        if let Some(n) = self.waiting.get_mut(&off) {
+            *n -= 1;
+            if *n == 0 {
+                self.waiting.remove(&off);
+            }
+        }
+    }
+}
+
 impl ReadOrder {
     fn with_grace(grace: Duration) -> Self {
         ReadOrder {
@@ -84,17 +101,37 @@ impl ReadOrder {
 
     /// Runs `read` (a read of `len` bytes at `off`) when its turn comes.
     pub(super) fn run<T>(&self, off: u64, len: u32, read: impl FnOnce() -> T) -> T {
-        let end = off.saturating_add(u64::from(len));
+        self.run_prepared(off, u64::from(len), || (), |()| read())
+    }
+
+    /// Runs `prepare` at once, beside anything else, and then `then` with what it gave when the
+    /// turn of `[off, off + len)` comes: the turn is taken where the call arrives, so a later call
+    /// for a higher offset waits for this one's `prepare` and `then` too (the appends of a
+    /// per-extent file's writes, sealed side by side and appended in the file's order).
+    pub(super) fn run_prepared<P, T>(
+        &self,
+        off: u64,
+        len: u64,
+        prepare: impl FnOnce() -> P,
+        then: impl FnOnce(P) -> T,
+    ) -> T {
+        let end = off.saturating_add(len);
         let mut st = lock(&self.state);
         if off < st.next || off - st.next > WINDOW {
-            // Not the next read of the stream the gate follows (a random reader's, or a new
-            // stream's first): at once, beside anything under way; the stream goes on from here.
+            // Not the next of the stream the gate follows (a random reader's, or a new stream's
+            // first): at once, beside anything under way; the stream goes on from here.
             st.next = end;
             drop(st);
-            return read();
+            return then(prepare());
         }
         *st.waiting.entry(off).or_insert(0) += 1;
         let deadline = Instant::now() + self.grace;
+        drop(st);
+        // Its place is given up even if `prepare` panics.
+        let place = Place { gate: self, off };
+        let prepared = prepare();
+        std::mem::forget(place);
+        let mut st = lock(&self.state);
         loop {
             let lowest = st.waiting.keys().next() == Some(&off);
             let now = Instant::now();
@@ -114,17 +151,25 @@ impl ReadOrder {
                 Err(p) => p.into_inner().0,
             };
         }
-        if let Some(n) = st.waiting.get_mut(&off) {
-            *n -= 1;
-            if *n == 0 {
-                st.waiting.remove(&off);
-            }
-        }
+        st.leave(off);
         st.busy = true;
         drop(st);
-        // Released (and the next read woken) even if `read` panics.
+        // Released (and the next read woken) even if `then` panics.
         let _release = Release { gate: self, end };
-        read()
+        then(prepared)
+    }
+}
+
+/// A place in the queue given up, and the others woken, when `prepare` panics.
+struct Place<'a> {
+    gate: &'a ReadOrder,
+    off: u64,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        lock(&self.gate.state).leave(self.off);
+        self.gate.turn.notify_all();
     }
 }
 
@@ -197,6 +242,59 @@ mod tests {
         assert_eq!(
             order_of(&[2 * M, 3 * M, M, 0], Duration::ZERO),
             vec![0, M, 2 * M, 3 * M]
+        );
+    }
+
+    /// Appends prepared side by side (sealing), the first to arrive the slowest to prepare: each
+    /// runs when the ones that arrived at lower offsets have run, one at a time; a prepare that
+    /// panics gives its place up.
+    #[test]
+    fn prepared_work_runs_in_the_order_of_arrival_not_of_preparation() {
+        let gate = Arc::new(ReadOrder::with_grace(Duration::from_secs(30)));
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let inside = Arc::new(AtomicU32::new(0));
+        let mut threads = Vec::new();
+        for k in 0..4u64 {
+            let (gate, ran, inside) = (Arc::clone(&gate), Arc::clone(&ran), Arc::clone(&inside));
+            threads.push(std::thread::spawn(move || {
+                gate.run_prepared(
+                    k * M,
+                    M,
+                    // The first to arrive prepares longest.
+                    || std::thread::sleep(Duration::from_millis(40 - 10 * k)),
+                    |()| {
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two at once");
+                        lock(&ran).push(k * M);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    },
+                )
+            }));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for t in threads {
+            t.join().expect("appender");
+        }
+        assert_eq!(*lock(&ran), vec![0, M, 2 * M, 3 * M]);
+
+        // A prepare that panics gives its place up.
+        let next = lock(&gate.state).next;
+        let g = Arc::clone(&gate);
+        let failed = std::thread::spawn(move || {
+            g.run_prepared(
+                next,
+                M,
+                || -> () { panic!("sealing failed") },
+                |()| unreachable!(),
+            )
+        });
+        assert!(failed.join().is_err());
+        assert!(lock(&gate.state).waiting.is_empty(), "its place given up");
+        // The write again (the kernel retries a failed writeback) is not held up by it.
+        let t0 = Instant::now();
+        gate.run_prepared(next, M, || (), |()| ());
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "waited for a place given up"
         );
     }
 

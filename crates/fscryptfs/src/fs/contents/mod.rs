@@ -69,6 +69,8 @@ pub(in crate::fs) struct Engine<'a> {
     /// backing store's cache epoch, when there is one and the writeout thread commits them (a
     /// commit interval is set); None: close commits the size itself.
     pub(in crate::fs) pending_sizes: Option<&'a CacheEpoch>,
+    /// The backing store's requests are round trips (`fs::read_order`).
+    pub(in crate::fs) round_trips: bool,
 }
 
 impl Engine<'_> {

@@ -35,9 +35,10 @@ use crate::fs::node::extent::{
     not_loaded, writeout_locked, ExtState, WriteThrough, BUFFER_MAX, WRITE_THROUGH_MIN,
 };
 use crate::fs::node::{Kind, Node, State};
+use crate::fs::read_order::{in_order, ReadOrder};
 use crate::fs::types::errno;
 use crate::store::config::ContentsLayout;
-use crate::store::extent::{ExtentFile, LogFile, LogSnapshot, HEADER_PREFIX};
+use crate::store::extent::{ExtentFile, LogFile, LogSnapshot, ReadGate, HEADER_PREFIX};
 
 impl Engine<'_> {
     /// The layout of a new regular file with context `ctx`: per-extent for encrypted files of an
@@ -158,8 +159,15 @@ impl Engine<'_> {
         ))
     }
 
-    /// Reads `len` bytes at `off`: the log, then the buffer over it.
-    pub(in crate::fs) fn ext_read(&self, node: &Node, off: u64, len: u32) -> Result<Vec<u8>> {
+    /// Reads `len` bytes at `off`: the log (its backing reads through the handle's gate `reads`,
+    /// when there is one: `fs::read_order`), then the buffer over it.
+    pub(in crate::fs) fn ext_read(
+        &self,
+        node: &Node,
+        reads: Option<&ReadOrder>,
+        off: u64,
+        len: u32,
+    ) -> Result<Vec<u8>> {
         let st = rlock(&node.state);
         let ext = st.ext().ok_or_else(not_loaded)?;
         let size = ext.size;
@@ -169,8 +177,14 @@ impl Engine<'_> {
         let end = size.min(off.saturating_add(u64::from(len)));
         let mut out = vec![0u8; (end - off) as usize];
         let active = st.active();
+        let order = |fetch: &mut dyn FnMut()| in_order(reads, off, len, fetch);
         ext.file
-            .read(off, &mut out, |c| lock(&ext.keys).get(active, c))
+            .read_ordered(
+                off,
+                &mut out,
+                |c| lock(&ext.keys).get(active, c),
+                reads.map(|_| &order as &ReadGate<'_>),
+            )
             .map_err(|e| self.ext_read_failed(node, off, end - off, e))?;
         let du = ext.du;
         for (&idx, unit) in ext.buf.range(off / du..=(end - 1) / du) {
@@ -227,11 +241,25 @@ impl Engine<'_> {
             && end.is_multiple_of(du)
             && data.len() as u64 >= WRITE_THROUGH_MIN
         {
-            // Sealed (encrypted, checksummed) without the lock: only the appends are serialized.
+            // Sealed (encrypted, checksummed) without the lock: only the appends are serialized,
+            // in the file's order where the backing store's requests are round trips.
             let through = WriteThrough::prepare(&guard, off, data.len() as u64)?;
+            let appends = self
+                .round_trips
+                .then(|| guard.ext().map(|e| Arc::clone(&e.appends)))
+                .flatten();
             drop(guard);
-            let sealed = through.seal(data)?;
-            return through.append(&mut wlock(&node.state), sealed);
+            let seal = move || {
+                let sealed = through.seal(data);
+                (through, sealed)
+            };
+            let append = |(through, sealed): (WriteThrough, Result<_>)| {
+                through.append(&mut wlock(&node.state), sealed?)
+            };
+            return match appends {
+                Some(gate) => gate.run_prepared(off, data.len() as u64, seal, append),
+                None => append(seal()),
+            };
         }
         let (ext, active) = guard.ext_and_active().ok_or_else(not_loaded)?;
         for idx in off / du..=(end - 1) / du {
@@ -419,7 +447,7 @@ pub(super) struct PerExtent;
 
 impl Contents for PerExtent {
     fn read(&self, io: &FileIo<'_>, off: u64, len: u32) -> Result<Vec<u8>> {
-        io.eng.ext_read(io.node, off, len)
+        io.eng.ext_read(io.node, io.reads, off, len)
     }
     fn write(&self, io: &FileIo<'_>, off: u64, data: &[u8]) -> Result<()> {
         io.eng.ext_write(io.node, off, data)

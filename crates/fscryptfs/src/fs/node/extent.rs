@@ -56,6 +56,10 @@ pub(in crate::fs) struct ExtState {
     /// too, so that a change made behind the mount meanwhile is read at the next lookup. None
     /// for a file this node created.
     pub(in crate::fs) loaded: Option<(rustix::fs::Stat, LogMark)>,
+    /// On a backing store whose requests are round trips, large writes sealed side by side are
+    /// appended in the file's order through this gate (`fs::read_order`), so that a sequential
+    /// writer's log is in the order a sequential reader reads it.
+    pub(in crate::fs) appends: Arc<crate::fs::read_order::ReadOrder>,
 }
 
 /// A least-recently-used cache of extent keys by extent context (mode, key identifier, nonce: the
@@ -123,6 +127,7 @@ impl ExtState {
             budget,
             keys: Mutex::new(KeyCache::default()),
             loaded: None,
+            appends: Arc::default(),
         }
     }
 

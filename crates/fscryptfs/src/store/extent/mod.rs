@@ -64,6 +64,7 @@ use crate::store::io_err;
 
 pub use format::{PayloadSum, RecordKind};
 use map::Map;
+pub use read::ReadGate;
 pub use replay::{LogSnapshot, SNAPSHOT_MAX_PARTS};
 pub use write::SealedExtent;
 

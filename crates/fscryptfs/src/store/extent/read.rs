@@ -46,6 +46,10 @@ pub(super) const WHOLE_RUN_MAX: u64 = 4 << 20;
 /// Bytes of verified ciphertext the process keeps for repeated reads of the same runs.
 pub(super) const VERIFIED_CACHE_BYTES: usize = 16 << 20;
 
+/// A caller's gate for the backing reads of one [`ExtentFile::read_ordered`]: it runs the function
+/// it is given once, when the read's turn comes.
+pub type ReadGate<'a> = dyn Fn(&mut dyn FnMut()) + 'a;
+
 /// A fresh identity for an opened `ExtentFile` (keys the cache: never reused in a process).
 pub(super) fn next_instance() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -165,8 +169,16 @@ impl ExtentFile {
     /// record gets the table and its blocks together, and one that spans the end of a record and
     /// the start of the next (appended after it) gets both records' blocks and the table between
     /// them: one round trip on a network filesystem instead of two. Ranges that join no other
-    /// are left to be read where they are used, straight into place. Nothing is checked here.
-    fn read_windows(&self, pieces: &[(u64, Piece)], offset: u64, end: u64) -> Result<Vec<Window>> {
+    /// are left to be read where they are used, straight into place, unless `all` (the reads of a
+    /// gated READ, [`read_ordered`](Self::read_ordered), are all made here). Nothing is checked
+    /// here.
+    fn read_windows(
+        &self,
+        pieces: &[(u64, Piece)],
+        offset: u64,
+        end: u64,
+        all: bool,
+    ) -> Result<Vec<Window>> {
         let du = self.du;
         let mut ranges = Vec::new();
         for &(s, p) in pieces {
@@ -201,7 +213,7 @@ impl ExtentFile {
             }
         }
         let mut windows = Vec::new();
-        for (at, hi, _) in joined.into_iter().filter(|j| j.2 > 1) {
+        for (at, hi, _) in joined.into_iter().filter(|j| all || j.2 > 1) {
             let bytes = read_exact_new(self.file()?, (hi - at) as usize, at, &self.what)?;
             windows.push(Window { at, bytes });
         }
@@ -344,6 +356,24 @@ impl ExtentFile {
         F: Fn(&ExtentContext) -> Result<K>,
         K: std::borrow::Borrow<ExtentKey>,
     {
+        self.read_ordered(offset, buf, key_for, None)
+    }
+
+    /// [`read`](Self::read), with the backing reads of records that have a block-sum table (the
+    /// tables not cached yet and the blocks) made first, all together, inside `order` (which runs
+    /// what it is given once: the caller's gate that takes a stream's reads to the backing store
+    /// in order); checks and decryption follow outside it.
+    pub fn read_ordered<F, K>(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        key_for: F,
+        order: Option<&ReadGate<'_>>,
+    ) -> Result<usize>
+    where
+        F: Fn(&ExtentContext) -> Result<K>,
+        K: std::borrow::Borrow<ExtentKey>,
+    {
         let size = self.map.size();
         if offset >= size || buf.is_empty() {
             return Ok(0);
@@ -357,9 +387,17 @@ impl ExtentFile {
         let mut keys: Vec<([u8; 16], K)> = Vec::new();
         let mut ct = Vec::new();
         let pieces = self.map.overlapping(offset, offset + n);
+        let windows = match order {
+            None => self.read_windows(&pieces, offset, offset + n, false)?,
+            Some(order) => {
+                let mut got = None;
+                order(&mut || got = Some(self.read_windows(&pieces, offset, offset + n, true)));
+                got.unwrap_or_else(|| Ok(Vec::new()))?
+            }
+        };
         let mut bufs = BlockBufs {
             scratch: Vec::new(),
-            windows: self.read_windows(&pieces, offset, offset + n)?,
+            windows,
         };
         for (s, p) in pieces {
             let run = self.runs[p.run];
