@@ -160,13 +160,14 @@ fn every_name_operation_works(back: &Backing, init_args: &[&str], strategy: &str
     ]);
     assert!(out.status.success(), "mount: {out:?}");
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Unmounted before anything is asserted of it, so that a failure leaves no mount behind.
+    wait_unmounted(&mnt);
     assert!(
         said.contains("backing filesystem: rename NOREPLACE: no")
             && said.contains(&format!("new names: {strategy}"))
             && said.contains("rename EXCHANGE: no"),
         "{said}"
     );
-    wait_unmounted(&mnt);
 
     let mut m = mount_backing(&backing, &mnt, "");
     let (_, enc) = make_encrypted_dir(&m);
@@ -232,24 +233,6 @@ fn every_name_operation_works(back: &Backing, init_args: &[&str], strategy: &str
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Unmounts the daemonized mount at `mnt`: `umount` until it takes (it is EBUSY while the
-/// kernel still holds the fresh mount's root), lazily after 10 s.
-fn wait_unmounted(mnt: &Path) {
-    let t0 = Instant::now();
-    while is_mounted(mnt) {
-        let lazy = t0.elapsed() > Duration::from_secs(10);
-        let _ = Command::new("umount")
-            .args(if lazy { &["-l"][..] } else { &[][..] })
-            .arg(mnt)
-            .stderr(Stdio::null())
-            .status();
-        assert!(t0.elapsed() < Duration::from_secs(20), "still mounted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // The daemon lets go of the volume lock as it exits, just after the unmount.
-    std::thread::sleep(Duration::from_millis(300));
 }
 
 #[test]

@@ -136,6 +136,24 @@ pub fn is_mounted(mnt: &Path) -> bool {
         .any(|l| l.split(' ').nth(4).is_some_and(|p| p == want))
 }
 
+/// Unmounts the daemonized mount at `mnt`: `umount` until it takes (it is EBUSY while the
+/// kernel still holds the fresh mount's root), lazily after 10 s; then waits for the daemon to
+/// let go of the volume lock, which it does as it exits, just after the unmount.
+pub fn wait_unmounted(mnt: &Path) {
+    let t0 = Instant::now();
+    while is_mounted(mnt) {
+        let lazy = t0.elapsed() > Duration::from_secs(10);
+        let _ = Command::new("umount")
+            .args(if lazy { &["-l"][..] } else { &[][..] })
+            .arg(mnt)
+            .stderr(Stdio::null())
+            .status();
+        assert!(t0.elapsed() < Duration::from_secs(20), "still mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+}
+
 impl Mounted {
     fn start(&mut self, opts: &str) {
         if let Err(e) = self.try_start(opts) {
