@@ -55,9 +55,14 @@ struct SharedVolume {
     local: tempfile::TempDir,
 }
 
-/// `fscryptfs init` of a fresh volume through client 1 (`one`), whose directory client 2 (`two`)
-/// sees as `backing2`; once client 2 sees its config.
-fn shared_volume(one: &std::path::Path, two: &std::path::Path) -> SharedVolume {
+/// `fscryptfs init` of a fresh volume through client 1, once client 2 sees its config; None (said
+/// loudly) where there are no two clients or no FUSE.
+fn shared_volume() -> Option<SharedVolume> {
+    let (one, two) = clients()?;
+    if !can_mount() {
+        return None;
+    }
+    let (one, two) = (one.as_path(), two.as_path());
     let shared = tempfile::tempdir_in(one).expect("tempdir on the shared filesystem");
     let rel = shared.path().strip_prefix(one).expect("under DIR1");
     let (backing1, backing2) = (shared.path().join("vol"), two.join(rel).join("vol"));
@@ -75,24 +80,20 @@ fn shared_volume(one: &std::path::Path, two: &std::path::Path) -> SharedVolume {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    SharedVolume {
+    Some(SharedVolume {
         _shared: shared,
         backing1,
         backing2,
         local: tempfile::tempdir().expect("tempdir"),
-    }
+    })
 }
 
 #[test]
 fn a_second_client_is_kept_off_a_volume_in_use_and_told_whose_it_is() {
-    let Some((one, two)) = clients() else {
+    // The second client sees the volume the first made.
+    let Some(vol) = shared_volume() else {
         return;
     };
-    if !can_mount() {
-        return;
-    }
-    // The second client sees the volume the first made.
-    let vol = shared_volume(&one, &two);
     let (backing1, backing2) = (vol.backing1.clone(), vol.backing2.clone());
     let (mnt1, mnt2) = (vol.local.path().join("m1"), vol.local.path().join("m2"));
     std::fs::create_dir(&mnt1).expect("mkdir");
@@ -194,13 +195,9 @@ fn a_second_client_is_kept_off_a_volume_in_use_and_told_whose_it_is() {
 #[test]
 fn a_change_through_the_other_client_shows_through_the_volume() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let Some((one, two)) = clients() else {
+    let Some(vol) = shared_volume() else {
         return;
     };
-    if !can_mount() {
-        return;
-    }
-    let vol = shared_volume(&one, &two);
     let (backing1, backing2) = (&vol.backing1, &vol.backing2);
     let mnt = vol.local.path().join("m");
     std::fs::create_dir(&mnt).expect("mkdir");
