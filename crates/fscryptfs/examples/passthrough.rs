@@ -15,7 +15,8 @@
 //!
 //! The fuser configuration is fscryptfs' own (`crates/fscryptfs/src/fs/daemon.rs` `serve` and
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
-//! `Fs`: `fuser::Config` with 4 worker threads (`n_threads`), `clone_fd`, FUSE over io_uring
+//! `Fs`: `fuser::Config` with fscryptfs' count of request threads (`n_threads`: `request_threads`,
+//! called here), `clone_fd`, FUSE over io_uring
 //! where the kernel offers it (`io_uring`), the mount options
 //! `fsname`, `subtype`, `default_permissions`, `dev` and `suid` (root); in `init`, `max_write` of
 //! 1 MiB, the FUSE writeback cache (fscryptfs' default) and READDIRPLUS (auto); after the mount,
@@ -48,8 +49,6 @@ use fuser::{
     ReplyStatfs, ReplyWrite, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 
-/// Same as fscryptfs (`daemon.rs` `THREADS`).
-const THREADS: usize = 4;
 /// Same as fscryptfs (`fuse.rs` `init`).
 const MAX_WRITE: u32 = 1 << 20;
 const TTL: Duration = Duration::from_secs(1);
@@ -806,7 +805,9 @@ fn main() -> io::Result<()> {
         MountOption::Suid,
     ];
     cfg.acl = SessionACL::Owner;
-    cfg.n_threads = Some(THREADS);
+    cfg.n_threads = Some(fscryptfs::fs::daemon::request_threads(
+        fscryptfs::store::features::on_round_trip_filesystem(&backing),
+    ));
     cfg.clone_fd = true;
     cfg.io_uring = true;
     let signals = block_termination_signals();

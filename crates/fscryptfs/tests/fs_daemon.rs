@@ -530,3 +530,27 @@ fn requests_come_over_io_uring_exactly_when_the_kernel_offers_it() {
         "requests over the rings despite no_io_uring"
     );
 }
+
+/// Requests over `/dev/fuse` are read by one thread per CPU (at least two, at most eight) on a
+/// local backing store: threads beyond the CPUs only rotate requests over sleeping threads
+/// (`fs::daemon::request_threads`). Counted by name (`fuser-N`), whatever the transport.
+#[test]
+fn requests_are_read_by_one_thread_per_cpu_on_a_local_store() {
+    let Some(m) = mount_volume(&[], "") else {
+        return;
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let readers = thread_names(m.daemon_pid().unwrap())
+        .iter()
+        .filter(|n| {
+            n.strip_prefix("fuser-")
+                .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count();
+    assert_eq!(
+        readers,
+        cpus.clamp(2, 8),
+        "request threads on {cpus} CPUs: {:?}",
+        thread_names(m.daemon_pid().unwrap())
+    );
+}

@@ -24,8 +24,25 @@ use crate::store::config::{InoAllocator, VolumeConfig};
 use crate::store::features::BackingFeatures;
 use crate::store::io_err;
 
-/// Number of FUSE request threads.
-const THREADS: usize = 4;
+/// Request threads over `/dev/fuse`: at least two (a request waiting on the backing store does
+/// not stop the rest), at most eight; at least four on a round-trip backing store, whose requests
+/// wait on it more than on a CPU.
+const THREADS: (usize, usize, usize) = (2, 8, 4);
+
+/// How many threads read requests from `/dev/fuse`: one per CPU within [`THREADS`]. On a local
+/// store a request waits on little but a CPU, and the kernel gives each request to the thread idle
+/// longest: threads beyond the CPUs only rotate requests over threads that must each be woken
+/// (BENCHMARKS.md "Request threads: one per CPU").
+pub fn request_threads(round_trips: bool) -> usize {
+    let (min, max, round_trip) = THREADS;
+    let n = std::thread::available_parallelism().map_or(min, usize::from);
+    let n = n.clamp(min, max);
+    if round_trips {
+        n.max(round_trip)
+    } else {
+        n
+    }
+}
 
 /// Mount options (`-o`).
 #[derive(Clone, Debug, Default)]
@@ -451,7 +468,7 @@ pub fn serve(
     } else {
         SessionACL::Owner
     };
-    cfg.n_threads = Some(THREADS);
+    cfg.n_threads = Some(request_threads(fs.round_trips));
     cfg.clone_fd = true;
     cfg.io_uring = !opts.no_io_uring;
     let signals = block_termination_signals();

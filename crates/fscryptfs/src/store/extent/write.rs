@@ -272,8 +272,11 @@ impl SealedExtent {
             )));
         }
         let len = plaintext.len() as u64;
-        let mut payload = vec![0u8; (len.div_ceil(du) * du) as usize];
-        payload[..plaintext.len()].copy_from_slice(plaintext);
+        // Copied then padded: no zeroing of bytes the plaintext overwrites.
+        let padded = (len.div_ceil(du) * du) as usize;
+        let mut payload = Vec::with_capacity(padded);
+        payload.extend_from_slice(plaintext);
+        payload.resize(padded, 0);
         key.encrypt_units(0, du as usize, &mut payload)?;
         let alg = PayloadSum::CURRENT;
         let table = (alg == PayloadSum::Xxh3)
