@@ -94,7 +94,8 @@ impl Engine<'_> {
             crate::store::io::Access::ReadWriteOrReadNoAtime,
         );
         let mut ext = ExtState::new(
-            ExtentFile::from_snapshot(log, &snap),
+            // Taken out of the recall table, so normally ours alone: moved, not copied.
+            ExtentFile::from_snapshot(log, Arc::unwrap_or_clone(snap)),
             Arc::clone(self.budget),
         );
         ext.loaded = Some((*st, ext.file.mark()));

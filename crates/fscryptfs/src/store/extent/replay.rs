@@ -83,13 +83,14 @@ impl ExtentFile {
     /// read or write) without reading it. `file` must be the file
     /// the snapshot was taken of, unchanged since — the caller's to know (`fs::recall` compares
     /// its ctime, mtime, size, links and mode) —: nothing here can tell.
-    pub fn from_snapshot(file: LogFile, snap: &LogSnapshot) -> ExtentFile {
+    /// The snapshot is moved in (a lookup takes it out of `fs::recall`, so nothing is copied).
+    pub fn from_snapshot(file: LogFile, snap: LogSnapshot) -> ExtentFile {
         let what = BackingPath::of_fd(file.raw_fd());
         ExtentFile {
-            runs: snap.runs.clone(),
-            map: snap.map.clone(),
-            records: snap.records.clone(),
-            nonces: snap.nonces.clone(),
+            runs: snap.runs,
+            map: snap.map,
+            records: snap.records,
+            nonces: snap.nonces,
             end: snap.end,
             durable_end: snap.durable_end,
             next_seq: snap.next_seq,

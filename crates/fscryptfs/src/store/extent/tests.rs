@@ -255,7 +255,7 @@ fn model_run(seed: u64, log2_du: u8, steps: usize) {
                         } else {
                             deferred_log(&paths[t])
                         };
-                        files[t] = ExtentFile::from_snapshot(log, &snap);
+                        files[t] = ExtentFile::from_snapshot(log, snap);
                         from_snapshots += 1;
                         "reopen from a snapshot".into()
                     }
