@@ -119,6 +119,14 @@ fn volume_on(back: &Backing, layout: &str) -> Mounted {
     mount_backing(&backing, &mnt, "")
 }
 
+/// [`volume_on`] with an encrypted directory made in it (the key added): the mount and the
+/// directory's path.
+fn encrypted_volume_on(back: &Backing, layout: &str) -> (Mounted, PathBuf) {
+    let m = volume_on(back, layout);
+    let (_, enc) = make_encrypted_dir(&m);
+    (m, enc)
+}
+
 fn renameat2(a: &Path, b: &Path, flags: u32) -> io::Result<()> {
     support::renameat2(a, b, flags)
 }
@@ -369,8 +377,7 @@ fn a_listing_on_a_slow_backing_store_looks_names_up_in_parallel() {
         let Some(back) = Backing::start_with(&["--slow-lookups"]) else {
             return;
         };
-        let mut m = volume_on(&back, layout);
-        let (_, enc) = make_encrypted_dir(&m);
+        let (mut m, enc) = encrypted_volume_on(&back, layout);
         let files: Vec<(String, Vec<u8>)> = (0..60u64)
             .map(|i| (format!("file-{i:02}"), pattern(i, 100 + 37 * i as usize)))
             .collect();
@@ -473,8 +480,7 @@ fn concurrent_large_reads_on_a_network_backing_store_are_whole() {
         let Some(back) = Backing::start(false) else {
             return;
         };
-        let mut m = volume_on(&back, layout);
-        let (_, enc) = make_encrypted_dir(&m);
+        let (mut m, enc) = encrypted_volume_on(&back, layout);
         let data = std::sync::Arc::new(pattern(11, (16 * M + 5000) as usize));
         std::fs::write(enc.join("big"), &*data).expect("write");
         // A new daemon and a cold page cache: the reads below are the daemon's.
@@ -530,8 +536,7 @@ fn concurrent_large_writes_on_a_network_backing_store_are_whole() {
         let Some(back) = Backing::start(false) else {
             return;
         };
-        let mut m = volume_on(&back, layout);
-        let (_, enc) = make_encrypted_dir(&m);
+        let (mut m, enc) = encrypted_volume_on(&back, layout);
         let path = enc.join("big");
         let mut want = vec![0u8; (16 * M) as usize];
         let shared = std::sync::Arc::new(
