@@ -58,7 +58,8 @@ impl LockedPages {
             Err(_) => alloc::handle_alloc_error(Layout::new::<u8>()),
         };
         if layout == one_page() {
-            if let Some(PooledPage(ptr)) = pool().pop() {
+            let pooled = pool().pop();
+            if let Some(PooledPage(ptr)) = pooled {
                 // Zeroed when it entered the pool, and still locked.
                 return LockedPages {
                     ptr,

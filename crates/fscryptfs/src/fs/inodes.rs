@@ -155,9 +155,8 @@ impl Inodes {
                 .unwrap_or_else(|p| p.into_inner());
             if !transit.contains(&ino) {
                 drop(transit);
-                if let Some(node) =
-                    cached_lookup(&wlock(&self.table), ino, kind, parent, name, what)?
-                {
+                let cached = cached_lookup(&wlock(&self.table), ino, kind, parent, name, what)?;
+                if let Some(node) = cached {
                     return Ok(Claim::Cached(node));
                 }
                 return Ok(Claim::Retry);

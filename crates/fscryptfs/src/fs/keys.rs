@@ -211,12 +211,16 @@ impl Fs {
             .keyring
             .active_inodes(spec)
             .into_iter()
-            .map(|ino| match rlock(&self.inodes.table).get(&ino).cloned() {
-                Some(node) => self.busy_inode(&node),
-                None => BusyInode {
-                    ino,
-                    ..BusyInode::default()
-                },
+            .map(|ino| {
+                // The table's read lock ends here: `busy_inode` reads it again (`path_of`).
+                let node = rlock(&self.inodes.table).get(&ino).cloned();
+                match node {
+                    Some(node) => self.busy_inode(&node),
+                    None => BusyInode {
+                        ino,
+                        ..BusyInode::default()
+                    },
+                }
             })
             .collect();
         BusyReport::for_caller(caller, busy, &process_uids)

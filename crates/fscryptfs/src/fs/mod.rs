@@ -35,7 +35,10 @@
 //! (key, size), then the keyring's own locks (inside `unlock` / `ActiveRef::drop`); a handle's
 //! read gate (`read_order`) is waited for with a node's `state` held for reading (a wait bounded by
 //! the reads before it), a node's append gate with no lock held (the `state` is taken for the
-//! append once the turn has come), and a gate's own mutex is held only to take or give back a turn. The node table and a node's `meta` are leaves. Kernel notifications are sent only with no lock held.
+//! append once the turn has come), and a gate's own mutex is held only to take or give back a
+//! turn. Inside the node table only a node's `meta` and the set of numbers in transit are taken,
+//! and those are leaves. Kernel notifications are sent only with no lock held. No thread takes a
+//! lock it holds, a read lock included (`locks`: debug builds abort).
 
 mod attr;
 mod backing;

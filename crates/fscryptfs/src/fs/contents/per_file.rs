@@ -469,7 +469,8 @@ impl Engine<'_> {
     /// kept descriptor where there is a writable one (no backing call), else opened read-write.
     /// Never for a user's open: the kept descriptor does not update the atime, their reads must.
     pub(in crate::fs) fn backing_for_change(&self, node: &Node) -> Result<File> {
-        if let Some(f) = rlock(&node.state).kept_file() {
+        let kept = rlock(&node.state).kept_file();
+        if let Some(f) = kept {
             return Ok(f);
         }
         self.open_backing(node, true)
