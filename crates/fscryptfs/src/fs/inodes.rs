@@ -149,10 +149,7 @@ impl Inodes {
             }
             drop(nodes);
             // Woken when any number leaves transit; the table is looked at again.
-            let transit = self
-                .transit_done
-                .wait(transit)
-                .unwrap_or_else(|p| p.into_inner());
+            let transit = transit.wait(&self.transit_done);
             if !transit.contains(&ino) {
                 drop(transit);
                 let cached = cached_lookup(&wlock(&self.table), ino, kind, parent, name, what)?;

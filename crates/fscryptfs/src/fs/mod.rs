@@ -38,7 +38,8 @@
 //! append once the turn has come), and a gate's own mutex is held only to take or give back a
 //! turn. Inside the node table only a node's `meta` and the set of numbers in transit are taken,
 //! and those are leaves. Kernel notifications are sent only with no lock held. No thread takes a
-//! lock it holds, a read lock included (`locks`: debug builds abort).
+//! lock it holds, a read lock included; debug builds abort at that and at two kinds of lock
+//! nested both ways round (`locks`).
 
 mod attr;
 mod backing;

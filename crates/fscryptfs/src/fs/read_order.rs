@@ -146,10 +146,7 @@ impl ReadOrder {
             } else {
                 self.grace
             };
-            st = match self.turn.wait_timeout(st, wait) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            st = st.wait_timeout(&self.turn, wait);
         }
         st.leave(off);
         st.busy = true;

@@ -60,11 +60,7 @@ impl Budget {
 
     /// Sleeps until kicked or `TICK` passes.
     pub(in crate::fs) fn wait(&self) {
-        let guard = lock(&self.kicked);
-        let (mut kicked, _) = self
-            .wake
-            .wait_timeout_while(guard, TICK, |k| !*k)
-            .unwrap_or_else(|p| p.into_inner());
+        let mut kicked = lock(&self.kicked).wait_timeout_while(&self.wake, TICK, |k| !*k);
         *kicked = false;
     }
 }

@@ -17,6 +17,7 @@ use fscrypt::{Errno, Error, Result};
 
 use super::budget::Budget;
 use super::{FileContents, Keys, Kind, State, Unlocked};
+use crate::fs::locks::lock;
 use crate::fs::types::errno;
 use crate::store::extent::{ExtentFile, LogMark, SealedExtent, EXTENT_MAX};
 
@@ -155,10 +156,7 @@ impl ExtState {
     /// log but not committed: noted now if this is the first look), if any.
     pub(in crate::fs) fn dirty(&self) -> Option<(u64, Instant)> {
         let uncommitted = if self.file.uncommitted() {
-            let mut since = self
-                .uncommitted_since
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut since = lock(&self.uncommitted_since);
             Some(*since.get_or_insert_with(Instant::now))
         } else {
             None
