@@ -43,68 +43,63 @@ impl Mark {
     }
 }
 
+/// A held lock: the std guard `G`, listed (in debug builds) until dropped.
+pub(super) struct Guard<G> {
+    guard: G,
+    _held: Mark,
+}
+
 /// A held mutex (see the module comment).
-pub(super) struct Locked<'a, T> {
-    guard: MutexGuard<'a, T>,
-    _held: Mark,
-}
-
+pub(super) type Locked<'a, T> = Guard<MutexGuard<'a, T>>;
 /// A held read lock.
-pub(super) struct ReadGuard<'a, T> {
-    guard: RwLockReadGuard<'a, T>,
-    _held: Mark,
-}
-
+pub(super) type ReadGuard<'a, T> = Guard<RwLockReadGuard<'a, T>>;
 /// A held write lock.
-pub(super) struct WriteGuard<'a, T> {
-    guard: RwLockWriteGuard<'a, T>,
-    _held: Mark,
-}
+pub(super) type WriteGuard<'a, T> = Guard<RwLockWriteGuard<'a, T>>;
 
 /// Takes a mutex, ignoring poisoning (no critical section leaves state half-done at a panic point).
 #[track_caller]
 pub(super) fn lock<T>(m: &Mutex<T>) -> Locked<'_, T> {
-    let mark = Mark::take(m, Mode::Mutex);
-    Locked {
-        guard: m.lock().unwrap_or_else(|p| p.into_inner()),
-        _held: mark,
-    }
+    let _held = Mark::take(m, Mode::Mutex);
+    let guard = m.lock().unwrap_or_else(|p| p.into_inner());
+    Guard { guard, _held }
 }
 
 #[track_caller]
 pub(super) fn rlock<T>(m: &RwLock<T>) -> ReadGuard<'_, T> {
-    let mark = Mark::take(m, Mode::Read);
-    ReadGuard {
-        guard: m.read().unwrap_or_else(|p| p.into_inner()),
-        _held: mark,
-    }
+    let _held = Mark::take(m, Mode::Read);
+    let guard = m.read().unwrap_or_else(|p| p.into_inner());
+    Guard { guard, _held }
 }
 
 #[track_caller]
 pub(super) fn wlock<T>(m: &RwLock<T>) -> WriteGuard<'_, T> {
-    let mark = Mark::take(m, Mode::Write);
-    WriteGuard {
-        guard: m.write().unwrap_or_else(|p| p.into_inner()),
-        _held: mark,
-    }
+    let _held = Mark::take(m, Mode::Write);
+    let guard = m.write().unwrap_or_else(|p| p.into_inner());
+    Guard { guard, _held }
 }
 
 impl<'a, T> Locked<'a, T> {
-    /// Waits on `cv` (the mutex released meanwhile; the thread counts as holding it, since it
-    /// takes nothing else while it waits).
+    /// The same lock after `wait` gave its std guard back. The thread counts as holding the
+    /// mutex meanwhile: it takes nothing else while it waits.
+    fn waited(self, wait: impl FnOnce(MutexGuard<'a, T>) -> MutexGuard<'a, T>) -> Self {
+        let Guard { guard, _held } = self;
+        Guard {
+            guard: wait(guard),
+            _held,
+        }
+    }
+
+    /// Waits on `cv` (the mutex released meanwhile).
     pub(super) fn wait(self, cv: &Condvar) -> Self {
-        let Locked { guard, _held } = self;
-        let guard = cv.wait(guard).unwrap_or_else(|p| p.into_inner());
-        Locked { guard, _held }
+        self.waited(|g| cv.wait(g).unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Waits on `cv` for at most `timeout`.
     pub(super) fn wait_timeout(self, cv: &Condvar, timeout: Duration) -> Self {
-        let Locked { guard, _held } = self;
-        let (guard, _) = cv
-            .wait_timeout(guard, timeout)
-            .unwrap_or_else(|p| p.into_inner());
-        Locked { guard, _held }
+        self.waited(|g| match cv.wait_timeout(g, timeout) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        })
     }
 
     /// Waits on `cv` while `condition` holds, for at most `timeout`.
@@ -114,34 +109,22 @@ impl<'a, T> Locked<'a, T> {
         timeout: Duration,
         condition: impl FnMut(&mut T) -> bool,
     ) -> Self {
-        let Locked { guard, _held } = self;
-        let (guard, _) = cv
-            .wait_timeout_while(guard, timeout, condition)
-            .unwrap_or_else(|p| p.into_inner());
-        Locked { guard, _held }
+        self.waited(|g| match cv.wait_timeout_while(g, timeout, condition) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        })
     }
 }
 
-macro_rules! deref_to_guarded {
-    ($($guard:ident),*) => {$(
-        impl<T> Deref for $guard<'_, T> {
-            type Target = T;
-            fn deref(&self) -> &T {
-                &self.guard
-            }
-        }
-    )*};
-}
-deref_to_guarded!(Locked, ReadGuard, WriteGuard);
-
-impl<T> DerefMut for Locked<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.guard
+impl<G: Deref> Deref for Guard<G> {
+    type Target = G::Target;
+    fn deref(&self) -> &G::Target {
+        &self.guard
     }
 }
 
-impl<T> DerefMut for WriteGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
+impl<G: DerefMut> DerefMut for Guard<G> {
+    fn deref_mut(&mut self) -> &mut G::Target {
         &mut self.guard
     }
 }
