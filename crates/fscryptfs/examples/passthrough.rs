@@ -2,8 +2,8 @@
 //! measure the FUSE limit on this machine (issue 12, `scripts/bench-fs`), nothing else.
 //!
 //! Usage (as root): `passthrough [--hard-links] [--fake-locks] [--fake-renames] [--slow-lookups]
-//! BACKING MNT`. Runs in the foreground; SIGTERM, SIGINT or SIGHUP unmount and end it, and so does
-//! `umount MNT`.
+//! [--slow-syncs] [--torn-reads] BACKING MNT`. Runs in the foreground; SIGTERM, SIGINT or SIGHUP
+//! unmount and end it, and so does `umount MNT`.
 //!
 //! It also stands in for a backing filesystem with few features (`tests/fs_backing_features.rs`):
 //! like CephFS and NFS it refuses every rename flag (EINVAL), and it has no hard links unless
@@ -11,7 +11,10 @@
 //! `--fake-locks` it stands in for a backing filesystem that lies about locks: it takes POSIX
 //! (OFD) locks over from the kernel and grants every one, enforcing none. With `--fake-renames`,
 //! one whose rename reports success and does nothing. With `--slow-lookups`, one whose lookups are
-//! round trips (1 ms each), as a network filesystem's are.
+//! round trips (1 ms each), as a network filesystem's are; with `--slow-syncs`, one whose syncs
+//! take 25 ms. With `--torn-reads`, one on which a small read can return half of a write made
+//! meanwhile — as a buffered read that overlaps a write can on ext4 or tmpfs, for microseconds —
+//! for long enough that a test meets it.
 //!
 //! The fuser configuration is fscryptfs' own (`crates/fscryptfs/src/fs/daemon.rs` `serve` and
 //! `fs/fuse.rs` `init`), COPIED here because the library does not expose it separately from its
@@ -77,7 +80,22 @@ struct Options {
     /// `--slow-lookups`: every LOOKUP waits [`SLOW_LOOKUP`] first, as a network filesystem's
     /// round trip does.
     slow_lookups: bool,
+    /// `--slow-syncs`: every FSYNC waits [`SLOW_SYNC`] first.
+    slow_syncs: bool,
+    /// `--torn-reads`: files are opened for direct I/O (every read reaches us, none is served
+    /// from the page cache) and a read of fewer than [`TORN_BELOW`] bytes is made [`TORN_PIECE`]
+    /// bytes at a time, [`TORN_PAUSE`] apart; writes do not wait for it.
+    torn_reads: bool,
 }
+
+/// How long an FSYNC waits with `--slow-syncs`.
+const SLOW_SYNC: Duration = Duration::from_millis(25);
+/// The reads `--torn-reads` makes piece by piece: those shorter than this.
+const TORN_BELOW: u32 = 512;
+/// The size of each piece.
+const TORN_PIECE: usize = 8;
+/// The pause after each piece.
+const TORN_PAUSE: Duration = Duration::from_millis(5);
 
 /// How long a LOOKUP waits with `--slow-lookups`.
 const SLOW_LOOKUP: Duration = Duration::from_millis(1);
@@ -205,6 +223,15 @@ impl Passthrough {
         };
         i.paths.insert(ino, path);
         Ok(attr(ino, &m))
+    }
+
+    /// What an open file is given: direct I/O with `--torn-reads`, else nothing.
+    fn open_flags(&self) -> FopenFlags {
+        if self.opts.torn_reads {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::empty()
+        }
     }
 
     fn add_file(&self, f: File) -> u64 {
@@ -515,7 +542,7 @@ impl Filesystem for Passthrough {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let p = tryr!(reply, self.path(ino));
         let f = tryr!(reply, Self::options(flags.0).open(p));
-        reply.opened(FileHandle(self.add_file(f)), FopenFlags::empty());
+        reply.opened(FileHandle(self.add_file(f)), self.open_flags());
     }
 
     fn create(
@@ -537,7 +564,7 @@ impl Filesystem for Passthrough {
         let f = tryr!(reply, o.open(&p));
         let a = tryr!(reply, self.entry(p));
         let fh = self.add_file(f);
-        reply.created(&TTL, &a, Generation(0), FileHandle(fh), FopenFlags::empty());
+        reply.created(&TTL, &a, Generation(0), FileHandle(fh), self.open_flags());
     }
 
     fn read(
@@ -553,9 +580,18 @@ impl Filesystem for Passthrough {
     ) {
         let f = tryr!(reply, self.file(fh));
         let mut buf = vec![0u8; size as usize];
+        let piece = if self.opts.torn_reads && size < TORN_BELOW {
+            TORN_PIECE
+        } else {
+            buf.len()
+        };
         let mut n = 0;
         while n < buf.len() {
-            match f.read_at(&mut buf[n..], offset + n as u64) {
+            if n > 0 && piece < buf.len() {
+                std::thread::sleep(TORN_PAUSE);
+            }
+            let end = buf.len().min(n + piece);
+            match f.read_at(&mut buf[n..end], offset + n as u64) {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -621,6 +657,9 @@ impl Filesystem for Passthrough {
         reply: ReplyEmpty,
     ) {
         let f = tryr!(reply, self.file(fh));
+        if self.opts.slow_syncs {
+            std::thread::sleep(SLOW_SYNC);
+        }
         tryr!(
             reply,
             if datasync {
@@ -781,11 +820,13 @@ fn main() -> io::Result<()> {
         fake_locks: flag("--fake-locks"),
         fake_renames: flag("--fake-renames"),
         slow_lookups: flag("--slow-lookups"),
+        slow_syncs: flag("--slow-syncs"),
+        torn_reads: flag("--torn-reads"),
     };
     let [backing, mnt] = args.as_slice() else {
         eprintln!(
             "usage: passthrough [--hard-links] [--fake-locks] [--fake-renames] [--slow-lookups] \
-             BACKING MNT (as root; foreground; SIGTERM unmounts)"
+             [--slow-syncs] [--torn-reads] BACKING MNT (as root; foreground; SIGTERM unmounts)"
         );
         std::process::exit(2);
     };

@@ -5,7 +5,9 @@
 //! name operation works in both layouts, RENAME_NOREPLACE keeps its meaning, RENAME_EXCHANGE is
 //! refused as the backing filesystem refuses it, data survives a remount and fsck finds the volume
 //! clean. With `--slow-lookups` it is a backing store whose lookups are round trips, on which a
-//! listing looks its names up on the daemon's lookup threads.
+//! listing looks its names up on the daemon's lookup threads. With `--torn-reads` and
+//! `--slow-syncs` it stretches the moments in which a read can see half of a write, so that a
+//! lookup meets an eviction's header write every time.
 //!
 //! Needs root and /dev/fuse, and the passthrough example built (`cargo build --example
 //! passthrough`; `scripts/test` builds it): a missing one is SKIPPED loudly, or fails with
@@ -110,13 +112,18 @@ fn on_local_filesystem(p: &Path) -> bool {
 
 /// A new volume of `layout` in `back`'s mount, mounted beside it (`mnt`).
 fn volume_on(back: &Backing, layout: &str) -> Mounted {
+    volume_on_with(back, layout, "")
+}
+
+/// [`volume_on`], mounted with the options `opts`.
+fn volume_on_with(back: &Backing, layout: &str, opts: &str) -> Mounted {
     let backing = back.mnt.join("vol");
     let layout_arg = format!("--contents-layout={layout}");
     let out = run(&["init".as_ref(), layout_arg.as_ref(), backing.as_os_str()]);
     assert!(out.status.success(), "init: {out:?}");
     let mnt = back.mnt.parent().expect("parent").join("mnt");
     std::fs::create_dir(&mnt).expect("mkdir");
-    mount_backing(&backing, &mnt, "")
+    mount_backing(&backing, &mnt, opts)
 }
 
 /// [`volume_on`] with an encrypted directory made in it (the key added): the mount and the
@@ -603,4 +610,48 @@ fn concurrent_large_writes_on_a_network_backing_store_are_whole() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A lookup never reads a per-file header half written. The header is written in place (a size
+/// recorded at close, a size committed at eviction), and a lookup reads it before it knows the
+/// node: the writer may be the file's old node, evicted and committing its size while the kernel
+/// looks the name up again. On ext4 and tmpfs a read that overlaps a write can return half of
+/// each, for microseconds (one CI run saw generic/595's race answer EUCLEAN for a healthy file).
+/// Here the passthrough stretches a header read to 160 ms (`--torn-reads`) and each eviction's
+/// sync to 25 ms (`--slow-syncs`), and the name is looked up again as the kernel forgets the file:
+/// the eviction's header write falls inside the lookup's read, which ends after the eviction.
+/// The file opens, with every byte, every time.
+#[test]
+fn a_lookup_never_reads_a_header_half_written() {
+    let Some(back) = Backing::start_with(&["--torn-reads", "--slow-syncs"]) else {
+        return;
+    };
+    // Close records sizes as pending; eviction commits them (`commit=600`: not the writeout
+    // thread first).
+    let mut m = volume_on_with(&back, "per-file", "commit=600");
+    let (_, enc) = make_encrypted_dir(&m);
+    let f = enc.join("f");
+    let mut want = Vec::new();
+    for round in 0..4u64 {
+        let chunk = pattern(round, 5000);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&f)
+            .and_then(|mut h| io::Write::write_all(&mut h, &chunk))
+            .unwrap_or_else(|e| panic!("round {round}: append: {e}"));
+        want.extend_from_slice(&chunk);
+        std::fs::write("/proc/sys/vm/drop_caches", "2").expect("drop caches (root)");
+        let got = std::fs::read(&f).unwrap_or_else(|e| panic!("round {round}: read: {e}"));
+        assert!(
+            got == want,
+            "round {round}: {} bytes read, {} written",
+            got.len(),
+            want.len()
+        );
+    }
+    m.remount("");
+    add_key(&m.mnt, &KEY).expect("add the key again");
+    assert!(std::fs::read(&f).expect("read after remount") == want);
+    m.stop();
 }

@@ -14,7 +14,7 @@ use super::contents::OpenedLog;
 use super::inodes::{cached_lookup, Claim};
 use super::locks::{rlock, wlock};
 use super::mount::Fs;
-use super::node::{FileContents, Keys, Kind, Node, PerFileState, State};
+use super::node::{header_lock, FileContents, Keys, Kind, Node, PerFileState, State};
 use super::types::errno;
 use crate::store::config::{ContentsLayout, ROOT_INO};
 use crate::store::extent::HEADER_PREFIX;
@@ -289,7 +289,10 @@ impl Fs {
                 };
                 let f = store_io::reopen_stat_file(fd, st, access, what)?;
                 let mut buf = [0u8; HEADER_PREFIX];
+                // Never overlapping a write of it by an older node of the file (`header_lock`).
+                let header = header_lock(st.st_dev, st.st_ino);
                 let n = read_full_at(&f, &mut buf, 0).map_err(|e| crate::store::io_err(what, e))?;
+                drop(header);
                 match FileHeader::parse(&buf[..n], &self.fsp, what) {
                     Ok(h) => {
                         self.inodes.remember_ino(st, h.ino);

@@ -37,9 +37,10 @@
 //! the reads before it), a node's append gate with no lock held (the `state` is taken for the
 //! append once the turn has come), and a gate's own mutex is held only to take or give back a
 //! turn. Inside the node table only a node's `meta` and the set of numbers in transit are taken,
-//! and those are leaves. Kernel notifications are sent only with no lock held. No thread takes a
-//! lock it holds, a read lock included; debug builds abort at that and at two kinds of lock
-//! nested both ways round (`locks`).
+//! and those are leaves. A regular file's header lock (`node::header_lock`, by backing identity) is
+//! a leaf held for one read or write of the header. Kernel notifications are sent only with no
+//! lock held. No thread takes a lock it holds, a read lock included; debug builds abort at that
+//! and at two kinds of lock nested both ways round (`locks`).
 
 mod attr;
 mod backing;

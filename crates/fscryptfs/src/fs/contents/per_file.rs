@@ -383,7 +383,7 @@ impl Engine<'_> {
 
     /// Writes the header with the current size committed (and no pending size record).
     fn write_header(&self, node: &Node, file: &File, st: &mut State) -> Result<()> {
-        write_committed(node.ino, file, st, &self.described(node))
+        write_committed(node, file, st, &self.described(node))
     }
 
     /// The size into the header as a committed size: the data synced first when the header is
@@ -396,7 +396,7 @@ impl Engine<'_> {
         st: &mut State,
         sync: bool,
     ) -> Result<()> {
-        commit_locked(node.ino, file, st, sync, &self.described(node))
+        commit_locked(node, file, st, sync, &self.described(node))
     }
 
     /// Records a changed size in the header (FLUSH, RELEASE, fsync, eviction, unmount; `why`). At
@@ -448,7 +448,9 @@ impl Engine<'_> {
         match self.pending_epoch(node).filter(|_| why == FlushFor::Close) {
             Some(epoch) => {
                 let pf = per_file(&mut st)?;
+                let header = node.header_lock();
                 pending::write_pending(f, epoch, pf.size, &self.described(node))?;
+                drop(header);
                 pf.size_dirty = false;
                 pf.uncommitted.get_or_insert_with(Instant::now);
                 Ok(())
@@ -541,10 +543,11 @@ fn per_file(st: &mut State) -> Result<&mut PerFileState> {
     st.per_file_mut().ok_or_else(not_per_file)
 }
 
-/// Writes the header of per-file file `ino` open as `file` with its current size committed and no
-/// pending size record (`store::pending::write_committed`); `what` names it in errors.
+/// Writes the header of per-file file `node` open as `file` with its current size committed and no
+/// pending size record (`store::pending::write_committed`), under its header lock; `what` names it
+/// in errors.
 fn write_committed(
-    ino: u64,
+    node: &Node,
     file: &File,
     st: &mut State,
     what: &(impl std::fmt::Display + ?Sized),
@@ -553,11 +556,13 @@ fn write_committed(
     let pf = per_file(st)?;
     let h = FileHeader {
         layout: crate::store::config::ContentsLayout::PerFile,
-        ino,
+        ino: node.ino,
         size: pf.size,
         ctx,
     };
+    let header = node.header_lock();
     pending::write_committed(file, &h, what)?;
+    drop(header);
     pf.size_dirty = false;
     pf.uncommitted = None;
     Ok(())
@@ -566,7 +571,7 @@ fn write_committed(
 /// The current size committed when the header is behind it: the data synced, then the header
 /// written; with `sync`, the whole file synced after.
 fn commit_locked(
-    ino: u64,
+    node: &Node,
     file: &File,
     st: &mut State,
     sync: bool,
@@ -578,7 +583,7 @@ fn commit_locked(
     {
         // The data reaches the disk before the size that covers it.
         file.sync_data().map_err(|e| io_err(what, e))?;
-        write_committed(ino, file, st, what)?;
+        write_committed(node, file, st, what)?;
     }
     if sync {
         file.sync_all().map_err(|e| io_err(what, e))?;
@@ -611,7 +616,7 @@ pub(in crate::fs) fn commit_pending(node: &Node, before: Instant) -> Result<()> 
     if !due(&st) {
         return Ok(());
     }
-    let done = file.and_then(|f| commit_locked(node.ino, &f, &mut st, false, &what));
+    let done = file.and_then(|f| commit_locked(node, &f, &mut st, false, &what));
     if done.is_err() {
         // Tried again after another interval, not at every tick.
         if let Some(p) = st.per_file_mut() {

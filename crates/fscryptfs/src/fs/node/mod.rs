@@ -21,7 +21,7 @@ use fscrypt::keyring::ActiveRef;
 use fscrypt::keysetup::InodeKey;
 use fscrypt::{Errno, Error, Result};
 
-use super::locks::{lock, rlock};
+use super::locks::{lock, rlock, Locked};
 use super::types::errno;
 pub(super) use crate::store::kind::Kind;
 use crate::store::meta::SymlinkTarget;
@@ -379,16 +379,49 @@ impl Node {
         lock(&self.ident).map(|(dev, _)| dev)
     }
 
+    /// The backing identity of the node's object: as recorded, else asked of the kernel (an
+    /// `fstat` of the descriptor; None if that fails).
+    fn backing_ident(&self) -> Option<(u64, u64)> {
+        let known = *lock(&self.ident);
+        known.or_else(|| {
+            rustix::fs::fstat(&*self.fd())
+                .ok()
+                .map(|s| (s.st_dev, s.st_ino))
+        })
+    }
+
+    /// The header lock of the node's backing object ([`header_lock`]).
+    pub(super) fn header_lock(&self) -> Locked<'static, HeaderLock> {
+        let (dev, ino) = self.backing_ident().unwrap_or_default();
+        header_lock(dev, ino)
+    }
+
     /// Is `st` (an `fstat` of an object just opened) this node's backing object? The node's
     /// descriptor keeps its inode alive, so its number cannot belong to another object meanwhile.
     pub(super) fn is_object(&self, st: &rustix::fs::Stat) -> bool {
-        let known = *lock(&self.ident);
-        match known {
-            Some(id) => id == (st.st_dev, st.st_ino),
-            None => rustix::fs::fstat(&*self.fd())
-                .is_ok_and(|s| (s.st_dev, s.st_ino) == (st.st_dev, st.st_ino)),
-        }
+        self.backing_ident() == Some((st.st_dev, st.st_ino))
     }
+}
+
+/// What a header lock guards: nothing but the header's bytes on the backing store.
+pub(super) struct HeaderLock;
+
+/// How many header locks there are (backing objects share them by a hash of their identity).
+const HEADER_LOCKS: usize = 64;
+
+static HEADER_LOCK_TABLE: [Mutex<HeaderLock>; HEADER_LOCKS] =
+    [const { Mutex::new(HeaderLock) }; HEADER_LOCKS];
+
+/// The lock held by every write of a regular file's header in place (a size committed or recorded
+/// as pending) and by a lookup's read of it, for the backing object (`dev`, `ino`). On ext4 and
+/// tmpfs, buffered reads take no lock against writes: a read overlapping a write can return half
+/// of each, a header whose checksum fails (EUCLEAN at open) or a pending size record that looks
+/// damaged (the size cut back to the committed one). The writer may be a node the lookup cannot
+/// see: one being evicted, still writing its size. A leaf lock: nothing is taken under it, and it
+/// is held for one read or write.
+pub(super) fn header_lock(dev: u64, ino: u64) -> Locked<'static, HeaderLock> {
+    let mixed = dev.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ ino;
+    lock(&HEADER_LOCK_TABLE[(mixed % HEADER_LOCKS as u64) as usize])
 }
 
 /// Bookkeeping of one inode, under the node's `meta` lock.
